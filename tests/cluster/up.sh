@@ -1,0 +1,82 @@
+#!/usr/bin/env bash
+# Starts the test cluster (real kube-apiserver, etcd, kube-controller-manager and
+# kube-scheduler, kwok for fake nodes) with `kwokctl --runtime binary`, building any
+# missing binary first. Creates the default fake node fleet (tests/support/nodes.py).
+# Harmless on a running cluster. Progress goes to stderr; the LAST line on stdout is the
+# kubeconfig path.
+#
+# Env: SIESTA_CLUSTER_NAME (default siesta), SIESTA_CACHE (default ~/.cache/siesta),
+#      SIESTA_GPU_NODES_PER_POOL (default 1), SIESTA_CLUSTER_WAIT (default 5m).
+set -euo pipefail
+HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+ROOT=$(cd "$HERE/../.." && pwd)
+# shellcheck source=env.sh
+. "$HERE/env.sh"
+
+"$HERE/build.sh" >/dev/null
+BIN=$CLUSTER_BIN_DIR
+export PATH="$BIN:$PATH"
+# kwokctl reads these for what it has no flag for; no download is ever attempted.
+export KWOK_KUBECTL_BINARY=$BIN/kubectl KWOK_KUBE_VERSION=$K8S_VERSION
+KUBECTL=("$BIN/kubectl" --kubeconfig "$CLUSTER_KUBECONFIG")
+kwokctl() { "$BIN/kwokctl" --name "$SIESTA_CLUSTER_NAME" "$@"; }
+
+api_ready() {
+  [[ -f $CLUSTER_KUBECONFIG ]] && "${KUBECTL[@]}" get --raw /readyz >/dev/null 2>&1
+}
+
+t0=$SECONDS
+if api_ready; then
+  log "cluster '$SIESTA_CLUSTER_NAME' already running"
+else
+  if [[ -d $CLUSTER_DIR ]]; then
+    log "cluster '$SIESTA_CLUSTER_NAME' exists but does not answer; recreating it"
+    "$HERE/down.sh"
+  fi
+  log "creating cluster '$SIESTA_CLUSTER_NAME' in $CLUSTER_DIR"
+  # kwok plays kubelet only for nodes annotated kwok.x-k8s.io/node=fake, so that other
+  # nodes can be served by a test-side process kubelet (see tests/support/nodes.py).
+  kwokctl create cluster \
+    --runtime binary \
+    --kube-admission --kube-authorization \
+    --kubeconfig "" \
+    --quiet-pull \
+    --disable-qps-limits \
+    --wait "${SIESTA_CLUSTER_WAIT:-5m}" \
+    --etcd-binary "$BIN/etcd" \
+    --kube-apiserver-binary "$BIN/kube-apiserver" \
+    --kube-controller-manager-binary "$BIN/kube-controller-manager" \
+    --kube-scheduler-binary "$BIN/kube-scheduler" \
+    --kwok-controller-binary "$BIN/kwok" \
+    --extra-args kwok-controller=manage-all-nodes=false \
+    --extra-args kwok-controller=manage-nodes-with-annotation-selector=kwok.x-k8s.io/node=fake \
+    >&2
+  rm -f "$CLUSTER_DIR/.siesta-fleet"
+fi
+
+# The controller manager and the scheduler must run (StatefulSets create pods, the
+# scheduler binds them): both hold a leader lease once they work.
+for lease in kube-controller-manager kube-scheduler; do
+  for ((i = 0; ; i++)); do
+    "${KUBECTL[@]}" -n kube-system get lease "$lease" >/dev/null 2>&1 && break
+    ((i < 120)) || { log "$lease never took its lease"; exit 1; }
+    sleep 0.5
+  done
+done
+# Namespaced objects need the default ServiceAccount (created by the controller manager).
+for ((i = 0; ; i++)); do
+  "${KUBECTL[@]}" -n default get serviceaccount default >/dev/null 2>&1 && break
+  ((i < 120)) || { log "default ServiceAccount never appeared"; exit 1; }
+  sleep 0.5
+done
+
+# The default fleet is added once per cluster: tests may remove nodes, and a second
+# `up` must not bring them back.
+if [[ ! -f $CLUSTER_DIR/.siesta-fleet ]]; then
+  SIESTA_KUBECTL=$BIN/kubectl python3 "$ROOT/tests/support/nodes.py" default-fleet \
+    "$CLUSTER_KUBECONFIG" "${SIESTA_GPU_NODES_PER_POOL:-1}"
+  touch "$CLUSTER_DIR/.siesta-fleet"
+fi
+
+log "cluster '$SIESTA_CLUSTER_NAME' ready in $((SECONDS - t0))s; kubectl: $BIN/kubectl"
+echo "$CLUSTER_KUBECONFIG"

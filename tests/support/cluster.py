@@ -1,0 +1,201 @@
+"""pytest fixtures for the real test control plane (tests/cluster).
+
+``cluster`` (session): brings the cluster up once (tests/cluster/up.sh: builds missing
+binaries, starts kube-apiserver, etcd, kube-controller-manager, kube-scheduler and kwok,
+adds the default fake node fleet) and tears it down at the end. A cluster that already
+answers (``make cluster-up`` earlier) is reused and left running. If the cluster cannot
+start the fixture fails with the tail of the build/start log; it never skips.
+
+``namespace`` (function): a fresh namespace for one test, deleted afterwards.
+
+Tests that use them carry ``@pytest.mark.cluster``.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import subprocess
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pytest
+
+CLUSTER_SCRIPTS = Path(__file__).resolve().parents[1] / "cluster"
+LOG_TAIL_LINES = 80
+
+
+def cluster_paths() -> dict[str, str]:
+    """CLUSTER_KUBECONFIG, CLUSTER_BIN_DIR etc. as tests/cluster/env.sh computes them."""
+    names = ["CLUSTER_KUBECONFIG", "CLUSTER_BIN_DIR", "CLUSTER_DIR", "K8S_VERSION",
+             "KWOK_VERSION", "HELM_VERSION", "ETCD_VERSION", "SIESTA_CLUSTER_NAME",
+             "SIESTA_CACHE"]  # fmt: skip
+    script = f'. "{CLUSTER_SCRIPTS}/env.sh"; ' + "; ".join(
+        f'printf "%s=%s\\n" {n} "${n}"' for n in names
+    )
+    out = subprocess.run(["bash", "-c", script], capture_output=True, text=True, check=True)
+    return dict(line.split("=", 1) for line in out.stdout.splitlines())
+
+
+@dataclass
+class Cluster:
+    """A running test cluster: kubeconfig, binaries and a kubectl helper."""
+
+    kubeconfig: Path
+    bin_dir: Path
+    apiserver: str
+    versions: dict[str, str] = field(default_factory=dict)
+    started_here: bool = False
+
+    @property
+    def kubectl_path(self) -> Path:
+        return self.bin_dir / "kubectl"
+
+    @property
+    def helm_path(self) -> Path:
+        return self.bin_dir / "helm"
+
+    @property
+    def env(self) -> dict[str, str]:
+        """Environment for subprocesses: KUBECONFIG set, cluster binaries first on PATH."""
+        return {
+            **os.environ,
+            "KUBECONFIG": str(self.kubeconfig),
+            "PATH": f"{self.bin_dir}{os.pathsep}{os.environ.get('PATH', '')}",
+        }
+
+    def kubectl(
+        self,
+        *args: str,
+        input: str | None = None,  # noqa: A002 - mirrors subprocess.run
+        check: bool = True,
+        timeout: float = 120,
+    ) -> subprocess.CompletedProcess[str]:
+        """Run kubectl against this cluster; ``check`` raises with stderr on failure."""
+        result = subprocess.run(
+            [str(self.kubectl_path), "--kubeconfig", str(self.kubeconfig), *args],
+            input=input,
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+            check=False,
+        )
+        if check and result.returncode != 0:
+            raise AssertionError(
+                f"kubectl {' '.join(args)} exited {result.returncode}:\n{result.stderr}"
+            )
+        return result
+
+    def get_json(self, *args: str) -> dict:  # type: ignore[type-arg]
+        """``kubectl get ARGS -o json`` parsed."""
+        return json.loads(self.kubectl("get", *args, "-o", "json").stdout)  # type: ignore[no-any-return]
+
+    def apply(self, manifest: dict | str, namespace: str | None = None) -> None:  # type: ignore[type-arg]
+        """``kubectl apply`` a manifest given as a dict (any kind, or a List) or YAML text."""
+        text = manifest if isinstance(manifest, str) else json.dumps(manifest)
+        ns = ["-n", namespace] if namespace else []
+        self.kubectl("apply", *ns, "-f", "-", input=text)
+
+
+def _answers(kubectl: Path, kubeconfig: Path) -> bool:
+    if not (kubectl.exists() and kubeconfig.exists()):
+        return False
+    probe = subprocess.run(
+        [str(kubectl), "--kubeconfig", str(kubeconfig), "get", "--raw", "/readyz"],
+        capture_output=True,
+        timeout=30,
+        check=False,
+    )
+    return probe.returncode == 0
+
+
+def _run_script(name: str, log: Path) -> subprocess.CompletedProcess[str]:
+    timeout = float(os.environ.get("SIESTA_CLUSTER_UP_TIMEOUT", "3600"))
+    with log.open("a") as log_file:
+        return subprocess.run(
+            ["bash", str(CLUSTER_SCRIPTS / name)],
+            stdout=subprocess.PIPE,
+            stderr=log_file,
+            text=True,
+            timeout=timeout,
+            check=False,
+        )
+
+
+def _tail(log: Path) -> str:
+    lines = log.read_text(errors="replace").splitlines() if log.exists() else []
+    return "\n".join(lines[-LOG_TAIL_LINES:])
+
+
+def start_cluster() -> Cluster:
+    """Reuse a running cluster or start one; raises RuntimeError with the log tail."""
+    paths = cluster_paths()
+    kubeconfig = Path(paths["CLUSTER_KUBECONFIG"])
+    bin_dir = Path(paths["CLUSTER_BIN_DIR"])
+    started_here = False
+    if not _answers(bin_dir / "kubectl", kubeconfig):
+        log = Path(paths["SIESTA_CACHE"]) / f"cluster-up-{paths['SIESTA_CLUSTER_NAME']}.log"
+        log.parent.mkdir(parents=True, exist_ok=True)
+        log.write_text("")
+        result = _run_script("up.sh", log)
+        if result.returncode != 0:
+            raise RuntimeError(
+                f"tests/cluster/up.sh exited {result.returncode}; last lines of {log}:\n"
+                + _tail(log)
+            )
+        kubeconfig = Path(result.stdout.strip().splitlines()[-1])
+        started_here = True
+    cluster = Cluster(
+        kubeconfig=kubeconfig,
+        bin_dir=bin_dir,
+        apiserver="",
+        versions={k: paths[k] for k in ("K8S_VERSION", "ETCD_VERSION", "KWOK_VERSION",
+                                        "HELM_VERSION")},  # fmt: skip
+        started_here=started_here,
+    )
+    cluster.apiserver = cluster.kubectl(
+        "config", "view", "--minify", "-o", "jsonpath={.clusters[0].cluster.server}"
+    ).stdout.strip()
+    return cluster
+
+
+def stop_cluster() -> None:
+    paths = cluster_paths()
+    log = Path(paths["SIESTA_CACHE"]) / f"cluster-down-{paths['SIESTA_CLUSTER_NAME']}.log"
+    log.write_text("")
+    result = _run_script("down.sh", log)
+    if result.returncode != 0:
+        raise RuntimeError(f"tests/cluster/down.sh exited {result.returncode}:\n{_tail(log)}")
+
+
+@pytest.fixture(scope="session")
+def cluster() -> Iterator[Cluster]:
+    """The real control plane, started once per session (reused if already running)."""
+    try:
+        running = start_cluster()
+    except Exception as exc:  # noqa: BLE001 - any failure to start is reported, never skipped
+        pytest.fail(f"test cluster did not start: {exc}", pytrace=False)
+    yield running
+    if running.started_here and os.environ.get("SIESTA_KEEP_CLUSTER") != "1":
+        stop_cluster()
+
+
+def _namespace_name(test_name: str) -> str:
+    base = re.sub(r"[^a-z0-9-]+", "-", test_name.lower()).strip("-")[:40].strip("-")
+    return f"{base or 't'}-{uuid.uuid4().hex[:6]}"
+
+
+@pytest.fixture
+def namespace(cluster: Cluster, request: pytest.FixtureRequest) -> Iterator[str]:
+    """A fresh namespace named after the test, deleted (without waiting) afterwards."""
+    name = _namespace_name(request.node.name)
+    cluster.kubectl("create", "namespace", name)
+    # Pods need the namespace's default ServiceAccount, which the controller manager adds.
+    cluster.kubectl("wait", "--for=create", "serviceaccount/default", "-n", name,
+                    "--timeout=60s")  # fmt: skip
+    yield name
+    cluster.kubectl("delete", "namespace", name, "--wait=false", "--ignore-not-found",
+                    check=False)  # fmt: skip
