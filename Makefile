@@ -1,0 +1,35 @@
+# Siesta: one entry point for setup, tests, lint, the local cluster and the demo.
+SHELL := /bin/bash
+VENV := .venv
+PY := $(VENV)/bin/python
+export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
+
+.PHONY: setup test test-unit lint fmt generate check-generated demo demo-down
+
+## setup: install Debian packages, the virtualenv and the control plane (idempotent, cached)
+setup:
+	scripts/setup.sh
+
+## test: the full suite (unit, integration on the real control plane, end to end)
+test: setup
+	$(PY) -m pytest tests $(PYTEST_ARGS)
+
+## test-unit: only tests that need no cluster, Prometheus or model server
+test-unit:
+	$(PY) -m pytest tests -m "not cluster and not prometheus and not llama and not e2e" $(PYTEST_ARGS)
+
+## lint: ruff (format + lint), mypy strict, import rules
+lint:
+	$(VENV)/bin/ruff format --check .
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/mypy
+
+fmt:
+	$(VENV)/bin/ruff format .
+	$(VENV)/bin/ruff check --fix .
+
+## generate: regenerate CRDs (and other generated files)
+generate:
+	$(VENV)/bin/siesta crds --output-dir crds
+
+-include tests/cluster/cluster.mk

@@ -1,0 +1,1 @@
+"""Subcommands of the `siesta` CLI, one module each."""

@@ -1,0 +1,33 @@
+"""Pure scaling policy: schedules, load, demand, idleness. No I/O, no clock, no kopf.
+
+An import test (tests/unit/test_purity.py) keeps this package free of kopf, Kubernetes
+clients, network libraries and clock reads.
+"""
+
+from siesta.policy.decide import decide, forecast
+from siesta.policy.schedule import CompiledSchedule, FloorAt, FloorChange, ScheduleError
+from siesta.policy.types import (
+    Condition,
+    Decision,
+    ManualOverride,
+    Memory,
+    Observed,
+    Signals,
+    Transition,
+)
+
+__all__ = [
+    "CompiledSchedule",
+    "Condition",
+    "Decision",
+    "FloorAt",
+    "FloorChange",
+    "ManualOverride",
+    "Memory",
+    "Observed",
+    "ScheduleError",
+    "Signals",
+    "Transition",
+    "decide",
+    "forecast",
+]

@@ -1,0 +1,229 @@
+"""The scaling decision: one pure function from (spec, observed, signals, now, memory).
+
+The operator, `siesta explain`, `siesta preview` and `siesta simulate` all call `decide`,
+so what users preview is exactly what the operator does. Rules, in order of precedence:
+
+7. `paused` freezes replicas; a manual override (`kubectl scale`) pins them until it expires.
+1. Schedule windows set a floor (prewarm opens them early); replicas.min is the base floor.
+2. Load sets a target: ceil(load / targetPerReplica).
+3. Requests held at the gateway wake a model at zero (>= 1 replica).
+4. A model with replicas stays at >= 1 until it has been idle for idleTimeout; every
+   scale-down waits until the lower answer has held for scaleDownDelay (for the step to
+   zero the wait counts from the last activity).
+5. No scale-down while a replica is still starting or loading.
+6. Missing metrics never lower replicas: hold, and say so in a condition.
+Everything is clamped to replicas.max.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import replace
+from datetime import datetime
+
+from siesta.api.durations import format_duration
+from siesta.api.models import ModelDeploymentSpec
+from siesta.policy.schedule import CompiledSchedule, FloorAt, ScheduleError
+from siesta.policy.types import (
+    Condition,
+    Decision,
+    ManualOverride,
+    Memory,
+    Observed,
+    Signals,
+    Transition,
+)
+
+
+def when(moment: datetime) -> str:
+    """Timestamps in reasons: short, UTC, unambiguous."""
+    return moment.strftime("%Y-%m-%dT%H:%MZ") if moment.second == 0 else moment.strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def _latest(*moments: datetime | None) -> datetime | None:
+    known = [m for m in moments if m is not None]
+    return max(known) if known else None
+
+
+def _replicas(count: int) -> str:
+    return f"{count} replica" if count == 1 else f"{count} replicas"
+
+
+def _compile(spec: ModelDeploymentSpec) -> tuple[CompiledSchedule | None, Condition]:
+    try:
+        schedule = CompiledSchedule(spec.schedule, spec.replicas.min, spec.replicas.max)
+    except ScheduleError as error:
+        return None, Condition("ScheduleValid", False, "InvalidSchedule", str(error))
+    return schedule, Condition("ScheduleValid", True, "Valid", "schedule parsed")
+
+
+def _manual_override(
+    spec: ModelDeploymentSpec,
+    previous: ManualOverride | None,
+    schedule: CompiledSchedule | None,
+    now: datetime,
+) -> tuple[ManualOverride | None, ManualOverride | None, bool]:
+    """Returns (active override, override to remember, whether spec.manualReplicas should be cleared)."""
+    wanted = spec.manual_replicas
+    if wanted is None:
+        return None, None, False
+    if previous is not None and previous.replicas == wanted:
+        if now < previous.until:
+            return previous, previous, False
+        return None, previous, True  # expired: remembered so it is not restarted
+    until = now + spec.scaling.override_duration_delta
+    change = schedule.next_change(now) if schedule else None
+    if change is not None and change.time < until:
+        until = change.time
+    fresh = ManualOverride(wanted, now, until)
+    return fresh, fresh, False
+
+
+def _floor_reason(floor: FloorAt, spec: ModelDeploymentSpec) -> str:
+    if floor.window is None:
+        outside = "outside schedule windows; " if spec.schedule.windows else ""
+        return f"{outside}replicas.min is {floor.replicas}"
+    verb = "prewarming" if floor.prewarming else "inside"
+    return f"{verb} window {floor.window}: at least {_replicas(floor.replicas)}"
+
+
+def decide(
+    spec: ModelDeploymentSpec,
+    observed: Observed,
+    signals: Signals,
+    now: datetime,
+    previous: Memory | None = None,
+) -> Decision:
+    if now.tzinfo is None:
+        raise ValueError("decide() needs a timezone-aware `now`")
+    previous = previous or Memory()
+    current = observed.replicas
+    maximum = spec.replicas.max
+    scaling = spec.scaling
+
+    schedule, schedule_condition = _compile(spec)
+    conditions = [schedule_condition]
+    floor = schedule.floor_at(now) if schedule else FloorAt(min(spec.replicas.min, maximum), None)
+    schedule_change = schedule.next_change(now) if schedule else None
+
+    load_known = signals.load is not None
+    if load_known:
+        conditions.append(Condition("MetricsAvailable", True, "QuerySucceeded", f"load is {signals.load:g}"))
+    else:
+        message = signals.load_error or "no data"
+        conditions.append(
+            Condition("MetricsAvailable", False, "MetricsUnavailable", f"{message}; holding replicas")
+        )
+
+    active = signals.pending_requests > 0 or (signals.load is not None and signals.load > 0)
+    last_active = _latest(previous.last_active_time, signals.last_request_time, now if active else None)
+    if last_active is None and current > 0:
+        last_active = now  # a replica nobody has used yet still gets a full idle timeout
+
+    override, remembered_override, clear_override = _manual_override(
+        spec, previous.manual_override, schedule, now
+    )
+    memory = Memory(
+        desired=None,
+        last_active_time=last_active,
+        scale_down_since=None,
+        manual_override=remembered_override,
+    )
+    wake_times: list[datetime] = []
+    if schedule_change is not None:
+        wake_times.append(schedule_change.time)
+
+    def finish(desired: int, reasons: list[str]) -> Decision:
+        later = [t for t in wake_times if t > now]
+        return Decision(
+            desired=desired,
+            reasons=reasons,
+            next_change=min(later) if later else None,
+            conditions=conditions,
+            memory=replace(memory, desired=desired),
+            clear_manual_replicas=clear_override,
+            window=floor.window,
+        )
+
+    # Rule 7: the user's word wins.
+    if spec.paused:
+        return finish(current, [f"paused: holding {_replicas(current)}"])
+    if override is not None:
+        wake_times.append(override.until)
+        pinned = min(override.replicas, maximum)
+        capped = f" (capped at replicas.max {maximum})" if pinned < override.replicas else ""
+        return finish(
+            pinned,
+            [f"manual override (kubectl scale): {_replicas(pinned)}{capped} until {when(override.until)}"],
+        )
+
+    # Rules 1-4 each propose a count; the largest wins.
+    proposals: list[tuple[int, str]] = [(floor.replicas, _floor_reason(floor, spec))]
+    if load_known:
+        assert signals.load is not None
+        target = scaling.metric.target_per_replica if scaling.metric else 3.0
+        wanted = math.ceil(signals.load / target) if signals.load > 0 else 0
+        proposals.append((wanted, f"load {signals.load:g} at {target:g} per replica wants {wanted}"))
+    else:
+        proposals.append((current, f"metrics unavailable ({signals.load_error or 'no data'}): holding {current}"))
+    if schedule is None:
+        proposals.append((current, f"schedule invalid ({schedule_condition.message}): holding {current}"))
+    if signals.pending_requests > 0:
+        proposals.append((1, f"{signals.pending_requests} request(s) waiting at the gateway"))
+    if current > 0 and last_active is not None:
+        idle_at = last_active + scaling.idle_timeout_delta
+        if now < idle_at:
+            wake_times.append(idle_at)
+            proposals.append((1, f"last active {when(last_active)}; idle timeout {scaling.idle_timeout} ends {when(idle_at)}"))
+        else:
+            proposals.append((0, f"idle since {when(last_active)} (idleTimeout {scaling.idle_timeout})"))
+
+    # Largest first; among equals the more specific rule (later in the list) explains best.
+    ranked = sorted(reversed(proposals), key=lambda proposal: -proposal[0])
+    wanted_count = min(ranked[0][0], maximum)
+    reasons = [reason for _, reason in ranked]
+    if ranked[0][0] > maximum:
+        reasons.insert(0, f"capped at replicas.max {maximum}")
+
+    if wanted_count >= current:
+        return finish(wanted_count, reasons)
+
+    # Rule 5: a cold start is not idleness.
+    if observed.starting > 0:
+        memory = replace(memory, scale_down_since=previous.scale_down_since or now)
+        blocked = f"{_replicas(observed.starting)} still starting or loading: no scale-down below {current}"
+        return finish(current, [blocked, *reasons])
+
+    # Rule 4: stabilise before going down.
+    since = previous.scale_down_since or now
+    reference = min(since, last_active) if wanted_count == 0 and last_active else since
+    allowed_at = reference + scaling.scale_down_delay_delta
+    if now >= allowed_at:
+        return finish(wanted_count, [f"scaling down {current} -> {wanted_count}", *reasons])
+    memory = replace(memory, scale_down_since=since)
+    wake_times.append(allowed_at)
+    waiting = (
+        f"scale-down {current} -> {wanted_count} at {when(allowed_at)} "
+        f"(scaleDownDelay {format_duration(scaling.scale_down_delay_delta)})"
+    )
+    return finish(current, [waiting, *reasons])
+
+
+def forecast(
+    spec: ModelDeploymentSpec,
+    decision: Decision,
+    signals: Signals,
+    steps: int = 16,
+) -> Transition | None:
+    """The next change of the answer if nothing new happens (no new load or requests)."""
+    quiet = replace(signals, pending_requests=0)
+    current = decision
+    for _ in range(steps):
+        moment = current.next_change
+        if moment is None:
+            return None
+        settled = Observed(replicas=decision.desired, ready=decision.desired)
+        current = decide(spec, settled, quiet, moment, current.memory)
+        if current.desired != decision.desired:
+            return Transition(moment, current.desired, current.reasons[0])
+    return None

@@ -1,0 +1,77 @@
+"""Inputs and output of the scaling decision. Plain frozen dataclasses: no I/O, no clock."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime
+
+
+@dataclass(frozen=True)
+class Observed:
+    """What the cluster looks like now."""
+
+    replicas: int = 0
+    """The StatefulSet's current replica count (what the operator last wrote)."""
+    ready: int = 0
+    starting: int = 0
+    """Pods that exist but are not ready: waiting for a node, pulling, downloading, loading."""
+    waiting_for_gpu: int = 0
+    """Of the starting pods, those the scheduler cannot place yet (no GPU node)."""
+
+
+@dataclass(frozen=True)
+class Signals:
+    """Load and demand, as measured by the operator's adapters."""
+
+    load: float | None = 0.0
+    """Value of the load query; None means unavailable (Prometheus down, query error, no data)."""
+    load_error: str = ""
+    pending_requests: int = 0
+    """Requests the gateway holds for this model right now."""
+    last_request_time: datetime | None = None
+    """The last request any gateway saw for this model."""
+
+
+@dataclass(frozen=True)
+class ManualOverride:
+    replicas: int
+    since: datetime
+    until: datetime
+
+
+@dataclass(frozen=True)
+class Memory:
+    """What the previous decision left behind (persisted in the ModelDeployment's status)."""
+
+    desired: int | None = None
+    last_active_time: datetime | None = None
+    scale_down_since: datetime | None = None
+    manual_override: ManualOverride | None = None
+
+
+@dataclass(frozen=True)
+class Condition:
+    type: str
+    status: bool
+    reason: str
+    message: str
+
+
+@dataclass(frozen=True)
+class Transition:
+    time: datetime
+    replicas: int
+    reason: str
+
+
+@dataclass(frozen=True)
+class Decision:
+    desired: int
+    reasons: list[str]
+    next_change: datetime | None
+    """The earliest time the answer can change without new input (the operator sleeps until then)."""
+    conditions: list[Condition] = field(default_factory=list)
+    memory: Memory = field(default_factory=Memory)
+    clear_manual_replicas: bool = False
+    """The manual override has expired: the operator should remove spec.manualReplicas."""
+    window: str | None = None

@@ -1,0 +1,44 @@
+#!/usr/bin/env bash
+# Installs everything the tests and the demo need on a fresh Debian machine:
+# Debian packages (Prometheus), the Python virtualenv with both distributions,
+# and the Go-built control plane (cached outside git, keyed by version).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+log() { printf '==> %s\n' "$*" >&2; }
+
+install_debian_packages() {
+  local missing=()
+  command -v prometheus >/dev/null || [ -x /usr/bin/prometheus ] || missing+=(prometheus)
+  if [ ${#missing[@]} -gt 0 ]; then
+    log "installing Debian packages: ${missing[*]}"
+    local sudo=""
+    [ "$(id -u)" -eq 0 ] || sudo="sudo"
+    $sudo apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+    # The package starts a system service; tests run their own instances.
+    $sudo systemctl stop prometheus 2>/dev/null || $sudo service prometheus stop 2>/dev/null || true
+    $sudo pkill -x prometheus 2>/dev/null || true
+  fi
+}
+
+install_python() {
+  local stamp=.venv/.setup-stamp
+  if [ -f "$stamp" ] && [ "$stamp" -nt operator/pyproject.toml ] && [ "$stamp" -nt server/pyproject.toml ]; then
+    return
+  fi
+  log "creating .venv and installing siesta + siesta-server (llama-cpp-python compiles once, then pip's wheel cache keeps it)"
+  [ -d .venv ] || python3 -m venv .venv
+  .venv/bin/pip install -q --upgrade pip
+  # CPU build tuned for this host; set CMAKE_ARGS="-DGGML_CUDA=on" for a CUDA build.
+  .venv/bin/pip install -q -e './operator[dev]' -e './server[dev]'
+  touch "$stamp"
+}
+
+install_debian_packages
+install_python
+if [ "${SIESTA_SKIP_CLUSTER_BUILD:-}" != "1" ] && [ -x tests/cluster/build.sh ]; then
+  log "building the control plane (cached)"
+  tests/cluster/build.sh >&2
+fi
+log "setup complete"

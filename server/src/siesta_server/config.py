@@ -1,0 +1,132 @@
+"""Command line and environment: every flag can also come from a SIESTA_* variable.
+
+The operator configures pods through environment variables; people use flags. A flag wins
+over its variable, and the variable over the default.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+DEFAULT_PORT = 8080
+DEFAULT_CACHE_DIR = "~/.cache/siesta/models"
+
+
+@dataclass(frozen=True)
+class ServerConfig:
+    model: str
+    sha256: str | None = None
+    alias: str | None = None
+    host: str = "0.0.0.0"
+    port: int = DEFAULT_PORT
+    ctx_size: int = 4096
+    parallel: int = 4
+    gpu_layers: int = -1
+    cache_dir: Path = Path(DEFAULT_CACHE_DIR).expanduser()
+    threads: int = 0
+    batch_size: int = 2048
+    max_queue: int = 64
+    drain_timeout: float = 30.0
+    max_body_bytes: int = 8 * 1024 * 1024
+    log_level: str = "info"
+
+    @property
+    def model_id(self) -> str:
+        """The name clients use in the `model` field (llama.cpp uses the file name)."""
+        if self.alias:
+            return self.alias
+        tail = self.model.rstrip("/").rsplit("/", 1)[-1]
+        return tail.split("?", 1)[0] or self.model
+
+    @property
+    def slot_context(self) -> int:
+        """Tokens per parallel slot, as llama.cpp splits `--ctx-size` over `--parallel`."""
+        return self.ctx_size // self.parallel
+
+
+# flag, environment variable, type, help. Order is the order of `--help`.
+_OPTIONS: list[tuple[str, str, type, str]] = [
+    ("--model", "SIESTA_MODEL", str, "GGUF to serve: a path, file://, http:// or https:// URI"),
+    ("--sha256", "SIESTA_SHA256", str, "expected SHA-256 of the GGUF (hex); checked before use"),
+    ("--alias", "SIESTA_ALIAS", str, "model name in the API (default: the file name)"),
+    ("--host", "SIESTA_HOST", str, "address to listen on (default 0.0.0.0)"),
+    ("--port", "SIESTA_PORT", int, f"port to listen on (default {DEFAULT_PORT})"),
+    ("--ctx-size", "SIESTA_CTX_SIZE", int, "total context in tokens, split over slots"),
+    ("--parallel", "SIESTA_PARALLEL", int, "sequences decoded together (slots, default 4)"),
+    ("--gpu-layers", "SIESTA_GPU_LAYERS", int, "layers to offload to the GPU (-1: all)"),
+    ("--cache-dir", "SIESTA_CACHE_DIR", str, f"where downloads go (default {DEFAULT_CACHE_DIR})"),
+    ("--threads", "SIESTA_THREADS", int, "CPU threads for decoding (0: all cores)"),
+    ("--batch-size", "SIESTA_BATCH_SIZE", int, "most tokens per decode call (default 2048)"),
+    ("--max-queue", "SIESTA_MAX_QUEUE", int, "requests waiting for a slot before 503 (64)"),
+    ("--drain-timeout", "SIESTA_DRAIN_TIMEOUT", float, "seconds to finish requests on SIGTERM"),
+    ("--max-body-bytes", "SIESTA_MAX_BODY_BYTES", int, "largest request body accepted (8 MiB)"),
+    ("--log-level", "SIESTA_LOG_LEVEL", str, "debug, info, warning or error"),
+]
+
+ENVIRONMENT_VARIABLES = {flag: env for flag, env, _, _ in _OPTIONS}
+
+
+class ConfigError(ValueError):
+    """The command line or environment does not describe a runnable server."""
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="siesta-server",
+        description="OpenAI-compatible llama.cpp server with /health and Prometheus /metrics.",
+        epilog="Every flag can also be set with the environment variable shown in brackets.",
+    )
+    for flag, env, kind, help_text in _OPTIONS:
+        parser.add_argument(flag, type=kind, default=None, help=f"{help_text} [{env}]")
+    return parser
+
+
+def parse_config(
+    argv: Sequence[str] | None = None, environ: Mapping[str, str] | None = None
+) -> ServerConfig:
+    """Build the configuration from flags, then SIESTA_* variables, then defaults."""
+    environ = os.environ if environ is None else environ
+    args = vars(_parser().parse_args(argv))
+    values: dict[str, object] = {}
+    for flag, env, kind, _ in _OPTIONS:
+        field = flag.removeprefix("--").replace("-", "_")
+        value = args[field]
+        if value is None and environ.get(env, "").strip():
+            raw = environ[env].strip()
+            try:
+                value = kind(raw)
+            except ValueError:
+                raise ConfigError(f"{env}={raw!r} is not a valid {kind.__name__}") from None
+        if value is not None:
+            values[field] = value
+    if "model" not in values:
+        raise ConfigError("no model: pass --model or set SIESTA_MODEL")
+    if "cache_dir" in values:
+        values["cache_dir"] = Path(str(values["cache_dir"])).expanduser()
+    config = ServerConfig(**values)  # type: ignore[arg-type]
+    _validate(config)
+    return config
+
+
+def _validate(config: ServerConfig) -> None:
+    if not 0 < config.port < 65536:
+        raise ConfigError(f"port {config.port} is out of range")
+    if config.parallel < 1:
+        raise ConfigError("--parallel must be at least 1")
+    if config.ctx_size < 16 * config.parallel:
+        raise ConfigError(
+            f"--ctx-size {config.ctx_size} is too small for --parallel {config.parallel} "
+            "(each slot needs at least 16 tokens)"
+        )
+    if config.batch_size < 1 or config.max_queue < 0 or config.drain_timeout < 0:
+        raise ConfigError("--batch-size, --max-queue and --drain-timeout must be positive")
+    if config.sha256 is not None:
+        digest = config.sha256.lower()
+        if len(digest) != 64 or any(c not in "0123456789abcdef" for c in digest):
+            raise ConfigError("--sha256 must be 64 hexadecimal characters")
+    if config.log_level.lower() not in {"debug", "info", "warning", "error"}:
+        raise ConfigError(f"unknown log level {config.log_level!r}")
