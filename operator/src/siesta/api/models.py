@@ -25,6 +25,7 @@ PLURAL = "modeldeployments"
 SINGULAR = "modeldeployment"
 SHORT_NAMES = ["md"]
 
+DEFAULT_IDLE_TIMEOUT = "15m"
 DNS_LABEL_PATTERN = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$"
 # Five cron fields (croniter syntax), or one of the usual @-macros.
 CRON_PATTERN = (
@@ -285,8 +286,12 @@ class Scaling(ApiModel):
             ]
         }
     )
-    idle_timeout: Duration = Field(
-        default="15m", description="No load and no requests for this long (outside windows) -> scale to zero."
+    idle_timeout: Duration | None = Field(
+        default=None,
+        description=(
+            "No load and no requests for this long (outside windows) -> scale to zero. "
+            "Default: the operator's setting (15m unless changed)."
+        ),
     )
     scale_down_delay: Duration = Field(
         default="5m", description="A lower answer must hold this long before replicas go down."
@@ -305,13 +310,14 @@ class Scaling(ApiModel):
     @model_validator(mode="after")
     def _positive(self) -> Scaling:
         for name in ("idle_timeout", "wake_timeout", "override_duration"):
-            if parse_duration(getattr(self, name)).total_seconds() <= 0:
+            value = getattr(self, name)
+            if value is not None and parse_duration(value).total_seconds() <= 0:
                 raise ValueError(f"{to_camel(name)} must be a positive duration such as 30s, 15m or 1h")
         return self
 
     @property
     def idle_timeout_delta(self) -> timedelta:
-        return parse_duration(self.idle_timeout)
+        return parse_duration(self.idle_timeout or DEFAULT_IDLE_TIMEOUT)
 
     @property
     def scale_down_delay_delta(self) -> timedelta:

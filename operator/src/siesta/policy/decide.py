@@ -158,30 +158,36 @@ def decide(
         )
 
     # Rules 1-4 each propose a count; the largest wins.
-    proposals: list[tuple[int, str]] = [(floor.replicas, _floor_reason(floor, spec))]
+    # (replicas, reason, rank): among equal counts the lowest rank explains the answer best.
+    proposals: list[tuple[int, str, int]] = [
+        (floor.replicas, _floor_reason(floor, spec), 0 if floor.window else 5)
+    ]
     if load_known:
         assert signals.load is not None
         target = scaling.metric.target_per_replica if scaling.metric else 3.0
         wanted = math.ceil(signals.load / target) if signals.load > 0 else 0
-        proposals.append((wanted, f"load {signals.load:g} at {target:g} per replica wants {wanted}"))
+        proposals.append((wanted, f"load {signals.load:g} at {target:g} per replica wants {wanted}", 2))
     else:
-        proposals.append((current, f"metrics unavailable ({signals.load_error or 'no data'}): holding {current}"))
+        unavailable = signals.load_error or "no data"
+        proposals.append((current, f"metrics unavailable ({unavailable}): holding {current}", 1))
     if schedule is None:
-        proposals.append((current, f"schedule invalid ({schedule_condition.message}): holding {current}"))
+        invalid = schedule_condition.message
+        proposals.append((current, f"schedule invalid ({invalid}): holding {current}", 1))
     if signals.pending_requests > 0:
-        proposals.append((1, f"{signals.pending_requests} request(s) waiting at the gateway"))
+        proposals.append((1, f"{signals.pending_requests} request(s) waiting at the gateway", 1))
+    idle_text = format_duration(scaling.idle_timeout_delta)
     if current > 0 and last_active is not None:
         idle_at = last_active + scaling.idle_timeout_delta
         if now < idle_at:
             wake_times.append(idle_at)
-            proposals.append((1, f"last active {when(last_active)}; idle timeout {scaling.idle_timeout} ends {when(idle_at)}"))
+            idle_reason = f"last active {when(last_active)}; idle timeout {idle_text} ends {when(idle_at)}"
+            proposals.append((1, idle_reason, 3))
         else:
-            proposals.append((0, f"idle since {when(last_active)} (idleTimeout {scaling.idle_timeout})"))
+            proposals.append((0, f"idle since {when(last_active)} (idleTimeout {idle_text})", 1))
 
-    # Largest first; among equals the more specific rule (later in the list) explains best.
-    ranked = sorted(reversed(proposals), key=lambda proposal: -proposal[0])
+    ranked = sorted(proposals, key=lambda proposal: (-proposal[0], proposal[2]))
     wanted_count = min(ranked[0][0], maximum)
-    reasons = [reason for _, reason in ranked]
+    reasons = [reason for _, reason, _ in ranked]
     if ranked[0][0] > maximum:
         reasons.insert(0, f"capped at replicas.max {maximum}")
 
