@@ -1,0 +1,488 @@
+"""The decode loop: continuous batching of up to `--parallel` sequences in one thread.
+
+One dedicated thread owns the llama.cpp context. Each step it admits waiting requests into
+free slots (reusing a slot's cached prefix when the new prompt starts the same way), builds
+one `llama_batch` with the next token of every generating sequence plus prompt chunks of
+new ones, runs a single `llama_decode`, and samples each sequence from its own logits.
+
+The asyncio side talks to the thread through a thread-safe inbox; results go back with one
+`call_soon_threadsafe` per step into each request's asyncio.Queue.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import itertools
+import logging
+import queue
+import threading
+import time
+from collections import deque
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+from typing import Literal
+
+from siesta_server.metrics import ServerMetrics
+from siesta_server.native import Batch, Context, Model, NativeError, create_context, l2_normalize
+from siesta_server.sampling import Sampler
+from siesta_server.text import TextStream
+
+log = logging.getLogger(__name__)
+
+FinishReason = Literal["stop", "length"]
+
+
+@dataclass(frozen=True)
+class TextDelta:
+    text: str
+
+
+@dataclass(frozen=True)
+class Finished:
+    reason: FinishReason
+    prompt_tokens: int
+    completion_tokens: int
+    cached_tokens: int
+
+
+@dataclass(frozen=True)
+class Failed:
+    message: str
+
+
+Event = TextDelta | Finished | Failed
+
+
+class QueueFullError(RuntimeError):
+    """Every slot is busy and the waiting queue is at its limit."""
+
+
+class EngineStoppedError(RuntimeError):
+    """The decode thread is no longer running."""
+
+
+@dataclass
+class _Job:
+    id: int
+    prompt: list[int]
+    sampler: Sampler
+    max_tokens: int
+    stop: list[str]
+    ignore_eos: bool
+    events: asyncio.Queue[Event]
+    received_at: float
+
+
+@dataclass
+class _EmbeddingJob:
+    inputs: list[list[int]]
+    result: concurrent.futures.Future[list[list[float]]]
+
+
+@dataclass
+class _Cancel:
+    job_id: int
+
+
+@dataclass
+class _Slot:
+    seq_id: int
+    cached: list[int] = field(default_factory=list)  # tokens now in this sequence's KV cache
+    job: _Job | None = None
+    prompt_pos: int = 0
+    next_token: int | None = None
+    batch_index: int = -1
+    generated: int = 0
+    reused: int = 0
+    text: TextStream | None = None
+    started_at: float = 0.0
+    first_token_at: float = 0.0
+
+
+class Generation:
+    """The asyncio side of one running request: iterate its events, or cancel it."""
+
+    def __init__(self, engine: Engine, job_id: int, events: asyncio.Queue[Event]) -> None:
+        self._engine = engine
+        self.job_id = job_id
+        self._events = events
+        self.done = False
+        self._cancelled = False
+
+    async def events(self) -> AsyncIterator[Event]:
+        while not self.done:
+            event = await self._events.get()
+            if isinstance(event, Finished | Failed):
+                self.done = True
+            yield event
+
+    def cancel(self) -> None:
+        """Free the slot now (client went away); safe to call more than once."""
+        if not self.done and not self._cancelled:
+            self._cancelled = True
+            self._engine.cancel(self.job_id)
+            # Wake whoever is waiting for the next event; it ends the iteration.
+            self._events.put_nowait(Failed("cancelled"))
+
+
+class Engine:
+    def __init__(
+        self,
+        model: Model,
+        context: Context,
+        metrics: ServerMetrics,
+        *,
+        max_queue: int,
+        threads: int,
+    ) -> None:
+        self.model = model
+        self.context = context
+        self.metrics = metrics
+        self.n_slots = context.n_seq
+        self.n_ctx_seq = context.n_ctx_seq
+        self.max_queue = max_queue
+        self._threads = threads
+        self._slots = [_Slot(seq_id=i) for i in range(self.n_slots)]
+        self._waiting: deque[_Job] = deque()
+        self._inbox: queue.SimpleQueue[_Job | _EmbeddingJob | _Cancel | None] = (
+            queue.SimpleQueue()
+        )
+        self._batch = Batch(max(context.n_batch, self.n_slots))
+        self._ids = itertools.count(1)
+        self._outstanding = 0  # submitted and not yet finished, guarded by _lock
+        self._lock = threading.Lock()
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._thread: threading.Thread | None = None
+        self._outbox: list[tuple[asyncio.Queue[Event], Event]] = []
+        self._embedding_context: Context | None = None
+        metrics.engine.total_slots = self.n_slots
+
+    # -- asyncio side -------------------------------------------------------------------
+
+    def start(self, loop: asyncio.AbstractEventLoop) -> None:
+        self._loop = loop
+        self._thread = threading.Thread(target=self._run, name="siesta-decode", daemon=True)
+        self._thread.start()
+
+    @property
+    def outstanding(self) -> int:
+        with self._lock:
+            return self._outstanding
+
+    def submit(
+        self,
+        prompt: list[int],
+        sampler: Sampler,
+        *,
+        max_tokens: int,
+        stop: list[str],
+        ignore_eos: bool = False,
+    ) -> Generation:
+        """Queue a generation; the caller owns `sampler` until this returns."""
+        if self._thread is None or not self._thread.is_alive():
+            raise EngineStoppedError("the decode loop is not running")
+        with self._lock:
+            if self._outstanding >= self.n_slots + self.max_queue:
+                raise QueueFullError(
+                    f"all {self.n_slots} slots are busy and {self.max_queue} requests wait"
+                )
+            self._outstanding += 1
+        events: asyncio.Queue[Event] = asyncio.Queue()
+        job = _Job(
+            id=next(self._ids),
+            prompt=prompt,
+            sampler=sampler,
+            max_tokens=max_tokens,
+            stop=stop,
+            ignore_eos=ignore_eos,
+            events=events,
+            received_at=time.monotonic(),
+        )
+        self._inbox.put(job)
+        return Generation(self, job.id, events)
+
+    def cancel(self, job_id: int) -> None:
+        self._inbox.put(_Cancel(job_id))
+
+    async def embed(self, inputs: list[list[int]]) -> list[list[float]]:
+        if self._thread is None or not self._thread.is_alive():
+            raise EngineStoppedError("the decode loop is not running")
+        result: concurrent.futures.Future[list[list[float]]] = concurrent.futures.Future()
+        self._inbox.put(_EmbeddingJob(inputs, result))
+        return await asyncio.wrap_future(result)
+
+    def stop(self, timeout: float = 10.0) -> None:
+        """End the decode thread; requests still running get a Failed event."""
+        self._inbox.put(None)
+        if self._thread is not None:
+            self._thread.join(timeout)
+
+    # -- decode thread ------------------------------------------------------------------
+
+    def _run(self) -> None:
+        try:
+            while self._absorb_messages():
+                self._admit_waiting()
+                if any(slot.job for slot in self._slots):
+                    self._step()
+                self._publish_gauges()
+                self._flush_outbox()
+        except Exception:
+            log.exception("decode loop crashed")
+        finally:
+            self._fail_everything("the server is shutting down")
+            self._flush_outbox()
+            self._release_native()
+
+    def _absorb_messages(self) -> bool:
+        """Take everything from the inbox; block only when there is nothing to do."""
+        idle = not self._waiting and not any(slot.job for slot in self._slots)
+        while True:
+            try:
+                message = self._inbox.get(block=idle)
+            except queue.Empty:
+                return True
+            idle = False
+            if message is None:
+                return False
+            if isinstance(message, _Job):
+                self._waiting.append(message)
+            elif isinstance(message, _Cancel):
+                self._cancel(message.job_id)
+            else:
+                self._embed(message)
+
+    def _admit_waiting(self) -> None:
+        free = [slot for slot in self._slots if slot.job is None]
+        while self._waiting and free:
+            job = self._waiting.popleft()
+            slot = max(free, key=lambda s: _common_prefix(s.cached, job.prompt))
+            free.remove(slot)
+            # Keep the shared prefix in the KV cache, but always decode the prompt's last
+            # token again: its logits are needed to sample the first new token.
+            keep = min(_common_prefix(slot.cached, job.prompt), len(job.prompt) - 1)
+            if keep < len(slot.cached) and not self.context.forget(slot.seq_id, keep):
+                self.context.forget(slot.seq_id)
+                keep = 0
+            slot.cached = slot.cached[:keep]
+            slot.job = job
+            slot.prompt_pos = keep
+            slot.reused = keep
+            slot.next_token = None
+            slot.generated = 0
+            slot.text = TextStream(job.stop)
+            slot.started_at = time.monotonic()
+            self.metrics.engine.prompt_tokens_cached += keep
+
+    def _step(self) -> None:
+        batch = self._batch
+        batch.clear()
+        busy = [slot for slot in self._slots if slot.job is not None]
+        for slot in busy:
+            slot.batch_index = -1
+            if slot.next_token is not None:
+                slot.batch_index = batch.add(
+                    slot.next_token, len(slot.cached), slot.seq_id, output=True
+                )
+                slot.cached.append(slot.next_token)
+                slot.next_token = None
+        prompt_tokens = 0
+        for slot in busy:
+            job = slot.job
+            assert job is not None
+            remaining = len(job.prompt) - slot.prompt_pos
+            if remaining <= 0 or batch.free <= 0:
+                continue
+            count = min(remaining, batch.free)
+            last = len(job.prompt) - 1
+            for pos in range(slot.prompt_pos, slot.prompt_pos + count):
+                index = batch.add(job.prompt[pos], pos, slot.seq_id, output=pos == last)
+                if pos == last:
+                    slot.batch_index = index
+            slot.cached.extend(job.prompt[slot.prompt_pos : slot.prompt_pos + count])
+            slot.prompt_pos += count
+            prompt_tokens += count
+
+        status = self.context.decode(batch)
+        counters = self.metrics.engine
+        counters.n_decode += 1
+        counters.n_busy_slots += len(busy)
+        counters.prompt_tokens += prompt_tokens
+        if status != 0:
+            reason = "no room in the KV cache" if status == 1 else f"error {status}"
+            log.error("llama_decode failed (%s) for a batch of %d tokens", reason, batch.size)
+            for slot in busy:
+                self.context.forget(slot.seq_id)
+                slot.cached = []
+                self._fail(slot, f"decoding failed: {reason}")
+            return
+        for slot in busy:
+            if slot.batch_index >= 0 and slot.job is not None:
+                token = slot.job.sampler.sample(self.context.handle, slot.batch_index)
+                self._accept(slot, token)
+
+    def _accept(self, slot: _Slot, token: int) -> None:
+        job = slot.job
+        assert job is not None and slot.text is not None
+        now = time.monotonic()
+        if slot.generated == 0:
+            slot.first_token_at = now
+            self.metrics.engine.prompt_seconds += now - slot.started_at
+            self.metrics.time_to_first_token.observe(now - job.received_at)
+        slot.generated += 1
+        if not job.ignore_eos and self.model.is_end_of_generation(token):
+            self._finish(slot, "stop")
+            return
+        text = slot.text.push(self.model.piece(token))
+        if text:
+            self._outbox.append((job.events, TextDelta(text)))
+        if slot.text.stopped:
+            self._finish(slot, "stop")
+        elif slot.generated >= job.max_tokens or len(slot.cached) >= self.n_ctx_seq:
+            # The second case: the sequence's share of the KV cache is full, so this token
+            # could not be decoded; llama-server also reports it as "length".
+            self._finish(slot, "length")
+        else:
+            slot.next_token = token
+
+    def _finish(self, slot: _Slot, reason: FinishReason) -> None:
+        job = slot.job
+        assert job is not None and slot.text is not None
+        rest = slot.text.finish()
+        if rest:
+            self._outbox.append((job.events, TextDelta(rest)))
+        self._outbox.append(
+            (
+                job.events,
+                Finished(
+                    reason=reason,
+                    prompt_tokens=len(job.prompt),
+                    completion_tokens=slot.generated,
+                    cached_tokens=slot.reused,
+                ),
+            )
+        )
+        counters = self.metrics.engine
+        counters.tokens_predicted += slot.generated
+        counters.tokens_predicted_seconds += time.monotonic() - slot.first_token_at
+        counters.n_tokens_max = max(counters.n_tokens_max, len(slot.cached) + 1)
+        self._release(slot)
+
+    def _fail(self, slot: _Slot, message: str) -> None:
+        if slot.job is not None:
+            self._outbox.append((slot.job.events, Failed(message)))
+            self._release(slot)
+
+    def _release(self, slot: _Slot) -> None:
+        # The KV cache keeps this sequence's tokens: the next prompt may share the prefix.
+        if slot.job is not None:
+            slot.job.sampler.close()
+            slot.job = None
+            self._job_done()
+        slot.next_token = None
+        slot.text = None
+
+    def _cancel(self, job_id: int) -> None:
+        for job in self._waiting:
+            if job.id == job_id:
+                self._waiting.remove(job)
+                job.sampler.close()
+                self._job_done()
+                return
+        for slot in self._slots:
+            if slot.job is not None and slot.job.id == job_id:
+                log.debug("request %d cancelled; slot %d is free", job_id, slot.seq_id)
+                self._release(slot)
+                return
+
+    def _job_done(self) -> None:
+        with self._lock:
+            self._outstanding -= 1
+
+    def _embed(self, job: _EmbeddingJob) -> None:
+        if not job.result.set_running_or_notify_cancel():
+            return
+        try:
+            job.result.set_result([self._embed_one(tokens) for tokens in job.inputs])
+        except Exception as error:
+            job.result.set_exception(error)
+
+    def _embed_one(self, tokens: list[int]) -> list[float]:
+        if self._embedding_context is None:
+            # Created on first use: most deployments never ask for embeddings.
+            self._embedding_context = create_context(
+                self.model,
+                n_ctx=self.n_ctx_seq,
+                n_seq=1,
+                n_batch=self.n_ctx_seq,
+                threads=self._threads,
+                embeddings=True,
+            )
+        context = self._embedding_context
+        batch = Batch(len(tokens))
+        try:
+            for pos, token in enumerate(tokens):
+                batch.add(token, pos, 0, output=True)
+            status = context.decode(batch)
+            if status != 0:
+                raise NativeError(f"llama_decode failed with status {status}")
+            return l2_normalize(context.embedding(0, self.model.n_embd))
+        finally:
+            context.forget(0)
+            batch.close()
+
+    def _publish_gauges(self) -> None:
+        counters = self.metrics.engine
+        counters.requests_processing = sum(1 for slot in self._slots if slot.job is not None)
+        counters.requests_deferred = len(self._waiting)
+
+    def _flush_outbox(self) -> None:
+        if not self._outbox or self._loop is None:
+            return
+        outbox, self._outbox = self._outbox, []
+        try:
+            self._loop.call_soon_threadsafe(_deliver, outbox)
+        except RuntimeError:  # the event loop is closed: nobody is listening any more
+            pass
+
+    def _fail_everything(self, message: str) -> None:
+        for slot in self._slots:
+            self._fail(slot, message)
+        while self._waiting:
+            job = self._waiting.popleft()
+            self._outbox.append((job.events, Failed(message)))
+            job.sampler.close()
+            self._job_done()
+        while True:
+            try:
+                message_or_job = self._inbox.get_nowait()
+            except queue.Empty:
+                break
+            if isinstance(message_or_job, _Job):
+                self._outbox.append((message_or_job.events, Failed(message)))
+                message_or_job.sampler.close()
+                self._job_done()
+            elif isinstance(message_or_job, _EmbeddingJob):
+                message_or_job.result.set_exception(EngineStoppedError(message))
+        self._publish_gauges()
+
+    def _release_native(self) -> None:
+        self._batch.close()
+        if self._embedding_context is not None:
+            self._embedding_context.close()
+        self.context.close()
+        self.model.close()
+
+
+def _deliver(outbox: list[tuple[asyncio.Queue[Event], Event]]) -> None:
+    for events, event in outbox:
+        events.put_nowait(event)
+
+
+def _common_prefix(a: list[int], b: list[int]) -> int:
+    n = min(len(a), len(b))
+    i = 0
+    while i < n and a[i] == b[i]:
+        i += 1
+    return i

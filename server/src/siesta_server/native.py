@@ -1,0 +1,235 @@
+"""Thin typed wrappers over llama-cpp-python's low-level (ctypes) API.
+
+Only the pieces the server needs: load a model, create a multi-sequence context, fill a
+`llama_batch`, tokenize and turn tokens back into bytes. Everything here except tokenizing
+and the vocabulary lookups must be called from the decode thread only.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import logging
+import math
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import llama_cpp
+import llama_cpp._logger
+
+log = logging.getLogger(__name__)
+
+_backend_ready = False
+
+
+class NativeError(RuntimeError):
+    """llama.cpp refused an operation (bad model file, out of memory, decode failure)."""
+
+
+def init_backend(verbose: bool) -> None:
+    global _backend_ready
+    if not _backend_ready:
+        llama_cpp.llama_backend_init()
+        _backend_ready = True
+    # llama.cpp's own log lines go to stderr; keep errors unless asked for more.
+    llama_cpp._logger.set_verbose(verbose)
+
+
+@dataclass
+class Model:
+    """A loaded GGUF model and its vocabulary."""
+
+    path: Path
+    handle: Any
+    vocab: Any
+    n_vocab: int
+    n_embd: int
+    n_ctx_train: int
+    bos_token: int
+    eos_token: int
+    add_bos: bool
+    chat_template: str | None
+    description: str
+    size_bytes: int
+    n_params: int
+    _pieces: dict[int, bytes] = field(default_factory=dict, repr=False)
+
+    def tokenize(self, text: str, *, add_special: bool, parse_special: bool) -> list[int]:
+        data = text.encode("utf-8")
+        capacity = len(data) + 8
+        while True:
+            buffer = (llama_cpp.llama_token * capacity)()
+            count = llama_cpp.llama_tokenize(
+                self.vocab, data, len(data), buffer, capacity, add_special, parse_special
+            )
+            if count >= 0:
+                return list(buffer[:count])
+            capacity = -count
+
+    def piece(self, token: int) -> bytes:
+        """The bytes one token stands for (cached: pieces never change)."""
+        cached = self._pieces.get(token)
+        if cached is None:
+            buffer = ctypes.create_string_buffer(64)
+            length = llama_cpp.llama_token_to_piece(self.vocab, token, buffer, 64, 0, False)
+            if length < 0:
+                buffer = ctypes.create_string_buffer(-length)
+                length = llama_cpp.llama_token_to_piece(
+                    self.vocab, token, buffer, -length, 0, False
+                )
+            cached = buffer.raw[:length]
+            self._pieces[token] = cached
+        return cached
+
+    def token_text(self, token: int) -> str:
+        if token < 0 or token >= self.n_vocab:
+            return ""
+        raw: bytes = llama_cpp.llama_vocab_get_text(self.vocab, token)
+        return raw.decode("utf-8", errors="replace")
+
+    def is_end_of_generation(self, token: int) -> bool:
+        return bool(llama_cpp.llama_vocab_is_eog(self.vocab, token))
+
+    def close(self) -> None:
+        if self.handle is not None:
+            llama_cpp.llama_model_free(self.handle)
+            self.handle = None
+
+
+def load_model(path: Path, *, gpu_layers: int) -> Model:
+    params = llama_cpp.llama_model_default_params()
+    params.n_gpu_layers = gpu_layers
+    handle = llama_cpp.llama_model_load_from_file(str(path).encode(), params)
+    if not handle:
+        raise NativeError(f"llama.cpp could not load {path} (not a valid GGUF model?)")
+    vocab = llama_cpp.llama_model_get_vocab(handle)
+    description = ctypes.create_string_buffer(256)
+    llama_cpp.llama_model_desc(handle, description, 256)
+    template = llama_cpp.llama_model_chat_template(handle, None)
+    return Model(
+        path=path,
+        handle=handle,
+        vocab=vocab,
+        n_vocab=llama_cpp.llama_vocab_n_tokens(vocab),
+        n_embd=llama_cpp.llama_model_n_embd(handle),
+        n_ctx_train=llama_cpp.llama_model_n_ctx_train(handle),
+        bos_token=llama_cpp.llama_vocab_bos(vocab),
+        eos_token=llama_cpp.llama_vocab_eos(vocab),
+        add_bos=bool(llama_cpp.llama_vocab_get_add_bos(vocab)),
+        chat_template=template.decode("utf-8") if template else None,
+        description=description.value.decode("utf-8", errors="replace"),
+        size_bytes=llama_cpp.llama_model_size(handle),
+        n_params=llama_cpp.llama_model_n_params(handle),
+    )
+
+
+@dataclass
+class Context:
+    """A llama.cpp context whose KV cache holds `n_seq` independent sequences."""
+
+    handle: Any
+    memory: Any
+    n_ctx: int
+    n_ctx_seq: int
+    n_batch: int
+    n_seq: int
+
+    def decode(self, batch: Batch) -> int:
+        """Run one forward pass; 0 on success, 1 if no KV space, negative on error."""
+        return int(llama_cpp.llama_decode(self.handle, batch.native))
+
+    def forget(self, seq_id: int, from_pos: int = 0) -> bool:
+        """Drop a sequence's cached tokens at positions >= from_pos (0: all of them)."""
+        return bool(llama_cpp.llama_memory_seq_rm(self.memory, seq_id, from_pos, -1))
+
+    def embedding(self, seq_id: int, n_embd: int) -> list[float]:
+        pointer = llama_cpp.llama_get_embeddings_seq(self.handle, seq_id)
+        if not pointer:
+            raise NativeError("the model produced no pooled embedding")
+        return [float(pointer[i]) for i in range(n_embd)]
+
+    def close(self) -> None:
+        if self.handle is not None:
+            llama_cpp.llama_free(self.handle)
+            self.handle = None
+
+
+def create_context(
+    model: Model,
+    *,
+    n_ctx: int,
+    n_seq: int,
+    n_batch: int,
+    threads: int,
+    embeddings: bool = False,
+) -> Context:
+    params = llama_cpp.llama_context_default_params()
+    params.n_ctx = n_ctx
+    params.n_batch = n_batch
+    params.n_ubatch = min(n_batch, 512) if not embeddings else n_batch
+    params.n_seq_max = n_seq
+    params.n_threads = params.n_threads_batch = threads or default_threads()
+    # Separate per-sequence KV buffers: each slot owns n_ctx / n_seq tokens, so a slot can
+    # never run out of room because of its neighbours (llama-server's default too).
+    params.kv_unified = False
+    params.no_perf = True
+    if embeddings:
+        params.embeddings = True
+        params.pooling_type = llama_cpp.LLAMA_POOLING_TYPE_MEAN
+    handle = llama_cpp.llama_init_from_model(model.handle, params)
+    if not handle:
+        raise NativeError(f"llama.cpp could not create a context of {n_ctx} tokens")
+    return Context(
+        handle=handle,
+        memory=llama_cpp.llama_get_memory(handle),
+        n_ctx=llama_cpp.llama_n_ctx(handle),
+        # The real per-sequence limit (n_ctx may be rounded up, then split over sequences).
+        n_ctx_seq=llama_cpp.llama_n_ctx_seq(handle),
+        n_batch=llama_cpp.llama_n_batch(handle),
+        n_seq=n_seq,
+    )
+
+
+def default_threads() -> int:
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    return max(1, cores or 1)
+
+
+class Batch:
+    """A reusable `llama_batch` of up to `capacity` tokens, one sequence id per token."""
+
+    def __init__(self, capacity: int) -> None:
+        self.capacity = capacity
+        self.native = llama_cpp.llama_batch_init(capacity, 0, 1)
+        self.size = 0
+
+    def clear(self) -> None:
+        self.size = 0
+        self.native.n_tokens = 0
+
+    def add(self, token: int, pos: int, seq_id: int, *, output: bool) -> int:
+        """Append one token; returns its index (the `idx` for sampling its logits)."""
+        index = self.size
+        native = self.native
+        native.token[index] = token
+        native.pos[index] = pos
+        native.n_seq_id[index] = 1
+        native.seq_id[index][0] = seq_id
+        native.logits[index] = 1 if output else 0
+        self.size = native.n_tokens = index + 1
+        return index
+
+    @property
+    def free(self) -> int:
+        return self.capacity - self.size
+
+    def close(self) -> None:
+        if self.native is not None:
+            llama_cpp.llama_batch_free(self.native)
+            self.native = None
+
+
+def l2_normalize(vector: list[float]) -> list[float]:
+    norm = math.sqrt(sum(x * x for x in vector))
+    return [x / norm for x in vector] if norm > 0 else vector

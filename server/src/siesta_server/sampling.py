@@ -1,0 +1,122 @@
+"""Sampling: request parameters -> a llama.cpp sampler chain for one sequence.
+
+The chain mirrors llama-server's default order: grammar, logit bias, penalties, top-k,
+typical-p, top-p, min-p, temperature, then a seeded draw (or greedy at temperature 0).
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from typing import Any
+
+import llama_cpp
+from llama_cpp.llama_grammar import JSON_GBNF, json_schema_to_gbnf
+
+from siesta_server.native import Model
+
+RANDOM_SEED = llama_cpp.LLAMA_DEFAULT_SEED
+
+
+class GrammarError(ValueError):
+    """A grammar or JSON schema that llama.cpp cannot use."""
+
+
+@dataclass(frozen=True)
+class SamplingParams:
+    temperature: float = 0.8
+    top_k: int = 40
+    top_p: float = 0.95
+    min_p: float = 0.05
+    typical_p: float = 1.0
+    repeat_penalty: float = 1.0
+    repeat_last_n: int = 64
+    presence_penalty: float = 0.0
+    frequency_penalty: float = 0.0
+    seed: int | None = None
+    grammar: str | None = None
+    logit_bias: dict[int, float] = field(default_factory=dict)
+
+
+def grammar_for_json_schema(schema: dict[str, Any] | None) -> str:
+    """GBNF for a JSON schema (any JSON object when the schema is None)."""
+    if schema is None:
+        return JSON_GBNF
+    try:
+        return str(json_schema_to_gbnf(json.dumps(schema)))
+    except Exception as error:  # the converter raises bare Exceptions on unsupported input
+        raise GrammarError(f"unsupported JSON schema: {error}") from None
+
+
+class Sampler:
+    """One sequence's sampler chain. Create on any thread; sample on the decode thread."""
+
+    def __init__(self, model: Model, params: SamplingParams, history: list[int]) -> None:
+        self._chain: Any = llama_cpp.llama_sampler_chain_init(
+            llama_cpp.llama_sampler_chain_default_params()
+        )
+        try:
+            self._build(model, params, history)
+        except BaseException:
+            self.close()
+            raise
+
+    def _add(self, sampler: Any) -> None:
+        llama_cpp.llama_sampler_chain_add(self._chain, sampler)
+
+    def _build(self, model: Model, params: SamplingParams, history: list[int]) -> None:
+        if params.grammar is not None:
+            grammar = llama_cpp.llama_sampler_init_grammar(
+                model.vocab, params.grammar.encode("utf-8"), b"root"
+            )
+            if not grammar:
+                raise GrammarError("invalid GBNF grammar (llama.cpp could not parse it)")
+            self._add(grammar)
+        if params.logit_bias:
+            biases = (llama_cpp.llama_logit_bias * len(params.logit_bias))()
+            for i, (token, bias) in enumerate(params.logit_bias.items()):
+                biases[i].token = token
+                biases[i].bias = bias
+            self._add(
+                llama_cpp.llama_sampler_init_logit_bias(model.n_vocab, len(biases), biases)
+            )
+        if (
+            params.repeat_penalty != 1.0
+            or params.presence_penalty != 0.0
+            or params.frequency_penalty != 0.0
+        ):
+            penalties = llama_cpp.llama_sampler_init_penalties(
+                model.n_vocab,
+                params.repeat_last_n,
+                params.repeat_penalty,
+                params.frequency_penalty,
+                params.presence_penalty,
+            )
+            # Like llama-server, the prompt counts towards repetition penalties. Feed it to
+            # this sampler alone: a grammar must only ever see generated tokens.
+            for token in history[-params.repeat_last_n :] if params.repeat_last_n > 0 else []:
+                llama_cpp.llama_sampler_accept(penalties, token)
+            self._add(penalties)
+        if params.temperature <= 0:
+            self._add(llama_cpp.llama_sampler_init_greedy())
+            return
+        if params.top_k > 0:
+            self._add(llama_cpp.llama_sampler_init_top_k(params.top_k))
+        if params.typical_p < 1.0:
+            self._add(llama_cpp.llama_sampler_init_typical(params.typical_p, 1))
+        if params.top_p < 1.0:
+            self._add(llama_cpp.llama_sampler_init_top_p(params.top_p, 1))
+        if params.min_p > 0.0:
+            self._add(llama_cpp.llama_sampler_init_min_p(params.min_p, 1))
+        self._add(llama_cpp.llama_sampler_init_temp(params.temperature))
+        seed = RANDOM_SEED if params.seed is None else params.seed & 0xFFFFFFFF
+        self._add(llama_cpp.llama_sampler_init_dist(seed))
+
+    def sample(self, context_handle: Any, index: int) -> int:
+        """Pick (and accept) the next token from the logits at batch index `index`."""
+        return int(llama_cpp.llama_sampler_sample(self._chain, context_handle, index))
+
+    def close(self) -> None:
+        if self._chain is not None:
+            llama_cpp.llama_sampler_free(self._chain)
+            self._chain = None
