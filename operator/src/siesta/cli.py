@@ -14,6 +14,7 @@ COMMANDS = [
     "siesta.commands.explain",
     "siesta.commands.preview",
     "siesta.commands.crds",
+    "siesta.commands.gateway",
 ]
 
 EXIT_USAGE = 2

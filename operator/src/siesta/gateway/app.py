@@ -1,0 +1,437 @@
+"""The gateway's HTTP side: OpenAI routes, holding requests for cold models, /metrics.
+
+A request names a model; the catalog says which ModelDeployment serves that alias and which
+replicas are ready. With a ready replica the request is forwarded at once (fewest in flight
+first). Without one, the request is held in the model's bounded queue, the demand Lease
+tells the operator to wake the model, and the request goes out, in arrival order, as soon
+as a replica becomes ready, or gets a 503 with Retry-After after the model's wakeTimeout.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import time
+from dataclasses import dataclass
+from typing import Any
+
+import aiohttp
+from aiohttp import web
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+
+from siesta.gateway import proxy
+from siesta.gateway.auth import KeyFile
+from siesta.gateway.catalog import Catalog, Endpoint, ModelInfo, ModelKey
+from siesta.gateway.demand import DemandTracker
+from siesta.gateway.errors import JSON, error_json, sse_error_event
+from siesta.gateway.holding import HoldQueues, QueueFull, Ticket
+from siesta.gateway.metrics import GatewayMetrics
+from siesta.gateway.routing import Router
+from siesta.gateway.settings import GatewaySettings
+
+log = logging.getLogger("siesta.gateway")
+
+INFERENCE_PATHS = ("/v1/chat/completions", "/v1/completions", "/v1/embeddings")
+KEEPALIVE = b": waiting for model\n\n"
+UPSTREAM_KEEPALIVE_SECONDS = 3.0  # below uvicorn's 5 s idle timeout: never reuse a closing socket
+
+
+def model_key_text(key: ModelKey) -> str:
+    return f"{key[0]}/{key[1]}"
+
+
+@dataclass
+class Held:
+    """One request's stay at the gateway: its queue ticket and, once started, its SSE stream."""
+
+    request: web.Request
+    streaming: bool
+    sse: web.StreamResponse | None = None
+    ticket: Ticket | None = None
+    held_since: float | None = None
+
+
+class Gateway:
+    def __init__(self, settings: GatewaySettings, metrics: GatewayMetrics | None = None) -> None:
+        self.settings = settings
+        self.metrics = metrics or GatewayMetrics()
+        self.catalog = Catalog(on_endpoints=self._endpoints_changed)
+        self.router = Router()
+        self.queues = HoldQueues(settings.queue_size, settings.max_held)
+        self.demand = DemandTracker()
+        self.keys = KeyFile(settings.api_keys_file) if settings.api_keys_file else None
+        self.in_flight: dict[str, int] = {}
+        self.active_handlers = 0
+        self.synced: set[str] = set()
+        self.expected_syncs: set[str] = set()
+        self.draining = False
+        self.kick_demand: Any = lambda: None  # set by the demand writer
+        self._session: aiohttp.ClientSession | None = None
+        self.app = self._build_app()
+
+    # --- wiring -------------------------------------------------------------------------
+
+    def _build_app(self) -> web.Application:
+        app = web.Application(client_max_size=self.settings.max_body)
+        for path in INFERENCE_PATHS:
+            app.router.add_post(path, self.handle_inference)
+        app.router.add_get("/v1/models", self.handle_models)
+        app.router.add_get("/v1/models/{alias:.+}", self.handle_model)
+        app.router.add_get("/metrics", self.handle_metrics)
+        app.router.add_get("/healthz", self.handle_healthz)
+        app.router.add_get("/readyz", self.handle_readyz)
+        app.on_cleanup.append(self._close_session)
+        return app
+
+    @property
+    def session(self) -> aiohttp.ClientSession:
+        if self._session is None:
+            connector = aiohttp.TCPConnector(
+                limit=0, keepalive_timeout=UPSTREAM_KEEPALIVE_SECONDS, ttl_dns_cache=None
+            )
+            self._session = aiohttp.ClientSession(connector=connector, auto_decompress=False)
+        return self._session
+
+    async def _close_session(self, _: web.Application) -> None:
+        if self._session is not None:
+            await self._session.close()
+
+    def _endpoints_changed(self, key: ModelKey) -> None:
+        self.queues.wake(model_key_text(key))
+
+    def mark_synced(self, name: str) -> None:
+        self.synced.add(name)
+
+    # --- plain routes -------------------------------------------------------------------
+
+    async def handle_metrics(self, _: web.Request) -> web.Response:
+        return web.Response(
+            body=generate_latest(self.metrics.registry),
+            headers={"Content-Type": CONTENT_TYPE_LATEST},
+        )
+
+    async def handle_healthz(self, _: web.Request) -> web.Response:
+        return web.json_response({"status": "ok"})
+
+    async def handle_readyz(self, _: web.Request) -> web.Response:
+        missing = sorted(self.expected_syncs - self.synced)
+        if self.draining or missing:
+            reason = (
+                "draining"
+                if self.draining
+                else f"waiting for the first list of {', '.join(missing)}"
+            )
+            return web.json_response({"status": "unavailable", "reason": reason}, status=503)
+        return web.json_response({"status": "ok"})
+
+    def _model_entry(self, model: ModelInfo) -> dict[str, Any]:
+        return {
+            "id": model.alias,
+            "object": "model",
+            "created": _epoch(model.created),
+            "owned_by": "siesta",
+            "siesta": {
+                "namespace": model.namespace,
+                "name": model.name,
+                "phase": model.phase,
+                "replicas": model.replicas,
+                "readyReplicas": model.ready_replicas,
+                "readyEndpoints": len(self.catalog.endpoints(model.key)),
+                "queued": self.queues.pending(model_key_text(model.key)),
+            },
+        }
+
+    async def handle_models(self, request: web.Request) -> web.Response:
+        if (denied := self._check_key(request)) is not None:
+            return denied
+        data = [self._model_entry(m) for m in self.catalog.models()]
+        return web.json_response({"object": "list", "data": data})
+
+    async def handle_model(self, request: web.Request) -> web.Response:
+        if (denied := self._check_key(request)) is not None:
+            return denied
+        model = self.catalog.model(request.match_info["alias"])
+        if model is None:
+            return self._unknown_model(request.match_info["alias"])
+        return web.json_response(self._model_entry(model))
+
+    # --- errors -------------------------------------------------------------------------
+
+    def _error(
+        self,
+        status: int,
+        message: str,
+        error_type: str,
+        code: str,
+        *,
+        retry_after: int | None = None,
+        param: str | None = None,
+    ) -> web.Response:
+        headers = {"Content-Type": JSON}
+        if retry_after is not None:
+            headers["Retry-After"] = str(retry_after)
+        return web.Response(
+            status=status, body=error_json(message, error_type, code, param), headers=headers
+        )
+
+    def _check_key(self, request: web.Request) -> web.Response | None:
+        if self.keys is None or self.keys.allows(request.headers.get("Authorization")):
+            return None
+        self.metrics.rejected.labels("unauthorized").inc()
+        return self._error(
+            401, "Missing or invalid API key.", "invalid_request_error", "invalid_api_key"
+        )
+
+    def _unknown_model(self, alias: str) -> web.Response:
+        self.metrics.rejected.labels("unknown_model").inc()
+        known = ", ".join(m.alias for m in self.catalog.models()) or "none"
+        return self._error(
+            404,
+            f"The model {alias!r} does not exist. Known models: {known}.",
+            "invalid_request_error",
+            "model_not_found",
+            param="model",
+        )
+
+    # --- inference ----------------------------------------------------------------------
+
+    async def handle_inference(self, request: web.Request) -> web.StreamResponse:
+        if (denied := self._check_key(request)) is not None:
+            return denied
+        try:
+            body = await request.read()
+        except web.HTTPRequestEntityTooLarge:
+            self.metrics.rejected.labels("body_too_large").inc()
+            return self._error(
+                413,
+                f"Request body larger than {self.settings.max_body} bytes.",
+                "invalid_request_error",
+                "request_too_large",
+            )
+        try:
+            payload = json.loads(body)
+            alias = payload["model"]
+            if not isinstance(alias, str):
+                raise TypeError("model must be a string")
+        except (ValueError, KeyError, TypeError, AttributeError):
+            self.metrics.rejected.labels("bad_request").inc()
+            return self._error(
+                400,
+                "The request body must be JSON with a string field 'model'.",
+                "invalid_request_error",
+                "invalid_request",
+                param="model",
+            )
+        model = self.catalog.model(alias)
+        if model is None:
+            return self._unknown_model(alias)
+        held = Held(request, streaming=payload.get("stream") is True)
+        self.active_handlers += 1
+        try:
+            response = await self._serve(model, held, body)
+        finally:
+            self.active_handlers -= 1
+            self._leave_queue(model, held, "abandoned")
+        self.metrics.requests.labels(model.alias, str(response.status)).inc()
+        return response
+
+    async def _serve(self, model: ModelInfo, held: Held, body: bytes) -> web.StreamResponse:
+        loop = asyncio.get_running_loop()
+        key = model_key_text(model.key)
+        self.demand.seen(key, time.time())
+        arrival = loop.time()
+        deadline = arrival + model.wake_timeout
+        next_keepalive = arrival + self.settings.keepalive_interval
+        while True:
+            if self.draining and not self.catalog.endpoints(model.key):
+                self.metrics.rejected.labels("shutting_down").inc()
+                return await self._unavailable(
+                    held, "The gateway is restarting; retry the request.", "gateway_restarting"
+                )
+            now = loop.time()
+            endpoints = self.catalog.endpoints(model.key)
+            endpoint = self.router.choose(endpoints, now)
+            if endpoint is not None:
+                self._leave_queue(model, held, "forwarded")
+                result = await self._try(model, held, endpoint, body)
+                if result is not None:
+                    return result
+                continue  # not reached or unavailable: another replica, or hold
+            if held.ticket is None:
+                try:
+                    held.ticket = self.queues.admit(key)
+                except QueueFull as full:
+                    self.metrics.rejected.labels(
+                        "queue_full" if full.scope == "model" else "held_cap"
+                    ).inc()
+                    return await self._unavailable(
+                        held,
+                        f"Too many requests waiting for model {model.alias!r} ({full}).",
+                        "queue_full",
+                    )
+                held.held_since = held.held_since or now
+                self._counts_changed(model)
+            if now >= deadline:
+                self.metrics.timeouts.labels(model.alias).inc()
+                self._leave_queue(model, held, "timeout")
+                return await self._unavailable(
+                    held,
+                    f"Model {model.alias!r} did not become ready within its wakeTimeout "
+                    f"({model.wake_timeout:g}s); it is still starting, retry later.",
+                    "model_not_ready",
+                )
+            wake_at = min(deadline, next_keepalive)
+            cooldown_end = self.router.next_cooldown_end(endpoints, now)
+            if cooldown_end is not None:
+                wake_at = min(wake_at, cooldown_end)
+            await self.queues.wait(held.ticket, wake_at - now)
+            if held.streaming and loop.time() >= next_keepalive:
+                await self._keepalive(held)
+                next_keepalive = loop.time() + self.settings.keepalive_interval
+            model = self.catalog.model_by_key(model.key) or model  # wakeTimeout may change
+
+    async def _try(
+        self, model: ModelInfo, held: Held, endpoint: Endpoint, body: bytes
+    ) -> web.StreamResponse | None:
+        """Forward to one replica; None when it never did the work (try elsewhere)."""
+        key = model_key_text(model.key)
+        loop = asyncio.get_running_loop()
+        self.router.started(endpoint)
+        self.in_flight[key] = self.in_flight.get(key, 0) + 1
+        self.metrics.in_flight.labels(model.alias).inc()
+        self._counts_changed(model)
+        try:
+            try:
+                upstream = await proxy.send(
+                    self.session, endpoint, held.request, body, self.settings.connect_timeout
+                )
+            except (proxy.NotReached, proxy.Unavailable) as error:
+                kind = "connect" if isinstance(error, proxy.NotReached) else "unavailable"
+                log.info("%s: replica %s %s; trying again", model.alias, endpoint.url, kind)
+                self.metrics.upstream_errors.labels(model.alias, kind).inc()
+                self.router.cool(endpoint, loop.time())
+                return None
+            except (aiohttp.ClientError, TimeoutError) as error:
+                self.metrics.upstream_errors.labels(model.alias, "broken").inc()
+                return await self._bad_gateway(held, f"Replica failed: {error}")
+            return await self._relay(model, held, upstream)
+        finally:
+            self.router.finished(endpoint)
+            self.in_flight[key] -= 1
+            if not self.in_flight[key]:
+                del self.in_flight[key]
+            self.metrics.in_flight.labels(model.alias).dec()
+            self._counts_changed(model)
+
+    async def _relay(
+        self, model: ModelInfo, held: Held, upstream: proxy.Upstream
+    ) -> web.StreamResponse:
+        response = upstream.response
+        try:
+            if held.sse is not None:
+                out = held.sse
+                if response.status != 200:
+                    body = upstream.prefetched or await response.read()
+                    await out.write(sse_error_event(body))
+                    await out.write_eof()
+                    return out
+            else:
+                out = web.StreamResponse(
+                    status=response.status,
+                    reason=response.reason,
+                    headers=proxy.response_headers(response.headers),
+                )
+                if response.content_length is not None and upstream.prefetched is None:
+                    out.content_length = response.content_length
+                elif upstream.prefetched is not None:
+                    out.content_length = len(upstream.prefetched)
+                await out.prepare(held.request)
+            if upstream.prefetched is not None:
+                await out.write(upstream.prefetched)
+            else:
+                async for chunk in response.content.iter_any():
+                    await out.write(chunk)
+        except (aiohttp.ClientError, TimeoutError) as error:
+            # Headers are out: the only honest signal left is a broken connection.
+            self.metrics.upstream_errors.labels(model.alias, "broken").inc()
+            log.warning("%s: replica failed mid-response: %s", model.alias, error)
+            if held.request.transport is not None:
+                held.request.transport.abort()
+            return held.sse or web.Response(status=502)
+        finally:
+            upstream.release()
+        await out.write_eof()
+        return out
+
+    # --- holding helpers ----------------------------------------------------------------
+
+    def _leave_queue(self, model: ModelInfo, held: Held, outcome: str) -> None:
+        if held.ticket is None:
+            return
+        self.queues.leave(held.ticket)
+        held.ticket = None
+        if held.held_since is not None:
+            waited = asyncio.get_running_loop().time() - held.held_since
+            self.metrics.hold_seconds.labels(model.alias, outcome).observe(waited)
+            held.held_since = None
+        self._counts_changed(model)
+
+    def _counts_changed(self, model: ModelInfo) -> None:
+        key = model_key_text(model.key)
+        pending = self.queues.pending(key)
+        self.metrics.queued.labels(model.alias).set(pending)
+        self.demand.set_counts(key, pending, self.in_flight.get(key, 0))
+        self.kick_demand()
+
+    async def _keepalive(self, held: Held) -> None:
+        if held.sse is None:
+            held.sse = web.StreamResponse(
+                status=200,
+                headers={
+                    "Content-Type": "text/event-stream",
+                    "Cache-Control": "no-cache",
+                    "X-Accel-Buffering": "no",
+                },
+            )
+            await held.sse.prepare(held.request)
+        await held.sse.write(KEEPALIVE)
+
+    async def _unavailable(self, held: Held, message: str, code: str) -> web.StreamResponse:
+        body = error_json(message, "unavailable_error", code)
+        if held.sse is not None:
+            await held.sse.write(sse_error_event(body))
+            await held.sse.write_eof()
+            return held.sse
+        return web.Response(
+            status=503,
+            body=body,
+            headers={"Content-Type": JSON, "Retry-After": str(self.settings.retry_after)},
+        )
+
+    async def _bad_gateway(self, held: Held, message: str) -> web.StreamResponse:
+        body = error_json(message, "upstream_error", "bad_gateway")
+        if held.sse is not None:
+            await held.sse.write(sse_error_event(body))
+            await held.sse.write_eof()
+            return held.sse
+        return web.Response(status=502, body=body, headers={"Content-Type": JSON})
+
+    # --- shutdown -----------------------------------------------------------------------
+
+    async def drain(self) -> None:
+        """Answer held requests with a retryable 503, let forwarded ones finish."""
+        self.draining = True
+        self.queues.wake_all()
+        deadline = time.monotonic() + self.settings.drain_timeout
+        while self.active_handlers and time.monotonic() < deadline:  # noqa: ASYNC110 - a short poll
+            await asyncio.sleep(0.05)
+
+
+def _epoch(timestamp: str) -> int:
+    from datetime import datetime
+
+    try:
+        return int(datetime.fromisoformat(timestamp.replace("Z", "+00:00")).timestamp())
+    except ValueError:
+        return 0

@@ -1,0 +1,204 @@
+"""What the gateway knows about the cluster: models by alias and their ready endpoints.
+
+Fed from watch events (ModelDeployments, EndpointSlices); read on every request without
+any API call. No I/O here: `kube` feeds it, tests feed it dictionaries.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from typing import Any
+
+from siesta.api.durations import parse_duration
+from siesta.api.models import Scaling
+
+SERVICE_NAME_LABEL = "kubernetes.io/service-name"
+DEFAULT_WAKE_TIMEOUT = Scaling().wake_timeout_delta.total_seconds()
+Obj = dict[str, Any]
+ModelKey = tuple[str, str]  # (namespace, name)
+
+
+@dataclass(frozen=True)
+class ModelInfo:
+    namespace: str
+    name: str
+    uid: str
+    alias: str
+    wake_timeout: float
+    phase: str | None = None
+    replicas: int = 0
+    ready_replicas: int = 0
+    created: str = ""
+
+    @property
+    def key(self) -> ModelKey:
+        return (self.namespace, self.name)
+
+
+@dataclass(frozen=True)
+class Endpoint:
+    """One ready replica: where to connect, and a key that changes with the pod."""
+
+    key: str
+    address: str
+    port: int
+
+    @property
+    def url(self) -> str:
+        host = f"[{self.address}]" if ":" in self.address else self.address
+        return f"http://{host}:{self.port}"
+
+
+def model_from_object(obj: Obj) -> ModelInfo:
+    """A ModelInfo from a ModelDeployment as the API server returns it (lenient)."""
+    metadata = obj.get("metadata", {})
+    spec = obj.get("spec") or {}
+    status = obj.get("status") or {}
+    name = str(metadata.get("name", ""))
+    alias = (spec.get("model") or {}).get("alias") or name
+    wake_text = (spec.get("scaling") or {}).get("wakeTimeout")
+    try:
+        wake_timeout = (
+            parse_duration(wake_text).total_seconds() if wake_text else DEFAULT_WAKE_TIMEOUT
+        )
+    except ValueError:
+        wake_timeout = DEFAULT_WAKE_TIMEOUT
+    return ModelInfo(
+        namespace=str(metadata.get("namespace", "default")),
+        name=name,
+        uid=str(metadata.get("uid", "")),
+        alias=str(alias),
+        wake_timeout=wake_timeout,
+        phase=status.get("phase"),
+        replicas=int(status.get("replicas") or 0),
+        ready_replicas=int(status.get("readyReplicas") or 0),
+        created=str(metadata.get("creationTimestamp", "")),
+    )
+
+
+def endpoints_from_slice(obj: Obj, port_name: str = "http") -> list[Endpoint]:
+    """Ready (and not terminating) endpoints of an EndpointSlice, on its `http` port."""
+    ports = obj.get("ports") or []
+    port = next((p.get("port") for p in ports if p.get("name") == port_name), None)
+    if port is None and len(ports) == 1:
+        port = ports[0].get("port")
+    if port is None:
+        return []
+    found = []
+    for endpoint in obj.get("endpoints") or []:
+        conditions = endpoint.get("conditions") or {}
+        # `ready` unset means ready (API docs); terminating endpoints are never ready.
+        if conditions.get("ready") is False or conditions.get("terminating") is True:
+            continue
+        addresses = endpoint.get("addresses") or []
+        if not addresses:
+            continue
+        target = endpoint.get("targetRef") or {}
+        key = f"{target.get('uid') or target.get('name') or ''}@{addresses[0]}:{port}"
+        found.append(Endpoint(key=key, address=addresses[0], port=int(port)))
+    return found
+
+
+def _object_key(obj: Obj) -> ModelKey:
+    metadata = obj.get("metadata", {})
+    return (str(metadata.get("namespace", "default")), str(metadata.get("name", "")))
+
+
+class Catalog:
+    """Models by alias and their endpoints; calls `on_endpoints` when a model's set changes."""
+
+    def __init__(self, on_endpoints: Callable[[ModelKey], None] | None = None) -> None:
+        self._models: dict[ModelKey, ModelInfo] = {}
+        self._by_alias: dict[str, ModelInfo] = {}
+        # EndpointSlice (namespace, name) -> (service key, endpoints)
+        self._slices: dict[ModelKey, tuple[ModelKey, list[Endpoint]]] = {}
+        self._endpoints: dict[ModelKey, list[Endpoint]] = {}
+        self._on_endpoints = on_endpoints or (lambda key: None)
+        self.synced: set[str] = set()
+
+    # --- models -------------------------------------------------------------------------
+
+    def apply_model(self, event_type: str, obj: Obj) -> None:
+        key = _object_key(obj)
+        if event_type == "DELETED":
+            self._models.pop(key, None)
+        else:
+            self._models[key] = model_from_object(obj)
+        self._reindex()
+
+    def replace_models(self, objects: Iterable[Obj], namespace: str | None = None) -> None:
+        """A fresh list (of one namespace, or of all when `namespace` is None)."""
+        kept = {
+            k: m for k, m in self._models.items() if namespace is not None and k[0] != namespace
+        }
+        self._models = kept | {_object_key(o): model_from_object(o) for o in objects}
+        self._reindex()
+
+    def _reindex(self) -> None:
+        # Two models with one alias (different namespaces): the oldest wins, deterministically.
+        ordered = sorted(self._models.values(), key=lambda m: (m.created, m.namespace, m.name))
+        by_alias: dict[str, ModelInfo] = {}
+        for model in ordered:
+            by_alias.setdefault(model.alias, model)
+        self._by_alias = by_alias
+
+    def model(self, alias: str) -> ModelInfo | None:
+        return self._by_alias.get(alias)
+
+    def models(self) -> list[ModelInfo]:
+        return sorted(self._by_alias.values(), key=lambda m: m.alias)
+
+    def model_by_key(self, key: ModelKey) -> ModelInfo | None:
+        return self._models.get(key)
+
+    # --- endpoints ----------------------------------------------------------------------
+
+    def apply_slice(self, event_type: str, obj: Obj) -> None:
+        slice_key = _object_key(obj)
+        previous = self._slices.pop(slice_key, None)
+        changed = {previous[0]} if previous else set()
+        if event_type != "DELETED":
+            service = (
+                slice_key[0],
+                str(obj.get("metadata", {}).get("labels", {}).get(SERVICE_NAME_LABEL, "")),
+            )
+            self._slices[slice_key] = (service, endpoints_from_slice(obj))
+            changed.add(service)
+        for service in changed:
+            self._rebuild(service)
+
+    def replace_slices(self, objects: Iterable[Obj], namespace: str | None = None) -> None:
+        """A fresh list (of one namespace, or of all when `namespace` is None)."""
+        services = {
+            s for k, (s, _) in self._slices.items() if namespace is None or k[0] == namespace
+        }
+        self._slices = {
+            k: v for k, v in self._slices.items() if namespace is not None and k[0] != namespace
+        }
+        for obj in objects:
+            slice_key = _object_key(obj)
+            labels = obj.get("metadata", {}).get("labels", {})
+            service = (slice_key[0], str(labels.get(SERVICE_NAME_LABEL, "")))
+            self._slices[slice_key] = (service, endpoints_from_slice(obj))
+            services.add(service)
+        for service in services:
+            self._rebuild(service)
+
+    def _rebuild(self, service: ModelKey) -> None:
+        merged: dict[str, Endpoint] = {}
+        for owner, endpoints in self._slices.values():
+            if owner == service:
+                for endpoint in endpoints:
+                    merged.setdefault(endpoint.key, endpoint)
+        current = sorted(merged.values(), key=lambda e: e.key)
+        if current != self._endpoints.get(service, []):
+            if current:
+                self._endpoints[service] = current
+            else:
+                self._endpoints.pop(service, None)
+            self._on_endpoints(service)
+
+    def endpoints(self, key: ModelKey) -> list[Endpoint]:
+        """Ready endpoints of the model's Service (named like the model, contracts.md)."""
+        return self._endpoints.get(key, [])

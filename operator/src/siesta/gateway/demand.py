@@ -1,0 +1,188 @@
+"""Demand Leases (docs/contracts.md, "Demand"): what to write, and when.
+
+Each gateway replica owns one Lease per ModelDeployment it has seen requests for, so
+replicas never contend. `DemandTracker` keeps the counts per model and answers when the
+next write is due under the contract's rate limits; `lease_body` builds the object. The
+writer (`kube.DemandWriter`) does the I/O. Times are arguments: monotonic `now` for rate
+limits, wall-clock `wall` for renewTime.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass, replace
+from datetime import UTC, datetime
+from typing import Any
+
+LEASE_DURATION_SECONDS = 30
+PENDING_ANNOTATION = "siesta.dev/pending-requests"
+IN_FLIGHT_ANNOTATION = "siesta.dev/in-flight-requests"
+MODEL_LABEL = "siesta.dev/modeldeployment"
+MANAGED_BY_LABEL = "app.kubernetes.io/managed-by"
+MANAGED_BY = "siesta-gateway"
+
+CHANGE_INTERVAL = 1.0  # at most once a second while the pending count changes
+HOLDING_INTERVAL = 10.0  # renew every 10 s while requests are held
+WARM_INTERVAL = 15.0  # at most every 15 s for warm traffic
+
+
+def gateway_id(pod_name: str) -> str:
+    """8 hex characters identifying a gateway replica (a hash of its pod name)."""
+    return hashlib.sha256(pod_name.encode()).hexdigest()[:8]
+
+
+def lease_name(model_name: str, pod_name: str) -> str:
+    return f"{model_name}-demand-{gateway_id(pod_name)}"
+
+
+def micro_time(wall: float) -> str:
+    """Kubernetes MicroTime: RFC 3339 with microseconds, UTC."""
+    return datetime.fromtimestamp(wall, UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+@dataclass(frozen=True)
+class Counts:
+    pending: int = 0
+    in_flight: int = 0
+
+
+@dataclass(frozen=True)
+class Written:
+    counts: Counts
+    at: float  # monotonic
+    seen: float  # wall clock renewTime written
+
+
+@dataclass
+class ModelDemand:
+    counts: Counts = Counts()
+    last_seen: float | None = None  # wall clock of the latest request
+    written: Written | None = None
+    failed_at: float | None = None  # monotonic time of the last failed write
+
+
+RETRY_AFTER_FAILURE = 1.0
+
+
+def due_at(demand: ModelDemand, now: float) -> float | None:
+    """Monotonic time at which a write is due (<= now: write now); None: nothing to write."""
+    if demand.last_seen is None:
+        return None
+    written = demand.written
+    counts = demand.counts
+    if written is None:
+        due = now
+    elif counts.pending > 0 and written.counts.pending == 0:
+        due = now  # a model just went cold for this gateway: wake it at once
+    else:
+        candidates = []
+        if counts.pending != written.counts.pending:
+            candidates.append(written.at + CHANGE_INTERVAL)
+        if counts.pending > 0:
+            candidates.append(written.at + HOLDING_INTERVAL)
+        if counts.in_flight != written.counts.in_flight or demand.last_seen > written.seen:
+            candidates.append(written.at + WARM_INTERVAL)
+        if not candidates:
+            return None
+        due = min(candidates)
+    if demand.failed_at is not None:
+        due = max(due, demand.failed_at + RETRY_AFTER_FAILURE)
+    return due
+
+
+def renew_time(demand: ModelDemand, wall: float) -> float:
+    """Requests that are held or in flight are still being seen: renew to now."""
+    if demand.counts.pending > 0 or demand.counts.in_flight > 0 or demand.last_seen is None:
+        return wall
+    return demand.last_seen
+
+
+class DemandTracker:
+    """Counts per model (key "namespace/name"), and the bookkeeping of writes."""
+
+    def __init__(self) -> None:
+        self.models: dict[str, ModelDemand] = {}
+
+    def _get(self, model: str) -> ModelDemand:
+        return self.models.setdefault(model, ModelDemand())
+
+    def seen(self, model: str, wall: float) -> None:
+        demand = self._get(model)
+        demand.last_seen = wall if demand.last_seen is None else max(demand.last_seen, wall)
+
+    def set_counts(self, model: str, pending: int, in_flight: int) -> None:
+        self._get(model).counts = Counts(pending, in_flight)
+
+    def due(self, now: float) -> list[str]:
+        return [
+            m for m, d in self.models.items() if (at := due_at(d, now)) is not None and at <= now
+        ]
+
+    def next_due(self, now: float) -> float | None:
+        times = [at for d in self.models.values() if (at := due_at(d, now)) is not None]
+        return min(times) if times else None
+
+    def wrote(self, model: str, counts: Counts, seen: float, now: float) -> None:
+        demand = self._get(model)
+        demand.written = Written(counts, now, seen)
+        demand.failed_at = None
+
+    def failed(self, model: str, now: float) -> None:
+        self._get(model).failed_at = now
+
+    def forget_written(self, model: str) -> None:
+        """The Lease is gone (deleted by someone): the next write recreates it."""
+        demand = self.models.get(model)
+        if demand is not None and demand.written is not None:
+            demand.written = replace(demand.written, counts=Counts(-1, -1))
+
+
+def lease_body(
+    *,
+    namespace: str,
+    model_name: str,
+    model_uid: str,
+    pod_name: str,
+    counts: Counts,
+    renew_wall: float,
+) -> dict[str, Any]:
+    """The whole Lease, as created; a later write patches spec.renewTime and annotations."""
+    return {
+        "apiVersion": "coordination.k8s.io/v1",
+        "kind": "Lease",
+        "metadata": {
+            "name": lease_name(model_name, pod_name),
+            "namespace": namespace,
+            "labels": {MODEL_LABEL: model_name, MANAGED_BY_LABEL: MANAGED_BY},
+            "annotations": lease_annotations(counts),
+            "ownerReferences": [
+                {
+                    "apiVersion": "siesta.dev/v1alpha1",
+                    "kind": "ModelDeployment",
+                    "name": model_name,
+                    "uid": model_uid,
+                }
+            ],
+        },
+        "spec": {
+            "holderIdentity": pod_name,
+            "leaseDurationSeconds": LEASE_DURATION_SECONDS,
+            "renewTime": micro_time(renew_wall),
+        },
+    }
+
+
+def lease_annotations(counts: Counts) -> dict[str, str]:
+    return {PENDING_ANNOTATION: str(counts.pending), IN_FLIGHT_ANNOTATION: str(counts.in_flight)}
+
+
+def lease_patch(pod_name: str, counts: Counts, renew_wall: float) -> dict[str, Any]:
+    """A merge patch that renews an existing Lease."""
+    return {
+        "metadata": {"annotations": lease_annotations(counts)},
+        "spec": {
+            "holderIdentity": pod_name,
+            "leaseDurationSeconds": LEASE_DURATION_SECONDS,
+            "renewTime": micro_time(renew_wall),
+        },
+    }

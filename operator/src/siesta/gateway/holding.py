@@ -1,0 +1,93 @@
+"""Bounded per-model queues of requests held while a model wakes up.
+
+A held request keeps its place until it leaves (forwarded, timed out, client gone). When a
+model gets a ready replica, `wake` resolves the waiters in arrival order, so the event loop
+resumes them, and they forward, in that order. Caps: per model and in all.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+from collections import OrderedDict
+from dataclasses import dataclass, field
+
+
+class QueueFull(Exception):
+    """No room: `scope` is "model" (this model's queue) or "gateway" (the global cap)."""
+
+    def __init__(self, scope: str, limit: int) -> None:
+        super().__init__(f"{scope} queue full ({limit} held)")
+        self.scope = scope
+        self.limit = limit
+
+
+@dataclass(eq=False)
+class Ticket:
+    model: str
+    number: int
+    _signal: asyncio.Event = field(default_factory=asyncio.Event)
+
+
+class HoldQueues:
+    def __init__(self, per_model: int, total: int) -> None:
+        self.per_model = per_model
+        self.total_limit = total
+        self._queues: dict[str, OrderedDict[int, Ticket]] = {}
+        self._numbers = itertools.count()
+        self._total = 0
+
+    def admit(self, model: str) -> Ticket:
+        queue = self._queues.setdefault(model, OrderedDict())
+        if len(queue) >= self.per_model:
+            raise QueueFull("model", self.per_model)
+        if self._total >= self.total_limit:
+            raise QueueFull("gateway", self.total_limit)
+        ticket = Ticket(model, next(self._numbers))
+        queue[ticket.number] = ticket
+        self._total += 1
+        return ticket
+
+    def leave(self, ticket: Ticket) -> None:
+        """Remove a ticket (idempotent)."""
+        queue = self._queues.get(ticket.model)
+        if queue is not None and queue.pop(ticket.number, None) is not None:
+            self._total -= 1
+            if not queue:
+                del self._queues[ticket.model]
+
+    def wake(self, model: str) -> None:
+        """Wake every waiter of `model`, oldest first."""
+        for ticket in self._queues.get(model, {}).values():
+            ticket._signal.set()
+
+    def wake_all(self) -> None:
+        for model in list(self._queues):
+            self.wake(model)
+
+    async def wait(self, ticket: Ticket, seconds: float) -> bool:
+        """Wait until woken or `seconds` pass; True if woken."""
+        try:
+            await asyncio.wait_for(ticket._signal.wait(), timeout=max(seconds, 0.0))
+        except TimeoutError:
+            return False
+        finally:
+            ticket._signal.clear()
+        return True
+
+    def pending(self, model: str) -> int:
+        return len(self._queues.get(model, ()))
+
+    def position(self, ticket: Ticket) -> int:
+        """0 for the oldest held request of its model."""
+        for index, number in enumerate(self._queues.get(ticket.model, {})):
+            if number == ticket.number:
+                return index
+        return -1
+
+    @property
+    def total(self) -> int:
+        return self._total
+
+    def models(self) -> list[str]:
+        return list(self._queues)

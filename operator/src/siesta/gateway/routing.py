@@ -1,0 +1,59 @@
+"""Which replica gets a request: the one with the fewest requests in flight.
+
+Replicas that just refused a connection or answered "unavailable" cool down for a moment;
+ties go round-robin so that equal replicas share the load.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Collection, Sequence
+
+from siesta.gateway.catalog import Endpoint
+
+COOLDOWN_SECONDS = 2.0
+
+
+class Router:
+    def __init__(self, cooldown: float = COOLDOWN_SECONDS) -> None:
+        self.cooldown = cooldown
+        self._in_flight: dict[str, int] = {}
+        self._cooling: dict[str, float] = {}  # endpoint key -> until (monotonic)
+        self._turn = 0
+
+    def choose(
+        self, endpoints: Sequence[Endpoint], now: float, exclude: Collection[str] = ()
+    ) -> Endpoint | None:
+        candidates = [
+            e for e in endpoints if e.key not in exclude and self._cooling.get(e.key, 0.0) <= now
+        ]
+        if not candidates:
+            return None
+        fewest = min(self._in_flight.get(e.key, 0) for e in candidates)
+        tied = [e for e in candidates if self._in_flight.get(e.key, 0) == fewest]
+        self._turn += 1
+        return tied[self._turn % len(tied)]
+
+    def next_cooldown_end(self, endpoints: Sequence[Endpoint], now: float) -> float | None:
+        """When the first cooling endpoint of `endpoints` becomes usable again."""
+        ends = [self._cooling[e.key] for e in endpoints if self._cooling.get(e.key, 0.0) > now]
+        return min(ends) if ends else None
+
+    def cool(self, endpoint: Endpoint, now: float) -> None:
+        self._cooling[endpoint.key] = now + self.cooldown
+
+    def started(self, endpoint: Endpoint) -> None:
+        self._in_flight[endpoint.key] = self._in_flight.get(endpoint.key, 0) + 1
+
+    def finished(self, endpoint: Endpoint) -> None:
+        count = self._in_flight.get(endpoint.key, 0) - 1
+        if count > 0:
+            self._in_flight[endpoint.key] = count
+        else:
+            self._in_flight.pop(endpoint.key, None)
+
+    def in_flight(self, endpoint: Endpoint) -> int:
+        return self._in_flight.get(endpoint.key, 0)
+
+    def forget(self, now: float) -> None:
+        """Drop cooldowns that ended (keeps the map small)."""
+        self._cooling = {k: until for k, until in self._cooling.items() if until > now}

@@ -1,0 +1,103 @@
+"""The catalog: models by alias, ready endpoints from EndpointSlices, change callbacks."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from siesta.gateway.catalog import Catalog, endpoints_from_slice, model_from_object
+
+
+def md(name: str, namespace: str = "ai", alias: str | None = None, **spec: Any) -> dict[str, Any]:
+    model: dict[str, Any] = {"uri": "file:///m.gguf"}
+    if alias:
+        model["alias"] = alias
+    return {
+        "metadata": {"name": name, "namespace": namespace, "uid": f"uid-{name}",
+                     "creationTimestamp": spec.pop("created", "2026-01-01T00:00:00Z")},
+        "spec": {"model": model, **spec},
+        "status": {"phase": "ScaledToZero", "replicas": 0, "readyReplicas": 0},
+    }  # fmt: skip
+
+
+def eps(
+    name: str, service: str, *endpoints: tuple[str, bool], namespace: str = "ai"
+) -> dict[str, Any]:
+    return {
+        "metadata": {
+            "name": name,
+            "namespace": namespace,
+            "labels": {"kubernetes.io/service-name": service},
+        },
+        "ports": [{"name": "http", "port": 8080, "protocol": "TCP"}],
+        "endpoints": [
+            {
+                "addresses": [ip],
+                "conditions": {"ready": ready, "serving": ready, "terminating": False},
+                "targetRef": {"kind": "Pod", "name": f"pod-{ip}", "uid": f"u-{ip}"},
+            }
+            for ip, ready in endpoints
+        ],
+    }
+
+
+def test_alias_defaults_to_name_and_wake_timeout_parses() -> None:
+    info = model_from_object(md("m", scaling={"wakeTimeout": "90s"}))
+    assert (info.alias, info.wake_timeout, info.phase) == ("m", 90.0, "ScaledToZero")
+    assert model_from_object(md("m", alias="llama-7b")).alias == "llama-7b"
+    assert model_from_object(md("m")).wake_timeout == 600.0  # the API default, 10m
+
+
+def test_only_ready_endpoints_on_the_http_port() -> None:
+    found = endpoints_from_slice(eps("s", "m", ("10.0.0.1", True), ("10.0.0.2", False)))
+    assert [(e.address, e.port) for e in found] == [("10.0.0.1", 8080)]
+    assert found[0].url == "http://10.0.0.1:8080"
+    terminating = eps("s", "m", ("10.0.0.3", True))
+    terminating["endpoints"][0]["conditions"]["terminating"] = True
+    assert endpoints_from_slice(terminating) == []
+
+
+def test_catalog_tracks_models_and_endpoints() -> None:
+    changed: list[tuple[str, str]] = []
+    catalog = Catalog(on_endpoints=changed.append)
+    catalog.replace_models([md("m", alias="chat")])
+    assert catalog.model("chat") is not None
+    assert catalog.model("m") is None
+    catalog.apply_slice("ADDED", eps("m-abc", "m", ("10.0.0.1", False)))
+    assert catalog.endpoints(("ai", "m")) == []
+    assert changed == []
+    catalog.apply_slice("MODIFIED", eps("m-abc", "m", ("10.0.0.1", True)))
+    assert [e.address for e in catalog.endpoints(("ai", "m"))] == ["10.0.0.1"]
+    assert changed == [("ai", "m")]
+    catalog.apply_slice("ADDED", eps("m-def", "m", ("10.0.0.2", True)))
+    assert len(catalog.endpoints(("ai", "m"))) == 2
+    catalog.apply_slice("DELETED", eps("m-abc", "m"))
+    catalog.apply_slice("DELETED", eps("m-def", "m"))
+    assert catalog.endpoints(("ai", "m")) == []
+    catalog.apply_model("DELETED", md("m", alias="chat"))
+    assert catalog.models() == []
+
+
+def test_same_alias_in_two_namespaces_oldest_wins() -> None:
+    catalog = Catalog()
+    catalog.replace_models(
+        [
+            md("m", namespace="b", alias="chat", created="2026-01-02T00:00:00Z"),
+            md("m", namespace="a", alias="chat", created="2026-01-03T00:00:00Z"),
+        ]
+    )
+    model = catalog.model("chat")
+    assert model is not None
+    assert model.namespace == "b"
+
+
+def test_relist_of_one_namespace_keeps_the_others() -> None:
+    catalog = Catalog()
+    catalog.replace_models([md("x", namespace="a")], "a")
+    catalog.replace_models([md("y", namespace="b")], "b")
+    catalog.replace_models([], "a")
+    assert [m.name for m in catalog.models()] == ["y"]
+    catalog.replace_slices([eps("y-1", "y", ("10.0.0.9", True), namespace="b")], "b")
+    catalog.replace_slices([], "a")
+    assert len(catalog.endpoints(("b", "y"))) == 1
+    catalog.replace_slices([], "b")
+    assert catalog.endpoints(("b", "y")) == []
