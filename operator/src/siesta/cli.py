@@ -14,7 +14,10 @@ COMMANDS = [
     "siesta.commands.explain",
     "siesta.commands.preview",
     "siesta.commands.crds",
+    "siesta.commands.simulate",
+    "siesta.commands.trace",
     "siesta.commands.gateway",
+    "siesta.commands.run_operator",
 ]
 
 EXIT_USAGE = 2

@@ -1,0 +1,136 @@
+"""kopf handlers: small, typed, taking only the keyword arguments they use.
+
+Run with `siesta operator` or `kopf run -m siesta.operator.handlers`. One daemon per
+ModelDeployment runs its loop (siesta.operator.reconcile); watches of the model's pods,
+demand Leases, StatefulSet and Services keep in-memory indexes (no listing) and wake that
+daemon at once through an asyncio.Event.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+import kopf
+
+from siesta.api.models import GROUP, PLURAL, VERSION
+from siesta.operator import telemetry
+from siesta.operator.demand import lease_view
+from siesta.operator.kube import ChildView, Kube, RetryLater, child_view, load_credentials
+from siesta.operator.observe import PodView, pod_view
+from siesta.operator.reconcile import ModelLoop, Runtime, Views, sleep_until_woken
+from siesta.operator.render import MD_LABEL
+from siesta.operator.settings import OperatorSettings
+
+FINALIZER = "siesta.dev/operator"
+MAX_BACKOFF_SECONDS = 60.0
+OWNED = {MD_LABEL: kopf.PRESENT}
+
+logger = logging.getLogger(__name__)
+
+
+@kopf.on.startup()
+def configure(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) -> None:
+    own = OperatorSettings.from_env()
+    load_credentials()
+    memo.runtime = Runtime(own, Kube())
+    settings.persistence.finalizer = FINALIZER
+    # Handler logs stay in the log; Kubernetes Events are for scale changes (posted by us).
+    settings.posting.level = logging.WARNING
+    # Watch only what Siesta owns: the label filter runs in the API server.
+    for selector in ("pods", ("coordination.k8s.io", "leases"), ("apps", "statefulsets"), "services"):
+        settings.watching.label_selectors[selector] = MD_LABEL
+    telemetry.serve(own.metrics_port)
+    logger.info(
+        "siesta operator: image %s, prometheus %s, metric interval %s, metrics port %s",
+        own.server_image,
+        own.prometheus_url or "(none)",
+        own.metric_interval,
+        own.metrics_port,
+    )
+
+
+# --- indexes: the operator's view of what each model owns ---------------------------------
+
+
+@kopf.index("pods", labels=OWNED)
+def pods_by_model(namespace: str, labels: kopf.Labels, body: kopf.Body, **_: Any) -> dict[Any, PodView]:
+    return {(namespace, labels[MD_LABEL]): pod_view(body)}
+
+
+@kopf.index("coordination.k8s.io", "v1", "leases", labels=OWNED)
+def leases_by_model(namespace: str, labels: kopf.Labels, body: kopf.Body, **_: Any) -> dict[Any, Any]:
+    return {(namespace, labels[MD_LABEL]): lease_view(body)}
+
+
+@kopf.index("apps", "v1", "statefulsets", labels=OWNED)
+def statefulsets_by_model(namespace: str, labels: kopf.Labels, body: kopf.Body, **_: Any) -> dict[Any, ChildView]:
+    return {(namespace, labels[MD_LABEL]): child_view({**body, "kind": "StatefulSet"})}
+
+
+@kopf.index("", "v1", "services", labels=OWNED)
+def services_by_model(namespace: str, labels: kopf.Labels, body: kopf.Body, **_: Any) -> dict[Any, ChildView]:
+    return {(namespace, labels[MD_LABEL]): child_view({**body, "kind": "Service"})}
+
+
+# --- wake-ups: any change of a model's objects runs its loop at once ----------------------
+
+
+@kopf.on.event("coordination.k8s.io", "v1", "leases", labels=OWNED)
+@kopf.on.event("pods", labels=OWNED)
+@kopf.on.event("apps", "v1", "statefulsets", labels=OWNED)
+@kopf.on.event("", "v1", "services", labels=OWNED)
+def wake_owner(namespace: str, labels: kopf.Labels, memo: kopf.Memo, **_: Any) -> None:
+    memo.runtime.wake((namespace, labels[MD_LABEL]))
+
+
+@kopf.on.event(GROUP, VERSION, PLURAL)
+def wake_model(namespace: str, name: str, memo: kopf.Memo, **_: Any) -> None:
+    memo.runtime.wake((namespace, name))
+
+
+# --- the per-model loop --------------------------------------------------------------------
+
+
+@kopf.daemon(GROUP, VERSION, PLURAL, cancellation_timeout=1.0)
+async def run_model(
+    body: kopf.Body,
+    namespace: str,
+    name: str,
+    uid: str,
+    memo: kopf.Memo,
+    stopped: kopf.DaemonStopped,
+    pods_by_model: kopf.Index[Any, PodView],
+    leases_by_model: kopf.Index[Any, Any],
+    statefulsets_by_model: kopf.Index[Any, ChildView],
+    services_by_model: kopf.Index[Any, ChildView],
+    **_: Any,
+) -> None:
+    runtime: Runtime = memo.runtime
+    key = (namespace, name)
+    waker = runtime.waker(key)
+    model = ModelLoop(runtime, namespace, name, uid, dict(body.get("status") or {}))
+    backoff = 1.0
+    try:
+        while not stopped:
+            waker.clear()  # events from here on run the next cycle
+            views = Views.build(
+                pods_by_model.get(key, []),
+                leases_by_model.get(key, []),
+                [*statefulsets_by_model.get(key, []), *services_by_model.get(key, [])],
+            )
+            try:
+                delay = await model.step(body, views)
+                backoff = 1.0
+            except RetryLater as wait:
+                logger.info("%s/%s: %s; retrying in %ss", namespace, name, wait, wait.delay)
+                delay = wait.delay
+            except Exception as error:  # noqa: BLE001 - one model's failure must not stop its loop
+                stage = type(error).__name__
+                telemetry.RECONCILE_ERRORS.labels(namespace, name, stage).inc()
+                logger.exception("%s/%s: reconcile failed; retrying in %ss", namespace, name, backoff)
+                delay, backoff = backoff, min(backoff * 2, MAX_BACKOFF_SECONDS)
+            await sleep_until_woken(waker, delay)
+    finally:
+        runtime.forget(key)
+        telemetry.forget_model(namespace, name)

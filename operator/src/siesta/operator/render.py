@@ -1,0 +1,399 @@
+"""What a ModelDeployment owns, as plain manifests: pure functions of (model, settings).
+
+The StatefulSet, its headless Service and the ClusterIP Service the gateway routes through
+(names and labels in docs/contracts.md). Each manifest carries a hash of itself in the
+annotation `siesta.dev/config-hash`, so keeping children in step is a comparison of two
+strings, not a field-by-field diff against server-side defaults.
+"""
+
+from __future__ import annotations
+
+import copy
+import hashlib
+import json
+from dataclasses import dataclass
+from typing import Any
+
+from siesta.api.models import GROUP, KIND, VERSION, ModelDeploymentSpec
+from siesta.operator.settings import OperatorSettings
+
+Manifest = dict[str, Any]
+
+MD_LABEL = "siesta.dev/modeldeployment"
+HASH_ANNOTATION = "siesta.dev/config-hash"
+GPU_RESOURCE = "nvidia.com/gpu"
+GPU_PRODUCT_LABEL = "nvidia.com/gpu.product"
+GPU_PRESENT_LABEL = "nvidia.com/gpu.present"
+SAFE_TO_EVICT = "cluster-autoscaler.kubernetes.io/safe-to-evict"
+CONTAINER_NAME = "server"
+HTTP_PORT = 8080
+CACHE_VOLUME = "model-cache"
+CACHE_DIR = "/models"
+SOURCE_DIR = "/model-source"
+# A big GGUF download plus load may take long; the startup probe allows up to an hour.
+STARTUP_PROBE_PERIOD = 10
+STARTUP_PROBE_FAILURES = 360
+# Endpoints need a moment to drop a terminating pod before the server stops accepting.
+PRESTOP_SLEEP_SECONDS = 5
+
+DEFAULT_GPU_TOLERATION = {"key": GPU_RESOURCE, "operator": "Exists", "effect": "NoSchedule"}
+
+# nvidia.com/gpu.product values as GPU Feature Discovery reports them on common instances.
+KNOWN_GPU_PRODUCTS = (
+    "Tesla-T4",
+    "Tesla-V100-SXM2-16GB",
+    "Tesla-V100-SXM2-32GB",
+    "Tesla-K80",
+    "Tesla-M60",
+    "NVIDIA-A10G",
+    "NVIDIA-L4",
+    "NVIDIA-L40S",
+    "NVIDIA-A100-SXM4-40GB",
+    "NVIDIA-A100-SXM4-80GB",
+    "NVIDIA-H100-80GB-HBM3",
+)
+
+
+@dataclass(frozen=True)
+class Owner:
+    """The ModelDeployment the children belong to."""
+
+    name: str
+    namespace: str
+    uid: str
+
+
+def labels(name: str) -> dict[str, str]:
+    """Recommended labels on every child and on the pods (docs/contracts.md)."""
+    return {
+        "app.kubernetes.io/name": "siesta-server",
+        "app.kubernetes.io/instance": name,
+        "app.kubernetes.io/component": "model-server",
+        "app.kubernetes.io/part-of": "siesta",
+        "app.kubernetes.io/managed-by": "siesta-operator",
+        MD_LABEL: name,
+    }
+
+
+def selector_labels(name: str) -> dict[str, str]:
+    """The StatefulSet selector (immutable, so as small as possible)."""
+    return {"app.kubernetes.io/name": "siesta-server", MD_LABEL: name}
+
+
+def status_selector(name: str) -> str:
+    return f"{MD_LABEL}={name}"
+
+
+def headless_service_name(name: str) -> str:
+    return f"{name}-pods"
+
+
+def product_variants(products: list[str]) -> list[str]:
+    """Node label values that match the products without regard to case.
+
+    Node affinity compares exactly, so list the given spelling, its upper- and lower-case
+    forms and every known GFD spelling that equals it case-insensitively.
+    """
+    found: list[str] = []
+    for product in products:
+        known = [k for k in KNOWN_GPU_PRODUCTS if k.casefold() == product.casefold()]
+        for variant in (product, *known, product.upper(), product.lower()):
+            if variant not in found:
+                found.append(variant)
+    return found
+
+
+def owner_reference(owner: Owner) -> dict[str, Any]:
+    return {
+        "apiVersion": f"{GROUP}/{VERSION}",
+        "kind": KIND,
+        "name": owner.name,
+        "uid": owner.uid,
+        "controller": True,
+        "blockOwnerDeletion": True,
+    }
+
+
+def config_hash(manifest: Manifest) -> str:
+    return hashlib.sha256(json.dumps(manifest, sort_keys=True).encode()).hexdigest()[:16]
+
+
+def _with_hash(manifest: Manifest) -> Manifest:
+    digest = config_hash(manifest)
+    stamped = copy.deepcopy(manifest)
+    stamped["metadata"].setdefault("annotations", {})[HASH_ANNOTATION] = digest
+    return stamped
+
+
+def _metadata(owner: Owner, name: str) -> dict[str, Any]:
+    return {
+        "name": name,
+        "namespace": owner.namespace,
+        "labels": labels(owner.name),
+        "ownerReferences": [owner_reference(owner)],
+    }
+
+
+def _quantities(values: dict[str, int | str] | None) -> dict[str, str]:
+    return {key: str(value) for key, value in (values or {}).items()}
+
+
+def _resources(spec: ModelDeploymentSpec) -> dict[str, Any]:
+    given = spec.server.resources
+    requests = _quantities(given.requests if given else None)
+    limits = _quantities(given.limits if given else None)
+    if spec.gpu.count > 0:
+        # Extended resources: the limit implies an equal request.
+        limits[GPU_RESOURCE] = str(spec.gpu.count)
+    resources: dict[str, Any] = {}
+    if requests:
+        resources["requests"] = requests
+    if limits:
+        resources["limits"] = limits
+    return resources
+
+
+def _affinity(spec: ModelDeploymentSpec) -> dict[str, Any] | None:
+    if spec.gpu.count == 0:
+        return None
+    expressions: list[dict[str, Any]] = [
+        {"key": GPU_PRESENT_LABEL, "operator": "In", "values": ["true"]}
+    ]
+    if spec.gpu.products:
+        expressions.append(
+            {"key": GPU_PRODUCT_LABEL, "operator": "In", "values": product_variants(spec.gpu.products)}
+        )
+    return {
+        "nodeAffinity": {
+            "requiredDuringSchedulingIgnoredDuringExecution": {
+                "nodeSelectorTerms": [{"matchExpressions": expressions}]
+            }
+        }
+    }
+
+
+def _tolerations(spec: ModelDeploymentSpec) -> list[dict[str, Any]]:
+    if spec.gpu.tolerations is not None:
+        return [t.model_dump(by_alias=True, exclude_none=True) for t in spec.gpu.tolerations]
+    return [dict(DEFAULT_GPU_TOLERATION)] if spec.gpu.count > 0 else []
+
+
+def model_source_kind(uri: str) -> str:
+    """'remote' (downloaded into the cache volume), 'pvc' or 'local' (inside the image)."""
+    if uri.startswith("pvc://"):
+        return "pvc"
+    if uri.startswith(("http://", "https://")):
+        return "remote"
+    return "local"
+
+
+def _pvc_source(uri: str) -> tuple[str, str]:
+    claim, _, path = uri.removeprefix("pvc://").partition("/")
+    return claim, path
+
+
+def _environment(owner: Owner, spec: ModelDeploymentSpec, settings: OperatorSettings) -> list[dict[str, str]]:
+    uri = spec.model.uri
+    model = uri
+    if model_source_kind(uri) == "pvc":
+        model = f"{SOURCE_DIR}/{_pvc_source(uri)[1]}"
+    values = {
+        "SIESTA_MODEL": model,
+        "SIESTA_SHA256": spec.model.sha256 or "",
+        "SIESTA_ALIAS": spec.model.alias or owner.name,
+        "SIESTA_HOST": "0.0.0.0",
+        "SIESTA_PORT": str(HTTP_PORT),
+        "SIESTA_CTX_SIZE": str(spec.server.context_size),
+        "SIESTA_PARALLEL": str(spec.server.parallel),
+        "SIESTA_GPU_LAYERS": str(spec.server.gpu_layers if spec.gpu.count > 0 else 0),
+        "SIESTA_CACHE_DIR": CACHE_DIR,
+        "SIESTA_DRAIN_TIMEOUT": str(int(settings.drain_timeout.total_seconds())),
+    }
+    return [{"name": key, "value": value} for key, value in values.items() if value != ""]
+
+
+def _volumes(owner: Owner, spec: ModelDeploymentSpec) -> tuple[list[Manifest], list[Manifest], list[Manifest]]:
+    """(pod volumes, container mounts, volumeClaimTemplates)."""
+    volumes: list[Manifest] = [{"name": "tmp", "emptyDir": {"medium": "Memory", "sizeLimit": "64Mi"}}]
+    mounts: list[Manifest] = [{"name": "tmp", "mountPath": "/tmp"}]
+    templates: list[Manifest] = []
+    kind = model_source_kind(spec.model.uri)
+    if kind == "pvc":
+        claim, _ = _pvc_source(spec.model.uri)
+        volumes.append({"name": "model-source", "persistentVolumeClaim": {"claimName": claim, "readOnly": True}})
+        mounts.append({"name": "model-source", "mountPath": SOURCE_DIR, "readOnly": True})
+        # The server still needs a writable cache directory (nothing is downloaded).
+        volumes.append({"name": CACHE_VOLUME, "emptyDir": {"medium": "Memory", "sizeLimit": "16Mi"}})
+        mounts.append({"name": CACHE_VOLUME, "mountPath": CACHE_DIR})
+    elif kind == "remote":
+        claim_spec: dict[str, Any] = {
+            "accessModes": ["ReadWriteOnce"],
+            "resources": {"requests": {"storage": str(spec.cache.size)}},
+        }
+        if spec.cache.storage_class_name:
+            claim_spec["storageClassName"] = spec.cache.storage_class_name
+        templates.append(
+            {
+                "apiVersion": "v1",
+                "kind": "PersistentVolumeClaim",
+                "metadata": {"name": CACHE_VOLUME, "labels": labels(owner.name)},
+                "spec": claim_spec,
+            }
+        )
+        mounts.append({"name": CACHE_VOLUME, "mountPath": CACHE_DIR})
+    else:
+        volumes.append({"name": CACHE_VOLUME, "emptyDir": {"medium": "Memory", "sizeLimit": "16Mi"}})
+        mounts.append({"name": CACHE_VOLUME, "mountPath": CACHE_DIR})
+    return volumes, mounts, templates
+
+
+def _container(owner: Owner, spec: ModelDeploymentSpec, settings: OperatorSettings, mounts: list[Manifest]) -> Manifest:
+    health = {"path": "/health", "port": "http"}
+    container: Manifest = {
+        "name": CONTAINER_NAME,
+        "image": spec.server.image or settings.server_image,
+        "args": list(spec.server.extra_args),
+        "env": _environment(owner, spec, settings),
+        "ports": [{"name": "http", "containerPort": HTTP_PORT, "protocol": "TCP"}],
+        "resources": _resources(spec),
+        "volumeMounts": mounts,
+        # Loading a model (download included) may take long: the startup probe allows it and
+        # holds back the liveness probe, so a loading pod is never killed.
+        "startupProbe": {
+            "httpGet": health,
+            "periodSeconds": STARTUP_PROBE_PERIOD,
+            "failureThreshold": STARTUP_PROBE_FAILURES,
+            "timeoutSeconds": 5,
+        },
+        "readinessProbe": {"httpGet": health, "periodSeconds": 5, "failureThreshold": 2, "timeoutSeconds": 5},
+        # After startup only a dead process fails this (503 while draining is not death).
+        "livenessProbe": {"tcpSocket": {"port": "http"}, "periodSeconds": 20, "failureThreshold": 6},
+        "lifecycle": {"preStop": {"sleep": {"seconds": PRESTOP_SLEEP_SECONDS}}},
+        "securityContext": {
+            "allowPrivilegeEscalation": False,
+            "readOnlyRootFilesystem": True,
+            "capabilities": {"drop": ["ALL"]},
+        },
+    }
+    if not container["args"]:
+        del container["args"]
+    return container
+
+
+def statefulset(owner: Owner, spec: ModelDeploymentSpec, settings: OperatorSettings) -> Manifest:
+    """The model server StatefulSet. `spec.replicas` is 0 here: replicas go through /scale."""
+    volumes, mounts, templates = _volumes(owner, spec)
+    pod_spec: Manifest = {
+        "terminationGracePeriodSeconds": int(settings.drain_timeout.total_seconds()) + PRESTOP_SLEEP_SECONDS + 10,
+        "enableServiceLinks": False,
+        "automountServiceAccountToken": False,
+        "securityContext": {
+            "runAsNonRoot": True,
+            "runAsUser": 1000,
+            "runAsGroup": 1000,
+            "fsGroup": 1000,
+            "seccompProfile": {"type": "RuntimeDefault"},
+        },
+        "containers": [_container(owner, spec, settings, mounts)],
+        "volumes": volumes,
+    }
+    affinity = _affinity(spec)
+    if affinity:
+        pod_spec["affinity"] = affinity
+    if spec.gpu.node_selector:
+        pod_spec["nodeSelector"] = dict(spec.gpu.node_selector)
+    tolerations = _tolerations(spec)
+    if tolerations:
+        pod_spec["tolerations"] = tolerations
+    body: Manifest = {
+        "apiVersion": "apps/v1",
+        "kind": "StatefulSet",
+        "metadata": _metadata(owner, owner.name),
+        "spec": {
+            "replicas": 0,
+            "serviceName": headless_service_name(owner.name),
+            "podManagementPolicy": "Parallel",
+            "selector": {"matchLabels": selector_labels(owner.name)},
+            "updateStrategy": {"type": "RollingUpdate"},
+            "persistentVolumeClaimRetentionPolicy": {
+                "whenScaled": spec.cache.when_scaled,
+                "whenDeleted": "Delete",
+            },
+            "template": {
+                "metadata": {
+                    "labels": labels(owner.name),
+                    # GPU nodes must be able to go away when the model sleeps: no PDB, and
+                    # the memory-backed scratch volumes must not block the autoscaler.
+                    "annotations": {SAFE_TO_EVICT: "true"},
+                },
+                "spec": pod_spec,
+            },
+        },
+    }
+    if templates:
+        body["spec"]["volumeClaimTemplates"] = templates
+    return _with_hash(body)
+
+
+def headless_service(owner: Owner) -> Manifest:
+    return _with_hash(
+        {
+            "apiVersion": "v1",
+            "kind": "Service",
+            "metadata": _metadata(owner, headless_service_name(owner.name)),
+            "spec": {
+                "clusterIP": "None",
+                "publishNotReadyAddresses": True,
+                "selector": selector_labels(owner.name),
+                "ports": [{"name": "http", "port": HTTP_PORT, "targetPort": "http", "protocol": "TCP"}],
+            },
+        }
+    )
+
+
+def service(owner: Owner) -> Manifest:
+    return _with_hash(
+        {
+            "apiVersion": "v1",
+            "kind": "Service",
+            "metadata": _metadata(owner, owner.name),
+            "spec": {
+                "type": "ClusterIP",
+                "selector": selector_labels(owner.name),
+                "ports": [{"name": "http", "port": HTTP_PORT, "targetPort": "http", "protocol": "TCP"}],
+            },
+        }
+    )
+
+
+def children(owner: Owner, spec: ModelDeploymentSpec, settings: OperatorSettings) -> list[Manifest]:
+    """Everything the model owns, in the order to create it."""
+    return [headless_service(owner), service(owner), statefulset(owner, spec, settings)]
+
+
+# Fields of a StatefulSet the API server refuses to change: a change means re-creating it
+# (pods are orphaned and adopted again, so they keep running).
+IMMUTABLE_STATEFULSET_FIELDS = ("selector", "serviceName", "volumeClaimTemplates", "podManagementPolicy")
+
+
+def immutable_fields_differ(desired: Manifest, existing_spec: dict[str, Any]) -> bool:
+    """Whether `desired` changes a field that cannot be updated in place."""
+    wanted = desired["spec"]
+    for name in ("serviceName", "podManagementPolicy"):
+        if wanted.get(name) != existing_spec.get(name):
+            return True
+    if wanted["selector"] != existing_spec.get("selector"):
+        return True
+    existing_templates = existing_spec.get("volumeClaimTemplates") or []
+    wanted_templates = wanted.get("volumeClaimTemplates") or []
+    if len(existing_templates) != len(wanted_templates):
+        return True
+    for mine, theirs in zip(wanted_templates, existing_templates, strict=True):
+        if mine["metadata"]["name"] != theirs.get("metadata", {}).get("name"):
+            return True
+        their_spec = theirs.get("spec", {})
+        if mine["spec"]["resources"] != their_spec.get("resources"):
+            return True
+        if mine["spec"].get("storageClassName") not in (None, their_spec.get("storageClassName")):
+            return True
+    return False

@@ -1,0 +1,77 @@
+"""Operator settings from the environment (table in docs/contracts.md)."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import timedelta
+
+from siesta.api.durations import parse_duration
+
+DEFAULT_SERVER_IMAGE = "ghcr.io/siesta-dev/siesta-server:0.1.0"
+DEFAULT_METRICS_PORT = 8081
+DEFAULT_PEERING = "siesta"
+
+
+class SettingsError(ValueError):
+    """An environment variable holds a value the operator cannot use."""
+
+
+@dataclass(frozen=True)
+class OperatorSettings:
+    server_image: str = DEFAULT_SERVER_IMAGE
+    prometheus_url: str | None = None
+    default_idle_timeout: str = "15m"
+    metric_interval: timedelta = timedelta(seconds=30)
+    namespaces: tuple[str, ...] = ()
+    clock_offset: timedelta = timedelta(0)
+    metrics_port: int = DEFAULT_METRICS_PORT
+    peering: str = DEFAULT_PEERING
+    """Name of the ClusterKopfPeering (or KopfPeering) object; empty = standalone."""
+    drain_timeout: timedelta = timedelta(seconds=60)
+    prometheus_timeout: float = 5.0
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None) -> OperatorSettings:
+        env = os.environ if environ is None else environ
+
+        def get(name: str) -> str:
+            return env.get(name, "").strip()
+
+        def duration(name: str, default: str) -> timedelta:
+            text = get(name) or default
+            try:
+                return parse_duration(text)
+            except ValueError as error:
+                raise SettingsError(f"{name}: {error}") from None
+
+        def integer(name: str, default: int) -> int:
+            text = get(name)
+            try:
+                return int(text) if text else default
+            except ValueError:
+                raise SettingsError(f"{name}={text!r} is not an integer") from None
+
+        def number(name: str, default: float) -> float:
+            text = get(name)
+            try:
+                return float(text) if text else default
+            except ValueError:
+                raise SettingsError(f"{name}={text!r} is not a number") from None
+
+        idle = get("SIESTA_DEFAULT_IDLE_TIMEOUT") or "15m"
+        duration("SIESTA_DEFAULT_IDLE_TIMEOUT", idle)
+        peering = env.get("SIESTA_PEERING", DEFAULT_PEERING).strip()
+        return cls(
+            server_image=get("SIESTA_SERVER_IMAGE") or DEFAULT_SERVER_IMAGE,
+            prometheus_url=get("SIESTA_PROMETHEUS_URL").rstrip("/") or None,
+            default_idle_timeout=idle,
+            metric_interval=duration("SIESTA_METRIC_INTERVAL", "30s"),
+            namespaces=tuple(n.strip() for n in get("SIESTA_NAMESPACES").split(",") if n.strip()),
+            clock_offset=timedelta(seconds=number("SIESTA_CLOCK_OFFSET_SECONDS", 0.0)),
+            metrics_port=integer("SIESTA_METRICS_PORT", DEFAULT_METRICS_PORT),
+            peering="" if peering in ("", "standalone") else peering,
+            drain_timeout=duration("SIESTA_SERVER_DRAIN_TIMEOUT", "60s"),
+            prometheus_timeout=number("SIESTA_PROMETHEUS_TIMEOUT", 5.0),
+        )

@@ -1,0 +1,195 @@
+"""The ModelDeployment status, built from a decision and what was observed. Pure.
+
+The status is also where the decision's Memory lives between operator restarts
+(lastActiveTime, scaleDownSince, manualOverride, desiredReplicas): all state is in the
+cluster, so a restarted operator converges to the same answer.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from siesta.api.models import ColdStart, Phase
+from siesta.operator.observe import format_time, parse_time
+from siesta.policy import Condition, Decision, ManualOverride, Memory, Observed, Transition
+
+
+def memory_from_status(status: Mapping[str, Any] | None) -> Memory:
+    status = status or {}
+    override = status.get("manualOverride") or None
+    remembered: ManualOverride | None = None
+    if override:
+        since = parse_time(override.get("since"))
+        until = parse_time(override.get("until"))
+        if since and until and isinstance(override.get("replicas"), int):
+            remembered = ManualOverride(int(override["replicas"]), since, until)
+    desired = status.get("desiredReplicas")
+    return Memory(
+        desired=int(desired) if isinstance(desired, int) else None,
+        last_active_time=parse_time(status.get("lastActiveTime")),
+        scale_down_since=parse_time(status.get("scaleDownSince")),
+        manual_override=remembered,
+    )
+
+
+@dataclass(frozen=True)
+class Situation:
+    """Everything besides the decision that the status reports."""
+
+    observed: Observed
+    paused: bool = False
+    metrics_configured: bool = True
+    failing: tuple[str, ...] = ()
+    """`pod: reason` for pods that crash or cannot pull their image."""
+    waiting_message: str = ""
+    cold_start: ColdStart | None = None
+    transition: Transition | None = None
+    generation: int | None = None
+    selector: str | None = None
+    last_scale_time: datetime | None = None
+    spec_error: str = ""
+
+
+def phase(decision: Decision | None, situation: Situation) -> Phase:
+    observed = situation.observed
+    schedule_invalid = decision is not None and any(
+        c.type == "ScheduleValid" and not c.status for c in decision.conditions
+    )
+    if situation.spec_error or situation.failing or schedule_invalid:
+        return Phase.DEGRADED
+    if situation.paused:
+        return Phase.PAUSED
+    if observed.waiting_for_gpu > 0:
+        return Phase.WAITING_FOR_GPU
+    if observed.starting > 0:
+        return Phase.LOADING
+    desired = decision.desired if decision else observed.replicas
+    if desired != observed.replicas or observed.ready != observed.replicas:
+        return Phase.SCALING
+    if observed.replicas == 0:
+        return Phase.SCALED_TO_ZERO
+    return Phase.READY
+
+
+def _ready_condition(decision: Decision | None, situation: Situation) -> Condition:
+    observed = situation.observed
+    desired = decision.desired if decision else observed.replicas
+    if desired == 0 and observed.ready == 0:
+        return Condition("Ready", True, "ScaledToZero", "no replicas wanted")
+    if observed.ready >= desired:
+        return Condition("Ready", True, "ReplicasReady", f"{observed.ready}/{desired} replicas ready")
+    if observed.waiting_for_gpu:
+        return Condition("Ready", False, "WaitingForGPU", f"{observed.ready}/{desired} replicas ready; waiting for a GPU node")
+    return Condition("Ready", False, "ReplicasNotReady", f"{observed.ready}/{desired} replicas ready")
+
+
+def _conditions(decision: Decision | None, situation: Situation) -> list[Condition]:
+    found: list[Condition] = []
+    if situation.spec_error:
+        found.append(Condition("SpecValid", False, "InvalidSpec", situation.spec_error))
+    else:
+        found.append(Condition("SpecValid", True, "Valid", "spec accepted"))
+    found.append(_ready_condition(decision, situation))
+    for condition in decision.conditions if decision else []:
+        if condition.type == "MetricsAvailable" and not situation.metrics_configured:
+            condition = Condition(
+                "MetricsAvailable", True, "NotConfigured", "no Prometheus URL configured; load counts as 0"
+            )
+        found.append(condition)
+    return found
+
+
+def render_conditions(
+    conditions: list[Condition], previous: list[Mapping[str, Any]], now: datetime
+) -> list[dict[str, Any]]:
+    """Kubernetes-style conditions; lastTransitionTime only moves when the status flips."""
+    before = {c.get("type"): c for c in previous}
+    rendered = []
+    for condition in conditions:
+        status = "True" if condition.status else "False"
+        old = before.get(condition.type)
+        if old is not None and old.get("status") == status and old.get("lastTransitionTime"):
+            since = str(old["lastTransitionTime"])
+        else:
+            since = format_time(now) or ""
+        rendered.append(
+            {
+                "type": condition.type,
+                "status": status,
+                "reason": condition.reason,
+                "message": condition.message,
+                "lastTransitionTime": since,
+            }
+        )
+    return rendered
+
+
+def _phase_notes(situation: Situation) -> list[str]:
+    notes = []
+    if situation.spec_error:
+        notes.append(f"invalid spec: {situation.spec_error}")
+    if situation.failing:
+        notes.append(f"failing: {', '.join(situation.failing)}")
+    if situation.observed.waiting_for_gpu:
+        count = situation.observed.waiting_for_gpu
+        detail = f": {situation.waiting_message}" if situation.waiting_message else ""
+        notes.append(f"{count} pod(s) waiting for a GPU node{detail}")
+    return notes
+
+
+def build_status(
+    decision: Decision | None,
+    situation: Situation,
+    previous: Mapping[str, Any] | None,
+    now: datetime,
+) -> dict[str, Any]:
+    """The whole status object (camelCase); None values delete fields in a merge patch."""
+    previous = previous or {}
+    observed = situation.observed
+    reasons = _phase_notes(situation) + (list(decision.reasons) if decision else [])
+    memory = decision.memory if decision else Memory()
+    override = memory.manual_override
+    transition = situation.transition
+    cold = situation.cold_start
+    last_scale = format_time(situation.last_scale_time) or previous.get("lastScaleTime")
+    return {
+        "phase": phase(decision, situation).value,
+        "replicas": observed.replicas,
+        "readyReplicas": observed.ready,
+        "desiredReplicas": decision.desired if decision else previous.get("desiredReplicas"),
+        "reason": reasons[0] if reasons else None,
+        "reasons": reasons,
+        "lastActiveTime": format_time(memory.last_active_time) if decision else previous.get("lastActiveTime"),
+        "scaleDownSince": format_time(memory.scale_down_since) if decision else previous.get("scaleDownSince"),
+        "lastScaleTime": last_scale,
+        "nextTransition": (
+            {"time": format_time(transition.time), "replicas": transition.replicas, "reason": transition.reason}
+            if transition
+            else None
+        ),
+        "coldStart": cold.model_dump(by_alias=True, exclude_none=True) if cold else None,
+        "manualOverride": (
+            {"replicas": override.replicas, "since": format_time(override.since), "until": format_time(override.until)}
+            if override
+            else None
+        ),
+        "selector": situation.selector,
+        "observedGeneration": situation.generation,
+        "conditions": render_conditions(_conditions(decision, situation), previous.get("conditions") or [], now),
+    }
+
+
+def _pruned(value: Any) -> Any:
+    if isinstance(value, Mapping):
+        return {k: _pruned(v) for k, v in value.items() if v is not None and v != {} and v != []}
+    if isinstance(value, list):
+        return [_pruned(v) for v in value]
+    return value
+
+
+def status_changed(previous: Mapping[str, Any] | None, new: Mapping[str, Any]) -> bool:
+    """Whether writing `new` would change anything (None and absent are the same)."""
+    return bool(_pruned(dict(new)) != _pruned(dict(previous or {})))

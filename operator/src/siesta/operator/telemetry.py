@@ -1,0 +1,87 @@
+"""The operator's own Prometheus metrics (`siesta_operator_*`, listed in docs/contracts.md)."""
+
+from __future__ import annotations
+
+import re
+
+from prometheus_client import Counter, Gauge, Histogram, start_http_server
+
+MODEL = ("namespace", "modeldeployment")
+
+DESIRED_REPLICAS = Gauge(
+    "siesta_operator_desired_replicas", "Replicas the last decision asked for.", MODEL
+)
+REPLICAS = Gauge("siesta_operator_replicas", "Replicas of the model's StatefulSet.", MODEL)
+READY_REPLICAS = Gauge("siesta_operator_ready_replicas", "Ready model server pods.", MODEL)
+WAITING_FOR_GPU = Gauge(
+    "siesta_operator_waiting_for_gpu_replicas", "Pods the scheduler cannot place yet.", MODEL
+)
+LOAD = Gauge("siesta_operator_load", "Last value of the load query (NaN when unavailable).", MODEL)
+DECISIONS = Counter(
+    "siesta_operator_decisions_total",
+    "Decisions made, by the kind of their first reason.",
+    (*MODEL, "reason"),
+)
+SCALE_CHANGES = Counter(
+    "siesta_operator_scale_changes_total",
+    "Replica changes written through the StatefulSet /scale subresource.",
+    (*MODEL, "direction", "reason"),
+)
+COLD_START = Histogram(
+    "siesta_operator_cold_start_seconds",
+    "Time from pod creation to ready, by phase: pending (waiting for a node), loading "
+    "(scheduled to ready: pull, download, load) and total.",
+    (*MODEL, "phase"),
+    buckets=(1, 5, 10, 30, 60, 120, 180, 300, 450, 600, 900, 1200, 1800, 3600),
+)
+RECONCILE_ERRORS = Counter(
+    "siesta_operator_reconcile_errors_total", "Failed reconcile cycles.", (*MODEL, "stage")
+)
+API_CALLS = Counter(
+    "siesta_operator_api_calls_total",
+    "Kubernetes API requests the operator made itself (kopf's watch streams excluded).",
+    ("verb", "resource", "code"),
+)
+METRIC_QUERIES = Counter(
+    "siesta_operator_metric_queries_total", "Load queries sent to Prometheus.", (*MODEL, "result")
+)
+
+_REASON_KINDS = [
+    (r"^paused", "paused"),
+    (r"^manual override", "manual"),
+    (r"^capped at", "max"),
+    (r"still starting or loading", "cold-start"),
+    (r"^scale-down .* at ", "scale-down-delay"),
+    (r"^scaling down", "scale-down"),
+    (r"^(inside|prewarming) window", "schedule"),
+    (r"replicas\.min", "min"),
+    (r"^load ", "load"),
+    (r"^metrics unavailable", "metrics-unavailable"),
+    (r"^schedule invalid", "schedule-invalid"),
+    (r"waiting at the gateway", "demand"),
+    (r"^last active", "idle-timeout"),
+    (r"^idle since", "idle"),
+]
+
+
+def reason_kind(reason: str) -> str:
+    """A low-cardinality label for a human-readable reason."""
+    for pattern, kind in _REASON_KINDS:
+        if re.search(pattern, reason):
+            return kind
+    return "other"
+
+
+def forget_model(namespace: str, name: str) -> None:
+    """Drop the per-model gauges of a deleted ModelDeployment."""
+    for gauge in (DESIRED_REPLICAS, REPLICAS, READY_REPLICAS, WAITING_FOR_GPU, LOAD):
+        try:
+            gauge.remove(namespace, name)
+        except KeyError:
+            pass
+
+
+def serve(port: int) -> None:
+    """Serve /metrics on 0.0.0.0:port in a background thread (0 = disabled)."""
+    if port > 0:
+        start_http_server(port)
