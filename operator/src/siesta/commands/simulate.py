@@ -1,0 +1,156 @@
+"""`siesta simulate`: replay a request trace through the real decide, per policy, and compare cost."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+from typing import Any
+
+from siesta.api.durations import format_duration, parse_duration
+from siesta.api.loader import load_one
+from siesta.cli import UsageError
+from siesta.commands.timeparse import in_zone, parse_instant
+from siesta.sim.compare import Comparison, compare
+from siesta.sim.policies import POLICY_NAMES
+from siesta.sim.report import format_table, to_json
+from siesta.sim.trace import TraceError, load_trace
+from siesta.sim.world import WorldError, load_world
+
+
+def register(subparsers: Any) -> None:
+    parser = subparsers.add_parser(
+        "simulate",
+        help="replay a request trace through the scaling policy and compare GPU cost and waits",
+        description=(
+            "Replays TRACE through siesta's own decide() in simulated time, under the spec as written "
+            "and comparison policies, in a stated world model (docs/cost-model.md)."
+        ),
+    )
+    parser.add_argument("-f", "--filename", required=True, type=Path, help="ModelDeployment YAML")
+    parser.add_argument("--name", help="which ModelDeployment, if the file has several")
+    parser.add_argument("--trace", required=True, type=Path, help="request trace CSV (timestamp[,duration,tokens])")
+    parser.add_argument(
+        "--policy",
+        action="append",
+        choices=POLICY_NAMES,
+        help="policy to run (repeatable); default: all of " + ", ".join(POLICY_NAMES),
+    )
+    parser.add_argument("-o", "--output", choices=["table", "json"], default="table")
+    parser.add_argument("--plot", type=Path, metavar="FILE.png", help="write a PNG of replicas and waits")
+    parser.add_argument("--seed", type=int, default=0, help="seed for the world's random parts (node jitter)")
+    parser.add_argument("--start", help="start of the simulated period (ISO 8601); default: the trace's span")
+    parser.add_argument("--end", help="end of the simulated period (ISO 8601); default: the trace's span")
+    parser.add_argument("--idle-timeout", help="N for the idle-only policy (default: the spec's idleTimeout)")
+    world = parser.add_argument_group("world model (each overrides --world)")
+    world.add_argument("--world", type=Path, metavar="FILE", help="YAML file of world settings")
+    world.add_argument("--instance-type", help="GPU instance type (default from spec.gpu.products)")
+    world.add_argument("--price", type=float, help="USD per instance-hour")
+    world.add_argument("--node-provision", help="node request -> GPU ready, e.g. 3m (default 180s)")
+    world.add_argument("--node-jitter", help="extra node time, uniform in [0, this] (default 0)")
+    world.add_argument("--model-load", help="pod on a ready node -> model ready (default 60s)")
+    world.add_argument("--node-unneeded", help="empty node removed after (default 10m)")
+    world.add_argument("--concurrency", type=int, help="requests per replica at once (default spec.server.parallel)")
+    world.add_argument("--request-seconds", help="service time of lines without duration or tokens (default 5s)")
+    parser.set_defaults(handler=run)
+
+
+def _duration_seconds(text: str | None, option: str) -> float | None:
+    if text is None:
+        return None
+    try:
+        return float(text)
+    except ValueError:
+        pass
+    try:
+        return parse_duration(text).total_seconds()
+    except ValueError as error:
+        raise UsageError(f"{option}: {error}") from error
+
+
+def run(args: argparse.Namespace) -> int:
+    md = load_one(args.filename, args.name)
+    overrides: dict[str, object] = {
+        "instance_type": args.instance_type,
+        "price_per_hour": args.price,
+        "node_provision_seconds": _duration_seconds(args.node_provision, "--node-provision"),
+        "node_provision_jitter_seconds": _duration_seconds(args.node_jitter, "--node-jitter"),
+        "model_load_seconds": _duration_seconds(args.model_load, "--model-load"),
+        "node_unneeded_seconds": _duration_seconds(args.node_unneeded, "--node-unneeded"),
+        "concurrency": args.concurrency,
+        "default_request_seconds": _duration_seconds(args.request_seconds, "--request-seconds"),
+    }
+    idle_timeout = None
+    if args.idle_timeout is not None:
+        seconds = _duration_seconds(args.idle_timeout, "--idle-timeout")
+        if not seconds:
+            raise UsageError("--idle-timeout must be a positive duration such as 15m")
+        idle_timeout = format_duration(parse_duration(f"{seconds}s"))
+    start = parse_instant(args.start, "--start") if args.start else None
+    end = parse_instant(args.end, "--end") if args.end else None
+    if start and end and end <= start:
+        raise UsageError("--end must be after --start")
+    try:
+        world = load_world(args.world, overrides)
+        trace = load_trace(args.trace)
+        comparison = compare(
+            md.spec,
+            trace,
+            world,
+            list(dict.fromkeys(args.policy)) if args.policy else None,
+            start=start,
+            end=end,
+            idle_timeout=idle_timeout,
+            seed=args.seed,
+        )
+    except (TraceError, WorldError) as error:
+        raise UsageError(str(error)) from error
+    if args.plot is not None:
+        from siesta.sim.plot import PlotUnavailable, write_plot
+
+        try:
+            write_plot(comparison, args.plot, f"{md.name}: {args.trace.name}")
+        except PlotUnavailable as error:
+            raise UsageError(str(error)) from error
+    if args.output == "json":
+        print(json.dumps(to_json(comparison.reports, _meta(md.name, args, comparison)), indent=2))
+    else:
+        print(_heading(md.name, args, comparison))
+        print()
+        print(format_table(comparison.reports))
+    if args.plot is not None and args.output != "json":
+        print(f"\nplot: {args.plot}")
+    return 0
+
+
+def _meta(name: str, args: argparse.Namespace, comparison: Comparison) -> dict[str, Any]:
+    zone = comparison.spec.schedule.timezone
+    return {
+        "modelDeployment": name,
+        "trace": str(args.trace),
+        "start": in_zone(comparison.start, zone),
+        "end": in_zone(comparison.end, zone),
+        "hours": (comparison.end - comparison.start).total_seconds() / 3600.0,
+        "seed": args.seed,
+        "world": comparison.world.model_dump(by_alias=True),
+    }
+
+
+def _heading(name: str, args: argparse.Namespace, comparison: Comparison) -> str:
+    zone = comparison.spec.schedule.timezone
+    world = comparison.world
+    hours = (comparison.end - comparison.start).total_seconds() / 3600.0
+    requests = comparison.reports[0].requests if comparison.reports else 0
+    windows = ", ".join(w.name for w in comparison.spec.schedule.windows) or "none"
+    return "\n".join(
+        [
+            f"{name} on {args.trace}: {requests} requests, "
+            f"{in_zone(comparison.start, zone)} .. {in_zone(comparison.end, zone)} ({hours:.1f} h)",
+            f"world: {world.instance_type} at ${world.price_per_hour:.3f}/h; node ready "
+            f"{world.node_provision_seconds:g}s after request, model load {world.model_load_seconds:g}s, "
+            f"empty node removed after {world.node_unneeded_seconds:g}s; "
+            f"{world.concurrency} requests per replica; wakeTimeout {world.wake_timeout_seconds:g}s",
+            f"waits: seconds until a replica starts serving (timeouts count at wakeTimeout); "
+            f"'in window': arrivals inside the spec's windows ({windows}), prewarm excluded",
+        ]
+    )
