@@ -16,27 +16,35 @@ from siesta.operator.settings import OperatorSettings, SettingsError
 def register(subparsers: Any) -> None:
     parser = subparsers.add_parser(
         "operator",
-        help="run the operator: ModelDeployments become GPU StatefulSets that scale to and from zero",
+        help="run the operator (ModelDeployments -> GPU StatefulSets that scale to zero)",
         description=(
             "Run the Siesta operator. Settings come from SIESTA_* environment variables "
             "(docs/contracts.md); the flags below override them."
         ),
     )
     parser.add_argument(
-        "-n", "--namespace", action="append", default=None, help="watch only this namespace (repeatable)"
+        "-n",
+        "--namespace",
+        action="append",
+        default=None,
+        help="watch only this namespace (repeatable)",
     )
-    parser.add_argument("--metrics-port", type=int, help="port for /metrics (SIESTA_METRICS_PORT, 8081; 0 = off)")
+    parser.add_argument(
+        "--metrics-port", type=int, help="port for /metrics (SIESTA_METRICS_PORT, 8081; 0 = off)"
+    )
     parser.add_argument("--prometheus-url", help="Prometheus base URL (SIESTA_PROMETHEUS_URL)")
     parser.add_argument(
         "--peering",
-        help="kopf peering object name (SIESTA_PEERING, default 'siesta'); 'standalone' disables peering",
+        help="kopf peering object (SIESTA_PEERING, default 'siesta'); 'standalone': none",
     )
     parser.add_argument(
         "--priority",
         type=int,
-        help="peering priority; default: the start time, so a newer instance takes over from an older one",
+        help="peering priority; default: the start time (a newer instance takes over)",
     )
-    parser.add_argument("--liveness", help="serve kopf's liveness probe, e.g. http://0.0.0.0:8080/healthz")
+    parser.add_argument(
+        "--liveness", help="serve kopf's liveness probe, e.g. http://0.0.0.0:8080/healthz"
+    )
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
     parser.set_defaults(handler=run)
 
@@ -64,7 +72,11 @@ def run(args: argparse.Namespace) -> int:
         level=logging.DEBUG if args.verbose else logging.INFO,
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
-    priority = args.priority if args.priority is not None else int(time.time() * 1000) + random.randint(0, 999)
+    priority = (
+        args.priority
+        if args.priority is not None
+        else int(time.time() * 1000) + random.randint(0, 999)
+    )
     namespaces = list(settings.namespaces)
     kopf.run(
         clusterwide=not namespaces,

@@ -30,7 +30,7 @@ logger = logging.getLogger(__name__)
 
 
 @kopf.on.startup()
-def configure(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) -> None:
+def configure(settings: kopf.OperatorSettings, memo: Any, **_: Any) -> None:
     own = OperatorSettings.from_env()
     load_credentials()
     memo.runtime = Runtime(own, Kube())
@@ -38,7 +38,12 @@ def configure(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) -> Non
     # Handler logs stay in the log; Kubernetes Events are for scale changes (posted by us).
     settings.posting.level = logging.WARNING
     # Watch only what Siesta owns: the label filter runs in the API server.
-    for selector in ("pods", ("coordination.k8s.io", "leases"), ("apps", "statefulsets"), "services"):
+    for selector in (
+        "pods",
+        ("coordination.k8s.io", "leases"),
+        ("apps", "statefulsets"),
+        "services",
+    ):
         settings.watching.label_selectors[selector] = MD_LABEL
     telemetry.serve(own.metrics_port)
     logger.info(
@@ -54,22 +59,30 @@ def configure(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) -> Non
 
 
 @kopf.index("pods", labels=OWNED)
-def pods_by_model(namespace: str, labels: kopf.Labels, body: kopf.Body, **_: Any) -> dict[Any, PodView]:
+def pods_by_model(
+    namespace: str | None, labels: kopf.Labels, body: kopf.Body, **_: Any
+) -> dict[Any, PodView]:
     return {(namespace, labels[MD_LABEL]): pod_view(body)}
 
 
 @kopf.index("coordination.k8s.io", "v1", "leases", labels=OWNED)
-def leases_by_model(namespace: str, labels: kopf.Labels, body: kopf.Body, **_: Any) -> dict[Any, Any]:
+def leases_by_model(
+    namespace: str | None, labels: kopf.Labels, body: kopf.Body, **_: Any
+) -> dict[Any, Any]:
     return {(namespace, labels[MD_LABEL]): lease_view(body)}
 
 
 @kopf.index("apps", "v1", "statefulsets", labels=OWNED)
-def statefulsets_by_model(namespace: str, labels: kopf.Labels, body: kopf.Body, **_: Any) -> dict[Any, ChildView]:
+def statefulsets_by_model(
+    namespace: str | None, labels: kopf.Labels, body: kopf.Body, **_: Any
+) -> dict[Any, ChildView]:
     return {(namespace, labels[MD_LABEL]): child_view({**body, "kind": "StatefulSet"})}
 
 
 @kopf.index("", "v1", "services", labels=OWNED)
-def services_by_model(namespace: str, labels: kopf.Labels, body: kopf.Body, **_: Any) -> dict[Any, ChildView]:
+def services_by_model(
+    namespace: str | None, labels: kopf.Labels, body: kopf.Body, **_: Any
+) -> dict[Any, ChildView]:
     return {(namespace, labels[MD_LABEL]): child_view({**body, "kind": "Service"})}
 
 
@@ -80,25 +93,26 @@ def services_by_model(namespace: str, labels: kopf.Labels, body: kopf.Body, **_:
 @kopf.on.event("pods", labels=OWNED)
 @kopf.on.event("apps", "v1", "statefulsets", labels=OWNED)
 @kopf.on.event("", "v1", "services", labels=OWNED)
-def wake_owner(namespace: str, labels: kopf.Labels, memo: kopf.Memo, **_: Any) -> None:
+def wake_owner(namespace: str | None, labels: kopf.Labels, memo: Any, **_: Any) -> None:
     memo.runtime.wake((namespace, labels[MD_LABEL]))
 
 
 @kopf.on.event(GROUP, VERSION, PLURAL)
-def wake_model(namespace: str, name: str, memo: kopf.Memo, **_: Any) -> None:
+def wake_model(namespace: str | None, name: str, memo: Any, **_: Any) -> None:
     memo.runtime.wake((namespace, name))
 
 
 # --- the per-model loop --------------------------------------------------------------------
 
 
-@kopf.daemon(GROUP, VERSION, PLURAL, cancellation_timeout=1.0)
+# kopf passes indexes by their names; its DaemonFn protocol does not list them, hence the ignore.
+@kopf.daemon(GROUP, VERSION, PLURAL, cancellation_timeout=1.0)  # type: ignore[arg-type]
 async def run_model(
     body: kopf.Body,
-    namespace: str,
+    namespace: str | None,
     name: str,
     uid: str,
-    memo: kopf.Memo,
+    memo: Any,
     stopped: kopf.DaemonStopped,
     pods_by_model: kopf.Index[Any, PodView],
     leases_by_model: kopf.Index[Any, Any],
@@ -107,6 +121,7 @@ async def run_model(
     **_: Any,
 ) -> None:
     runtime: Runtime = memo.runtime
+    namespace = namespace or ""  # ModelDeployments are namespaced; kopf types it optional
     key = (namespace, name)
     waker = runtime.waker(key)
     model = ModelLoop(runtime, namespace, name, uid, dict(body.get("status") or {}))
@@ -125,10 +140,12 @@ async def run_model(
             except RetryLater as wait:
                 logger.info("%s/%s: %s; retrying in %ss", namespace, name, wait, wait.delay)
                 delay = wait.delay
-            except Exception as error:  # noqa: BLE001 - one model's failure must not stop its loop
+            except Exception as error:
                 stage = type(error).__name__
                 telemetry.RECONCILE_ERRORS.labels(namespace, name, stage).inc()
-                logger.exception("%s/%s: reconcile failed; retrying in %ss", namespace, name, backoff)
+                logger.exception(
+                    "%s/%s: reconcile failed; retrying in %ss", namespace, name, backoff
+                )
                 delay, backoff = backoff, min(backoff * 2, MAX_BACKOFF_SECONDS)
             await sleep_until_woken(waker, delay)
     finally:

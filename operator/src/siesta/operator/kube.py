@@ -59,7 +59,9 @@ def child_view(body: dict[str, Any]) -> ChildView:
     status = body.get("status") or {}
     kind = str(body.get("kind") or "")
     if kind == "StatefulSet":
-        kept = {k: copy.deepcopy(spec.get(k)) for k in render.IMMUTABLE_STATEFULSET_FIELDS if k in spec}
+        kept = {
+            k: copy.deepcopy(spec.get(k)) for k in render.IMMUTABLE_STATEFULSET_FIELDS if k in spec
+        }
     else:
         kept = {k: copy.deepcopy(spec.get(k)) for k in ("clusterIP", "clusterIPs") if k in spec}
     return ChildView(
@@ -76,9 +78,9 @@ def child_view(body: dict[str, Any]) -> ChildView:
 def load_credentials() -> None:
     """In a pod: the ServiceAccount; elsewhere: KUBECONFIG / ~/.kube/config."""
     if os.environ.get("KUBERNETES_SERVICE_HOST"):
-        config.load_incluster_config()
+        config.load_incluster_config()  # type: ignore[no-untyped-call]
     else:
-        config.load_kube_config()
+        config.load_kube_config()  # type: ignore[no-untyped-call]
 
 
 class Kube:
@@ -89,7 +91,9 @@ class Kube:
         self.custom = client.CustomObjectsApi(self.api_client)
         self.instance = socket.gethostname()
 
-    async def _call(self, verb: str, resource: str, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
+    async def _call(
+        self, verb: str, resource: str, fn: Callable[..., Any], *args: Any, **kwargs: Any
+    ) -> Any:
         try:
             result = await asyncio.to_thread(fn, *args, **kwargs)
         except ApiException as error:
@@ -103,7 +107,9 @@ class Kube:
 
     # --- children -----------------------------------------------------------------------
 
-    async def ensure(self, desired: dict[str, Any], existing: ChildView | None, replicas: int = 0) -> bool:
+    async def ensure(
+        self, desired: dict[str, Any], existing: ChildView | None, replicas: int = 0
+    ) -> bool:
         """Create or update one child so it matches `desired`; returns whether it wrote.
 
         `replicas` is used only when a StatefulSet is (re-)created: the last decided count,
@@ -125,15 +131,19 @@ class Kube:
                     "get", "statefulsets", self.apps.read_namespaced_stateful_set, name, namespace
                 )
             else:
-                found = await self._call("get", "services", self.core.read_namespaced_service, name, namespace)
+                found = await self._call(
+                    "get", "services", self.core.read_namespaced_service, name, namespace
+                )
         except ApiException as error:
             if error.status == 404:
                 return None
             raise
-        result: dict[str, Any] = self.api_client.sanitize_for_serialization(found)
+        result: dict[str, Any] = self.api_client.sanitize_for_serialization(found)  # type: ignore[no-untyped-call]
         return result
 
-    async def _ensure_statefulset(self, desired: dict[str, Any], existing: ChildView | None, replicas: int) -> None:
+    async def _ensure_statefulset(
+        self, desired: dict[str, Any], existing: ChildView | None, replicas: int
+    ) -> None:
         namespace, name = desired["metadata"]["namespace"], desired["metadata"]["name"]
         if existing is None:
             await self._create(desired, replicas)
@@ -147,7 +157,9 @@ class Kube:
             if render.immutable_fields_differ(desired, current_dict["spec"]):
                 # Orphan the pods (they keep serving) and create the new StatefulSet,
                 # which adopts them; replicas carry over so nothing is scaled by this.
-                logger.info("re-creating StatefulSet %s/%s: an immutable field changed", namespace, name)
+                logger.info(
+                    "re-creating StatefulSet %s/%s: an immutable field changed", namespace, name
+                )
                 await self._call(
                     "delete",
                     "statefulsets",
@@ -156,13 +168,21 @@ class Kube:
                     namespace,
                     body=client.V1DeleteOptions(propagation_policy="Orphan"),
                 )
-                raise RetryLater(f"StatefulSet {name} deleted for re-creation with {current_replicas} replicas", 1.0)
+                raise RetryLater(
+                    f"StatefulSet {name} deleted for re-creation with {current_replicas} replicas",
+                    1.0,
+                )
             body = copy.deepcopy(desired)
             body["metadata"]["resourceVersion"] = current_dict["metadata"]["resourceVersion"]
             body["spec"]["replicas"] = current_replicas
             try:
                 await self._call(
-                    "update", "statefulsets", self.apps.replace_namespaced_stateful_set, name, namespace, body
+                    "update",
+                    "statefulsets",
+                    self.apps.replace_namespaced_stateful_set,
+                    name,
+                    namespace,
+                    body,
                 )
                 return
             except ApiException as error:
@@ -190,7 +210,14 @@ class Kube:
                 if key in current_dict["spec"]:
                     body["spec"][key] = current_dict["spec"][key]
             try:
-                await self._call("update", "services", self.core.replace_namespaced_service, name, namespace, body)
+                await self._call(
+                    "update",
+                    "services",
+                    self.core.replace_namespaced_service,
+                    name,
+                    namespace,
+                    body,
+                )
                 return
             except ApiException as error:
                 if error.status == 409:
@@ -207,12 +234,24 @@ class Kube:
             if desired["kind"] == "StatefulSet":
                 body = copy.deepcopy(desired)
                 body["spec"]["replicas"] = replicas
-                await self._call("create", "statefulsets", self.apps.create_namespaced_stateful_set, namespace, body)
+                await self._call(
+                    "create",
+                    "statefulsets",
+                    self.apps.create_namespaced_stateful_set,
+                    namespace,
+                    body,
+                )
             else:
-                await self._call("create", "services", self.core.create_namespaced_service, namespace, desired)
+                await self._call(
+                    "create", "services", self.core.create_namespaced_service, namespace, desired
+                )
         except ApiException as error:
-            if error.status == 409:  # exists (our watch has not seen it yet, or it is being deleted)
-                raise RetryLater(f"{desired['kind']} {desired['metadata']['name']} already exists", 1.0) from None
+            if (
+                error.status == 409
+            ):  # exists (our watch has not seen it yet, or it is being deleted)
+                raise RetryLater(
+                    f"{desired['kind']} {desired['metadata']['name']} already exists", 1.0
+                ) from None
             raise
 
     # --- scaling and the ModelDeployment -------------------------------------------------
@@ -280,4 +319,6 @@ class Kube:
             "reportingComponent": "siesta.dev/operator",
             "reportingInstance": self.instance[:128],
         }
-        await self._call("create", "events", self.core.create_namespaced_event, owner.namespace, event)
+        await self._call(
+            "create", "events", self.core.create_namespaced_event, owner.namespace, event
+        )

@@ -67,12 +67,12 @@ class PrometheusSource:
         self.url = url
         self.timeout = timeout
         # No retries: a failed query is reported at once and retried on the next cycle.
-        self._client = PrometheusConnect(url=url, retry=Retry(total=0), timeout=timeout)  # type: ignore[arg-type]
+        self._client = PrometheusConnect(url=url, retry=Retry(total=0), timeout=timeout)
 
     async def read(self, query: str, ready: int) -> LoadReading:
         try:
             result = await asyncio.to_thread(self._client.custom_query, query)
-        except Exception as error:  # noqa: BLE001 - any failure is "unavailable", with its reason
+        except Exception as error:
             return LoadReading(None, f"Prometheus query failed: {_short(error)}")
         return interpret(result, ready)
 

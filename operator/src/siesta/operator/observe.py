@@ -90,7 +90,9 @@ def pod_view(body: Mapping[str, Any]) -> PodView:
     scheduled = _condition(status, "PodScheduled")
     is_ready = bool(ready and ready.get("status") == "True")
     unschedulable = bool(
-        scheduled and scheduled.get("status") == "False" and scheduled.get("reason") == "Unschedulable"
+        scheduled
+        and scheduled.get("status") == "False"
+        and scheduled.get("reason") == "Unschedulable"
     )
     return PodView(
         name=str(meta.get("name", "")),
@@ -106,7 +108,9 @@ def pod_view(body: Mapping[str, Any]) -> PodView:
             else None
         ),
         unschedulable=unschedulable,
-        unschedulable_message=str(scheduled.get("message", "")) if scheduled and unschedulable else "",
+        unschedulable_message=str(scheduled.get("message", ""))
+        if scheduled and unschedulable
+        else "",
         failing=_failing(status),
         terminating=bool(meta.get("deletionTimestamp")),
     )
@@ -124,7 +128,9 @@ def observe(replicas: int, pods: Iterable[PodView]) -> Observed:
     failing = sum(1 for p in wanted if not p.ready and p.failing)
     waiting = sum(1 for p in wanted if not p.ready and p.unschedulable)
     starting = max(replicas - ready - failing, 0)
-    return Observed(replicas=replicas, ready=ready, starting=starting, waiting_for_gpu=min(waiting, starting))
+    return Observed(
+        replicas=replicas, ready=ready, starting=starting, waiting_for_gpu=min(waiting, starting)
+    )
 
 
 def failing_pods(replicas: int, pods: Iterable[PodView]) -> list[PodView]:

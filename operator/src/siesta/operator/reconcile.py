@@ -10,6 +10,7 @@ writing only what changed.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
 from collections.abc import Iterable, Mapping
@@ -93,7 +94,9 @@ def effective_spec(spec: ModelDeploymentSpec, settings: OperatorSettings) -> Mod
 class ModelLoop:
     """The state one model's daemon keeps between steps (all of it recoverable from the cluster)."""
 
-    def __init__(self, runtime: Runtime, namespace: str, name: str, uid: str, status: Mapping[str, Any]) -> None:
+    def __init__(
+        self, runtime: Runtime, namespace: str, name: str, uid: str, status: Mapping[str, Any]
+    ) -> None:
         self.runtime = runtime
         self.owner = render.Owner(name=name, namespace=namespace, uid=uid)
         self.status: dict[str, Any] = dict(status)
@@ -113,7 +116,9 @@ class ModelLoop:
         meta = body.get("metadata") or {}
         generation = meta.get("generation")
         try:
-            spec = effective_spec(ModelDeploymentSpec.model_validate(body.get("spec") or {}), settings)
+            spec = effective_spec(
+                ModelDeploymentSpec.model_validate(body.get("spec") or {}), settings
+            )
         except ValidationError as error:
             await self._write_status(
                 None,
@@ -156,7 +161,9 @@ class ModelLoop:
             observed=observed,
             paused=spec.paused,
             metrics_configured=configured,
-            failing=tuple(f"{p.name}: {p.failing}" for p in failing_pods(observed.replicas, views.pods)),
+            failing=tuple(
+                f"{p.name}: {p.failing}" for p in failing_pods(observed.replicas, views.pods)
+            ),
             waiting_message=waiting_message(observed.replicas, views.pods),
             cold_start=cold,
             transition=forecast(spec, decision, signals),
@@ -203,10 +210,16 @@ class ModelLoop:
         url = (metric.prometheus_url if metric else None) or self.runtime.settings.prometheus_url
         if not url:
             return LoadReading(0.0), False
-        query = render_query(metric.query if metric else None, self.owner.namespace, self.owner.name)
+        query = render_query(
+            metric.query if metric else None, self.owner.namespace, self.owner.name
+        )
         cached = self._load
         key = f"{url} {query} {ready > 0}"
-        if cached is not None and cached[1] == key and time.monotonic() - cached[0] < LOAD_CACHE_SECONDS:
+        if (
+            cached is not None
+            and cached[1] == key
+            and time.monotonic() - cached[0] < LOAD_CACHE_SECONDS
+        ):
             return cached[2], True
         reading = await self.runtime.source(url).read(query, ready)
         result = "ok" if reading.value is not None else "unavailable"
@@ -226,11 +239,15 @@ class ModelLoop:
         message = f"{current} -> {decision.desired}: {'; '.join(decision.reasons[:2])}"
         logger.info("%s/%s: scaled %s", namespace, name, message)
         try:
-            await self.runtime.kube.post_event(self.owner, "ScaledUp" if up else "ScaledDown", message, now)
+            await self.runtime.kube.post_event(
+                self.owner, "ScaledUp" if up else "ScaledDown", message, now
+            )
         except Exception:  # an event is information; the scale itself has happened
             logger.warning("%s/%s: could not post the scale event", namespace, name, exc_info=True)
 
-    async def _write_status(self, decision: Decision | None, situation: Situation, now: datetime) -> None:
+    async def _write_status(
+        self, decision: Decision | None, situation: Situation, now: datetime
+    ) -> None:
         status = build_status(decision, situation, self.status, now)
         if not status_changed(self.status, status):
             return
@@ -269,13 +286,12 @@ class ModelLoop:
         telemetry.REPLICAS.labels(*self.labels).set(observed.replicas)
         telemetry.READY_REPLICAS.labels(*self.labels).set(observed.ready)
         telemetry.WAITING_FOR_GPU.labels(*self.labels).set(observed.waiting_for_gpu)
-        telemetry.LOAD.labels(*self.labels).set(reading.value if reading.value is not None else float("nan"))
+        telemetry.LOAD.labels(*self.labels).set(
+            reading.value if reading.value is not None else float("nan")
+        )
 
 
 async def sleep_until_woken(event: asyncio.Event, seconds: float | None) -> None:
     """Wait for the model's waker (a watch event) or the timeout, whichever is first."""
-    try:
+    with contextlib.suppress(TimeoutError):
         await asyncio.wait_for(event.wait(), timeout=seconds)
-    except TimeoutError:
-        pass
-

@@ -161,7 +161,11 @@ def _affinity(spec: ModelDeploymentSpec) -> dict[str, Any] | None:
     ]
     if spec.gpu.products:
         expressions.append(
-            {"key": GPU_PRODUCT_LABEL, "operator": "In", "values": product_variants(spec.gpu.products)}
+            {
+                "key": GPU_PRODUCT_LABEL,
+                "operator": "In",
+                "values": product_variants(spec.gpu.products),
+            }
         )
     return {
         "nodeAffinity": {
@@ -192,7 +196,9 @@ def _pvc_source(uri: str) -> tuple[str, str]:
     return claim, path
 
 
-def _environment(owner: Owner, spec: ModelDeploymentSpec, settings: OperatorSettings) -> list[dict[str, str]]:
+def _environment(
+    owner: Owner, spec: ModelDeploymentSpec, settings: OperatorSettings
+) -> list[dict[str, str]]:
     uri = spec.model.uri
     model = uri
     if model_source_kind(uri) == "pvc":
@@ -212,18 +218,29 @@ def _environment(owner: Owner, spec: ModelDeploymentSpec, settings: OperatorSett
     return [{"name": key, "value": value} for key, value in values.items() if value != ""]
 
 
-def _volumes(owner: Owner, spec: ModelDeploymentSpec) -> tuple[list[Manifest], list[Manifest], list[Manifest]]:
+def _volumes(
+    owner: Owner, spec: ModelDeploymentSpec
+) -> tuple[list[Manifest], list[Manifest], list[Manifest]]:
     """(pod volumes, container mounts, volumeClaimTemplates)."""
-    volumes: list[Manifest] = [{"name": "tmp", "emptyDir": {"medium": "Memory", "sizeLimit": "64Mi"}}]
+    volumes: list[Manifest] = [
+        {"name": "tmp", "emptyDir": {"medium": "Memory", "sizeLimit": "64Mi"}}
+    ]
     mounts: list[Manifest] = [{"name": "tmp", "mountPath": "/tmp"}]
     templates: list[Manifest] = []
     kind = model_source_kind(spec.model.uri)
     if kind == "pvc":
         claim, _ = _pvc_source(spec.model.uri)
-        volumes.append({"name": "model-source", "persistentVolumeClaim": {"claimName": claim, "readOnly": True}})
+        volumes.append(
+            {
+                "name": "model-source",
+                "persistentVolumeClaim": {"claimName": claim, "readOnly": True},
+            }
+        )
         mounts.append({"name": "model-source", "mountPath": SOURCE_DIR, "readOnly": True})
         # The server still needs a writable cache directory (nothing is downloaded).
-        volumes.append({"name": CACHE_VOLUME, "emptyDir": {"medium": "Memory", "sizeLimit": "16Mi"}})
+        volumes.append(
+            {"name": CACHE_VOLUME, "emptyDir": {"medium": "Memory", "sizeLimit": "16Mi"}}
+        )
         mounts.append({"name": CACHE_VOLUME, "mountPath": CACHE_DIR})
     elif kind == "remote":
         claim_spec: dict[str, Any] = {
@@ -242,12 +259,16 @@ def _volumes(owner: Owner, spec: ModelDeploymentSpec) -> tuple[list[Manifest], l
         )
         mounts.append({"name": CACHE_VOLUME, "mountPath": CACHE_DIR})
     else:
-        volumes.append({"name": CACHE_VOLUME, "emptyDir": {"medium": "Memory", "sizeLimit": "16Mi"}})
+        volumes.append(
+            {"name": CACHE_VOLUME, "emptyDir": {"medium": "Memory", "sizeLimit": "16Mi"}}
+        )
         mounts.append({"name": CACHE_VOLUME, "mountPath": CACHE_DIR})
     return volumes, mounts, templates
 
 
-def _container(owner: Owner, spec: ModelDeploymentSpec, settings: OperatorSettings, mounts: list[Manifest]) -> Manifest:
+def _container(
+    owner: Owner, spec: ModelDeploymentSpec, settings: OperatorSettings, mounts: list[Manifest]
+) -> Manifest:
     health = {"path": "/health", "port": "http"}
     container: Manifest = {
         "name": CONTAINER_NAME,
@@ -265,9 +286,18 @@ def _container(owner: Owner, spec: ModelDeploymentSpec, settings: OperatorSettin
             "failureThreshold": STARTUP_PROBE_FAILURES,
             "timeoutSeconds": 5,
         },
-        "readinessProbe": {"httpGet": health, "periodSeconds": 5, "failureThreshold": 2, "timeoutSeconds": 5},
+        "readinessProbe": {
+            "httpGet": health,
+            "periodSeconds": 5,
+            "failureThreshold": 2,
+            "timeoutSeconds": 5,
+        },
         # After startup only a dead process fails this (503 while draining is not death).
-        "livenessProbe": {"tcpSocket": {"port": "http"}, "periodSeconds": 20, "failureThreshold": 6},
+        "livenessProbe": {
+            "tcpSocket": {"port": "http"},
+            "periodSeconds": 20,
+            "failureThreshold": 6,
+        },
         "lifecycle": {"preStop": {"sleep": {"seconds": PRESTOP_SLEEP_SECONDS}}},
         "securityContext": {
             "allowPrivilegeEscalation": False,
@@ -284,7 +314,9 @@ def statefulset(owner: Owner, spec: ModelDeploymentSpec, settings: OperatorSetti
     """The model server StatefulSet. `spec.replicas` is 0 here: replicas go through /scale."""
     volumes, mounts, templates = _volumes(owner, spec)
     pod_spec: Manifest = {
-        "terminationGracePeriodSeconds": int(settings.drain_timeout.total_seconds()) + PRESTOP_SLEEP_SECONDS + 10,
+        "terminationGracePeriodSeconds": int(settings.drain_timeout.total_seconds())
+        + PRESTOP_SLEEP_SECONDS
+        + 10,
         "enableServiceLinks": False,
         "automountServiceAccountToken": False,
         "securityContext": {
@@ -345,7 +377,9 @@ def headless_service(owner: Owner) -> Manifest:
                 "clusterIP": "None",
                 "publishNotReadyAddresses": True,
                 "selector": selector_labels(owner.name),
-                "ports": [{"name": "http", "port": HTTP_PORT, "targetPort": "http", "protocol": "TCP"}],
+                "ports": [
+                    {"name": "http", "port": HTTP_PORT, "targetPort": "http", "protocol": "TCP"}
+                ],
             },
         }
     )
@@ -360,7 +394,9 @@ def service(owner: Owner) -> Manifest:
             "spec": {
                 "type": "ClusterIP",
                 "selector": selector_labels(owner.name),
-                "ports": [{"name": "http", "port": HTTP_PORT, "targetPort": "http", "protocol": "TCP"}],
+                "ports": [
+                    {"name": "http", "port": HTTP_PORT, "targetPort": "http", "protocol": "TCP"}
+                ],
             },
         }
     )
@@ -373,7 +409,12 @@ def children(owner: Owner, spec: ModelDeploymentSpec, settings: OperatorSettings
 
 # Fields of a StatefulSet the API server refuses to change: a change means re-creating it
 # (pods are orphaned and adopted again, so they keep running).
-IMMUTABLE_STATEFULSET_FIELDS = ("selector", "serviceName", "volumeClaimTemplates", "podManagementPolicy")
+IMMUTABLE_STATEFULSET_FIELDS = (
+    "selector",
+    "serviceName",
+    "volumeClaimTemplates",
+    "podManagementPolicy",
+)
 
 
 def immutable_fields_differ(desired: Manifest, existing_spec: dict[str, Any]) -> bool:

@@ -80,10 +80,19 @@ def _ready_condition(decision: Decision | None, situation: Situation) -> Conditi
     if desired == 0 and observed.ready == 0:
         return Condition("Ready", True, "ScaledToZero", "no replicas wanted")
     if observed.ready >= desired:
-        return Condition("Ready", True, "ReplicasReady", f"{observed.ready}/{desired} replicas ready")
+        return Condition(
+            "Ready", True, "ReplicasReady", f"{observed.ready}/{desired} replicas ready"
+        )
     if observed.waiting_for_gpu:
-        return Condition("Ready", False, "WaitingForGPU", f"{observed.ready}/{desired} replicas ready; waiting for a GPU node")
-    return Condition("Ready", False, "ReplicasNotReady", f"{observed.ready}/{desired} replicas ready")
+        return Condition(
+            "Ready",
+            False,
+            "WaitingForGPU",
+            f"{observed.ready}/{desired} replicas ready; waiting for a GPU node",
+        )
+    return Condition(
+        "Ready", False, "ReplicasNotReady", f"{observed.ready}/{desired} replicas ready"
+    )
 
 
 def _conditions(decision: Decision | None, situation: Situation) -> list[Condition]:
@@ -96,7 +105,10 @@ def _conditions(decision: Decision | None, situation: Situation) -> list[Conditi
     for condition in decision.conditions if decision else []:
         if condition.type == "MetricsAvailable" and not situation.metrics_configured:
             condition = Condition(
-                "MetricsAvailable", True, "NotConfigured", "no Prometheus URL configured; load counts as 0"
+                "MetricsAvailable",
+                True,
+                "NotConfigured",
+                "no Prometheus URL configured; load counts as 0",
             )
         found.append(condition)
     return found
@@ -162,23 +174,37 @@ def build_status(
         "desiredReplicas": decision.desired if decision else previous.get("desiredReplicas"),
         "reason": reasons[0] if reasons else None,
         "reasons": reasons,
-        "lastActiveTime": format_time(memory.last_active_time) if decision else previous.get("lastActiveTime"),
-        "scaleDownSince": format_time(memory.scale_down_since) if decision else previous.get("scaleDownSince"),
+        "lastActiveTime": format_time(memory.last_active_time)
+        if decision
+        else previous.get("lastActiveTime"),
+        "scaleDownSince": format_time(memory.scale_down_since)
+        if decision
+        else previous.get("scaleDownSince"),
         "lastScaleTime": last_scale,
         "nextTransition": (
-            {"time": format_time(transition.time), "replicas": transition.replicas, "reason": transition.reason}
+            {
+                "time": format_time(transition.time),
+                "replicas": transition.replicas,
+                "reason": transition.reason,
+            }
             if transition
             else None
         ),
         "coldStart": cold.model_dump(by_alias=True, exclude_none=True) if cold else None,
         "manualOverride": (
-            {"replicas": override.replicas, "since": format_time(override.since), "until": format_time(override.until)}
+            {
+                "replicas": override.replicas,
+                "since": format_time(override.since),
+                "until": format_time(override.until),
+            }
             if override
             else None
         ),
         "selector": situation.selector,
         "observedGeneration": situation.generation,
-        "conditions": render_conditions(_conditions(decision, situation), previous.get("conditions") or [], now),
+        "conditions": render_conditions(
+            _conditions(decision, situation), previous.get("conditions") or [], now
+        ),
     }
 
 

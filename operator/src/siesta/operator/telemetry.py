@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import re
 
 from prometheus_client import Counter, Gauge, Histogram, start_http_server
@@ -75,10 +76,8 @@ def reason_kind(reason: str) -> str:
 def forget_model(namespace: str, name: str) -> None:
     """Drop the per-model gauges of a deleted ModelDeployment."""
     for gauge in (DESIRED_REPLICAS, REPLICAS, READY_REPLICAS, WAITING_FOR_GPU, LOAD):
-        try:
+        with contextlib.suppress(KeyError):
             gauge.remove(namespace, name)
-        except KeyError:
-            pass
 
 
 def serve(port: int) -> None:
