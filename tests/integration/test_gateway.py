@@ -1,0 +1,345 @@
+"""The gateway against a real API server and real siesta-server processes.
+
+No operator here: the tests publish EndpointSlices themselves (as the EndpointSlice
+controller would for ready pods) and start model servers on pod-like local addresses, so
+every gateway behaviour is seen from the outside: the `openai` client, raw HTTP, the demand
+Leases in the API server and the gateway's /metrics.
+"""
+
+from __future__ import annotations
+
+import concurrent.futures
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import openai
+import pytest
+
+from support.cluster import Cluster
+from support.gateway_env import (
+    demand_leases,
+    endpoint_slice,
+    get_json,
+    install_crd,
+    metric,
+    model_manifest,
+    wait_for,
+)
+from support.localnet import add_local_address, pod_address, remove_local_address
+from support.procs import Proc, start_gateway, start_server
+
+pytestmark = [pytest.mark.cluster, pytest.mark.llama]
+
+NODE_INDEX = 250  # pod-like addresses 10.244.250.N for this module's servers
+QUEUE_SIZE = 4
+
+
+@pytest.fixture(scope="module")
+def crd(cluster: Cluster) -> None:
+    install_crd(cluster)
+
+
+@pytest.fixture(scope="module")
+def tiny_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    from support.tiny_gguf import write_tiny_llama
+
+    return Path(write_tiny_llama(tmp_path_factory.mktemp("models") / "tiny.gguf"))
+
+
+@pytest.fixture(scope="module")
+def gateway(
+    cluster: Cluster, crd: None, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Proc]:
+    proc = start_gateway(
+        cluster.kubeconfig,
+        args=["--queue-size", str(QUEUE_SIZE), "--keepalive", "0.3", "--retry-after", "7"],
+        log_dir=tmp_path_factory.mktemp("gateway"),
+    )
+    yield proc
+    proc.stop()
+
+
+ServerFactory = Callable[[str, int], Proc]
+
+
+@pytest.fixture(scope="module")
+def servers(tiny_model: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerFactory]:
+    """start(alias, n): a real siesta-server on 10.244.250.n:8080."""
+    started: list[tuple[Proc, str]] = []
+    log_dir = tmp_path_factory.mktemp("servers")
+
+    def start(alias: str, index: int) -> Proc:
+        address = pod_address(NODE_INDEX, index)
+        add_local_address(address)
+        proc = start_server(
+            tiny_model,
+            alias=alias,
+            host=address,
+            port=8080,
+            log_dir=log_dir,
+            name=f"server-{index}",
+            args=["--parallel", "4", "--ctx-size", "1024"],
+        )
+        started.append((proc, address))
+        return proc
+
+    yield start
+    for proc, address in started:
+        proc.stop()
+        remove_local_address(address)
+
+
+def add_model(cluster: Cluster, gateway: Proc, namespace: str, name: str, **kwargs: Any) -> str:
+    manifest = model_manifest(name, namespace, **kwargs)
+    cluster.apply(manifest)
+    alias = str(manifest["spec"]["model"].get("alias") or name)
+    wait_for(
+        lambda: alias in {m["id"] for m in get_json(f"{gateway.url}/v1/models")["data"]},
+        10,
+        f"gateway lists {alias}",
+    )
+    return alias
+
+
+def publish(
+    cluster: Cluster, namespace: str, name: str, address: str, *, ready: bool = True
+) -> None:
+    cluster.apply(endpoint_slice(name, namespace, address, ready=ready))
+
+
+def client(gateway: Proc, **kwargs: Any) -> openai.OpenAI:
+    return openai.OpenAI(base_url=f"{gateway.url}/v1", api_key="unused", max_retries=0, **kwargs)
+
+
+def chat(gateway: Proc, alias: str, timeout: float = 60.0) -> str:
+    completion = client(gateway, timeout=timeout).chat.completions.create(
+        model=alias, messages=[{"role": "user", "content": "hello"}], max_tokens=8
+    )
+    return completion.choices[0].message.content or ""
+
+
+def test_models_lists_every_model_and_unknown_models_get_404(
+    cluster: Cluster, gateway: Proc, namespace: str
+) -> None:
+    add_model(cluster, gateway, namespace, "alpha")
+    add_model(cluster, gateway, namespace, "beta", alias="beta-chat")
+    listed = {m.id: m for m in client(gateway).models.list().data}
+    assert {"alpha", "beta-chat"} <= set(listed)
+    entry = listed["beta-chat"].model_dump()
+    assert entry["siesta"]["namespace"] == namespace
+    assert entry["siesta"]["name"] == "beta"
+    assert entry["siesta"]["readyEndpoints"] == 0
+
+    with pytest.raises(openai.NotFoundError) as missing:
+        chat(gateway, "no-such-model")
+    error = missing.value.body
+    assert isinstance(error, dict)
+    assert error["code"] == "model_not_found"
+    assert "alpha" in error["message"]
+    assert "beta-chat" in error["message"]
+
+
+def test_warm_requests_are_forwarded_and_streamed(
+    cluster: Cluster, gateway: Proc, namespace: str, servers: ServerFactory
+) -> None:
+    alias = add_model(cluster, gateway, namespace, "warm")
+    servers(alias, 1)
+    publish(cluster, namespace, "warm", pod_address(NODE_INDEX, 1))
+    wait_for(
+        lambda: get_json(f"{gateway.url}/v1/models/{alias}")["siesta"]["readyEndpoints"] == 1,
+        10,
+        "endpoint seen",
+    )
+    assert chat(gateway, alias)
+
+    stream = client(gateway).chat.completions.create(
+        model=alias, messages=[{"role": "user", "content": "hi"}], max_tokens=8, stream=True
+    )
+    chunks = list(stream)
+    assert chunks
+    assert chunks[-1].choices[0].finish_reason is not None
+
+    completion = client(gateway).completions.create(model=alias, prompt="the", max_tokens=4)
+    assert completion.choices[0].text is not None
+    assert (
+        metric(gateway.url, "siesta_gateway_requests_total", {"model": alias, "code": "200"}) >= 3
+    )
+
+
+def test_cold_request_is_held_demand_recorded_then_served(
+    cluster: Cluster, gateway: Proc, namespace: str, servers: ServerFactory
+) -> None:
+    alias = add_model(cluster, gateway, namespace, "cold", alias="cold-chat")
+    with concurrent.futures.ThreadPoolExecutor(3) as pool:
+        futures = [pool.submit(chat, gateway, alias) for _ in range(3)]
+
+        def pending_lease() -> dict[str, Any] | None:
+            for lease in demand_leases(cluster, namespace, "cold"):
+                if lease["metadata"]["annotations"].get("siesta.dev/pending-requests") == "3":
+                    return lease
+            return None
+
+        lease = wait_for(pending_lease, 10, "a demand Lease with 3 pending requests")
+        model_uid = cluster.get_json("md", "cold", "-n", namespace)["metadata"]["uid"]
+        assert lease["metadata"]["ownerReferences"][0]["uid"] == model_uid
+        assert lease["metadata"]["labels"]["app.kubernetes.io/managed-by"] == "siesta-gateway"
+        assert lease["spec"]["leaseDurationSeconds"] == 30
+        assert lease["spec"]["holderIdentity"].startswith("gateway-")
+        assert metric(gateway.url, "siesta_gateway_queued_requests", {"model": alias}) == 3
+        assert not any(f.done() for f in futures)
+
+        servers(alias, 2)
+        publish(cluster, namespace, "cold", pod_address(NODE_INDEX, 2))
+        assert all(f.result(timeout=60) for f in futures)
+
+    wait_for(
+        lambda: any(
+            lease["metadata"]["annotations"]["siesta.dev/pending-requests"] == "0"
+            for lease in demand_leases(cluster, namespace, "cold")
+        ),
+        10,
+        "pending back to 0 in the Lease",
+    )
+    assert metric(gateway.url, "siesta_gateway_queued_requests", {"model": alias}) == 0
+    held = metric(gateway.url, "siesta_gateway_hold_seconds_count", {"model": alias})
+    assert held == 3
+
+
+def test_streaming_client_gets_keepalives_while_the_model_wakes(
+    cluster: Cluster, gateway: Proc, namespace: str, servers: ServerFactory
+) -> None:
+    alias = add_model(cluster, gateway, namespace, "sse")
+    body = {
+        "model": alias,
+        "messages": [{"role": "user", "content": "hi"}],
+        "max_tokens": 4,
+        "stream": True,
+    }
+    received = b""
+    published = False
+    with httpx.stream(
+        "POST", f"{gateway.url}/v1/chat/completions", json=body, timeout=60
+    ) as response:
+        assert response.status_code == 200
+        assert response.headers["content-type"].startswith("text/event-stream")
+        for chunk in response.iter_raw():
+            received += chunk
+            if not published and b": waiting for model" in received:
+                published = True
+                servers(alias, 3)
+                publish(cluster, namespace, "sse", pod_address(NODE_INDEX, 3))
+                received += b"|published|"
+    head, _, tail = received.partition(b"|published|")
+    assert head.startswith(b": waiting for model\n\n")
+    assert b"data: [DONE]" in tail
+
+
+def test_wake_timeout_answers_503_with_retry_after(
+    cluster: Cluster, gateway: Proc, namespace: str
+) -> None:
+    alias = add_model(cluster, gateway, namespace, "sleepy", wake_timeout="1s")
+    started = time.monotonic()
+    response = httpx.post(
+        f"{gateway.url}/v1/chat/completions",
+        json={"model": alias, "messages": [{"role": "user", "content": "hi"}]},
+        timeout=30,
+    )
+    assert time.monotonic() - started >= 1.0
+    assert response.status_code == 503
+    assert response.headers["Retry-After"] == "7"
+    error = response.json()["error"]
+    assert error["type"] == "unavailable_error"
+    assert error["code"] == "model_not_ready"
+    assert metric(gateway.url, "siesta_gateway_wake_timeouts_total", {"model": alias}) == 1
+    assert metric(gateway.url, "siesta_gateway_queued_requests", {"model": alias}) == 0
+
+
+def test_full_queue_answers_503_and_gone_clients_leave_the_queue(
+    cluster: Cluster, gateway: Proc, namespace: str
+) -> None:
+    alias = add_model(cluster, gateway, namespace, "busy")
+    body = {"model": alias, "prompt": "x"}
+    with concurrent.futures.ThreadPoolExecutor(QUEUE_SIZE) as pool:
+        # Clients that give up after 2 s: they fill the queue, then leave it.
+        held = [
+            pool.submit(httpx.post, f"{gateway.url}/v1/completions", json=body, timeout=2.0)
+            for _ in range(QUEUE_SIZE)
+        ]
+        wait_for(
+            lambda: (
+                metric(gateway.url, "siesta_gateway_queued_requests", {"model": alias})
+                == QUEUE_SIZE
+            ),
+            5,
+            "queue filled",
+        )
+        rejected = httpx.post(f"{gateway.url}/v1/completions", json=body, timeout=10)
+        assert rejected.status_code == 503
+        assert rejected.headers["Retry-After"] == "7"
+        assert rejected.json()["error"]["code"] == "queue_full"
+        for future in held:
+            with pytest.raises(httpx.ReadTimeout):
+                future.result()
+    wait_for(
+        lambda: metric(gateway.url, "siesta_gateway_queued_requests", {"model": alias}) == 0,
+        5,
+        "clients that hung up left the queue",
+    )
+
+
+def test_refused_connection_is_retried_on_another_replica(
+    cluster: Cluster, gateway: Proc, namespace: str, servers: ServerFactory
+) -> None:
+    alias = add_model(cluster, gateway, namespace, "flaky")
+    dead = pod_address(NODE_INDEX, 200)  # a local address where nothing listens
+    add_local_address(dead)
+    try:
+        servers(alias, 4)
+        publish(cluster, namespace, "flaky", dead)
+        publish(cluster, namespace, "flaky", pod_address(NODE_INDEX, 4))
+        wait_for(
+            lambda: get_json(f"{gateway.url}/v1/models/{alias}")["siesta"]["readyEndpoints"] == 2,
+            10,
+            "both endpoints seen",
+        )
+        for _ in range(4):
+            assert chat(gateway, alias)
+        refused = metric(
+            gateway.url, "siesta_gateway_upstream_errors_total", {"model": alias, "kind": "connect"}
+        )
+        assert refused >= 1
+    finally:
+        remove_local_address(dead)
+
+
+def test_api_keys_and_body_limit(
+    cluster: Cluster, crd: None, namespace: str, tmp_path: Path
+) -> None:
+    keys = tmp_path / "keys"
+    keys.write_text("secret-one\nsecret-two\n")
+    proc = start_gateway(
+        cluster.kubeconfig,
+        namespaces=[namespace],
+        log_dir=tmp_path,
+        args=["--api-keys-file", str(keys), "--max-body", "2048"],
+        name="gateway-auth",
+    )
+    try:
+        cluster.apply(model_manifest("locked", namespace))
+        with pytest.raises(openai.AuthenticationError):
+            openai.OpenAI(base_url=f"{proc.url}/v1", api_key="wrong", max_retries=0).models.list()
+        allowed = openai.OpenAI(base_url=f"{proc.url}/v1", api_key="secret-two", max_retries=0)
+        wait_for(lambda: [m.id for m in allowed.models.list().data] == ["locked"], 10, "listed")
+        too_big = httpx.post(
+            f"{proc.url}/v1/completions",
+            headers={"Authorization": "Bearer secret-one"},
+            json={"model": "locked", "prompt": "x" * 4096},
+        )
+        assert too_big.status_code == 413
+        assert too_big.json()["error"]["code"] == "request_too_large"
+        assert httpx.get(f"{proc.url}/metrics").status_code == 200  # scrapes need no key
+    finally:
+        proc.stop()
