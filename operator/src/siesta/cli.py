@@ -15,7 +15,7 @@ COMMANDS = [
     "siesta.commands.preview",
     "siesta.commands.crds",
     "siesta.commands.simulate",
-    "siesta.commands.trace",
+    "siesta.commands.traces",
     "siesta.commands.gateway",
     "siesta.commands.run_operator",
 ]

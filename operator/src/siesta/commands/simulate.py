@@ -1,4 +1,4 @@
-"""`siesta simulate`: replay a request trace through the real decide, per policy, and compare cost."""
+"""`siesta simulate`: replay a request trace through the real decide per policy; compare cost."""
 
 from __future__ import annotations
 
@@ -14,7 +14,7 @@ from siesta.commands.timeparse import in_zone, parse_instant
 from siesta.sim.compare import Comparison, compare
 from siesta.sim.policies import POLICY_NAMES
 from siesta.sim.report import format_table, to_json
-from siesta.sim.trace import TraceError, load_trace
+from siesta.sim.traces import TraceError, load_trace
 from siesta.sim.world import WorldError, load_world
 
 
@@ -23,13 +23,15 @@ def register(subparsers: Any) -> None:
         "simulate",
         help="replay a request trace through the scaling policy and compare GPU cost and waits",
         description=(
-            "Replays TRACE through siesta's own decide() in simulated time, under the spec as written "
-            "and comparison policies, in a stated world model (docs/cost-model.md)."
+            "Replays TRACE through siesta's own decide() in simulated time, under the spec as "
+            "written and comparison policies, in a stated world model (docs/cost-model.md)."
         ),
     )
     parser.add_argument("-f", "--filename", required=True, type=Path, help="ModelDeployment YAML")
     parser.add_argument("--name", help="which ModelDeployment, if the file has several")
-    parser.add_argument("--trace", required=True, type=Path, help="request trace CSV (timestamp[,duration,tokens])")
+    parser.add_argument(
+        "--trace", required=True, type=Path, help="request trace CSV (timestamp[,duration,tokens])"
+    )
     parser.add_argument(
         "--policy",
         action="append",
@@ -37,11 +39,21 @@ def register(subparsers: Any) -> None:
         help="policy to run (repeatable); default: all of " + ", ".join(POLICY_NAMES),
     )
     parser.add_argument("-o", "--output", choices=["table", "json"], default="table")
-    parser.add_argument("--plot", type=Path, metavar="FILE.png", help="write a PNG of replicas and waits")
-    parser.add_argument("--seed", type=int, default=0, help="seed for the world's random parts (node jitter)")
-    parser.add_argument("--start", help="start of the simulated period (ISO 8601); default: the trace's span")
-    parser.add_argument("--end", help="end of the simulated period (ISO 8601); default: the trace's span")
-    parser.add_argument("--idle-timeout", help="N for the idle-only policy (default: the spec's idleTimeout)")
+    parser.add_argument(
+        "--plot", type=Path, metavar="FILE.png", help="write a PNG of replicas and waits"
+    )
+    parser.add_argument(
+        "--seed", type=int, default=0, help="seed for the world's random parts (node jitter)"
+    )
+    parser.add_argument(
+        "--start", help="start of the simulated period (ISO 8601); default: the trace's span"
+    )
+    parser.add_argument(
+        "--end", help="end of the simulated period (ISO 8601); default: the trace's span"
+    )
+    parser.add_argument(
+        "--idle-timeout", help="N for the idle-only policy (default: the spec's idleTimeout)"
+    )
     world = parser.add_argument_group("world model (each overrides --world)")
     world.add_argument("--world", type=Path, metavar="FILE", help="YAML file of world settings")
     world.add_argument("--instance-type", help="GPU instance type (default from spec.gpu.products)")
@@ -50,8 +62,14 @@ def register(subparsers: Any) -> None:
     world.add_argument("--node-jitter", help="extra node time, uniform in [0, this] (default 0)")
     world.add_argument("--model-load", help="pod on a ready node -> model ready (default 60s)")
     world.add_argument("--node-unneeded", help="empty node removed after (default 10m)")
-    world.add_argument("--concurrency", type=int, help="requests per replica at once (default spec.server.parallel)")
-    world.add_argument("--request-seconds", help="service time of lines without duration or tokens (default 5s)")
+    world.add_argument(
+        "--concurrency",
+        type=int,
+        help="requests per replica at once (default spec.server.parallel)",
+    )
+    world.add_argument(
+        "--request-seconds", help="service time of lines without duration or tokens (default 5s)"
+    )
     parser.set_defaults(handler=run)
 
 
@@ -147,9 +165,11 @@ def _heading(name: str, args: argparse.Namespace, comparison: Comparison) -> str
             f"{name} on {args.trace}: {requests} requests, "
             f"{in_zone(comparison.start, zone)} .. {in_zone(comparison.end, zone)} ({hours:.1f} h)",
             f"world: {world.instance_type} at ${world.price_per_hour:.3f}/h; node ready "
-            f"{world.node_provision_seconds:g}s after request, model load {world.model_load_seconds:g}s, "
+            f"{world.node_provision_seconds:g}s after request, "
+            f"model load {world.model_load_seconds:g}s, "
             f"empty node removed after {world.node_unneeded_seconds:g}s; "
-            f"{world.concurrency} requests per replica; wakeTimeout {world.wake_timeout_seconds:g}s",
+            f"{world.concurrency} requests per replica; "
+            f"wakeTimeout {world.wake_timeout_seconds:g}s",
             f"waits: seconds until a replica starts serving (timeouts count at wakeTimeout); "
             f"'in window': arrivals inside the spec's windows ({windows}), prewarm excluded",
         ]

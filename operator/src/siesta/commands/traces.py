@@ -12,11 +12,13 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from siesta.cli import UsageError
 from siesta.sim.report import percentile
-from siesta.sim.trace import PROFILES, TraceError, format_trace, generate_trace, load_trace
+from siesta.sim.traces import PROFILES, TraceError, format_trace, generate_trace, load_trace
 
 
 def register(subparsers: Any) -> None:
-    parser = subparsers.add_parser("trace", help="generate or check request traces for `siesta simulate`")
+    parser = subparsers.add_parser(
+        "trace", help="generate or check request traces for `siesta simulate`"
+    )
     actions = parser.add_subparsers(dest="trace_command", required=True, metavar="ACTION")
 
     generate = actions.add_parser(
@@ -27,11 +29,17 @@ def register(subparsers: Any) -> None:
     )
     generate.add_argument("--profile", choices=sorted(PROFILES), default="office")
     generate.add_argument(
-        "--start", required=True, help="first day (YYYY-MM-DD, local midnight in --timezone) or ISO 8601 time"
+        "--start",
+        required=True,
+        help="first day (YYYY-MM-DD, local midnight in --timezone) or ISO 8601 time",
     )
     generate.add_argument("--days", type=float, default=7.0, help="length in days (default 7)")
-    generate.add_argument("--timezone", default="UTC", help="IANA time zone of the users (default UTC)")
-    generate.add_argument("--users", type=int, default=12, help="people behind the traffic (default 12)")
+    generate.add_argument(
+        "--timezone", default="UTC", help="IANA time zone of the users (default UTC)"
+    )
+    generate.add_argument(
+        "--users", type=int, default=12, help="people behind the traffic (default 12)"
+    )
     generate.add_argument("--seed", type=int, default=1, help="random seed (default 1)")
     generate.add_argument("-o", "--output", type=Path, help="file to write (default: stdout)")
     generate.set_defaults(handler=run_generate)

@@ -9,7 +9,7 @@ from siesta.api.models import ModelDeploymentSpec
 from siesta.sim.engine import SimResult, Simulation, default_span
 from siesta.sim.policies import POLICY_NAMES, Policy, build_policy
 from siesta.sim.report import PolicyReport, summarize, window_classifier
-from siesta.sim.trace import Trace
+from siesta.sim.traces import Trace
 from siesta.sim.world import ResolvedWorld, World
 
 
@@ -25,10 +25,22 @@ class Comparison:
 
 
 def run_policy(
-    policy: Policy, world: ResolvedWorld, trace: Trace, start: datetime, end: datetime, seed: int = 0
+    policy: Policy,
+    world: ResolvedWorld,
+    trace: Trace,
+    start: datetime,
+    end: datetime,
+    seed: int = 0,
 ) -> SimResult:
     simulation = Simulation(
-        policy.spec, world, trace, start, end, policy=policy.name, activator=policy.activator, seed=seed
+        policy.spec,
+        world,
+        trace,
+        start,
+        end,
+        policy=policy.name,
+        activator=policy.activator,
+        seed=seed,
     )
     return simulation.run()
 

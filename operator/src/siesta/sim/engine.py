@@ -29,10 +29,11 @@ from collections import deque
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from enum import IntEnum
+from typing import Any
 
 from siesta.api.models import ModelDeploymentSpec
 from siesta.policy import Decision, Memory, Observed, Signals, decide
-from siesta.sim.trace import Trace
+from siesta.sim.traces import Trace
 from siesta.sim.world import ResolvedWorld
 
 
@@ -154,11 +155,11 @@ class _Event:
     time: datetime
     kind: Kind
     seq: int
-    payload: object = field(compare=False, default=None)
+    payload: Any = field(compare=False, default=None)
 
 
 def default_span(trace: Trace, zone_name: str) -> tuple[datetime, datetime]:
-    """The trace's own span, else local midnight before the first request to midnight after the last."""
+    """The trace's span, else local midnight before the first request to midnight after the last."""
     if trace.start is not None and trace.end is not None:
         return trace.start, trace.end
     from zoneinfo import ZoneInfo
@@ -199,7 +200,9 @@ class Simulation:
         self.activator = activator
         self.rng = random.Random(seed)
         self.requests = [
-            SimRequest(i, r.arrival, timedelta(seconds=self._service_seconds(r.duration_seconds, r.tokens)))
+            SimRequest(
+                i, r.arrival, timedelta(seconds=self._service_seconds(r.duration_seconds, r.tokens))
+            )
             for i, r in enumerate(trace.requests)
         ]
         self.events: list[_Event] = []
@@ -232,7 +235,7 @@ class Simulation:
             return tokens / self.world.tokens_per_second
         return self.world.default_request_seconds
 
-    def _push(self, time: datetime, kind: Kind, payload: object = None) -> None:
+    def _push(self, time: datetime, kind: Kind, payload: Any = None) -> None:
         self.seq += 1
         heapq.heappush(self.events, _Event(time, kind, self.seq, payload))
 
@@ -287,7 +290,9 @@ class Simulation:
             self._push(decision.next_change, Kind.DECIDE)
         if self.replicas > 0 and not self.tick_scheduled:
             self.tick_scheduled = True
-            self._push(now + timedelta(seconds=self.world.metric_interval_seconds), Kind.METRIC_TICK)
+            self._push(
+                now + timedelta(seconds=self.world.metric_interval_seconds), Kind.METRIC_TICK
+            )
 
     def _apply(self, now: datetime, desired: int) -> None:
         if desired == self.replicas:
@@ -322,7 +327,9 @@ class Simulation:
             node = free[0]
         else:
             jitter = self.world.node_provision_jitter_seconds
-            delay = self.world.node_provision_seconds + (self.rng.uniform(0, jitter) if jitter else 0.0)
+            delay = self.world.node_provision_seconds + (
+                self.rng.uniform(0, jitter) if jitter else 0.0
+            )
             node = Node(len(self.nodes), now, now + timedelta(seconds=delay))
             self.nodes.append(node)
             self.last_node_added = now
@@ -349,7 +356,9 @@ class Simulation:
         assert node.empty_since is not None
         when = node.empty_since + timedelta(seconds=self.world.node_unneeded_seconds)
         if self.last_node_added is not None:
-            after_add = self.last_node_added + timedelta(seconds=self.world.scale_down_delay_after_add_seconds)
+            after_add = self.last_node_added + timedelta(
+                seconds=self.world.scale_down_delay_after_add_seconds
+            )
             when = max(when, after_add)
         self._push(max(when, now), Kind.NODE_REMOVAL, (node, node.generation))
 
@@ -406,7 +415,9 @@ class Simulation:
         """Start as the spec would have left things: the replicas decide wants, already ready."""
         now = self.start
         first = decide(self.spec, Observed(), self.signals(), now, self.memory)
-        self.decisions.append(DecisionRecord(now, Observed(), self.signals(), self.memory, first, "start"))
+        self.decisions.append(
+            DecisionRecord(now, Observed(), self.signals(), self.memory, first, "start")
+        )
         self.memory = first.memory
         for ordinal in range(first.desired):
             node = Node(len(self.nodes), now, now, ready=True)
@@ -427,7 +438,9 @@ class Simulation:
         self.unresolved = len(self.requests)
         self._settle()
         # After the end, run on only until every request has an outcome.
-        hard_stop = self.end + timedelta(seconds=self.world.wake_timeout_seconds) + timedelta(days=1)
+        hard_stop = (
+            self.end + timedelta(seconds=self.world.wake_timeout_seconds) + timedelta(days=1)
+        )
         while self.events:
             event = heapq.heappop(self.events)
             if event.time > self.end and (self.unresolved <= 0 or event.time > hard_stop):
@@ -453,7 +466,7 @@ class Simulation:
             assert isinstance(event.payload, SimRequest)
             self._arrive(now, event.payload)
         elif event.kind == Kind.COMPLETE:
-            request, pod = event.payload  # type: ignore[misc]
+            request, pod = event.payload
             self._finish(now, request, Outcome.SERVED)
             pod.in_flight -= 1
             if pod.terminating and pod.in_flight == 0 and pod.removed is None:
@@ -464,7 +477,9 @@ class Simulation:
             node = event.payload
             node.ready = True
             if node.pod is not None:
-                self._push(now + timedelta(seconds=self.world.model_load_seconds), Kind.POD_READY, node.pod)
+                self._push(
+                    now + timedelta(seconds=self.world.model_load_seconds), Kind.POD_READY, node.pod
+                )
             else:
                 node.empty_since = now
                 self._schedule_node_removal(now, node)
@@ -487,9 +502,12 @@ class Simulation:
                 self._decide(now, "metric", skippable=True)
                 if not self.tick_scheduled and self.replicas > 0:
                     self.tick_scheduled = True
-                    self._push(now + timedelta(seconds=self.world.metric_interval_seconds), Kind.METRIC_TICK)
+                    self._push(
+                        now + timedelta(seconds=self.world.metric_interval_seconds),
+                        Kind.METRIC_TICK,
+                    )
         elif event.kind == Kind.NODE_REMOVAL:
-            node, generation = event.payload  # type: ignore[misc]
+            node, generation = event.payload
             if node.pod is None and node.removed is None and node.generation == generation:
                 self._remove_node(now, node)
 
@@ -497,9 +515,8 @@ class Simulation:
         self.last_request = now
         if self._serving():
             self._forward(now, request)
-        elif not self.activator:
-            self._finish(now, request, Outcome.REJECTED)
-        elif len(self.held) >= self.world.gateway_queue_size:
+        elif not self.activator or len(self.held) >= self.world.gateway_queue_size:
+            # No activator (schedule-only) or a full gateway queue: refused at once.
             self._finish(now, request, Outcome.REJECTED)
         else:
             first = not self.held

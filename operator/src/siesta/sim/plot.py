@@ -6,6 +6,7 @@ plot is asked for.
 
 from __future__ import annotations
 
+import importlib
 from collections.abc import Iterable
 from datetime import datetime
 from pathlib import Path
@@ -16,14 +17,21 @@ from siesta.sim.compare import Comparison
 from siesta.sim.engine import Outcome, SimResult
 from siesta.sim.report import window_classifier
 
-COLORS = {"always-on": "#7f7f7f", "idle-only": "#d62728", "schedule-only": "#1f77b4", "siesta": "#2ca02c"}
+COLORS = {
+    "always-on": "#7f7f7f",
+    "idle-only": "#d62728",
+    "schedule-only": "#1f77b4",
+    "siesta": "#2ca02c",
+}
 
 
 class PlotUnavailable(RuntimeError):
     """matplotlib is not installed."""
 
 
-def step_series(changes: Iterable[tuple[datetime, int]], start: datetime, end: datetime) -> tuple[list[datetime], list[int]]:
+def step_series(
+    changes: Iterable[tuple[datetime, int]], start: datetime, end: datetime
+) -> tuple[list[datetime], list[int]]:
     """A step function from (time, +/-delta) changes, clipped to [start, end]."""
     times, values, level = [start], [0], 0
     for moment, delta in sorted(changes, key=lambda change: change[0]):
@@ -47,7 +55,11 @@ def nodes_over_time(result: SimResult) -> tuple[list[datetime], list[int]]:
 
 def ready_over_time(result: SimResult) -> tuple[list[datetime], list[int]]:
     changes = [(pod.ready_at, 1) for pod in result.pods if pod.ready_at is not None]
-    changes += [(pod.removed, -1) for pod in result.pods if pod.removed is not None and pod.ready_at is not None]
+    changes += [
+        (pod.removed, -1)
+        for pod in result.pods
+        if pod.removed is not None and pod.ready_at is not None
+    ]
     return step_series(changes, result.start, result.end)
 
 
@@ -73,8 +85,8 @@ def write_plot(comparison: Comparison, path: Path, title: str = "") -> None:
         import matplotlib
 
         matplotlib.use("Agg")
-        import matplotlib.dates as mdates
-        import matplotlib.pyplot as plt
+        mdates: Any = importlib.import_module("matplotlib.dates")
+        plt: Any = importlib.import_module("matplotlib.pyplot")
     except ImportError as error:  # pragma: no cover - depends on the installation
         raise PlotUnavailable("--plot needs matplotlib: pip install 'siesta[plot]'") from error
 
@@ -93,20 +105,27 @@ def write_plot(comparison: Comparison, path: Path, title: str = "") -> None:
         axis.fill_between(times, nodes, step="post", color="#cccccc", label="GPU nodes", zorder=1)
         times, ready = ready_over_time(result)
         color = COLORS.get(result.policy, "#9467bd")
-        axis.step(times, ready, where="post", color=color, linewidth=1.4, label="ready replicas", zorder=2)
+        axis.step(
+            times, ready, where="post", color=color, linewidth=1.4, label="ready replicas", zorder=2
+        )
         axis.set_ylim(0, top)
         axis.set_ylabel(result.policy, rotation=0, ha="right", va="center")
         summary = (
             f"{report.node_hours:.1f} node-h (${report.cost:.2f}), "
             f"{report.cold_starts} cold starts ({report.cold_starts_in_window} in window), "
-            f"p95 wait {report.waits.p95 or 0:.1f}s, {report.timed_out} timeouts, {report.rejected} refused"
+            f"p95 wait {report.waits.p95 or 0:.1f}s, "
+            f"{report.timed_out} timeouts, {report.rejected} refused"
         )
         axis.text(0.005, 0.92, summary, transform=axis.transAxes, fontsize=8, va="top")
         axis.legend(loc="upper right", fontsize=7)
     waits_axis = columns[-1]
     for result in results:
         color = COLORS.get(result.policy, "#9467bd")
-        served = [r for r in result.requests if r.outcome != Outcome.REJECTED and r.wait_seconds is not None]
+        served = [
+            r
+            for r in result.requests
+            if r.outcome != Outcome.REJECTED and r.wait_seconds is not None
+        ]
         waits_axis.scatter(
             [r.arrival for r in served],
             [r.wait_seconds or 0.0 for r in served],

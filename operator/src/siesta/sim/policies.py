@@ -36,7 +36,9 @@ def build_policy(name: str, spec: ModelDeploymentSpec, idle_timeout: str | None 
     base = spec.model_copy(update={"manual_replicas": None})
     no_windows = spec.schedule.model_copy(update={"windows": [], "prewarm": None})
     if name == "siesta":
-        return Policy(name, base, True, "the spec as written: windows, load, demand wake, idle timeout")
+        return Policy(
+            name, base, True, "the spec as written: windows, load, demand wake, idle timeout"
+        )
     if name == "always-on":
         replicas = spec.replicas.model_copy(update={"min": max(1, spec.replicas.min)})
         always = base.model_copy(update={"replicas": replicas, "schedule": no_windows})
@@ -45,8 +47,14 @@ def build_policy(name: str, spec: ModelDeploymentSpec, idle_timeout: str | None 
         timeout = idle_timeout or format_duration(spec.scaling.idle_timeout_delta)
         replicas = spec.replicas.model_copy(update={"min": 0})
         scaling = spec.scaling.model_copy(update={"idle_timeout": timeout})
-        idle = base.model_copy(update={"replicas": replicas, "schedule": no_windows, "scaling": scaling})
-        return Policy(name, idle, True, f"no windows, min 0, zero after {timeout} idle; demand wakes it")
+        idle = base.model_copy(
+            update={"replicas": replicas, "schedule": no_windows, "scaling": scaling}
+        )
+        return Policy(
+            name, idle, True, f"no windows, min 0, zero after {timeout} idle; demand wakes it"
+        )
     if name == "schedule-only":
-        return Policy(name, base, False, "windows and load as written; no activator, so no demand wake")
+        return Policy(
+            name, base, False, "windows and load as written; no activator, so no demand wake"
+        )
     raise ValueError(f"unknown policy {name!r} (known: {', '.join(POLICY_NAMES)})")

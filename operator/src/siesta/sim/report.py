@@ -65,7 +65,9 @@ class PolicyReport:
     waits_in_window: WaitStats
 
 
-def window_classifier(spec: ModelDeploymentSpec, start: datetime, end: datetime) -> Callable[[datetime], bool]:
+def window_classifier(
+    spec: ModelDeploymentSpec, start: datetime, end: datetime
+) -> Callable[[datetime], bool]:
     """Whether an instant is inside one of the spec's windows (prewarm not counted)."""
     plain = spec.schedule.model_copy(update={"prewarm": None})
     try:
@@ -91,7 +93,9 @@ def summarize(
 ) -> PolicyReport:
     requests = result.requests
     waits = [w for r in requests if (w := r.wait_seconds) is not None]
-    window_waits = [w for r in requests if (w := r.wait_seconds) is not None and in_window(r.arrival)]
+    window_waits = [
+        w for r in requests if (w := r.wait_seconds) is not None and in_window(r.arrival)
+    ]
     node_hours = result.node_seconds() / 3600.0
     share = node_hours / always_on_node_hours if always_on_node_hours else None
     # Pods that were there at the start do not count as starts.
@@ -162,7 +166,9 @@ def format_table(reports: Sequence[PolicyReport]) -> str:
     widths = [max(len(row[i]) for row in rows) for i in range(len(header))]
     lines = []
     for number, row in enumerate(rows):
-        cells = [cell.ljust(widths[i]) if i == 0 else cell.rjust(widths[i]) for i, cell in enumerate(row)]
+        cells = [
+            cell.ljust(widths[i]) if i == 0 else cell.rjust(widths[i]) for i, cell in enumerate(row)
+        ]
         lines.append("  ".join(cells).rstrip())
         if number == 0:
             lines.append("  ".join("-" * width for width in widths))

@@ -128,14 +128,16 @@ def parse_trace(text: str, source: str = "<trace>") -> Trace:
         request = TraceRequest(arrival, duration, None if tokens is None else int(tokens), number)
         if previous is not None and arrival < previous.arrival:
             raise TraceError(
-                f"{where}: timestamp {row['timestamp'].strip()} is earlier than line {previous.line}'s; "
-                "the trace must be sorted by time"
+                f"{where}: timestamp {row['timestamp'].strip()} is earlier than "
+                f"line {previous.line}'s; the trace must be sorted by time"
             )
         requests.append(request)
         previous = request
     if not requests:
         raise TraceError(f"{source}: no requests in the trace")
-    if span is not None and not (span[0] <= requests[0].arrival and requests[-1].arrival <= span[1]):
+    if span is not None and not (
+        span[0] <= requests[0].arrival and requests[-1].arrival <= span[1]
+    ):
         raise TraceError(f"{source}: requests fall outside the '# span:' period")
     start, end = span if span else (None, None)
     return Trace(tuple(requests), start, end, source)
@@ -226,7 +228,10 @@ def _spiky_bursts(local: datetime) -> float:
 PROFILES: dict[str, Profile] = {
     "office": Profile(
         name="office",
-        description="an office team: working hours with a lunch dip, a few evening users, rare weekends, occasional batches",
+        description=(
+            "an office team: working hours with a lunch dip, a few evening users, "
+            "rare weekends, occasional batches"
+        ),
         sessions_per_hour=_office_sessions,
         bursts_per_hour=_office_bursts,
         burst_requests=(10, 25),
@@ -304,11 +309,18 @@ def generate_trace(
             count = rng.randint(*profile.burst_requests)
             spread = rng.uniform(*profile.burst_minutes) * 60.0
             for offset in sorted(rng.uniform(0, spread) for _ in range(count)):
-                arrivals.append((moment + timedelta(seconds=offset), _duration(rng, profile, tokens_per_second)))
+                arrivals.append(
+                    (moment + timedelta(seconds=offset), _duration(rng, profile, tokens_per_second))
+                )
         minute += timedelta(minutes=1)
     arrivals = sorted(a for a in arrivals if a[0] < end)
     requests = tuple(
-        TraceRequest(arrival.astimezone(UTC).replace(microsecond=arrival.microsecond // 1000 * 1000), duration)
+        TraceRequest(
+            arrival.astimezone(UTC).replace(microsecond=arrival.microsecond // 1000 * 1000),
+            duration,
+        )
         for arrival, duration in arrivals
     )
-    return Trace(requests, start.astimezone(zone), end.astimezone(zone), f"generated:{profile_name}")
+    return Trace(
+        requests, start.astimezone(zone), end.astimezone(zone), f"generated:{profile_name}"
+    )

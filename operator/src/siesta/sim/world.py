@@ -71,14 +71,14 @@ class World(BaseModel):
 
     instance_type: str | None = Field(
         default=None,
-        description="GPU instance type; default: the cheapest type for spec.gpu.products (g4dn.xlarge).",
+        description="GPU instance type; default: the cheapest for spec.gpu.products.",
     )
     price_per_hour: float | None = Field(
         default=None, gt=0, description="USD per instance-hour; default: INSTANCE_PRICES."
     )
     node_provision_seconds: Seconds | None = Field(
         default=None,
-        description="Node request -> node ready with nvidia.com/gpu; default: NODE_PROVISION_SECONDS.",
+        description="Node request -> node ready with nvidia.com/gpu (default 180 s).",
     )
     node_provision_jitter_seconds: Seconds = Field(
         default=0.0,
@@ -94,26 +94,34 @@ class World(BaseModel):
     )
     scale_down_delay_after_add_seconds: Seconds = Field(
         default=600.0,
-        description="cluster-autoscaler scale-down-delay-after-add: no node removal this soon after a node was added.",
+        description="cluster-autoscaler scale-down-delay-after-add: no removal soon after an add",
     )
     metric_interval_seconds: Seconds = Field(
         default=30.0,
-        description="The operator re-queries load this often while a model has replicas (SIESTA_METRIC_INTERVAL).",
+        description="Load is queried this often while there are replicas (SIESTA_METRIC_INTERVAL)",
     )
     concurrency: int | None = Field(
-        default=None, ge=1, description="Requests one replica serves at once; default: spec.server.parallel."
+        default=None,
+        ge=1,
+        description="Requests one replica serves at once; default: spec.server.parallel.",
     )
     default_request_seconds: Seconds = Field(
-        default=5.0, description="Service time of a trace line that gives neither duration nor tokens."
+        default=5.0,
+        description="Service time of a trace line that gives neither duration nor tokens.",
     )
     tokens_per_second: float = Field(
-        default=20.0, gt=0, description="Generation speed of one sequence, for trace lines that give tokens."
+        default=20.0,
+        gt=0,
+        description="Generation speed of one sequence, for trace lines that give tokens.",
     )
     gateway_queue_size: int = Field(
-        default=100, ge=0, description="Requests the gateway holds per model (SIESTA_GATEWAY_QUEUE_SIZE)."
+        default=100,
+        ge=0,
+        description="Requests the gateway holds per model (SIESTA_GATEWAY_QUEUE_SIZE).",
     )
     wake_timeout_seconds: Seconds | None = Field(
-        default=None, description="How long a held request waits; default: spec.scaling.wakeTimeout."
+        default=None,
+        description="How long a held request waits; default: spec.scaling.wakeTimeout.",
     )
 
     def resolve(self, spec: ModelDeploymentSpec) -> ResolvedWorld:
@@ -122,7 +130,9 @@ class World(BaseModel):
         if price is None:
             if instance not in INSTANCE_PRICES:
                 known = ", ".join(sorted(INSTANCE_PRICES))
-                raise WorldError(f"no price known for {instance!r} (known: {known}); set pricePerHour")
+                raise WorldError(
+                    f"no price known for {instance!r} (known: {known}); set pricePerHour"
+                )
             price = INSTANCE_PRICES[instance]
         provision = self.node_provision_seconds
         if provision is None:
