@@ -107,6 +107,8 @@ def parse_config(
         raise ConfigError("no model: pass --model or set SIESTA_MODEL")
     if "cache_dir" in values:
         values["cache_dir"] = Path(str(values["cache_dir"])).expanduser()
+    if isinstance(values.get("sha256"), str):
+        values["sha256"] = str(values["sha256"]).lower()
     config = ServerConfig(**values)  # type: ignore[arg-type]
     _validate(config)
     return config
@@ -125,7 +127,7 @@ def _validate(config: ServerConfig) -> None:
     if config.batch_size < 1 or config.max_queue < 0 or config.drain_timeout < 0:
         raise ConfigError("--batch-size, --max-queue and --drain-timeout must be positive")
     if config.sha256 is not None:
-        digest = config.sha256.lower()
+        digest = config.sha256
         if len(digest) != 64 or any(c not in "0123456789abcdef" for c in digest):
             raise ConfigError("--sha256 must be 64 hexadecimal characters")
     if config.log_level.lower() not in {"debug", "info", "warning", "error"}:

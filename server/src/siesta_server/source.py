@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import fcntl
 import hashlib
+import http.client
 import logging
 import os
 import time
@@ -28,6 +29,7 @@ CHUNK_BYTES = 1024 * 1024
 PROGRESS_INTERVAL_SECONDS = 5.0
 DOWNLOAD_ATTEMPTS = 5
 CONNECT_TIMEOUT_SECONDS = 30.0
+RETRY_PAUSE_SECONDS = 0.5
 
 ProgressCallback = Callable[[int], None]
 
@@ -100,14 +102,14 @@ def download(source: ModelSource, on_bytes: ProgressCallback | None = None) -> P
             try:
                 _transfer(source.uri, partial, on_bytes)
                 break
-            except (OSError, urllib.error.URLError, _Incomplete) as error:
+            except (OSError, http.client.HTTPException, _Incomplete) as error:
                 if isinstance(error, urllib.error.HTTPError) and error.code < 500:
                     raise ModelSourceError(
                         f"cannot download {source.uri}: HTTP {error.code} {error.reason}"
                     ) from None
                 last_error = error
                 log.warning("download attempt %d failed: %s", attempt, error)
-                time.sleep(min(2.0**attempt, 30.0) if attempt < DOWNLOAD_ATTEMPTS else 0)
+                time.sleep(RETRY_PAUSE_SECONDS * attempt if attempt < DOWNLOAD_ATTEMPTS else 0)
         else:
             raise ModelSourceError(
                 f"cannot download {source.uri} after {DOWNLOAD_ATTEMPTS} attempts: {last_error}"
