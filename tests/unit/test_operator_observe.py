@@ -6,7 +6,6 @@ from datetime import timedelta
 from typing import Any
 
 import pytest
-from support.specs import utc
 
 from siesta.api.models import ColdStart
 from siesta.operator.demand import LeaseView, demand, lease_view
@@ -20,6 +19,7 @@ from siesta.operator.observe import (
     waiting_message,
 )
 from siesta.policy import Observed
+from support.specs import utc
 
 T0 = utc("2026-11-25T09:00:00")
 

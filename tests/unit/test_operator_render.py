@@ -6,10 +6,10 @@ from datetime import timedelta
 from typing import Any
 
 import pytest
-from support.specs import make_spec
 
 from siesta.operator import render
 from siesta.operator.settings import OperatorSettings
+from support.specs import make_spec
 
 OWNER = render.Owner(name="reception-7b", namespace="ai", uid="0000-uid")
 SETTINGS = OperatorSettings(

@@ -6,7 +6,6 @@ from datetime import timedelta
 from pathlib import Path
 
 import pytest
-from support.specs import make_spec, utc
 
 from siesta.api.crd import render_crd
 from siesta.api.models import ColdStart, ModelDeploymentStatus, Phase
@@ -29,6 +28,7 @@ from siesta.policy import (
     Transition,
     decide,
 )
+from support.specs import make_spec, utc
 
 NOW = utc("2026-11-25T12:00:00")
 CRDS = Path(__file__).resolve().parents[2] / "crds"
