@@ -15,6 +15,7 @@ from pathlib import Path
 
 import httpx
 import pytest
+
 from support.tiny_gguf import write_tiny_llama
 
 STARTUP_TIMEOUT_SECONDS = 60.0
@@ -108,20 +109,26 @@ def launch_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Launcher
     started: list[ServerProcess] = []
     logs = tmp_path_factory.mktemp("server-logs")
 
-    def launch(
-        *args: str, env: dict[str, str] | None = None, wait: bool = True
-    ) -> ServerProcess:
+    def launch(*args: str, env: dict[str, str] | None = None, wait: bool = True) -> ServerProcess:
         port = free_port()
         log_path = logs / f"server-{port}.log"
-        environment = {
-            k: v for k, v in os.environ.items() if not k.startswith("SIESTA_")
-        }
+        environment = {k: v for k, v in os.environ.items() if not k.startswith("SIESTA_")}
         environment.update(env or {})
         environment.setdefault("SIESTA_CACHE_DIR", str(logs / "cache"))
         with log_path.open("wb") as log_file:
             process = subprocess.Popen(
-                [sys.executable, "-m", "siesta_server", "--host", "127.0.0.1",
-                 "--port", str(port), "--threads", "1", *args],
+                [
+                    sys.executable,
+                    "-m",
+                    "siesta_server",
+                    "--host",
+                    "127.0.0.1",
+                    "--port",
+                    str(port),
+                    "--threads",
+                    "1",
+                    *args,
+                ],
                 stdout=log_file,
                 stderr=subprocess.STDOUT,
                 env=environment,

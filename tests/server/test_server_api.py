@@ -4,12 +4,11 @@ from __future__ import annotations
 
 import json
 import math
+from typing import TYPE_CHECKING
 
 import httpx
 import openai
 import pytest
-
-from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
     from conftest import ServerProcess
@@ -33,7 +32,10 @@ def test_health_and_models(shared_server: ServerProcess, client: openai.OpenAI) 
 
 def test_chat_completion(client: openai.OpenAI) -> None:
     response = client.chat.completions.create(
-        model="tiny", messages=MESSAGES, max_tokens=8, seed=1  # type: ignore[arg-type]
+        model="tiny",
+        messages=MESSAGES,
+        max_tokens=8,
+        seed=1,  # type: ignore[arg-type]
     )
     choice = response.choices[0]
     assert response.object == "chat.completion"
@@ -63,7 +65,8 @@ def test_chat_completion_stream(client: openai.OpenAI) -> None:
     assert finishes[-1] == "length"
     assert all(f is None for f in finishes[:-1])
     usage = chunks[-1].usage
-    assert usage is not None and usage.completion_tokens == 12
+    assert usage is not None
+    assert usage.completion_tokens == 12
     text = "".join(c.choices[0].delta.content or "" for c in chunks if c.choices)
     assert text  # twelve random tokens decode to some text
 
@@ -74,7 +77,8 @@ def test_text_completion_and_stream(client: openai.OpenAI) -> None:
     )
     assert response.object == "text_completion"
     assert response.choices[0].finish_reason == "length"
-    assert response.usage is not None and response.usage.completion_tokens == 6
+    assert response.usage is not None
+    assert response.usage.completion_tokens == 6
     streamed = list(
         client.completions.create(
             model="tiny",
@@ -92,7 +96,8 @@ def test_token_prompt_and_several_choices(client: openai.OpenAI) -> None:
         model="tiny", prompt=[1, 300, 301, 302], max_tokens=4, n=3, seed=7
     )
     assert sorted(c.index for c in response.choices) == [0, 1, 2]
-    assert response.usage is not None and response.usage.prompt_tokens == 4
+    assert response.usage is not None
+    assert response.usage.prompt_tokens == 4
 
 
 def test_gbnf_grammar_constrains_output(client: openai.OpenAI) -> None:
@@ -124,7 +129,8 @@ def test_json_schema_response_format(client: openai.OpenAI) -> None:
     content = response.choices[0].message.content
     assert content is not None
     value = json.loads(content)
-    assert isinstance(value["ok"], bool) and value["n"] in {1, 2, 3}
+    assert isinstance(value["ok"], bool)
+    assert value["n"] in {1, 2, 3}
 
 
 def test_sampling_parameters_are_accepted(client: openai.OpenAI) -> None:
@@ -155,13 +161,17 @@ def test_temperature_zero_is_greedy_and_repeatable(client: openai.OpenAI) -> Non
 
 
 def test_stop_string_ends_generation(client: openai.OpenAI) -> None:
-    full = client.completions.create(
-        model="tiny",
-        prompt="yes no yes",
-        max_tokens=24,
-        temperature=0,
-        extra_body={"ignore_eos": True},
-    ).choices[0].text
+    full = (
+        client.completions.create(
+            model="tiny",
+            prompt="yes no yes",
+            max_tokens=24,
+            temperature=0,
+            extra_body={"ignore_eos": True},
+        )
+        .choices[0]
+        .text
+    )
     stop = full[len(full) // 2 : len(full) // 2 + 2]
     if not stop.strip():
         pytest.skip("the greedy text has no usable stop string")
@@ -230,6 +240,7 @@ def test_metrics_use_llama_cpp_names(shared_server: ServerProcess, client: opena
         "siesta_server_time_to_first_token_seconds_bucket",
     ):
         assert f"\n{name}" in text, name
-    assert "namespace=" not in text and "pod=" not in text
+    assert "namespace=" not in text
+    assert "pod=" not in text
     assert shared_server.metric("llamacpp:tokens_predicted_total") >= before + 5
     assert shared_server.metric("siesta_server_last_request_timestamp_seconds") > 0

@@ -32,8 +32,9 @@ def wait_for(condition: Callable[[], bool], timeout: float = 30.0) -> None:
 def test_parallel_requests_share_decode_batches_and_reuse_slots(
     launch_server: Launcher, tiny_model: Path
 ) -> None:
-    server = launch_server("--model", str(tiny_model), "--alias", "tiny", "--parallel", "4",
-                           "--ctx-size", "2048")
+    server = launch_server(
+        "--model", str(tiny_model), "--alias", "tiny", "--parallel", "4", "--ctx-size", "2048"
+    )
     client = openai.OpenAI(base_url=server.api_url, api_key="unused", max_retries=0)
 
     def complete(index: int) -> tuple[str | None, int]:
@@ -60,7 +61,10 @@ def test_parallel_requests_share_decode_batches_and_reuse_slots(
 @contextlib.contextmanager
 def streaming(client: openai.OpenAI, max_tokens: int) -> Iterator[Iterator[object]]:
     stream = client.completions.create(
-        model="slow", prompt="wake", max_tokens=max_tokens, stream=True,
+        model="slow",
+        prompt="wake",
+        max_tokens=max_tokens,
+        stream=True,
         extra_body={"ignore_eos": True},
     )
     try:
@@ -73,8 +77,16 @@ def test_queue_is_bounded_and_a_disconnect_frees_the_slot_at_once(
     launch_server: Launcher, slow_model: Path
 ) -> None:
     server = launch_server(
-        "--model", str(slow_model), "--alias", "slow", "--parallel", "1",
-        "--ctx-size", "8192", "--max-queue", "1",
+        "--model",
+        str(slow_model),
+        "--alias",
+        "slow",
+        "--parallel",
+        "1",
+        "--ctx-size",
+        "8192",
+        "--max-queue",
+        "1",
     )
     client = openai.OpenAI(base_url=server.api_url, api_key="unused", max_retries=0)
     queued_started = threading.Event()

@@ -90,8 +90,16 @@ def test_sigterm_drains_in_flight_requests_then_exits_0(
     launch_server: Launcher, slow_model: Path
 ) -> None:
     server = launch_server(
-        "--model", str(slow_model), "--alias", "slow", "--parallel", "2", "--ctx-size", "8192",
-        "--drain-timeout", "120",
+        "--model",
+        str(slow_model),
+        "--alias",
+        "slow",
+        "--parallel",
+        "2",
+        "--ctx-size",
+        "8192",
+        "--drain-timeout",
+        "120",
     )
     client = openai.OpenAI(base_url=server.api_url, api_key="unused", max_retries=0)
     max_tokens = 300
@@ -101,8 +109,12 @@ def test_sigterm_drains_in_flight_requests_then_exits_0(
     def stream(index: int) -> None:
         tokens, finish = 0, None
         for chunk in client.completions.create(
-            model="slow", prompt="sleep", max_tokens=max_tokens, stream=True,
-            stream_options={"include_usage": True}, extra_body={"ignore_eos": True},
+            model="slow",
+            prompt="sleep",
+            max_tokens=max_tokens,
+            stream=True,
+            stream_options={"include_usage": True},
+            extra_body={"ignore_eos": True},
         ):
             first_chunk[index].set()
             if chunk.choices and chunk.choices[0].finish_reason:
@@ -135,12 +147,23 @@ def test_drain_timeout_cancels_what_is_left_and_exits_0(
     launch_server: Launcher, slow_model: Path
 ) -> None:
     server = launch_server(
-        "--model", str(slow_model), "--alias", "slow", "--parallel", "1", "--ctx-size", "8192",
-        "--drain-timeout", "0.5",
+        "--model",
+        str(slow_model),
+        "--alias",
+        "slow",
+        "--parallel",
+        "1",
+        "--ctx-size",
+        "8192",
+        "--drain-timeout",
+        "0.5",
     )
     client = openai.OpenAI(base_url=server.api_url, api_key="unused", max_retries=0)
     stream = client.completions.create(
-        model="slow", prompt="sleep", max_tokens=8000, stream=True,
+        model="slow",
+        prompt="sleep",
+        max_tokens=8000,
+        stream=True,
         extra_body={"ignore_eos": True},
     )
     next(iter(stream))

@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+
 from siesta_server.source import (
     ModelSource,
     ModelSourceError,
@@ -79,13 +80,12 @@ def test_interrupted_transfer_resumes_with_a_range_request(
     path = fetch_model(ModelSource(server.url, DIGEST, tmp_path))
     assert path.read_bytes() == PAYLOAD
     assert server.range_headers[0] is None
-    assert server.range_headers[1] is not None and server.range_headers[1].startswith("bytes=")
+    assert server.range_headers[1] is not None
+    assert server.range_headers[1].startswith("bytes=")
     assert int(server.range_headers[1].removeprefix("bytes=").rstrip("-")) > 0
 
 
-def test_partial_file_from_a_killed_pod_is_resumed(
-    tmp_path: Path, file_server: FileServer
-) -> None:
+def test_partial_file_from_a_killed_pod_is_resumed(tmp_path: Path, file_server: FileServer) -> None:
     server = file_server(PAYLOAD)
     source = ModelSource(server.url, DIGEST, tmp_path)
     partial = cache_path(source).with_name(cache_path(source).name + ".part")

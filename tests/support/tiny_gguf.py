@@ -70,7 +70,10 @@ def tiny_vocab() -> tuple[list[str], list[float], list[int]]:
             pieces.append(word)
             types.append(TokenType.NORMAL)
     # Longer pieces score higher, so merges prefer whole words.
-    scores = [0.0 if t != TokenType.NORMAL else -100.0 + len(p) for p, t in zip(pieces, types)]
+    scores = [
+        -100.0 + len(piece) if kind == TokenType.NORMAL else 0.0
+        for piece, kind in zip(pieces, types, strict=True)
+    ]
     return pieces, scores, types
 
 

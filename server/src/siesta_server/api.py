@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import base64
 import json
+import struct
 import logging
 from typing import Any, TypeVar
 
@@ -130,8 +132,6 @@ def build_app(state: ServerState) -> Starlette:
         loaded = state.require_ready()
         body = await _parse(request, state, EmbeddingRequest)
         _check_model(state, body.model)
-        if body.encoding_format != "float":
-            raise bad_request("only encoding_format=float is supported", param="encoding_format")
         inputs = _text_prompts(loaded, body.input, add_special=True)
         for tokens in inputs:
             if not tokens or any(t < 0 or t >= loaded.model.n_vocab for t in tokens):
@@ -162,7 +162,7 @@ def build_app(state: ServerState) -> Starlette:
                 "object": "list",
                 "model": state.config.model_id,
                 "data": [
-                    {"object": "embedding", "index": i, "embedding": vector}
+                    {"object": "embedding", "index": i, "embedding": _encode(vector, body)}
                     for i, vector in enumerate(vectors)
                 ],
                 "usage": {"prompt_tokens": used, "total_tokens": used},
@@ -230,13 +230,19 @@ async def _parse(request: Request, state: ServerState, model: type[BodyT]) -> Bo
     except ValidationError as error:
         first = error.errors()[0]
         param = ".".join(str(part) for part in first["loc"]) or None
-        raise bad_request(f"{param}: {first['msg']}" if param else first["msg"], param=param)
+        message = f"{param}: {first['msg']}" if param else first["msg"]
+        raise bad_request(message, param=param) from None
+
+
+def _encode(vector: list[float], body: EmbeddingRequest) -> list[float] | str:
+    if body.encoding_format == "float":
+        return vector
+    # OpenAI's base64 form: little-endian float32s (the openai client asks for it).
+    return base64.b64encode(struct.pack(f"<{len(vector)}f", *vector)).decode("ascii")
 
 
 def _too_large(limit: int) -> APIError:
-    return APIError(
-        413, f"the request body is larger than {limit} bytes", code="request_too_large"
-    )
+    return APIError(413, f"the request body is larger than {limit} bytes", code="request_too_large")
 
 
 def _check_model(state: ServerState, requested: str | None) -> None:

@@ -9,7 +9,7 @@ from __future__ import annotations
 import argparse
 import os
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 DEFAULT_PORT = 8080
@@ -26,7 +26,7 @@ class ServerConfig:
     ctx_size: int = 4096
     parallel: int = 4
     gpu_layers: int = -1
-    cache_dir: Path = Path(DEFAULT_CACHE_DIR).expanduser()
+    cache_dir: Path = field(default_factory=lambda: Path(DEFAULT_CACHE_DIR).expanduser())
     threads: int = 0
     batch_size: int = 2048
     max_queue: int = 64

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import contextlib
 import itertools
 import logging
 import queue
@@ -145,9 +146,7 @@ class Engine:
         self._threads = threads
         self._slots = [_Slot(seq_id=i) for i in range(self.n_slots)]
         self._waiting: deque[_Job] = deque()
-        self._inbox: queue.SimpleQueue[_Job | _EmbeddingJob | _Cancel | None] = (
-            queue.SimpleQueue()
-        )
+        self._inbox: queue.SimpleQueue[_Job | _EmbeddingJob | _Cancel | None] = queue.SimpleQueue()
         self._batch = Batch(max(context.n_batch, self.n_slots))
         self._ids = itertools.count(1)
         self._outstanding = 0  # submitted and not yet finished, guarded by _lock
@@ -324,7 +323,8 @@ class Engine:
 
     def _accept(self, slot: _Slot, token: int) -> None:
         job = slot.job
-        assert job is not None and slot.text is not None
+        assert job is not None
+        assert slot.text is not None
         now = time.monotonic()
         if slot.generated == 0:
             slot.first_token_at = now
@@ -348,7 +348,8 @@ class Engine:
 
     def _finish(self, slot: _Slot, reason: FinishReason) -> None:
         job = slot.job
-        assert job is not None and slot.text is not None
+        assert job is not None
+        assert slot.text is not None
         rest = slot.text.finish()
         if rest:
             self._outbox.append((job.events, TextDelta(rest)))
@@ -441,10 +442,9 @@ class Engine:
         if not self._outbox or self._loop is None:
             return
         outbox, self._outbox = self._outbox, []
-        try:
+        # A closed event loop raises RuntimeError: nobody is listening any more.
+        with contextlib.suppress(RuntimeError):
             self._loop.call_soon_threadsafe(_deliver, outbox)
-        except RuntimeError:  # the event loop is closed: nobody is listening any more
-            pass
 
     def _fail_everything(self, message: str) -> None:
         for slot in self._slots:

@@ -114,10 +114,12 @@ class Runner:
         return self.exit_code
 
     async def _start_loading_when_listening(self, loop: asyncio.AbstractEventLoop) -> None:
-        while not self._server.started:
+        # uvicorn exposes only a flag for "listening", no event to wait on.
+        while not self._server.started:  # noqa: ASYNC110
             await asyncio.sleep(0.01)
-        log.info("listening on %s:%d; loading %s", self.config.host, self.config.port,
-                 self.config.model)
+        log.info(
+            "listening on %s:%d; loading %s", self.config.host, self.config.port, self.config.model
+        )
         self.loader = threading.Thread(
             target=self._load, args=(loop,), name="siesta-loader", daemon=True
         )

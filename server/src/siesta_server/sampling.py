@@ -75,11 +75,9 @@ class Sampler:
         if params.logit_bias:
             biases = (llama_cpp.llama_logit_bias * len(params.logit_bias))()
             for i, (token, bias) in enumerate(params.logit_bias.items()):
-                biases[i].token = token
+                biases[i].token = token  # type: ignore[assignment]
                 biases[i].bias = bias
-            self._add(
-                llama_cpp.llama_sampler_init_logit_bias(model.n_vocab, len(biases), biases)
-            )
+            self._add(llama_cpp.llama_sampler_init_logit_bias(model.n_vocab, len(biases), biases))
         if (
             params.repeat_penalty != 1.0
             or params.presence_penalty != 0.0
