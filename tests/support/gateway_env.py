@@ -7,6 +7,7 @@ import re
 import subprocess
 import time
 import urllib.request
+from pathlib import Path
 from typing import Any
 
 from siesta.api.crd import render_crd
@@ -121,3 +122,36 @@ def metric(base_url: str, name: str, labels: dict[str, str] | None = None) -> fl
 
 def kubectl_quiet(cluster: Cluster, *args: str) -> subprocess.CompletedProcess[str]:
     return cluster.kubectl(*args, check=False)
+
+
+GATEWAY_RBAC = Path(__file__).resolve().parents[2] / "deploy" / "rbac" / "gateway-rbac.yaml"
+GATEWAY_ACCOUNT = ("siesta-system", "siesta-gateway")
+
+
+def service_account_kubeconfig(
+    cluster: Cluster, namespace: str, account: str, path: Path, duration: str = "6h"
+) -> Path:
+    """A kubeconfig holding only a token of `namespace/account` (no admin rights)."""
+    token = cluster.kubectl(
+        "create", "token", account, "-n", namespace, f"--duration={duration}"
+    ).stdout.strip()
+    admin = json.loads(
+        cluster.kubectl("config", "view", "--raw", "--minify", "--flatten", "-o", "json").stdout
+    )
+    config = {
+        "apiVersion": "v1",
+        "kind": "Config",
+        "clusters": [{"name": "siesta", "cluster": admin["clusters"][0]["cluster"]}],
+        "users": [{"name": account, "user": {"token": token}}],
+        "contexts": [{"name": "siesta", "context": {"cluster": "siesta", "user": account}}],
+        "current-context": "siesta",
+    }
+    path.write_text(json.dumps(config))
+    return path
+
+
+def gateway_kubeconfig(cluster: Cluster, path: Path) -> Path:
+    """Install the gateway's RBAC and return a kubeconfig for its ServiceAccount."""
+    cluster.kubectl("create", "namespace", GATEWAY_ACCOUNT[0], check=False)
+    cluster.kubectl("apply", "-f", str(GATEWAY_RBAC))
+    return service_account_kubeconfig(cluster, *GATEWAY_ACCOUNT, path)

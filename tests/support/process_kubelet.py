@@ -12,8 +12,12 @@ sends SIGTERM, honours the grace period (then SIGKILL) and removes the pod objec
 keeps the node Ready (conditions and the node Lease) so the node lifecycle controller
 never taints it.
 
-    python tests/support/process_kubelet.py --kubeconfig K --node proc-gpu-0 --node-index 1 \
-        --create-node g4dn --label siesta.test/kubelet=process --path-map /models=/tmp/models
+    PYTHONPATH=tests python -m support.process_kubelet --kubeconfig K --node proc-gpu-0 \
+        --node-index 1 --create-node g4dn --label siesta.test/kubelet=process \
+        --path-map /models=/tmp/models
+
+(Run it as a module: a script's own folder goes first on sys.path, and tests/support has a
+module named like the standard library's `operator`.)
 
 Readiness is probed every 0.1 s (a real kubelet waits `periodSeconds`), so that timings
 measured through it show Siesta's delays rather than the probe period.
@@ -36,8 +40,6 @@ from pathlib import Path
 from typing import Any
 
 import aiohttp
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from siesta.gateway.kube import ApiError, KubeClient, load_config
 from support.localnet import add_local_address, pod_address, remove_local_address
