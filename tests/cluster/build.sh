@@ -18,6 +18,10 @@ PFLAG=()
 [[ -n $PAR ]] && PFLAG=(-p "$PAR")
 
 mkdir -p "$CLUSTER_BIN_DIR"
+# One build at a time per cache (CI, a fixture and `make cluster-up` may race).
+exec 8>"$CLUSTER_BIN_DIR/.lock"
+flock 8
+rm -rf "$CLUSTER_BIN_DIR"/.build.* "$CLUSTER_BIN_DIR"/.install.*  # left by an interrupted build
 
 # up_to_date NAME VERSION: the binary exists and was built for VERSION.
 up_to_date() {

@@ -14,6 +14,11 @@ ROOT=$(cd "$HERE/../.." && pwd)
 . "$HERE/env.sh"
 
 "$HERE/build.sh" >/dev/null
+mkdir -p "$KWOK_WORKDIR"
+# One `up` at a time on this machine, whatever the cluster name: kwokctl picks free ports
+# when it creates a cluster, and two clusters created at once can pick the same ones.
+exec 9>"$KWOK_WORKDIR/.up.lock"
+flock 9
 BIN=$CLUSTER_BIN_DIR
 export PATH="$BIN:$PATH"
 # kwokctl reads these for what it has no flag for; no download is ever attempted.
@@ -21,19 +26,28 @@ export KWOK_KUBECTL_BINARY=$BIN/kubectl KWOK_KUBE_VERSION=$K8S_VERSION
 KUBECTL=("$BIN/kubectl" --kubeconfig "$CLUSTER_KUBECONFIG")
 kwokctl() { "$BIN/kwokctl" --name "$SIESTA_CLUSTER_NAME" "$@"; }
 
-api_ready() {
-  [[ -f $CLUSTER_KUBECONFIG ]] && "${KUBECTL[@]}" get --raw /readyz >/dev/null 2>&1
+# Every process kwokctl started is alive and the API server answers.
+cluster_healthy() {
+  [[ -f $CLUSTER_KUBECONFIG ]] || return 1
+  local f n=0
+  for f in "$CLUSTER_DIR"/pids/*.pid; do
+    [[ -f $f ]] && kill -0 "$(cat "$f")" 2>/dev/null || return 1
+    n=$((n + 1))
+  done
+  ((n == 5)) && "${KUBECTL[@]}" get --raw /readyz >/dev/null 2>&1
 }
 
 t0=$SECONDS
-if api_ready; then
+if cluster_healthy; then
   log "cluster '$SIESTA_CLUSTER_NAME' already running"
 else
   if [[ -d $CLUSTER_DIR ]]; then
-    log "cluster '$SIESTA_CLUSTER_NAME' exists but does not answer; recreating it"
+    log "cluster '$SIESTA_CLUSTER_NAME' exists but is not healthy; recreating it"
     "$HERE/down.sh"
   fi
   log "creating cluster '$SIESTA_CLUSTER_NAME' in $CLUSTER_DIR"
+  # A cluster this run starts but cannot finish is stopped again: no process left behind.
+  trap 'rc=$?; if ((rc != 0)); then log "up failed ($rc); stopping the cluster"; "$HERE/down.sh" || true; fi' EXIT
   # kwok plays kubelet only for nodes annotated kwok.x-k8s.io/node=fake, so that other
   # nodes can be served by a test-side process kubelet (see tests/support/nodes.py).
   kwokctl create cluster \
@@ -50,7 +64,7 @@ else
     --kwok-controller-binary "$BIN/kwok" \
     --extra-args kwok-controller=manage-all-nodes=false \
     --extra-args kwok-controller=manage-nodes-with-annotation-selector=kwok.x-k8s.io/node=fake \
-    >&2
+    >&2 9>&-  # the cluster's processes must not inherit (and hold) the lock
   rm -f "$CLUSTER_DIR/.siesta-fleet"
 fi
 

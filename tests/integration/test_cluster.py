@@ -14,6 +14,7 @@ from collections.abc import Callable
 from typing import Any
 
 import pytest
+
 from support.cluster import Cluster
 from support.nodes import POOL_LABEL, add_node, gpu_node_manifest, node_ready, remove_node
 
@@ -89,9 +90,7 @@ def test_default_fleet_looks_like_eks_gpu_node_groups(cluster: Cluster) -> None:
     nodes = cluster.get_json("nodes")["items"]
     by_pool: dict[str, list[dict[str, Any]]] = {}
     for node in nodes:
-        by_pool.setdefault(node["metadata"]["labels"].get("siesta.test/pool", "?"), []).append(
-            node
-        )
+        by_pool.setdefault(node["metadata"]["labels"].get("siesta.test/pool", "?"), []).append(node)
     assert by_pool.get("cpu"), "no CPU node"
     for pool, product, memory, instance in [
         ("g4dn", "Tesla-T4", "15360", "g4dn.xlarge"),
@@ -105,7 +104,9 @@ def test_default_fleet_looks_like_eks_gpu_node_groups(cluster: Cluster) -> None:
         assert labels["nvidia.com/gpu.memory"] == memory
         assert labels["nvidia.com/gpu.machine"] == instance
         assert labels["node.kubernetes.io/instance-type"] == instance
-        assert labels["topology.kubernetes.io/zone"].startswith(labels["topology.kubernetes.io/region"])
+        assert labels["topology.kubernetes.io/zone"].startswith(
+            labels["topology.kubernetes.io/region"]
+        )
         assert POOL_LABEL in labels
         assert node["status"]["allocatable"]["nvidia.com/gpu"] == "1"
         assert {"key": "nvidia.com/gpu", "value": "true", "effect": "NoSchedule"} in node["spec"][
@@ -116,7 +117,9 @@ def test_default_fleet_looks_like_eks_gpu_node_groups(cluster: Cluster) -> None:
 
 def test_gpu_statefulset_runs_on_a_t4_node(cluster: Cluster, namespace: str) -> None:
     cluster.apply(gpu_statefulset("t4", {"nvidia.com/gpu.product": T4}), namespace)
-    ready = wait_for("pod t4-0 Ready", lambda: (p := pod(cluster, namespace, "t4-0")) and is_ready(p) and p)
+    ready = wait_for(
+        "pod t4-0 Ready", lambda: (p := pod(cluster, namespace, "t4-0")) and is_ready(p) and p
+    )
     node = cluster.get_json("node", ready["spec"]["nodeName"])
     assert node["metadata"]["labels"]["nvidia.com/gpu.product"] == T4
     # Free the shared T4 for other tests before the namespace goes.
@@ -207,16 +210,24 @@ def test_crd_cel_rule_rejects_invalid_objects(cluster: Cluster, namespace: str) 
     }
     cluster.apply(crd)
     try:
-        cluster.kubectl("wait", "--for=condition=Established", f"crd/ranges.{group}",
-                        "--timeout=60s")  # fmt: skip
+        cluster.kubectl(
+            "wait", "--for=condition=Established", f"crd/ranges.{group}", "--timeout=60s"
+        )
 
         def obj(name: str, low: int, high: int) -> str:
-            return json.dumps({"apiVersion": f"{group}/v1", "kind": "Range",
-                               "metadata": {"name": name}, "spec": {"min": low, "max": high}})  # fmt: skip
+            return json.dumps(
+                {
+                    "apiVersion": f"{group}/v1",
+                    "kind": "Range",
+                    "metadata": {"name": name},
+                    "spec": {"min": low, "max": high},
+                }
+            )
 
         cluster.kubectl("create", "-n", namespace, "-f", "-", input=obj("good", 1, 3))
-        bad = cluster.kubectl("create", "-n", namespace, "-f", "-", input=obj("bad", 5, 3),
-                              check=False)  # fmt: skip
+        bad = cluster.kubectl(
+            "create", "-n", namespace, "-f", "-", input=obj("bad", 5, 3), check=False
+        )
         assert bad.returncode != 0
         assert "min > max" in bad.stderr
         assert "Invalid" in bad.stderr
@@ -226,10 +237,10 @@ def test_crd_cel_rule_rejects_invalid_objects(cluster: Cluster, namespace: str) 
 
 def _api_get(cluster: Cluster, path: str, token: str) -> int:
     """GET ``path`` with a bearer token only (no client certificate); the HTTP status."""
-    config = json.loads(cluster.kubectl("config", "view", "--raw", "--minify", "-o", "json").stdout)
+    view = cluster.kubectl("config", "view", "--raw", "--minify", "--flatten", "-o", "json")
+    config = json.loads(view.stdout)
     ca = b64decode(config["clusters"][0]["cluster"]["certificate-authority-data"]).decode()
     context = ssl.create_default_context(cadata=ca)
-    context.check_hostname = False  # kwokctl's serving certificate names no loopback host
     request = urllib.request.Request(
         cluster.apiserver + path, headers={"Authorization": f"Bearer {token}"}
     )
@@ -242,16 +253,25 @@ def _api_get(cluster: Cluster, path: str, token: str) -> int:
 
 def test_rbac_is_enforced_for_service_account_tokens(cluster: Cluster, namespace: str) -> None:
     cluster.kubectl("create", "serviceaccount", "reader", "-n", namespace)
-    token = cluster.kubectl("create", "token", "reader", "-n", namespace,
-                            "--duration=10m").stdout.strip()  # fmt: skip
+    token = cluster.kubectl(
+        "create", "token", "reader", "-n", namespace, "--duration=10m"
+    ).stdout.strip()
     pods = f"/api/v1/namespaces/{namespace}/pods"
     assert _api_get(cluster, pods, token) == 403
     assert _api_get(cluster, pods, "not-a-token") == 401
 
-    cluster.kubectl("create", "role", "read-pods", "--verb=list", "--resource=pods", "-n",
-                    namespace)  # fmt: skip
-    cluster.kubectl("create", "rolebinding", "reader", "--role=read-pods",
-                    f"--serviceaccount={namespace}:reader", "-n", namespace)  # fmt: skip
+    cluster.kubectl(
+        "create", "role", "read-pods", "--verb=list", "--resource=pods", "-n", namespace
+    )
+    cluster.kubectl(
+        "create",
+        "rolebinding",
+        "reader",
+        "--role=read-pods",
+        f"--serviceaccount={namespace}:reader",
+        "-n",
+        namespace,
+    )
     wait_for("the RoleBinding to allow listing pods", lambda: _api_get(cluster, pods, token) == 200)
     assert _api_get(cluster, f"/api/v1/namespaces/{namespace}/secrets", token) == 403
 
@@ -263,6 +283,9 @@ def test_kubectl_and_helm_come_from_the_cache(cluster: Cluster) -> None:
     assert versions["serverVersion"]["gitVersion"] == cluster.versions["K8S_VERSION"]
     helm = subprocess.run(
         [str(cluster.helm_path), "version", "--short"],
-        capture_output=True, text=True, check=True, env=cluster.env,
-    )  # fmt: skip
+        capture_output=True,
+        text=True,
+        check=True,
+        env=cluster.env,
+    )
     assert helm.stdout.startswith(cluster.versions["HELM_VERSION"])

@@ -21,6 +21,7 @@ import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -30,9 +31,17 @@ LOG_TAIL_LINES = 80
 
 def cluster_paths() -> dict[str, str]:
     """CLUSTER_KUBECONFIG, CLUSTER_BIN_DIR etc. as tests/cluster/env.sh computes them."""
-    names = ["CLUSTER_KUBECONFIG", "CLUSTER_BIN_DIR", "CLUSTER_DIR", "K8S_VERSION",
-             "KWOK_VERSION", "HELM_VERSION", "ETCD_VERSION", "SIESTA_CLUSTER_NAME",
-             "SIESTA_CACHE"]  # fmt: skip
+    names = [
+        "CLUSTER_KUBECONFIG",
+        "CLUSTER_BIN_DIR",
+        "CLUSTER_DIR",
+        "K8S_VERSION",
+        "KWOK_VERSION",
+        "HELM_VERSION",
+        "ETCD_VERSION",
+        "SIESTA_CLUSTER_NAME",
+        "SIESTA_CACHE",
+    ]
     script = f'. "{CLUSTER_SCRIPTS}/env.sh"; ' + "; ".join(
         f'printf "%s=%s\\n" {n} "${n}"' for n in names
     )
@@ -89,11 +98,12 @@ class Cluster:
             )
         return result
 
-    def get_json(self, *args: str) -> dict:  # type: ignore[type-arg]
+    def get_json(self, *args: str) -> dict[str, Any]:
         """``kubectl get ARGS -o json`` parsed."""
-        return json.loads(self.kubectl("get", *args, "-o", "json").stdout)  # type: ignore[no-any-return]
+        parsed: dict[str, Any] = json.loads(self.kubectl("get", *args, "-o", "json").stdout)
+        return parsed
 
-    def apply(self, manifest: dict | str, namespace: str | None = None) -> None:  # type: ignore[type-arg]
+    def apply(self, manifest: dict[str, Any] | str, namespace: str | None = None) -> None:
         """``kubectl apply`` a manifest given as a dict (any kind, or a List) or YAML text."""
         text = manifest if isinstance(manifest, str) else json.dumps(manifest)
         ns = ["-n", namespace] if namespace else []
@@ -131,30 +141,30 @@ def _tail(log: Path) -> str:
 
 
 def start_cluster() -> Cluster:
-    """Reuse a running cluster or start one; raises RuntimeError with the log tail."""
+    """Start the cluster, or reuse (and check) a running one; RuntimeError with the log tail.
+
+    up.sh runs either way: on a running cluster it only checks that every component is
+    alive (about a second) and recreates the cluster if one is not.
+    """
     paths = cluster_paths()
-    kubeconfig = Path(paths["CLUSTER_KUBECONFIG"])
     bin_dir = Path(paths["CLUSTER_BIN_DIR"])
-    started_here = False
-    if not _answers(bin_dir / "kubectl", kubeconfig):
-        log = Path(paths["SIESTA_CACHE"]) / f"cluster-up-{paths['SIESTA_CLUSTER_NAME']}.log"
-        log.parent.mkdir(parents=True, exist_ok=True)
-        log.write_text("")
-        result = _run_script("up.sh", log)
-        if result.returncode != 0:
-            raise RuntimeError(
-                f"tests/cluster/up.sh exited {result.returncode}; last lines of {log}:\n"
-                + _tail(log)
-            )
-        kubeconfig = Path(result.stdout.strip().splitlines()[-1])
-        started_here = True
+    was_running = _answers(bin_dir / "kubectl", Path(paths["CLUSTER_KUBECONFIG"]))
+    log = Path(paths["SIESTA_CACHE"]) / f"cluster-up-{paths['SIESTA_CLUSTER_NAME']}.log"
+    log.parent.mkdir(parents=True, exist_ok=True)
+    log.write_text("")
+    result = _run_script("up.sh", log)
+    if result.returncode != 0:
+        raise RuntimeError(
+            f"tests/cluster/up.sh exited {result.returncode}; last lines of {log}:\n" + _tail(log)
+        )
     cluster = Cluster(
-        kubeconfig=kubeconfig,
+        kubeconfig=Path(result.stdout.strip().splitlines()[-1]),
         bin_dir=bin_dir,
         apiserver="",
-        versions={k: paths[k] for k in ("K8S_VERSION", "ETCD_VERSION", "KWOK_VERSION",
-                                        "HELM_VERSION")},  # fmt: skip
-        started_here=started_here,
+        versions={
+            k: paths[k] for k in ("K8S_VERSION", "ETCD_VERSION", "KWOK_VERSION", "HELM_VERSION")
+        },
+        started_here=not was_running,
     )
     cluster.apiserver = cluster.kubectl(
         "config", "view", "--minify", "-o", "jsonpath={.clusters[0].cluster.server}"
@@ -176,7 +186,7 @@ def cluster() -> Iterator[Cluster]:
     """The real control plane, started once per session (reused if already running)."""
     try:
         running = start_cluster()
-    except Exception as exc:  # noqa: BLE001 - any failure to start is reported, never skipped
+    except Exception as exc:  # any failure to start is reported, never skipped
         pytest.fail(f"test cluster did not start: {exc}", pytrace=False)
     yield running
     if running.started_here and os.environ.get("SIESTA_KEEP_CLUSTER") != "1":
@@ -194,8 +204,6 @@ def namespace(cluster: Cluster, request: pytest.FixtureRequest) -> Iterator[str]
     name = _namespace_name(request.node.name)
     cluster.kubectl("create", "namespace", name)
     # Pods need the namespace's default ServiceAccount, which the controller manager adds.
-    cluster.kubectl("wait", "--for=create", "serviceaccount/default", "-n", name,
-                    "--timeout=60s")  # fmt: skip
+    cluster.kubectl("wait", "--for=create", "serviceaccount/default", "-n", name, "--timeout=60s")
     yield name
-    cluster.kubectl("delete", "namespace", name, "--wait=false", "--ignore-not-found",
-                    check=False)  # fmt: skip
+    cluster.kubectl("delete", "namespace", name, "--wait=false", "--ignore-not-found", check=False)

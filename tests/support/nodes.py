@@ -225,9 +225,15 @@ def add_node(
     # The API server drops a new Node's status on create in some versions; set it explicitly.
     status = {"status": {k: manifest["status"][k] for k in ("capacity", "allocatable")}}
     _kubectl(
-        kubeconfig, "patch", "node", name, "--subresource=status", "--type=merge",
-        "-p", json.dumps(status),
-    )  # fmt: skip
+        kubeconfig,
+        "patch",
+        "node",
+        name,
+        "--subresource=status",
+        "--type=merge",
+        "-p",
+        json.dumps(status),
+    )
     managed = manifest["metadata"].get("annotations", {}).get(KWOK_ANNOTATION) == "fake"
     if wait_ready if wait_ready is not None else managed:
         deadline = time.monotonic() + timeout
