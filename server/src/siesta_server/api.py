@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import base64
 import json
-import struct
 import logging
+import struct
 from typing import Any, TypeVar
 
 from pydantic import BaseModel, ValidationError
@@ -32,9 +32,15 @@ BodyT = TypeVar("BodyT", bound=BaseModel)
 def build_app(state: ServerState) -> Starlette:
     async def health(_: Request) -> Response:
         # Exactly llama-server's bodies: probes and the gateway read these.
-        if state.phase is Phase.READY:
+        loaded = state.loaded
+        if state.phase is Phase.READY and loaded is not None and loaded.engine.alive:
             return JSONResponse({"status": "ok"})
-        message = "Server is shutting down" if state.phase is Phase.DRAINING else "Loading model"
+        if state.phase is Phase.READY:
+            message = "The decode loop stopped; restart the server"
+        elif state.phase is Phase.DRAINING:
+            message = "Server is shutting down"
+        else:
+            message = "Loading model"
         return JSONResponse(
             {"error": {"code": 503, "message": message, "type": "unavailable_error"}},
             status_code=503,

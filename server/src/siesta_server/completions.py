@@ -7,6 +7,7 @@ output is wrapped, so both go through `run_completion` with a `Shape`.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import json
 import time
 import uuid
@@ -32,6 +33,8 @@ from siesta_server.schemas import _SamplingFields
 from siesta_server.state import Loaded, ServerState
 
 T = TypeVar("T")
+
+CLIENT_CLOSED_REQUEST = 499  # nginx's status for "client went away"; shows in metrics
 
 SSE_HEADERS = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
 
@@ -201,6 +204,8 @@ async def run_completion(
                 texts[index] += event.text
             elif isinstance(event, Finished):
                 finishes[index] = event
+            elif watcher.done():  # the client hung up; nobody will read an answer
+                return Response(status_code=CLIENT_CLOSED_REQUEST)
             else:
                 raise APIError(500, event.message, error_type="server_error")
     finally:
@@ -233,7 +238,7 @@ async def _start(loaded: Loaded, job: CompletionJob, max_tokens: int) -> list[Ge
             sampling = job.sampling
             if sampling.seed is not None and index:
                 # n > 1 with one seed: different but reproducible choices.
-                sampling = SamplingParams(**{**sampling.__dict__, "seed": sampling.seed + index})
+                sampling = dataclasses.replace(sampling, seed=sampling.seed + index)
             sampler = await _make_sampler(loaded, sampling, prompt)
             try:
                 generations.append(

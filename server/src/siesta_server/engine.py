@@ -165,6 +165,10 @@ class Engine:
         self._thread.start()
 
     @property
+    def alive(self) -> bool:
+        return self._thread is not None and self._thread.is_alive()
+
+    @property
     def outstanding(self) -> int:
         with self._lock:
             return self._outstanding

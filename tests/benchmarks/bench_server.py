@@ -1,0 +1,398 @@
+"""Benchmark: siesta-server vs llama-cpp-python's bundled server vs llama.cpp's llama-server.
+
+Aggregate generated tokens/s and time to first token at concurrency 1, 4 and 8, all three
+servers on the same synthetic GGUF (written here, big enough that compute dominates), with
+the same thread count, one after the other in one run. A script, not a test:
+
+    .venv/bin/python tests/benchmarks/bench_server.py            # about 5-10 minutes
+    .venv/bin/python tests/benchmarks/bench_server.py --quick    # smaller model, fewer requests
+
+Setup it does itself (cached under ${SIESTA_CACHE:-~/.cache/siesta}):
+- a venv with `llama-cpp-python[server]==0.3.36` for the bundled server (pip reuses the
+  wheel compiled for the main venv; its FastAPI pins stay out of our dependencies);
+- `llama-server` built from the llama.cpp sources vendored in the same sdist
+  (see server_native.py; about 10 minutes on 2 cores the first time).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import socket
+import statistics
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import httpx
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from server_native import LLAMA_CPP_PYTHON_VERSION, cache_root, native_server
+
+from support.tiny_gguf import WORDS, write_tiny_llama
+
+EOS_TOKEN = 2  # tiny_gguf's </s>; banned so every request generates exactly max_tokens
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    n_layer: int
+    n_embd: int
+    n_ff: int
+    n_head: int
+
+    @property
+    def file_name(self) -> str:
+        return f"bench-l{self.n_layer}-e{self.n_embd}-f{self.n_ff}-h{self.n_head}-f16.gguf"
+
+
+FULL_MODEL = ModelSpec(n_layer=12, n_embd=1024, n_ff=2816, n_head=16)  # ~150M params, f16
+QUICK_MODEL = ModelSpec(n_layer=4, n_embd=512, n_ff=1408, n_head=8)
+
+
+@dataclass
+class RequestResult:
+    ttft: float
+    tokens: int
+    finish: str | None
+
+
+@dataclass
+class LevelResult:
+    concurrency: int
+    wall_seconds: float
+    requests: list[RequestResult] = field(default_factory=list)
+
+    @property
+    def tokens_per_second(self) -> float:
+        return sum(r.tokens for r in self.requests) / self.wall_seconds
+
+    @property
+    def ttft_median(self) -> float:
+        return statistics.median(r.ttft for r in self.requests)
+
+    @property
+    def ttft_mean(self) -> float:
+        return statistics.fmean(r.ttft for r in self.requests)
+
+
+@dataclass
+class Server:
+    name: str
+    command: list[str]
+    ready_path: str
+    port: int
+    env: dict[str, str] = field(default_factory=dict)
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def bundled_server_python() -> Path:
+    """A venv with llama-cpp-python's own server extras, outside the project's venv."""
+    venv = cache_root() / "bench" / f"llama-cpp-python-server-{LLAMA_CPP_PYTHON_VERSION}"
+    python = venv / "bin" / "python"
+    if not (venv / ".ready").exists():
+        shutil.rmtree(venv, ignore_errors=True)
+        subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True)
+        subprocess.run(
+            [
+                str(python),
+                "-m",
+                "pip",
+                "install",
+                "--quiet",
+                f"llama-cpp-python[server]=={LLAMA_CPP_PYTHON_VERSION}",
+            ],
+            check=True,
+        )
+        (venv / ".ready").touch()
+    return python
+
+
+def prompt_text(index: int, words: int) -> str:
+    # Distinct first words, so no server can reuse another request's cached prompt.
+    body = " ".join(WORDS[(index + i) % len(WORDS)] for i in range(words))
+    return f"{index} {body}"
+
+
+def one_request(url: str, index: int, max_tokens: int, prompt_words: int) -> RequestResult:
+    body = {
+        "prompt": prompt_text(index, prompt_words),
+        "max_tokens": max_tokens,
+        "stream": True,
+        "temperature": 0.8,
+        "seed": index,
+        "logit_bias": {str(EOS_TOKEN): -100.0},
+    }
+    started = time.perf_counter()
+    ttft: float | None = None
+    events = 0
+    finish: str | None = None
+    with httpx.stream("POST", f"{url}/v1/completions", json=body, timeout=600) as response:
+        response.raise_for_status()
+        for line in response.iter_lines():
+            if not line.startswith("data: ") or line == "data: [DONE]":
+                continue
+            chunk = json.loads(line[6:])
+            for choice in chunk.get("choices", []):
+                if choice.get("text") and ttft is None:
+                    ttft = time.perf_counter() - started
+                if choice.get("text"):
+                    events += 1
+                finish = choice.get("finish_reason") or finish
+    tokens = max_tokens if finish == "length" else events
+    return RequestResult(
+        ttft if ttft is not None else time.perf_counter() - started, tokens, finish
+    )
+
+
+def run_level(
+    url: str, concurrency: int, requests: int, max_tokens: int, prompt_words: int, offset: int
+) -> LevelResult:
+    results: list[RequestResult] = []
+    lock = threading.Lock()
+    counter = iter(range(requests))
+
+    def worker() -> None:
+        while True:
+            with lock:
+                index = next(counter, None)
+            if index is None:
+                return
+            result = one_request(url, offset + index, max_tokens, prompt_words)
+            with lock:
+                results.append(result)
+
+    started = time.perf_counter()
+    threads = [threading.Thread(target=worker) for _ in range(concurrency)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    return LevelResult(concurrency, time.perf_counter() - started, results)
+
+
+def wait_ready(server: Server, process: subprocess.Popen[bytes], log: Path) -> None:
+    deadline = time.monotonic() + 300
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise RuntimeError(f"{server.name} exited:\n{log.read_text(errors='replace')[-3000:]}")
+        try:
+            if httpx.get(f"http://127.0.0.1:{server.port}{server.ready_path}").status_code == 200:
+                return
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.2)
+    raise RuntimeError(f"{server.name} not ready")
+
+
+def bench_server(
+    server: Server,
+    levels: list[int],
+    requests_for: Callable[[int], int],
+    args: argparse.Namespace,
+    logs: Path,
+) -> list[LevelResult]:
+    log = logs / f"{server.name}.log"
+    with log.open("wb") as out:
+        process = subprocess.Popen(
+            server.command, stdout=out, stderr=subprocess.STDOUT, env={**os.environ, **server.env}
+        )
+    try:
+        wait_ready(server, process, log)
+        url = f"http://127.0.0.1:{server.port}"
+        one_request(url, 10_000, 8, args.prompt_words)  # warm-up: first-call allocations
+        results = []
+        for level in levels:
+            result = run_level(
+                url,
+                level,
+                requests_for(level),
+                args.max_tokens,
+                args.prompt_words,
+                offset=level * 1000,
+            )
+            finishes = {r.finish for r in result.requests}
+            print(
+                f"  {server.name:<16} c={level}: {result.tokens_per_second:7.1f} tok/s, "
+                f"TTFT median {result.ttft_median * 1000:7.0f} ms "
+                f"(finish: {sorted(str(f) for f in finishes)}, load {os.getloadavg()[0]:.1f})",
+                flush=True,
+            )
+            results.append(result)
+        return results
+    finally:
+        process.terminate()
+        try:
+            process.wait(30)
+        except subprocess.TimeoutExpired:
+            process.kill()
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--quick", action="store_true", help="smaller model, fewer requests")
+    parser.add_argument("--threads", type=int, default=os.cpu_count() or 2)
+    parser.add_argument("--max-tokens", type=int, default=64)
+    parser.add_argument("--prompt-words", type=int, default=48)
+    parser.add_argument(
+        "--requests-per-slot",
+        type=int,
+        default=2,
+        help="requests per concurrent client at each level",
+    )
+    parser.add_argument(
+        "--skip", action="append", default=[], choices=["siesta", "bundled", "native"]
+    )
+    args = parser.parse_args()
+
+    spec = QUICK_MODEL if args.quick else FULL_MODEL
+    levels = [1, 4, 8]
+    parallel = max(levels)
+    slot_ctx = 512
+    model = cache_root() / "bench" / spec.file_name
+    if not model.exists():
+        write_tiny_llama(
+            model,
+            n_layer=spec.n_layer,
+            n_embd=spec.n_embd,
+            n_ff=spec.n_ff,
+            n_head=spec.n_head,
+            n_ctx=4096,
+            dtype="f16",
+            name="bench",
+        )
+    logs = cache_root() / "bench" / "logs"
+    logs.mkdir(parents=True, exist_ok=True)
+    print(
+        f"model {model.name} ({model.stat().st_size / 2**20:.0f} MiB), threads {args.threads}, "
+        f"{args.max_tokens} tokens per request, load before: {os.getloadavg()}",
+        flush=True,
+    )
+
+    servers: list[Server] = []
+    if "siesta" not in args.skip:
+        port = free_port()
+        servers.append(
+            Server(
+                "siesta-server",
+                [
+                    sys.executable,
+                    "-m",
+                    "siesta_server",
+                    "--model",
+                    str(model),
+                    "--host",
+                    "127.0.0.1",
+                    "--port",
+                    str(port),
+                    "--parallel",
+                    str(parallel),
+                    "--ctx-size",
+                    str(parallel * slot_ctx),
+                    "--threads",
+                    str(args.threads),
+                    "--log-level",
+                    "warning",
+                ],
+                "/health",
+                port,
+            )
+        )
+    if "bundled" not in args.skip:
+        port = free_port()
+        servers.append(
+            Server(
+                "llama_cpp.server",
+                [
+                    str(bundled_server_python()),
+                    "-m",
+                    "llama_cpp.server",
+                    "--model",
+                    str(model),
+                    "--host",
+                    "127.0.0.1",
+                    "--port",
+                    str(port),
+                    "--n_ctx",
+                    str(slot_ctx),
+                    "--n_threads",
+                    str(args.threads),
+                    "--n_threads_batch",
+                    str(args.threads),
+                    # Default True: a new request aborts the running stream. False makes it queue.
+                    "--interrupt_requests",
+                    "False",
+                ],
+                "/v1/models",
+                port,
+            )
+        )
+    if "native" not in args.skip:
+        port = free_port()
+        servers.append(
+            Server(
+                "llama-server",
+                [
+                    str(native_server()),
+                    "--model",
+                    str(model),
+                    "--host",
+                    "127.0.0.1",
+                    "--port",
+                    str(port),
+                    "--parallel",
+                    str(parallel),
+                    "--ctx-size",
+                    str(parallel * slot_ctx),
+                    "--threads",
+                    str(args.threads),
+                    "--threads-batch",
+                    str(args.threads),
+                ],
+                "/health",
+                port,
+            )
+        )
+
+    def requests_for(level: int) -> int:
+        return level * args.requests_per_slot if not args.quick else level
+
+    table: dict[str, list[LevelResult]] = {}
+    for server in servers:
+        table[server.name] = bench_server(server, levels, requests_for, args, logs)
+
+    print("\n| server | concurrency | tokens/s | TTFT median (ms) | TTFT mean (ms) |")
+    print("|---|---|---|---|---|")
+    for name, results in table.items():
+        for r in results:
+            print(
+                f"| {name} | {r.concurrency} | {r.tokens_per_second:.1f} | "
+                f"{r.ttft_median * 1000:.0f} | {r.ttft_mean * 1000:.0f} |"
+            )
+    siesta = table.get("siesta-server")
+    if siesta:
+        print()
+        for other in ("llama_cpp.server", "llama-server"):
+            if other in table:
+                ratios = ", ".join(
+                    f"c={a.concurrency}: {a.tokens_per_second / b.tokens_per_second:.2f}x"
+                    for a, b in zip(siesta, table[other], strict=True)
+                )
+                print(f"siesta-server / {other} throughput: {ratios}")
+    print(f"load after: {os.getloadavg()}")
+
+
+if __name__ == "__main__":
+    main()
