@@ -24,7 +24,7 @@ export PATH="$BIN:$PATH"
 # kwokctl reads these for what it has no flag for; no download is ever attempted.
 export KWOK_KUBECTL_BINARY=$BIN/kubectl KWOK_KUBE_VERSION=$K8S_VERSION
 KUBECTL=("$BIN/kubectl" --kubeconfig "$CLUSTER_KUBECONFIG")
-kwokctl() { "$BIN/kwokctl" --name "$SIESTA_CLUSTER_NAME" "$@"; }
+kwokctl() { "$BIN/kwokctl" --name "$SIESTA_CLUSTER_NAME" --config "$HERE/kwokctl.yaml" "$@"; }
 
 # Every process kwokctl started is alive and the API server answers.
 cluster_healthy() {
