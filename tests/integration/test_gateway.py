@@ -116,7 +116,10 @@ def client(gateway: Proc, **kwargs: Any) -> openai.OpenAI:
 
 def chat(gateway: Proc, alias: str, timeout: float = 60.0) -> str:
     completion = client(gateway, timeout=timeout).chat.completions.create(
-        model=alias, messages=[{"role": "user", "content": "hello"}], max_tokens=8
+        model=alias,
+        messages=[{"role": "user", "content": "hello"}],
+        max_tokens=8,
+        extra_body={"ignore_eos": True},  # random weights: never an empty answer
     )
     return completion.choices[0].message.content or ""
 

@@ -64,8 +64,15 @@ def load_config(kubeconfig: str | None = None) -> KubeConfig:
         context.load_cert_chain(configuration.cert_file, configuration.key_file)
 
     def token() -> str | None:
-        value = configuration.get_api_key_with_prefix("authorization")  # refreshes SA tokens
-        return str(value) if value else None
+        # auth_settings() re-reads refreshed ServiceAccount tokens; the key it is stored under
+        # differs between kubernetes package versions ("authorization", "BearerToken").
+        settings: Any = configuration.auth_settings()
+        for setting in settings.values():
+            if setting.get("in") == "header" and str(setting.get("key")).lower() == "authorization":
+                value = setting.get("value")
+                if value:
+                    return str(value)
+        return None
 
     return KubeConfig(host=configuration.host.rstrip("/"), ssl_context=context, token=token)
 
