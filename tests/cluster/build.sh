@@ -63,6 +63,7 @@ if ((need_k8s)); then
   done
   tmp=$(mktemp -d "$CLUSTER_BIN_DIR/.build.XXXXXX")
   trap 'rm -rf "$tmp"' EXIT
+  # shellcheck disable=SC2016 # $1 and $@ belong to the inner shell
   timed "kubernetes $K8S_VERSION + etcd $ETCD_VERSION (${k8s_bins[*]})" \
     bash -c 'cd "$1" && shift && exec go build "$@"' _ "$HERE" "${PFLAG[@]}" -ldflags "${ld[*]}" -o "$tmp/" \
     k8s.io/kubernetes/cmd/kube-apiserver k8s.io/kubernetes/cmd/kube-controller-manager \
@@ -72,9 +73,9 @@ fi
 
 # --- kwok, kwokctl and helm: `go install pkg@version`, each with its own go.mod ---
 go_install() { # VERSION LDFLAGS PKG...
-  local version=$1 ld=$2; shift 2
+  local version=$1 ldflags=$2; shift 2
   local gobin; gobin=$(mktemp -d "$CLUSTER_BIN_DIR/.install.XXXXXX")
-  GOBIN=$gobin go install "${PFLAG[@]}" -ldflags "$ld" "$@"
+  GOBIN=$gobin go install "${PFLAG[@]}" -ldflags "$ldflags" "$@"
   local names=()
   for p in "$@"; do p=${p%@*}; names+=("${p##*/}"); done
   install_from "$gobin" "$version" "${names[@]}"

@@ -1,4 +1,5 @@
 # shellcheck shell=bash
+# shellcheck disable=SC2034 # variables for the scripts that source this file
 # Versions and paths of the test cluster, sourced by build.sh, up.sh and down.sh.
 # K8S_VERSION and ETCD_VERSION must match go.mod (build.sh checks).
 K8S_VERSION=v1.35.4

@@ -47,6 +47,7 @@ else
   fi
   log "creating cluster '$SIESTA_CLUSTER_NAME' in $CLUSTER_DIR"
   # A cluster this run starts but cannot finish is stopped again: no process left behind.
+  # shellcheck disable=SC2154 # rc is assigned inside the trap
   trap 'rc=$?; if ((rc != 0)); then log "up failed ($rc); stopping the cluster"; "$HERE/down.sh" || true; fi' EXIT
   # kwok plays kubelet only for nodes annotated kwok.x-k8s.io/node=fake, so that other
   # nodes can be served by a test-side process kubelet (see tests/support/nodes.py).
