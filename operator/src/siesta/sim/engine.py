@@ -27,7 +27,7 @@ import heapq
 import random
 from collections import deque
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from enum import IntEnum
 from typing import Any
 
@@ -194,14 +194,17 @@ class Simulation:
             raise ValueError("the simulated period must end after it starts")
         self.spec = spec
         self.world = world
-        self.start = start
-        self.end = end
+        # decide() labels instants in its reasons as UTC: give it UTC, as the operator does.
+        self.start = start.astimezone(UTC)
+        self.end = end.astimezone(UTC)
         self.policy = policy
         self.activator = activator
         self.rng = random.Random(seed)
         self.requests = [
             SimRequest(
-                i, r.arrival, timedelta(seconds=self._service_seconds(r.duration_seconds, r.tokens))
+                i,
+                r.arrival.astimezone(UTC),
+                timedelta(seconds=self._service_seconds(r.duration_seconds, r.tokens)),
             )
             for i, r in enumerate(trace.requests)
         ]
