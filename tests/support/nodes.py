@@ -18,6 +18,15 @@ Standard library only (kubectl through subprocess), so that ``up.sh`` can run
 
 from __future__ import annotations
 
+import os as _os
+import sys as _sys
+
+# Run as a script (tests/cluster/up.sh), this folder comes first on sys.path, where a
+# module named like a standard one (operator.py) would shadow it: leave the folder out.
+if __name__ == "__main__":
+    _here = _os.path.dirname(_os.path.abspath(__file__))
+    _sys.path[:] = [p for p in _sys.path if _os.path.abspath(p or ".") != _here]
+
 import hashlib
 import json
 import os
