@@ -88,8 +88,10 @@ done
 # The default fleet is added once per cluster: tests may remove nodes, and a second
 # `up` must not bring them back.
 if [[ ! -f $CLUSTER_DIR/.siesta-fleet ]]; then
-  SIESTA_KUBECTL=$BIN/kubectl python3 "$ROOT/tests/support/nodes.py" default-fleet \
-    "$CLUSTER_KUBECONFIG" "${SIESTA_GPU_NODES_PER_POOL:-1}"
+  # As a module from tests/: run as a script, tests/support/ would come first on sys.path
+  # and its operator.py would shadow the standard library's.
+  (cd "$ROOT/tests" && SIESTA_KUBECTL=$BIN/kubectl python3 -m support.nodes default-fleet \
+    "$CLUSTER_KUBECONFIG" "${SIESTA_GPU_NODES_PER_POOL:-1}")
   touch "$CLUSTER_DIR/.siesta-fleet"
 fi
 
