@@ -108,6 +108,7 @@ def test_status_fields_and_schema() -> None:
         "lastSeconds": 30.0,
         "pendingSeconds": 10.0,
         "loadingSeconds": 20.0,
+        "startedAt": None,  # sent as null: the merge patch removes a finished start
     }
     assert status["observedGeneration"] == 3
     assert status["lastScaleTime"] == "2026-11-25T12:00:00Z"

@@ -170,7 +170,11 @@ class CacheSettings(ApiModel):
 class ReplicaBounds(ApiModel):
     model_config = ConfigDict(
         json_schema_extra={
-            "x-kubernetes-validations": [cel("self.min <= self.max", "replicas.min must be <= replicas.max")]
+            "x-kubernetes-validations": [cel(
+                # has(): the API server also checks the section's default ({}) against it.
+                "!has(self.min) || !has(self.max) || self.min <= self.max",
+                "replicas.min must be <= replicas.max",
+            )]
         }
     )
     min: int = Field(default=0, ge=0, le=1000, description="Replicas kept at all times (0 allows scale to zero).")
@@ -235,7 +239,7 @@ class Schedule(ApiModel):
             "x-kubernetes-validations": [
                 _positive_duration("prewarm"),
                 cel(
-                    "self.windows.all(a, self.windows.exists_one(b, a.name == b.name))",
+                    "!has(self.windows) || self.windows.all(a, self.windows.exists_one(b, a.name == b.name))",
                     "window names must be unique",
                 ),
             ]

@@ -72,6 +72,9 @@ def run(args: argparse.Namespace) -> int:
         level=logging.DEBUG if args.verbose else logging.INFO,
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
+    if not args.verbose:
+        # kopf logs every handler call at INFO; the operator logs what it does itself.
+        logging.getLogger("kopf.objects").setLevel(logging.WARNING)
     priority = (
         args.priority
         if args.priority is not None

@@ -35,6 +35,9 @@ def configure(settings: kopf.OperatorSettings, memo: Any, **_: Any) -> None:
     load_credentials()
     memo.runtime = Runtime(own, Kube())
     settings.persistence.finalizer = FINALIZER
+    if own.namespaces:
+        # Exact namespace names need no namespace listing (and no RBAC on namespaces).
+        settings.scanning.disabled = True
     # Handler logs stay in the log; Kubernetes Events are for scale changes (posted by us).
     settings.posting.level = logging.WARNING
     # Watch only what Siesta owns: the label filter runs in the API server.

@@ -190,7 +190,8 @@ def build_status(
             if transition
             else None
         ),
-        "coldStart": cold.model_dump(by_alias=True, exclude_none=True) if cold else None,
+        # Nested keys are sent as null when unset: a merge patch keeps keys it does not name.
+        "coldStart": cold.model_dump(by_alias=True) if cold else None,
         "manualOverride": (
             {
                 "replicas": override.replicas,
