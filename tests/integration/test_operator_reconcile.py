@@ -11,9 +11,10 @@ import time
 from typing import Any
 
 import pytest
+
 from support.cluster import Cluster
 from support.nodes import POOL_LABEL, add_node, gpu_node_manifest, remove_node
-from support.operator import (  # noqa: F401 - fixtures
+from support.operator_env import (
     A10G,
     T4,
     OperatorRunner,
@@ -21,8 +22,6 @@ from support.operator import (  # noqa: F401 - fixtures
     demand_lease,
     get,
     model_deployment,
-    operator_access,
-    operator_runner,
     scale_events,
     status,
     sts_replicas,

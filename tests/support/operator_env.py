@@ -23,6 +23,7 @@ from typing import Any
 
 import pytest
 import yaml
+
 from support.cluster import Cluster
 from support.procs import BIN, Proc, free_port, start
 
