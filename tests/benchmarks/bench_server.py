@@ -17,6 +17,7 @@ Setup it does itself (cached under ${SIESTA_CACHE:-~/.cache/siesta}):
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import shutil
@@ -26,7 +27,7 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -197,13 +198,8 @@ def wait_ready(server: Server, process: subprocess.Popen[bytes], log: Path) -> N
     raise RuntimeError(f"{server.name} not ready")
 
 
-def bench_server(
-    server: Server,
-    levels: list[int],
-    requests_for: Callable[[int], int],
-    args: argparse.Namespace,
-    logs: Path,
-) -> list[LevelResult]:
+@contextlib.contextmanager
+def running(server: Server, logs: Path, prompt_words: int) -> Iterator[str]:
     log = logs / f"{server.name}.log"
     with log.open("wb") as out:
         process = subprocess.Popen(
@@ -212,26 +208,8 @@ def bench_server(
     try:
         wait_ready(server, process, log)
         url = f"http://127.0.0.1:{server.port}"
-        one_request(url, 10_000, 8, args.prompt_words)  # warm-up: first-call allocations
-        results = []
-        for level in levels:
-            result = run_level(
-                url,
-                level,
-                requests_for(level),
-                args.max_tokens,
-                args.prompt_words,
-                offset=level * 1000,
-            )
-            finishes = {r.finish for r in result.requests}
-            print(
-                f"  {server.name:<16} c={level}: {result.tokens_per_second:7.1f} tok/s, "
-                f"TTFT median {result.ttft_median * 1000:7.0f} ms "
-                f"(finish: {sorted(str(f) for f in finishes)}, load {os.getloadavg()[0]:.1f})",
-                flush=True,
-            )
-            results.append(result)
-        return results
+        one_request(url, 10_000, 8, prompt_words)  # warm-up: first-call allocations
+        yield url
     finally:
         process.terminate()
         try:
@@ -369,9 +347,29 @@ def main() -> None:
     def requests_for(level: int) -> int:
         return level * args.requests_per_slot if not args.quick else level
 
-    table: dict[str, list[LevelResult]] = {}
-    for server in servers:
-        table[server.name] = bench_server(server, levels, requests_for, args, logs)
+    # All servers stay up (idle ones use no CPU) and take turns level by level, so a change
+    # in background load during the run hits every server alike.
+    table: dict[str, list[LevelResult]] = {server.name: [] for server in servers}
+    with contextlib.ExitStack() as stack:
+        urls = {s.name: stack.enter_context(running(s, logs, args.prompt_words)) for s in servers}
+        for level in levels:
+            for name, url in urls.items():
+                result = run_level(
+                    url,
+                    level,
+                    requests_for(level),
+                    args.max_tokens,
+                    args.prompt_words,
+                    offset=level * 1000,
+                )
+                print(
+                    f"  {name:<16} c={level}: {result.tokens_per_second:7.1f} tok/s, "
+                    f"TTFT median {result.ttft_median * 1000:7.0f} ms "
+                    f"(finish {sorted({str(r.finish) for r in result.requests})}, "
+                    f"load {os.getloadavg()[0]:.1f})",
+                    flush=True,
+                )
+                table[name].append(result)
 
     print("\n| server | concurrency | tokens/s | TTFT median (ms) | TTFT mean (ms) |")
     print("|---|---|---|---|---|")

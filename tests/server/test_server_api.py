@@ -187,6 +187,32 @@ def test_stop_string_ends_generation(client: openai.OpenAI) -> None:
     assert cut.text == full[: full.index(stop)]
 
 
+def test_repeated_prefix_is_served_from_the_kv_cache(client: openai.OpenAI) -> None:
+    history = [{"role": "user", "content": "wake the model " * 20}]
+    first = client.chat.completions.create(
+        model="tiny",
+        messages=history,
+        max_tokens=4,
+        temperature=0,  # type: ignore[arg-type]
+    )
+    follow_up = [
+        *history,
+        {"role": "assistant", "content": first.choices[0].message.content or ""},
+        {"role": "user", "content": "and again"},
+    ]
+    second = client.chat.completions.create(
+        model="tiny",
+        messages=follow_up,
+        max_tokens=4,
+        temperature=0,  # type: ignore[arg-type]
+    )
+    assert second.usage is not None
+    details = second.usage.prompt_tokens_details
+    assert details is not None
+    assert details.cached_tokens is not None
+    assert details.cached_tokens > 60  # the whole first turn was not decoded again
+
+
 def test_embeddings(client: openai.OpenAI) -> None:
     response = client.embeddings.create(model="tiny", input=["hello world", "sleep"])
     assert [d.index for d in response.data] == [0, 1]

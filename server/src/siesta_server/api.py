@@ -126,7 +126,7 @@ def build_app(state: ServerState) -> Starlette:
         job = CompletionJob(
             prompts=prompts,
             sampling=sampling_params(body, loaded),
-            max_tokens=body.max_tokens if body.max_tokens is not None else 16,
+            max_tokens=body.max_tokens,
             stop=body.stop_strings(),
             ignore_eos=body.ignore_eos,
             stream=body.stream,
