@@ -1,0 +1,126 @@
+"""Invalid ModelDeployments are rejected by the real API server with a clear message.
+
+The CRD (crds/, generated from siesta.api.models) carries OpenAPI constraints and CEL
+rules; what they cannot check (time zone names) the operator reports as a condition
+(test_operator_reconcile.py).
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import pytest
+from support.cluster import Cluster
+from support.operator_env import OperatorAccess
+
+pytestmark = pytest.mark.cluster
+
+WINDOW = {"name": "office", "start": "0 8 * * 1-5", "end": "0 18 * * 1-5"}
+
+
+def md(name: str, spec: dict[str, Any]) -> str:
+    return json.dumps(
+        {
+            "apiVersion": "siesta.dev/v1alpha1",
+            "kind": "ModelDeployment",
+            "metadata": {"name": name},
+            "spec": spec,
+        }
+    )
+
+
+def with_model(**sections: Any) -> dict[str, Any]:
+    return {"model": {"uri": "https://models.example.com/m.gguf"}, **sections}
+
+
+BAD: list[tuple[str, dict[str, Any], str]] = [
+    (
+        "min-above-max",
+        with_model(replicas={"min": 3, "max": 2}),
+        "replicas.min must be <= replicas.max",
+    ),
+    (
+        "negative-min",
+        with_model(replicas={"min": -1, "max": 2}),
+        "should be greater than or equal to 0",
+    ),
+    (
+        "end-and-duration",
+        with_model(schedule={"windows": [{**WINDOW, "duration": "10h"}]}),
+        "a window needs exactly one of end or duration",
+    ),
+    (
+        "no-end",
+        with_model(schedule={"windows": [{"name": "office", "start": "0 8 * * 1-5"}]}),
+        "a window needs exactly one of end or duration",
+    ),
+    (
+        "four-field-cron",
+        with_model(schedule={"windows": [{**WINDOW, "start": "0 8 * *"}]}),
+        "start must be a 5-field cron expression such as '0 8 * * 1-5'",
+    ),
+    ("bad-duration", with_model(scaling={"idleTimeout": "15 minutes"}), "spec.scaling.idleTimeout"),
+    (
+        "zero-idle-timeout",
+        with_model(scaling={"idleTimeout": "0s"}),
+        "idleTimeout must be a positive duration such as 30s, 15m or 1h",
+    ),
+    (
+        "zero-target",
+        with_model(scaling={"metric": {"targetPerReplica": 0}}),
+        "spec.scaling.metric.targetPerReplica",
+    ),
+    (
+        "window-name-not-dns",
+        with_model(schedule={"windows": [{**WINDOW, "name": "Office Hours"}]}),
+        "spec.schedule.windows[0].name",
+    ),
+    (
+        "ftp-uri",
+        {"model": {"uri": "ftp://models.example.com/m.gguf"}},
+        "uri must start with https://, http://, file://, pvc:// or /",
+    ),
+    ("too-many-gpus", with_model(gpu={"count": 17}), "should be less than or equal to 16"),
+    (
+        "duplicate-windows",
+        with_model(schedule={"windows": [WINDOW, WINDOW]}),
+        "window names must be unique",
+    ),
+    (
+        "window-above-max",
+        with_model(replicas={"max": 1}, schedule={"windows": [{**WINDOW, "minReplicas": 2}]}),
+        "a window's minReplicas must be <= replicas.max",
+    ),
+    ("no-model", {"replicas": {"max": 1}}, "spec.model: Required value"),
+    ("bad-sha", with_model(model={"uri": "/m.gguf", "sha256": "abc"}), "spec.model.sha256"),
+]
+
+
+@pytest.mark.parametrize(("name", "spec", "message"), BAD, ids=[case[0] for case in BAD])
+def test_invalid_spec_is_rejected(
+    cluster: Cluster,
+    operator_access: OperatorAccess,  # installs the CRD
+    namespace: str,
+    name: str,
+    spec: dict[str, Any],
+    message: str,
+) -> None:
+    result = cluster.kubectl(
+        "create", "-n", namespace, "-f", "-", input=md(name, spec), check=False
+    )
+    assert result.returncode != 0, f"{name} was accepted"
+    assert "is invalid" in result.stderr
+    assert message in result.stderr, result.stderr
+
+
+def test_a_valid_spec_is_accepted_with_defaults(
+    cluster: Cluster, operator_access: OperatorAccess, namespace: str
+) -> None:
+    spec = with_model(schedule={"timezone": "Europe/Berlin", "prewarm": "10m", "windows": [WINDOW]})
+    cluster.kubectl("create", "-n", namespace, "-f", "-", input=md("good", spec))
+    stored = cluster.get_json("modeldeployment", "good", "-n", namespace)["spec"]
+    assert stored["replicas"] == {"min": 0, "max": 1}
+    assert stored["scaling"]["scaleDownDelay"] == "5m"
+    assert stored["gpu"]["count"] == 1
+    assert stored["schedule"]["windows"][0]["minReplicas"] == 1
