@@ -10,6 +10,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+import httpx
 import openai
 import pytest
 
@@ -116,3 +117,20 @@ def test_queue_is_bounded_and_a_disconnect_frees_the_slot_at_once(
     # The slot is free again for new work.
     done = client.completions.create(model="slow", prompt="again", max_tokens=2)
     assert done.choices[0].finish_reason in {"stop", "length"}
+
+
+def test_non_streaming_client_that_gives_up_frees_its_slot(
+    launch_server: Launcher, slow_model: Path
+) -> None:
+    server = launch_server(
+        "--model", str(slow_model), "--alias", "slow", "--parallel", "1", "--ctx-size", "8192"
+    )
+    body = {"prompt": "wake", "max_tokens": 8000, "ignore_eos": True}
+    with pytest.raises(httpx.ReadTimeout):
+        httpx.post(f"{server.url}/v1/completions", json=body, timeout=httpx.Timeout(5, read=0.5))
+    wait_for(lambda: server.metric("llamacpp:requests_processing") == 0, timeout=10)
+    assert 0 < server.metric("llamacpp:tokens_predicted_total") < 8000
+    done = httpx.post(
+        f"{server.url}/v1/completions", json={"prompt": "again", "max_tokens": 2}, timeout=30
+    )
+    assert done.status_code == 200

@@ -368,11 +368,16 @@ class Engine:
                 ),
             )
         )
-        counters = self.metrics.engine
-        counters.tokens_predicted += slot.generated
-        counters.tokens_predicted_seconds += time.monotonic() - slot.first_token_at
-        counters.n_tokens_max = max(counters.n_tokens_max, len(slot.cached) + 1)
+        self._account(slot)
         self._release(slot)
+
+    def _account(self, slot: _Slot) -> None:
+        """Add a finished or abandoned generation's tokens and time to the counters."""
+        counters = self.metrics.engine
+        if slot.generated:
+            counters.tokens_predicted += slot.generated
+            counters.tokens_predicted_seconds += time.monotonic() - slot.first_token_at
+        counters.n_tokens_max = max(counters.n_tokens_max, len(slot.cached) + 1)
 
     def _fail(self, slot: _Slot, message: str) -> None:
         if slot.job is not None:
@@ -398,6 +403,7 @@ class Engine:
         for slot in self._slots:
             if slot.job is not None and slot.job.id == job_id:
                 log.debug("request %d cancelled; slot %d is free", job_id, slot.seq_id)
+                self._account(slot)
                 self._release(slot)
                 return
 
