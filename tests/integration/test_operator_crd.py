@@ -11,6 +11,7 @@ import json
 from typing import Any
 
 import pytest
+
 from support.cluster import Cluster
 from support.operator_env import OperatorAccess
 
