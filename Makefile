@@ -33,3 +33,4 @@ generate:
 	$(VENV)/bin/siesta crds --output-dir crds
 
 -include tests/cluster/cluster.mk
+-include scripts/demo.mk

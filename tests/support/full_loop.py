@@ -21,7 +21,7 @@ import pytest
 from support.cluster import Cluster
 from support.gateway_env import gateway_kubeconfig, get_json, model_manifest, wait_for
 from support.nodes import node_ready
-from support.operator import OperatorRunner, RunningOperator, get
+from support.operator_env import OperatorRunner, RunningOperator, get
 from support.procs import Proc, start, start_gateway
 
 TESTS = Path(__file__).resolve().parents[1]

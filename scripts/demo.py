@@ -1,0 +1,405 @@
+"""`make demo`: Siesta's whole loop on this machine, narrated as a timeline.
+
+    PYTHONPATH=tests .venv/bin/python scripts/demo.py up [--model PATH] [--port 8080]
+    PYTHONPATH=tests .venv/bin/python scripts/demo.py down
+
+`up` expects the local control plane to run (scripts/demo.sh starts it) and then:
+installs Siesta (CRDs, RBAC), starts the operator and the gateway as local processes with
+their ServiceAccounts' tokens (there is no container runtime here), starts a process
+kubelet for one fake GPU node (pods there are real siesta-server processes), applies a
+ModelDeployment backed by a tiny model (or the GGUF given), sends one request through the
+gateway while the model is at zero, and prints what happens until the model is back at
+zero. Everything keeps running afterwards so it can be tried by hand; `down` stops it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import signal
+import sys
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parents[1]
+STATE = Path(os.environ.get("SIESTA_CACHE", Path.home() / ".cache" / "siesta")) / "demo"
+NAMESPACE = "demo"
+MODEL = "tiny-chat"
+NODE = "demo-gpu-0"
+NODE_LABEL = {"siesta.test/kubelet": "demo"}
+NODE_INDEX = 3
+
+
+def say(text: str = "") -> None:
+    print(text, flush=True)
+
+
+# --- processes ----------------------------------------------------------------------------
+
+
+def start_background(name: str, argv: list[str], env: dict[str, str]) -> int:
+    """A process that outlives this script (own session), its pid in STATE/NAME.pid."""
+    import subprocess
+
+    log = (STATE / f"{name}.log").open("ab")
+    process = subprocess.Popen(
+        argv,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        env={**os.environ, **env},
+        start_new_session=True,
+        cwd=ROOT,
+    )
+    (STATE / f"{name}.pid").write_text(str(process.pid))
+    return process.pid
+
+
+def stop_background(name: str, grace: float = 20.0) -> None:
+    pid_file = STATE / f"{name}.pid"
+    if not pid_file.exists():
+        return
+    pid = int(pid_file.read_text())
+    try:
+        os.kill(pid, signal.SIGTERM)
+        deadline = time.monotonic() + grace
+        while time.monotonic() < deadline:
+            os.kill(pid, 0)
+            time.sleep(0.1)
+        os.kill(pid, signal.SIGKILL)
+    except ProcessLookupError:
+        pass
+    pid_file.unlink(missing_ok=True)
+
+
+# --- the timeline -------------------------------------------------------------------------
+
+
+@dataclass
+class Timeline:
+    start: float = field(default_factory=time.monotonic)
+    seen: set[str] = field(default_factory=set)
+    lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def mark(self, key: str, text: str) -> None:
+        with self.lock:
+            if key in self.seen:
+                return
+            self.seen.add(key)
+            say(f"  {time.monotonic() - self.start:7.2f}s  {text}")
+
+
+class Api:
+    """Direct API reads (the kubernetes package): fast enough to poll 20 times a second."""
+
+    def __init__(self, kubeconfig: Path) -> None:
+        from kubernetes import client, config
+
+        api_client = config.new_client_from_config(config_file=str(kubeconfig))
+        self.core = client.CoreV1Api(api_client)
+        self.apps = client.AppsV1Api(api_client)
+        self.leases = client.CoordinationV1Api(api_client)
+        self.custom = client.CustomObjectsApi(api_client)
+
+    @staticmethod
+    def _json(response: Any) -> Any:
+        return json.loads(response.data)
+
+    def snapshot(self) -> tuple[list[Any], Any, list[Any], Any]:
+        # Later steps first: whatever they show, the earlier objects (read after) show too.
+        selector = f"siesta.dev/modeldeployment={MODEL}"
+        pods = self._json(
+            self.core.list_namespaced_pod(
+                NAMESPACE, label_selector=selector, _preload_content=False
+            )
+        )["items"]
+        sts = self._json(
+            self.apps.read_namespaced_stateful_set(MODEL, NAMESPACE, _preload_content=False)
+        )
+        leases = self._json(
+            self.leases.list_namespaced_lease(
+                NAMESPACE, label_selector=selector, _preload_content=False
+            )
+        )["items"]
+        md = self.custom.get_namespaced_custom_object(
+            "siesta.dev", "v1alpha1", NAMESPACE, "modeldeployments", MODEL
+        )
+        return leases, sts, pods, md
+
+
+def watch(api: Api, timeline: Timeline, stop: threading.Event) -> None:
+    """Poll the API (20/s) and narrate each change once."""
+    from kubernetes.client.exceptions import ApiException
+
+    pod_seen_at: dict[str, float] = {}
+    while not stop.is_set():
+        try:
+            leases, sts, pods, md = api.snapshot()
+        except (ApiException, KeyError, json.JSONDecodeError):
+            stop.wait(0.05)
+            continue
+        for lease in leases:
+            pending = lease["metadata"].get("annotations", {}).get("siesta.dev/pending-requests")
+            if pending and pending != "0":
+                timeline.mark("demand", f"demand seen: the gateway's Lease says {pending} held")
+        replicas = int(sts["spec"].get("replicas") or 0)
+        if replicas >= 1:
+            timeline.mark("up", "operator scaled the StatefulSet 0 -> 1 (through /scale)")
+        if replicas == 0 and "up" in timeline.seen:
+            timeline.mark("down", "operator scaled the StatefulSet 1 -> 0")
+        for pod in pods:
+            _narrate_pod(pod, timeline, pod_seen_at)
+        if "down" in timeline.seen and not pods:
+            timeline.mark("gone", "pod gone: the GPU node is idle and could be scaled away")
+        reasons = (md.get("status") or {}).get("reasons") or []
+        idle = [r for r in reasons if "idle" in r]
+        if "answered" in timeline.seen and idle:
+            timeline.mark("idle", f"operator: {idle[0]}")
+        stop.wait(0.05)
+
+
+def _narrate_pod(pod: Any, timeline: Timeline, seen_at: dict[str, float]) -> None:
+    name = pod["metadata"]["name"]
+    uid = pod["metadata"]["uid"][:6]
+    seen_at.setdefault(uid, time.monotonic())
+    since = time.monotonic() - seen_at[uid]
+    status = pod.get("status", {})
+    conditions = {c["type"]: c["status"] for c in status.get("conditions", [])}
+    states = [c.get("state") or {} for c in status.get("containerStatuses", [])]
+    timeline.mark(f"{uid}-created", f"pod {name} created: pending, waiting for a GPU node")
+    if pod["spec"].get("nodeName"):
+        timeline.mark(
+            f"{uid}-scheduled",
+            f"pod {name} scheduled to GPU node {pod['spec']['nodeName']}: starting",
+        )
+    if any("running" in state for state in states):
+        timeline.mark(
+            f"{uid}-loading",
+            f"pod {name} running at {status.get('podIP')}: loading the model (/health 503)",
+        )
+    if conditions.get("Ready") == "True":
+        timeline.mark(
+            f"{uid}-ready",
+            f"pod {name} ready: /health 200, endpoint published "
+            f"({since:.1f}s after it was created)",
+        )
+    if pod["metadata"].get("deletionTimestamp"):
+        timeline.mark(f"{uid}-term", f"pod {name} terminating: draining, then SIGTERM")
+
+
+# --- up / down ----------------------------------------------------------------------------
+
+
+def model_file(given: str | None) -> Path:
+    if given:
+        path = Path(given).expanduser().resolve()
+        if not path.is_file():
+            sys.exit(f"demo: MODEL={given}: no such file")
+        return path
+    from support.tiny_gguf import write_tiny_llama
+
+    path = STATE / "models" / "tiny.gguf"
+    if not path.exists():
+        path.parent.mkdir(parents=True, exist_ok=True)
+        write_tiny_llama(path)
+    return path
+
+
+def up(args: argparse.Namespace) -> int:
+    from support.cluster import start_cluster
+    from support.gateway_env import gateway_kubeconfig, model_manifest, wait_for
+    from support.nodes import node_ready
+    from support.operator_env import install, operator_kubeconfig
+    from support.procs import BIN, free_port, http_status
+
+    STATE.mkdir(parents=True, exist_ok=True)
+    for name in ("gateway", "operator", "kubelet"):
+        stop_background(name)
+    cluster = start_cluster()
+    model = model_file(args.model)
+    say(f"==> control plane: {cluster.apiserver} (kubeconfig {cluster.kubeconfig})")
+
+    say("==> installing Siesta: CRDs, RBAC for the operator and the gateway")
+    install(cluster)
+    operator_config = operator_kubeconfig(cluster, STATE / "operator.kubeconfig")
+    gateway_config = gateway_kubeconfig(cluster, STATE / "gateway.kubeconfig")
+
+    say(f"==> GPU node {NODE}: pods there run as local processes (process kubelet)")
+    kubelet_argv = [
+        sys.executable,
+        "-m",
+        "support.process_kubelet",
+        "--kubeconfig",
+        str(cluster.kubeconfig),
+        "--node",
+        NODE,
+        "--node-index",
+        str(NODE_INDEX),
+        "--create-node",
+        "g4dn",
+        "--path-map",
+        f"/models={model.parent}",
+        "--log-dir",
+        str(STATE / "pods"),
+        "--delete-node-on-exit",
+        *[f"--label={k}={v}" for k, v in NODE_LABEL.items()],
+    ]
+    start_background("kubelet", kubelet_argv, {"PYTHONPATH": str(ROOT / "tests")})
+    wait_for(lambda: _quiet(node_ready, cluster.kubeconfig, NODE), 60, f"node {NODE} Ready")
+
+    say("==> starting the operator and the gateway (as their ServiceAccounts)")
+    start_background(
+        "operator",
+        [str(BIN / "siesta"), "operator"],
+        {
+            "KUBECONFIG": str(operator_config),
+            "SIESTA_METRICS_PORT": str(free_port()),
+            "SIESTA_SERVER_DRAIN_TIMEOUT": "5s",
+        },
+    )
+    gateway_url = f"http://127.0.0.1:{args.port}"
+    start_background(
+        "gateway",
+        [
+            str(BIN / "siesta"),
+            "gateway",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(args.port),
+            "--kubeconfig",
+            str(gateway_config),
+            "--pod-name",
+            "siesta-gateway-demo",
+        ],
+        {},
+    )
+    wait_for(lambda: http_status(f"{gateway_url}/readyz") == 200, 60, "gateway ready")
+
+    cluster.kubectl("create", "namespace", NAMESPACE, check=False)
+    cluster.kubectl(
+        "wait", "--for=create", "serviceaccount/default", "-n", NAMESPACE, "--timeout=60s"
+    )
+    manifest = model_manifest(
+        MODEL,
+        NAMESPACE,
+        uri=f"file:///models/{model.name}",
+        idle_timeout=args.idle,
+        scale_down_delay="1s",
+        node_selector=NODE_LABEL,
+    )
+    cluster.apply(manifest)
+    say(f"==> ModelDeployment {NAMESPACE}/{MODEL}: {model} (idleTimeout {args.idle}, min 0, max 1)")
+    wait_for(lambda: _replicas(cluster) == 0, 60, "the model's StatefulSet at 0 replicas")
+    wait_for(lambda: MODEL in _aliases(gateway_url), 30, "the gateway knows the model")
+
+    say()
+    say(
+        f"==> sending a chat request to {gateway_url}/v1/chat/completions"
+        " while the model is at zero"
+    )
+    import openai
+
+    client = openai.OpenAI(base_url=f"{gateway_url}/v1", api_key="demo", timeout=600, max_retries=0)
+    api = Api(cluster.kubeconfig)
+    api.snapshot()  # connect before the clock starts
+    timeline = Timeline()
+    stop = threading.Event()
+    watcher = threading.Thread(target=watch, args=(api, timeline, stop), daemon=True)
+    watcher.start()
+    answer = _ask(client, timeline)
+    timeline.mark("answered", f"response complete: {answer!r} (random weights: no meaning)")
+    wait_for(lambda: "gone" in timeline.seen, 600, "the model back at zero")
+    stop.set()
+    watcher.join()
+
+    say()
+    say("Siesta keeps running. Try it by hand:")
+    say(f"  curl {gateway_url}/v1/models")
+    say(f"  curl {gateway_url}/v1/chat/completions -H 'Content-Type: application/json' \\")
+    say(
+        f'       -d \'{{"model": "{MODEL}", "max_tokens": 16,'
+        ' "messages": [{"role": "user", "content": "hi"}]}\''
+    )
+    say(
+        f"  {cluster.kubectl_path} --kubeconfig {cluster.kubeconfig}"
+        f" get md,sts,pods,leases -n {NAMESPACE}"
+    )
+    say(f"  logs: {STATE}/{{operator,gateway,kubelet}}.log, pods: {STATE}/pods/")
+    say("Stop everything with: make demo-down")
+    return 0
+
+
+def _quiet(fn: Any, *args: Any) -> Any:
+    try:
+        return fn(*args)
+    except (RuntimeError, OSError):
+        return None
+
+
+def _replicas(cluster: Any) -> int | None:
+    result = cluster.kubectl(
+        "get", "statefulset", MODEL, "-n", NAMESPACE, "-o", "json", check=False
+    )
+    return (
+        int(json.loads(result.stdout)["spec"].get("replicas") or 0)
+        if result.returncode == 0
+        else None
+    )
+
+
+def _aliases(url: str) -> set[str]:
+    from support.gateway_env import get_json
+
+    try:
+        return {m["id"] for m in get_json(f"{url}/v1/models")["data"]}
+    except OSError:
+        return set()
+
+
+def _ask(client: Any, timeline: Timeline) -> str:
+    timeline.mark("sent", f"request sent (model {MODEL!r}, 0 replicas)")
+    stream = client.chat.completions.create(
+        model=MODEL,
+        messages=[{"role": "user", "content": "Say hello"}],
+        max_tokens=16,
+        stream=True,
+        extra_body={"ignore_eos": True},
+    )
+    text = ""
+    for chunk in stream:
+        delta = chunk.choices[0].delta.content if chunk.choices else None
+        if delta:
+            timeline.mark("first-token", "first token received through the gateway")
+            text += delta
+    return text[:60]
+
+
+def down(_: argparse.Namespace) -> int:
+    for name in ("gateway", "operator", "kubelet"):
+        stop_background(name)
+    say("demo processes stopped")
+    return 0
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description="Siesta's demo")
+    commands = parser.add_subparsers(dest="command", required=True)
+    up_parser = commands.add_parser("up")
+    up_parser.add_argument("--model", default=os.environ.get("MODEL") or None, help="a GGUF file")
+    up_parser.add_argument("--port", type=int, default=int(os.environ.get("GATEWAY_PORT", "8080")))
+    up_parser.add_argument("--idle", default=os.environ.get("IDLE", "20s"), help="idleTimeout")
+    up_parser.set_defaults(handler=up)
+    commands.add_parser("down").set_defaults(handler=down)
+    args = parser.parse_args()
+    if shutil.which("ip") is None and not Path("/usr/sbin/ip").exists():
+        sys.exit("demo: the `ip` command (iproute2) is needed to give pods local addresses")
+    return int(args.handler(args))
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,22 @@
+#!/usr/bin/env bash
+# `make demo`: build what is missing, start the local control plane, install Siesta and
+# show a model waking from zero for one request and going back to sleep.
+#   MODEL=path/to/model.gguf   serve this GGUF instead of the tiny random-weight model
+#   GATEWAY_PORT=8080          where the gateway listens (127.0.0.1)
+#   IDLE=20s                   the demo model's idleTimeout
+# `make demo-down` (scripts/demo.sh down) stops the demo and its control plane.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+export SIESTA_CLUSTER_NAME=${SIESTA_CLUSTER_NAME:-siesta-demo}
+export PYTHONPATH="$PWD/tests${PYTHONPATH:+:$PYTHONPATH}"
+
+if [[ ${1:-up} == down ]]; then
+  [[ -x .venv/bin/python ]] && .venv/bin/python scripts/demo.py down || true
+  bash tests/cluster/down.sh
+  exit 0
+fi
+
+scripts/setup.sh            # idempotent: Debian packages, .venv, control-plane binaries
+echo "==> starting the local control plane '$SIESTA_CLUSTER_NAME'" >&2
+bash tests/cluster/up.sh >/dev/null
+exec .venv/bin/python scripts/demo.py up
