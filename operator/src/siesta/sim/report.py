@@ -147,7 +147,7 @@ def format_table(reports: Sequence[PolicyReport]) -> str:
     ]
     rows = [header]
     for report in reports:
-        share = "-" if report.share_of_always_on is None else f"{report.share_of_always_on:.0%}"
+        share = "-" if report.share_of_always_on is None else f"{report.share_of_always_on:.1%}"
         rows.append(
             [
                 report.policy,
