@@ -45,6 +45,8 @@ def test_alias_defaults_to_name_and_wake_timeout_parses() -> None:
     assert (info.alias, info.wake_timeout, info.phase) == ("m", 90.0, "ScaledToZero")
     assert model_from_object(md("m", alias="llama-7b")).alias == "llama-7b"
     assert model_from_object(md("m")).wake_timeout == 600.0  # the API default, 10m
+    assert model_from_object(md("m")).idle_timeout is None
+    assert model_from_object(md("m", scaling={"idleTimeout": "2m"})).idle_timeout == 120.0
 
 
 def test_only_ready_endpoints_on_the_http_port() -> None:

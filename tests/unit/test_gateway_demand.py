@@ -16,6 +16,7 @@ from siesta.gateway.demand import (
     lease_patch,
     micro_time,
     renew_time,
+    warm_interval,
 )
 
 
@@ -98,6 +99,14 @@ def _written(pending: int, in_flight: int = 0, at: float = 100.0, seen: float = 
 )
 def test_due_at(demand: ModelDemand, now: float, expected: float | None) -> None:
     assert due_at(demand, now) == expected
+
+
+def test_warm_interval_shrinks_for_short_idle_timeouts() -> None:
+    assert warm_interval(None) == 15.0
+    assert warm_interval(900.0) == 15.0
+    assert warm_interval(9.0) == 3.0
+    demand = ModelDemand(Counts(0, 1), 1001.0, _written(0, 0), warm_interval=3.0)
+    assert due_at(demand, 100.2) == 103.0
 
 
 def test_renew_time_is_now_while_requests_are_held_or_in_flight() -> None:

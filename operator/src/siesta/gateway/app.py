@@ -23,7 +23,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from siesta.gateway import proxy
 from siesta.gateway.auth import KeyFile
 from siesta.gateway.catalog import Catalog, Endpoint, ModelInfo, ModelKey
-from siesta.gateway.demand import DemandTracker
+from siesta.gateway.demand import DemandTracker, warm_interval
 from siesta.gateway.errors import JSON, error_json, sse_error_event
 from siesta.gateway.holding import HoldQueues, QueueFull, Ticket
 from siesta.gateway.metrics import GatewayMetrics
@@ -239,7 +239,7 @@ class Gateway:
     async def _serve(self, model: ModelInfo, held: Held, body: bytes) -> web.StreamResponse:
         loop = asyncio.get_running_loop()
         key = model_key_text(model.key)
-        self.demand.seen(key, time.time())
+        self.demand.seen(key, time.time(), warm_interval(model.idle_timeout))
         arrival = loop.time()
         deadline = arrival + model.wake_timeout
         next_keepalive = arrival + self.settings.keepalive_interval

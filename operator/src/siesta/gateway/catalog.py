@@ -26,6 +26,7 @@ class ModelInfo:
     uid: str
     alias: str
     wake_timeout: float
+    idle_timeout: float | None = None  # None: the operator's default
     phase: str | None = None
     replicas: int = 0
     ready_replicas: int = 0
@@ -64,12 +65,18 @@ def model_from_object(obj: Obj) -> ModelInfo:
         )
     except ValueError:
         wake_timeout = DEFAULT_WAKE_TIMEOUT
+    idle_text = (spec.get("scaling") or {}).get("idleTimeout")
+    try:
+        idle_timeout = parse_duration(idle_text).total_seconds() if idle_text else None
+    except ValueError:
+        idle_timeout = None
     return ModelInfo(
         namespace=str(metadata.get("namespace", "default")),
         name=name,
         uid=str(metadata.get("uid", "")),
         alias=str(alias),
         wake_timeout=wake_timeout,
+        idle_timeout=idle_timeout,
         phase=status.get("phase"),
         replicas=int(status.get("replicas") or 0),
         ready_replicas=int(status.get("readyReplicas") or 0),

@@ -26,6 +26,11 @@ HOLDING_INTERVAL = 10.0  # renew every 10 s while requests are held
 WARM_INTERVAL = 15.0  # at most every 15 s for warm traffic
 
 
+def warm_interval(idle_timeout: float | None) -> float:
+    """15 s, or a third of a shorter idleTimeout: a warm model must not look idle."""
+    return WARM_INTERVAL if idle_timeout is None else min(WARM_INTERVAL, idle_timeout / 3)
+
+
 def gateway_id(pod_name: str) -> str:
     """8 hex characters identifying a gateway replica (a hash of its pod name)."""
     return hashlib.sha256(pod_name.encode()).hexdigest()[:8]
@@ -59,6 +64,7 @@ class ModelDemand:
     last_seen: float | None = None  # wall clock of the latest request
     written: Written | None = None
     failed_at: float | None = None  # monotonic time of the last failed write
+    warm_interval: float = WARM_INTERVAL
 
 
 RETRY_AFTER_FAILURE = 1.0
@@ -81,7 +87,7 @@ def due_at(demand: ModelDemand, now: float) -> float | None:
         if counts.pending > 0:
             candidates.append(written.at + HOLDING_INTERVAL)
         if counts.in_flight != written.counts.in_flight or demand.last_seen > written.seen:
-            candidates.append(written.at + WARM_INTERVAL)
+            candidates.append(written.at + demand.warm_interval)
         if not candidates:
             return None
         due = min(candidates)
@@ -106,8 +112,9 @@ class DemandTracker:
     def _get(self, model: str) -> ModelDemand:
         return self.models.setdefault(model, ModelDemand())
 
-    def seen(self, model: str, wall: float) -> None:
+    def seen(self, model: str, wall: float, interval: float = WARM_INTERVAL) -> None:
         demand = self._get(model)
+        demand.warm_interval = interval
         demand.last_seen = wall if demand.last_seen is None else max(demand.last_seen, wall)
 
     def set_counts(self, model: str, pending: int, in_flight: int) -> None:

@@ -1,0 +1,271 @@
+"""What the gateway and the loop add: cold-start overhead, warm latency and throughput.
+
+    PYTHONPATH=tests .venv/bin/python tests/benchmarks/bench_gateway.py [--cold 5] [--warm 300]
+
+Runs the real loop on the local control plane (SIESTA_CLUSTER_NAME, default "siesta"):
+operator and gateway as processes with their ServiceAccounts, a process-kubelet GPU node,
+a tiny model. The StatefulSet, pods and EndpointSlices are watched from here; every time is
+this machine's monotonic clock when the watch event or the byte arrived.
+
+Cold start, per run (model at zero, one streaming request with max_tokens=1):
+  request -> scale write      first request sent to the gateway -> StatefulSet replicas 1
+  ready -> endpoint           pod Ready -> EndpointSlice lists it ready (controller-manager)
+  ready -> first byte         pod Ready -> response status line at the client (EndpointSlice
+                              controller + gateway + the replica's response headers)
+  ready -> first token        the same, to the first streamed token (adds the server's
+                              first inference after loading)
+Warm, interleaved: the same request straight to the server and through the gateway.
+"""
+
+from __future__ import annotations
+
+import argparse
+import concurrent.futures
+import json
+import statistics
+import sys
+import tempfile
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+from support.cluster import start_cluster
+from support.full_loop import start_process_kubelet
+from support.gateway_env import gateway_kubeconfig, model_manifest, wait_for
+from support.operator_env import install, operator_kubeconfig
+from support.procs import BIN, free_port, start, start_gateway
+
+NAMESPACE = "bench-gateway"
+MODEL = "bench"
+NODE = "bench-gpu-0"
+LABEL = {"siesta.test/kubelet": "bench"}
+BODY = {"model": MODEL, "prompt": "the", "max_tokens": 1, "ignore_eos": True}
+
+
+@dataclass
+class Recorder:
+    """Watch events with their arrival time."""
+
+    events: list[tuple[float, str, dict[str, Any]]] = field(default_factory=list)
+    lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def watch(self, kind: str, list_fn: Any, **kwargs: Any) -> None:
+        from kubernetes import watch
+
+        while True:
+            for event in watch.Watch().stream(list_fn, NAMESPACE, _preload_content=False, **kwargs):
+                obj = event["raw_object"] if "raw_object" in event else event["object"]
+                with self.lock:
+                    self.events.append((time.monotonic(), kind, obj))
+
+    def first(self, kind: str, after: float, predicate: Any) -> float | None:
+        with self.lock:
+            for at, event_kind, obj in self.events:
+                if event_kind == kind and at >= after and predicate(obj):
+                    return at
+        return None
+
+
+def pod_ready(obj: dict[str, Any]) -> bool:
+    conditions = obj.get("status", {}).get("conditions") or []
+    return any(c["type"] == "Ready" and c["status"] == "True" for c in conditions)
+
+
+def slice_ready(obj: dict[str, Any]) -> bool:
+    return any((e.get("conditions") or {}).get("ready") for e in obj.get("endpoints") or [])
+
+
+def start_watches(kubeconfig: Path, recorder: Recorder) -> None:
+    from kubernetes import client, config
+
+    api = config.new_client_from_config(config_file=str(kubeconfig))
+    selector = f"siesta.dev/modeldeployment={MODEL}"
+    watches = [
+        ("sts", client.AppsV1Api(api).list_namespaced_stateful_set, {}),
+        ("pod", client.CoreV1Api(api).list_namespaced_pod, {"label_selector": selector}),
+        (
+            "slice",
+            client.DiscoveryV1Api(api).list_namespaced_endpoint_slice,
+            {"label_selector": f"kubernetes.io/service-name={MODEL}"},
+        ),
+    ]
+    for kind, fn, kwargs in watches:
+        threading.Thread(target=recorder.watch, args=(kind, fn), kwargs=kwargs, daemon=True).start()
+
+
+def sts_replicas(obj: dict[str, Any]) -> int:
+    return int(obj.get("spec", {}).get("replicas") or 0)
+
+
+def cold_start(gateway: str, recorder: Recorder, cluster: Any) -> dict[str, float]:
+    wait_for(lambda: _replicas(cluster) == 0 and not _pods(cluster), 180, "model at zero")
+    sent = time.monotonic()
+    with httpx.stream(
+        "POST", f"{gateway}/v1/completions", json={**BODY, "stream": True}, timeout=300
+    ) as response:
+        first_byte = time.monotonic()  # status line and headers: the first bytes forwarded
+        first_token = None
+        for _ in response.iter_raw():
+            first_token = first_token or time.monotonic()
+    assert response.status_code == 200, response.status_code
+    assert first_token is not None
+    scaled = recorder.first(
+        "sts", sent, lambda o: o["metadata"]["name"] == MODEL and sts_replicas(o) >= 1
+    )
+    ready = recorder.first("pod", sent, pod_ready)
+    endpoint = recorder.first("slice", sent, slice_ready)
+    assert scaled is not None, "no scale seen"
+    assert ready is not None, "no Ready pod seen"
+    assert endpoint is not None, "no ready endpoint seen"
+    return {
+        "request_to_scale_ms": (scaled - sent) * 1000,
+        "ready_to_endpoint_ms": (endpoint - ready) * 1000,
+        "ready_to_first_byte_ms": (first_byte - ready) * 1000,
+        "endpoint_to_first_byte_ms": (first_byte - endpoint) * 1000,
+        "ready_to_first_token_ms": (first_token - ready) * 1000,
+        "request_to_first_token_s": first_token - sent,
+    }
+
+
+def _replicas(cluster: Any) -> int | None:
+    result = cluster.kubectl("get", "sts", MODEL, "-n", NAMESPACE, "-o", "json", check=False)
+    return sts_replicas(json.loads(result.stdout)) if result.returncode == 0 else None
+
+
+def _pods(cluster: Any) -> list[Any]:
+    pods = cluster.get_json("pods", "-n", NAMESPACE, "-l", f"siesta.dev/modeldeployment={MODEL}")
+    return list(pods["items"])
+
+
+def latency(client: httpx.Client, url: str) -> float:
+    started = time.perf_counter()
+    response = client.post(url, json=BODY)
+    elapsed = time.perf_counter() - started
+    assert response.status_code == 200, response.text
+    return elapsed * 1000
+
+
+def warm(direct: str, gateway: str, count: int) -> dict[str, Any]:
+    paths = {"direct": f"{direct}/v1/completions", "gateway": f"{gateway}/v1/completions"}
+    samples: dict[str, list[float]] = {name: [] for name in paths}
+    with httpx.Client(timeout=60) as client:
+        for url in paths.values():  # warm both connections
+            for _ in range(10):
+                latency(client, url)
+        for _ in range(count):
+            for name, url in paths.items():
+                samples[name].append(latency(client, url))
+    result: dict[str, Any] = {}
+    for name, values in samples.items():
+        values.sort()
+        result[name] = {
+            "p50_ms": statistics.median(values),
+            "p90_ms": values[int(len(values) * 0.9)],
+        }
+    result["added_p50_ms"] = result["gateway"]["p50_ms"] - result["direct"]["p50_ms"]
+    for name, url in paths.items():
+        result[name]["throughput_rps"] = throughput(url)
+    return result
+
+
+def throughput(url: str, concurrency: int = 8, seconds: float = 8.0) -> float:
+    deadline = time.monotonic() + seconds
+    counts = [0] * concurrency
+
+    def worker(index: int) -> None:
+        with httpx.Client(timeout=60) as client:
+            while time.monotonic() < deadline:
+                assert client.post(url, json=BODY).status_code == 200
+                counts[index] += 1
+
+    with concurrent.futures.ThreadPoolExecutor(concurrency) as pool:
+        list(pool.map(worker, range(concurrency)))
+    return sum(counts) / seconds
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--cold", type=int, default=5, help="cold starts to measure")
+    parser.add_argument("--warm", type=int, default=300, help="warm requests per path")
+    parser.add_argument("--json", type=Path, help="also write the results here")
+    args = parser.parse_args()
+
+    work = Path(tempfile.mkdtemp(prefix="bench-gateway-"))
+    cluster = start_cluster()
+    install(cluster)
+    from support.tiny_gguf import write_tiny_llama
+
+    write_tiny_llama(work / "tiny.gguf")
+    procs = [start_process_kubelet(cluster, NODE, 4, LABEL, work, work / "kubelet")]
+    operator_env = {
+        "KUBECONFIG": str(operator_kubeconfig(cluster, work / "operator.kubeconfig")),
+        "SIESTA_METRICS_PORT": str(free_port()),
+        "SIESTA_SERVER_DRAIN_TIMEOUT": "2s",
+    }
+    procs.append(
+        start("operator", [str(BIN / "siesta"), "operator"], env=operator_env, log_dir=work)
+    )
+    gateway = start_gateway(
+        gateway_kubeconfig(cluster, work / "gateway.kubeconfig"),
+        log_dir=work,
+        namespaces=[NAMESPACE],
+    )
+    procs.append(gateway)
+    try:
+        cluster.kubectl("create", "namespace", NAMESPACE, check=False)
+        cluster.kubectl(
+            "wait", "--for=create", "serviceaccount/default", "-n", NAMESPACE, "--timeout=60s"
+        )
+        cluster.apply(
+            model_manifest(
+                MODEL, NAMESPACE, idle_timeout="3s", scale_down_delay="1s", node_selector=LABEL
+            )
+        )
+        recorder = Recorder()
+        start_watches(cluster.kubeconfig, recorder)
+        wait_for(lambda: _replicas(cluster) == 0, 60, "StatefulSet created")
+        time.sleep(1)
+        runs = []
+        for index in range(args.cold):
+            runs.append(cold_start(gateway.url, recorder, cluster))
+            print(
+                f"cold start {index + 1}: "
+                + ", ".join(f"{k} {v:.1f}" for k, v in runs[-1].items()),
+                file=sys.stderr,
+            )
+        cold = {key: statistics.median(run[key] for run in runs) for key in runs[0]}
+        # Warm: a long idleTimeout keeps the model up; the pod's address is the direct path.
+        cluster.kubectl(
+            "patch",
+            "md",
+            MODEL,
+            "-n",
+            NAMESPACE,
+            "--type=merge",
+            "-p",
+            '{"spec":{"scaling":{"idleTimeout":"30m"}}}',
+        )
+        httpx.post(f"{gateway.url}/v1/completions", json=BODY, timeout=300)
+        pod = _pods(cluster)[0]
+        direct = f"http://{pod['status']['podIP']}:8080"
+        results = {
+            "cold_start_median": cold,
+            "cold_start_runs": runs,
+            "warm": warm(direct, gateway.url, args.warm),
+        }
+    finally:
+        for proc in reversed(procs):
+            proc.stop(grace=20)
+        cluster.kubectl("delete", "namespace", NAMESPACE, "--wait=false", check=False)
+    print(json.dumps(results, indent=2))
+    if args.json:
+        args.json.write_text(json.dumps(results, indent=2))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
