@@ -176,7 +176,10 @@ class ModelLoop:
         self._gauges(observed, decision, reading)
 
         wake_times = [t for t in (decision.next_change, wanted.next_expiry) if t is not None]
-        if observed.replicas > 0 and configured:
+        # The default query measures the model's own servers: at zero replicas it is 0 by
+        # definition, so only a custom query is worth polling then.
+        custom_query = spec.scaling.metric is not None and spec.scaling.metric.query is not None
+        if configured and (observed.replicas > 0 or custom_query):
             wake_times.append(now + settings.metric_interval)
         if not wake_times:
             return None
