@@ -16,7 +16,7 @@ from support.operator_env import (
     sts_replicas,
     wait_for,
 )
-from support.prometheus_env import Prometheus, prometheus  # noqa: F401 - fixture
+from support.prometheus_env import Prometheus
 
 pytestmark = [pytest.mark.cluster, pytest.mark.prometheus]
 

@@ -98,7 +98,8 @@ class Prometheus:
         config_path.write_text(yaml.safe_dump(config))
         self.port = self.port or free_port()
         argv = [
-            str(PROMETHEUS), f"--config.file={config_path}", f"--storage.tsdb.path={self.directory / 'data'}",
+            str(PROMETHEUS), f"--config.file={config_path}",
+            f"--storage.tsdb.path={self.directory / 'data'}",
             f"--web.listen-address=127.0.0.1:{self.port}", "--log.level=warn",
         ]  # fmt: skip
         self.proc = start("prometheus", argv, log_dir=self.directory, url=self.url)
@@ -120,9 +121,7 @@ class Prometheus:
 @pytest.fixture
 def prometheus(tmp_path: Path) -> Iterator[Prometheus]:
     if not PROMETHEUS.exists():
-        pytest.fail(
-            f"{PROMETHEUS} missing: run `make setup` (scripts/setup.sh installs Debian's prometheus)"
-        )
+        pytest.fail(f"{PROMETHEUS} missing: run `make setup` (it installs Debian's prometheus)")
     exporter = Exporter()
     exporter.serve()
     server = Prometheus(tmp_path / "prometheus", exporter)
