@@ -1,0 +1,52 @@
+{{/* RBAC rules of the operator, shared by the ClusterRole and the namespaced Roles (rbac.yaml). */}}
+{{- define "siesta.operator.peeringRules" }}
+  # Peering: only one operator instance acts (ClusterKopfPeering cluster-wide, KopfPeering
+  # when the operator watches selected namespaces).
+  - apiGroups: [kopf.dev]
+    resources: [clusterkopfpeerings, kopfpeerings]
+    verbs: [get, list, watch, patch]
+{{- end }}
+{{- define "siesta.operator.crdRules" }}
+  # Noticing when the ModelDeployment CRD is installed or upgraded.
+  - apiGroups: [apiextensions.k8s.io]
+    resources: [customresourcedefinitions]
+    verbs: [list, watch]
+{{- end }}
+{{- define "siesta.operator.eventRules" }}
+  # Events: kopf reports handler failures; the operator reports every scale change.
+  - apiGroups: [""]
+    resources: [events]
+    verbs: [create]
+{{- end }}
+{{- define "siesta.operator.appRules" }}
+  # --- Application (Siesta) --------------------------------------------------------------
+  # ModelDeployments: watch them, keep the finalizer that stops a model's loop, and clear
+  # spec.manualReplicas when a `kubectl scale` override expires.
+  - apiGroups: [siesta.dev]
+    resources: [modeldeployments]
+    verbs: [list, watch, patch]
+  - apiGroups: [siesta.dev]
+    resources: [modeldeployments/status]
+    verbs: [patch]
+  # The model server StatefulSet: created and kept in step with the spec (re-created,
+  # orphaning its pods, only when an immutable field changes).
+  - apiGroups: [apps]
+    resources: [statefulsets]
+    verbs: [get, list, watch, create, update, delete]
+  # Replicas are written only through /scale.
+  - apiGroups: [apps]
+    resources: [statefulsets/scale]
+    verbs: [patch]
+  # The headless Service of the pods and the ClusterIP Service the gateway routes through.
+  - apiGroups: [""]
+    resources: [services]
+    verbs: [get, list, watch, create, update]
+  # Pods are only observed: pending for a GPU node, loading, ready (cold-start phases).
+  - apiGroups: [""]
+    resources: [pods]
+    verbs: [list, watch]
+  # Demand Leases written by the gateway (docs/contracts.md): read only.
+  - apiGroups: [coordination.k8s.io]
+    resources: [leases]
+    verbs: [list, watch]
+{{- end }}
