@@ -31,6 +31,15 @@ fmt:
 ## generate: regenerate CRDs (and other generated files)
 generate:
 	$(VENV)/bin/siesta crds --output-dir crds
+	$(PY) scripts/chart_crds.py
+	$(PY) scripts/grafana_dashboard.py
+	$(PY) scripts/chart_readme.py
+	$(PY) scripts/render_deploy.py
+	$(VENV)/bin/siesta api-docs --output docs/api-reference.md
+
+## check-generated: fail if any generated file differs from what `make generate` writes
+check-generated:
+	$(PY) -m pytest tests/unit/test_generated.py -q
 
 -include tests/cluster/cluster.mk
 -include scripts/demo.mk

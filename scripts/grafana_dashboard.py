@@ -1,0 +1,244 @@
+"""Generate the Grafana dashboard (deploy/grafana/siesta-dashboard.json) and the chart's copy.
+
+One dashboard, per model (variables: namespace, modeldeployment, and the gateway's model
+alias): desired vs ready replicas, a phase timeline, cold-start phases, held requests,
+tokens/s and GPU-hours saved. Every metric name in these queries is checked against what
+Siesta exports (tests/unit/test_dashboard.py).
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from typing import Any
+
+from _generated import run
+
+TARGETS = ["deploy/grafana/siesta-dashboard.json", "charts/siesta/dashboards/siesta-dashboard.json"]
+
+MODEL = 'namespace=~"$namespace", modeldeployment=~"$modeldeployment"'
+ALIAS = 'model=~"$alias"'
+DATASOURCE = {"type": "prometheus", "uid": "${datasource}"}
+
+# Phase derived from the operator's replica gauges (first match wins).
+PHASE_QUERY = (
+    f'(siesta_operator_waiting_for_gpu_replicas{{{MODEL}}} > 0) * 0 + 1'
+    f' or (siesta_operator_ready_replicas{{{MODEL}}} < siesta_operator_replicas{{{MODEL}}}) * 0 + 2'
+    f' or (siesta_operator_replicas{{{MODEL}}} != siesta_operator_desired_replicas{{{MODEL}}}) * 0 + 3'
+    f' or (siesta_operator_replicas{{{MODEL}}} > 0) * 0 + 4'
+    f' or siesta_operator_replicas{{{MODEL}}} * 0'
+)
+PHASES = {0: ("ScaledToZero", "blue"), 1: ("WaitingForGPU", "orange"), 2: ("Loading", "yellow"),
+          3: ("Scaling", "purple"), 4: ("Ready", "green")}
+
+
+def target(expr: str, legend: str, ref: str = "A") -> dict[str, Any]:
+    return {"datasource": DATASOURCE, "expr": expr, "legendFormat": legend, "refId": ref}
+
+
+def panel(
+    panel_id: int,
+    title: str,
+    kind: str,
+    grid: tuple[int, int, int, int],
+    targets: list[dict[str, Any]],
+    description: str,
+    unit: str = "short",
+    extra: dict[str, Any] | None = None,
+) -> dict[str, Any]:
+    x, y, w, h = grid
+    for index, item in enumerate(targets):
+        item["refId"] = chr(ord("A") + index)
+    result: dict[str, Any] = {
+        "id": panel_id,
+        "type": kind,
+        "title": title,
+        "description": description,
+        "datasource": DATASOURCE,
+        "gridPos": {"x": x, "y": y, "w": w, "h": h},
+        "fieldConfig": {"defaults": {"unit": unit}, "overrides": []},
+        "targets": targets,
+    }
+    result.update(extra or {})
+    return result
+
+
+def variable(name: str, label: str, query: str) -> dict[str, Any]:
+    return {
+        "name": name,
+        "label": label,
+        "type": "query",
+        "datasource": DATASOURCE,
+        "query": {"query": query, "refId": name},
+        "definition": query,
+        "refresh": 2,
+        "includeAll": True,
+        "multi": True,
+        "current": {"text": "All", "value": "$__all"},
+        "allValue": ".*",
+        "sort": 1,
+    }
+
+
+def dashboard() -> dict[str, Any]:
+    phase_mappings = [
+        {
+            "type": "value",
+            "options": {
+                str(code): {"text": text, "color": color, "index": code}
+                for code, (text, color) in PHASES.items()
+            },
+        }
+    ]
+    panels = [
+        panel(
+            1,
+            "Desired vs ready replicas",
+            "timeseries",
+            (0, 0, 12, 8),
+            [
+                target(f"sum by (namespace, modeldeployment) (siesta_operator_desired_replicas{{{MODEL}}})", "desired {{modeldeployment}}"),
+                target(f"sum by (namespace, modeldeployment) (siesta_operator_ready_replicas{{{MODEL}}})", "ready {{modeldeployment}}"),
+                target(f"sum by (namespace, modeldeployment) (siesta_operator_waiting_for_gpu_replicas{{{MODEL}}})", "waiting for GPU {{modeldeployment}}"),
+            ],
+            "What the last decision asked for, what is ready, and pods waiting for a GPU node.",
+        ),
+        panel(
+            2,
+            "Phase",
+            "state-timeline",
+            (12, 0, 12, 8),
+            [target(PHASE_QUERY, "{{namespace}}/{{modeldeployment}}")],
+            "Phase derived from the operator's replica gauges (status.phase has the exact one).",
+            extra={"fieldConfig": {"defaults": {"mappings": phase_mappings, "unit": "none"}, "overrides": []}},
+        ),
+        panel(
+            3,
+            "Cold start by phase (p50 / p95)",
+            "timeseries",
+            (0, 8, 12, 8),
+            [
+                target(f"histogram_quantile(0.5, sum by (phase, le) (rate(siesta_operator_cold_start_seconds_bucket{{{MODEL}}}[$__rate_interval])))", "p50 {{phase}}"),
+                target(f"histogram_quantile(0.95, sum by (phase, le) (rate(siesta_operator_cold_start_seconds_bucket{{{MODEL}}}[$__rate_interval])))", "p95 {{phase}}"),
+                target(f"max by (modeldeployment) (siesta_server_model_download_seconds{{{MODEL}}})", "download {{modeldeployment}}"),
+                target(f"max by (modeldeployment) (siesta_server_model_load_seconds{{{MODEL}}})", "load {{modeldeployment}}"),
+            ],
+            "pending = waiting for a GPU node, loading = scheduled to ready (image pull, model "
+            "download, load); the server's own download and load times for comparison.",
+            unit="s",
+        ),
+        panel(
+            4,
+            "Held requests (gateway)",
+            "timeseries",
+            (12, 8, 12, 8),
+            [
+                target(f"sum by (model) (siesta_gateway_queued_requests{{{ALIAS}}})", "held {{model}}"),
+                target(f"sum by (model) (siesta_gateway_in_flight_requests{{{ALIAS}}})", "in flight {{model}}"),
+                target(f"sum by (model) (rate(siesta_gateway_wake_timeouts_total{{{ALIAS}}}[$__rate_interval]))", "wake timeouts/s {{model}}"),
+                target(f"histogram_quantile(0.95, sum by (model, le) (rate(siesta_gateway_hold_seconds_bucket{{{ALIAS}}}[$__rate_interval])))", "p95 hold s {{model}}"),
+            ],
+            "Requests the gateway holds while a model wakes, and how long they wait.",
+        ),
+        panel(
+            5,
+            "Tokens per second",
+            "timeseries",
+            (0, 16, 12, 8),
+            [
+                target(f"sum by (modeldeployment) (rate(llamacpp:tokens_predicted_total{{{MODEL}}}[$__rate_interval]))", "generated {{modeldeployment}}"),
+                target(f"sum by (modeldeployment) (rate(llamacpp:prompt_tokens_total{{{MODEL}}}[$__rate_interval]))", "prompt {{modeldeployment}}"),
+                target(f"sum by (modeldeployment) (llamacpp:requests_processing{{{MODEL}}})", "processing {{modeldeployment}}"),
+            ],
+            "Generation and prompt throughput of the model servers (llama.cpp metric names).",
+            unit="short",
+        ),
+        panel(
+            6,
+            "GPU-hours saved in range",
+            "stat",
+            (12, 16, 6, 8),
+            [
+                target(
+                    f"sum((max_over_time(siesta_operator_replicas{{{MODEL}}}[$__range]) - avg_over_time(siesta_operator_replicas{{{MODEL}}}[$__range])) * $__range_s / 3600)",
+                    "saved",
+                ),
+            ],
+            "Replica-hours not run compared with keeping each model at its peak replica "
+            "count for the whole range (GPU-hours when each replica has one GPU).",
+            unit="h",
+        ),
+        panel(
+            7,
+            "GPU-hours used in range",
+            "stat",
+            (18, 16, 6, 8),
+            [target(f"sum(avg_over_time(siesta_operator_replicas{{{MODEL}}}[$__range]) * $__range_s / 3600)", "used")],
+            "Replica-hours run (GPU-hours when each replica has one GPU).",
+            unit="h",
+        ),
+        panel(
+            8,
+            "Scale changes and decisions",
+            "timeseries",
+            (0, 24, 12, 8),
+            [
+                target(f"sum by (direction, reason) (increase(siesta_operator_scale_changes_total{{{MODEL}}}[$__rate_interval]))", "{{direction}} ({{reason}})"),
+                target(f"sum by (modeldeployment) (siesta_operator_load{{{MODEL}}})", "load {{modeldeployment}}"),
+            ],
+            "Replica changes written through /scale, by the kind of their reason; the load query's value.",
+        ),
+        panel(
+            9,
+            "Gateway requests by code",
+            "timeseries",
+            (12, 24, 12, 8),
+            [
+                target(f"sum by (model, code) (rate(siesta_gateway_requests_total{{{ALIAS}}}[$__rate_interval]))", "{{model}} {{code}}"),
+                target("sum by (reason) (rate(siesta_gateway_rejected_requests_total[$__rate_interval]))", "rejected {{reason}}"),
+            ],
+            "Requests answered by the gateway, and requests refused before routing.",
+            unit="reqps",
+        ),
+    ]
+    return {
+        "title": "Siesta: models scaling to zero",
+        "uid": "siesta-models",
+        "description": "Per-model replicas, phases, cold starts, held requests, tokens/s and GPU-hours saved.",
+        "tags": ["siesta", "llama.cpp", "gpu"],
+        "schemaVersion": 39,
+        "version": 1,
+        "editable": True,
+        "refresh": "30s",
+        "time": {"from": "now-24h", "to": "now"},
+        "timezone": "browser",
+        "templating": {
+            "list": [
+                {
+                    "name": "datasource",
+                    "label": "Prometheus",
+                    "type": "datasource",
+                    "query": "prometheus",
+                    "current": {},
+                },
+                variable("namespace", "Namespace", "label_values(siesta_operator_desired_replicas, namespace)"),
+                variable(
+                    "modeldeployment",
+                    "Model",
+                    'label_values(siesta_operator_desired_replicas{namespace=~"$namespace"}, modeldeployment)',
+                ),
+                variable("alias", "Gateway model alias", "label_values(siesta_gateway_requests_total, model)"),
+            ]
+        },
+        "annotations": {"list": []},
+        "panels": panels,
+    }
+
+
+def outputs() -> dict[str, str]:
+    text = json.dumps(dashboard(), indent=2) + "\n"
+    return dict.fromkeys(TARGETS, text)
+
+
+if __name__ == "__main__":
+    sys.exit(run(outputs, __doc__ or ""))
