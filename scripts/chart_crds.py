@@ -10,7 +10,6 @@ from __future__ import annotations
 import sys
 
 import yaml
-
 from _generated import ROOT, run
 
 SOURCE = "crds/siesta.dev_modeldeployments.yaml"
@@ -35,7 +34,7 @@ def outputs() -> dict[str, str]:
             *(f"    {line}" for line in labels.splitlines()),
             "    app.kubernetes.io/instance: {{ .Release.Name }}",
             "    app.kubernetes.io/managed-by: {{ .Release.Service }}",
-            "    helm.sh/chart: {{ include \"siesta.chart\" . }}",
+            '    helm.sh/chart: {{ include "siesta.chart" . }}',
             "  annotations:",
             "    {{- if .Values.crds.keep }}",
             "    # Deleting the CRD would delete every ModelDeployment: keep it on uninstall.",

@@ -13,7 +13,6 @@ import sys
 from typing import Any
 
 import yaml
-
 from _generated import ROOT, run
 
 CHART = ROOT / "charts" / "siesta"

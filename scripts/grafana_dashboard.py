@@ -1,3 +1,4 @@
+# ruff: noqa: E501 - PromQL reads best on one line
 """Generate the Grafana dashboard (deploy/grafana/siesta-dashboard.json) and the chart's copy.
 
 One dashboard, per model (variables: namespace, modeldeployment, and the gateway's model
@@ -22,14 +23,19 @@ DATASOURCE = {"type": "prometheus", "uid": "${datasource}"}
 
 # Phase derived from the operator's replica gauges (first match wins).
 PHASE_QUERY = (
-    f'(siesta_operator_waiting_for_gpu_replicas{{{MODEL}}} > 0) * 0 + 1'
-    f' or (siesta_operator_ready_replicas{{{MODEL}}} < siesta_operator_replicas{{{MODEL}}}) * 0 + 2'
-    f' or (siesta_operator_replicas{{{MODEL}}} != siesta_operator_desired_replicas{{{MODEL}}}) * 0 + 3'
-    f' or (siesta_operator_replicas{{{MODEL}}} > 0) * 0 + 4'
-    f' or siesta_operator_replicas{{{MODEL}}} * 0'
+    f"(siesta_operator_waiting_for_gpu_replicas{{{MODEL}}} > 0) * 0 + 1"
+    f" or (siesta_operator_ready_replicas{{{MODEL}}} < siesta_operator_replicas{{{MODEL}}}) * 0 + 2"
+    f" or (siesta_operator_replicas{{{MODEL}}} != siesta_operator_desired_replicas{{{MODEL}}}) * 0 + 3"
+    f" or (siesta_operator_replicas{{{MODEL}}} > 0) * 0 + 4"
+    f" or siesta_operator_replicas{{{MODEL}}} * 0"
 )
-PHASES = {0: ("ScaledToZero", "blue"), 1: ("WaitingForGPU", "orange"), 2: ("Loading", "yellow"),
-          3: ("Scaling", "purple"), 4: ("Ready", "green")}
+PHASES = {
+    0: ("ScaledToZero", "blue"),
+    1: ("WaitingForGPU", "orange"),
+    2: ("Loading", "yellow"),
+    3: ("Scaling", "purple"),
+    4: ("Ready", "green"),
+}
 
 
 def target(expr: str, legend: str, ref: str = "A") -> dict[str, Any]:
@@ -97,9 +103,18 @@ def dashboard() -> dict[str, Any]:
             "timeseries",
             (0, 0, 12, 8),
             [
-                target(f"sum by (namespace, modeldeployment) (siesta_operator_desired_replicas{{{MODEL}}})", "desired {{modeldeployment}}"),
-                target(f"sum by (namespace, modeldeployment) (siesta_operator_ready_replicas{{{MODEL}}})", "ready {{modeldeployment}}"),
-                target(f"sum by (namespace, modeldeployment) (siesta_operator_waiting_for_gpu_replicas{{{MODEL}}})", "waiting for GPU {{modeldeployment}}"),
+                target(
+                    f"sum by (namespace, modeldeployment) (siesta_operator_desired_replicas{{{MODEL}}})",
+                    "desired {{modeldeployment}}",
+                ),
+                target(
+                    f"sum by (namespace, modeldeployment) (siesta_operator_ready_replicas{{{MODEL}}})",
+                    "ready {{modeldeployment}}",
+                ),
+                target(
+                    f"sum by (namespace, modeldeployment) (siesta_operator_waiting_for_gpu_replicas{{{MODEL}}})",
+                    "waiting for GPU {{modeldeployment}}",
+                ),
             ],
             "What the last decision asked for, what is ready, and pods waiting for a GPU node.",
         ),
@@ -110,7 +125,12 @@ def dashboard() -> dict[str, Any]:
             (12, 0, 12, 8),
             [target(PHASE_QUERY, "{{namespace}}/{{modeldeployment}}")],
             "Phase derived from the operator's replica gauges (status.phase has the exact one).",
-            extra={"fieldConfig": {"defaults": {"mappings": phase_mappings, "unit": "none"}, "overrides": []}},
+            extra={
+                "fieldConfig": {
+                    "defaults": {"mappings": phase_mappings, "unit": "none"},
+                    "overrides": [],
+                }
+            },
         ),
         panel(
             3,
@@ -118,10 +138,22 @@ def dashboard() -> dict[str, Any]:
             "timeseries",
             (0, 8, 12, 8),
             [
-                target(f"histogram_quantile(0.5, sum by (phase, le) (rate(siesta_operator_cold_start_seconds_bucket{{{MODEL}}}[$__rate_interval])))", "p50 {{phase}}"),
-                target(f"histogram_quantile(0.95, sum by (phase, le) (rate(siesta_operator_cold_start_seconds_bucket{{{MODEL}}}[$__rate_interval])))", "p95 {{phase}}"),
-                target(f"max by (modeldeployment) (siesta_server_model_download_seconds{{{MODEL}}})", "download {{modeldeployment}}"),
-                target(f"max by (modeldeployment) (siesta_server_model_load_seconds{{{MODEL}}})", "load {{modeldeployment}}"),
+                target(
+                    f"histogram_quantile(0.5, sum by (phase, le) (rate(siesta_operator_cold_start_seconds_bucket{{{MODEL}}}[$__rate_interval])))",
+                    "p50 {{phase}}",
+                ),
+                target(
+                    f"histogram_quantile(0.95, sum by (phase, le) (rate(siesta_operator_cold_start_seconds_bucket{{{MODEL}}}[$__rate_interval])))",
+                    "p95 {{phase}}",
+                ),
+                target(
+                    f"max by (modeldeployment) (siesta_server_model_download_seconds{{{MODEL}}})",
+                    "download {{modeldeployment}}",
+                ),
+                target(
+                    f"max by (modeldeployment) (siesta_server_model_load_seconds{{{MODEL}}})",
+                    "load {{modeldeployment}}",
+                ),
             ],
             "pending = waiting for a GPU node, loading = scheduled to ready (image pull, model "
             "download, load); the server's own download and load times for comparison.",
@@ -133,10 +165,21 @@ def dashboard() -> dict[str, Any]:
             "timeseries",
             (12, 8, 12, 8),
             [
-                target(f"sum by (model) (siesta_gateway_queued_requests{{{ALIAS}}})", "held {{model}}"),
-                target(f"sum by (model) (siesta_gateway_in_flight_requests{{{ALIAS}}})", "in flight {{model}}"),
-                target(f"sum by (model) (rate(siesta_gateway_wake_timeouts_total{{{ALIAS}}}[$__rate_interval]))", "wake timeouts/s {{model}}"),
-                target(f"histogram_quantile(0.95, sum by (model, le) (rate(siesta_gateway_hold_seconds_bucket{{{ALIAS}}}[$__rate_interval])))", "p95 hold s {{model}}"),
+                target(
+                    f"sum by (model) (siesta_gateway_queued_requests{{{ALIAS}}})", "held {{model}}"
+                ),
+                target(
+                    f"sum by (model) (siesta_gateway_in_flight_requests{{{ALIAS}}})",
+                    "in flight {{model}}",
+                ),
+                target(
+                    f"sum by (model) (rate(siesta_gateway_wake_timeouts_total{{{ALIAS}}}[$__rate_interval]))",
+                    "wake timeouts/s {{model}}",
+                ),
+                target(
+                    f"histogram_quantile(0.95, sum by (model, le) (rate(siesta_gateway_hold_seconds_bucket{{{ALIAS}}}[$__rate_interval])))",
+                    "p95 hold s {{model}}",
+                ),
             ],
             "Requests the gateway holds while a model wakes, and how long they wait.",
         ),
@@ -146,9 +189,18 @@ def dashboard() -> dict[str, Any]:
             "timeseries",
             (0, 16, 12, 8),
             [
-                target(f"sum by (modeldeployment) (rate(llamacpp:tokens_predicted_total{{{MODEL}}}[$__rate_interval]))", "generated {{modeldeployment}}"),
-                target(f"sum by (modeldeployment) (rate(llamacpp:prompt_tokens_total{{{MODEL}}}[$__rate_interval]))", "prompt {{modeldeployment}}"),
-                target(f"sum by (modeldeployment) (llamacpp:requests_processing{{{MODEL}}})", "processing {{modeldeployment}}"),
+                target(
+                    f"sum by (modeldeployment) (rate(llamacpp:tokens_predicted_total{{{MODEL}}}[$__rate_interval]))",
+                    "generated {{modeldeployment}}",
+                ),
+                target(
+                    f"sum by (modeldeployment) (rate(llamacpp:prompt_tokens_total{{{MODEL}}}[$__rate_interval]))",
+                    "prompt {{modeldeployment}}",
+                ),
+                target(
+                    f"sum by (modeldeployment) (llamacpp:requests_processing{{{MODEL}}})",
+                    "processing {{modeldeployment}}",
+                ),
             ],
             "Generation and prompt throughput of the model servers (llama.cpp metric names).",
             unit="short",
@@ -173,7 +225,12 @@ def dashboard() -> dict[str, Any]:
             "GPU-hours used in range",
             "stat",
             (18, 16, 6, 8),
-            [target(f"sum(avg_over_time(siesta_operator_replicas{{{MODEL}}}[$__range]) * $__range_s / 3600)", "used")],
+            [
+                target(
+                    f"sum(avg_over_time(siesta_operator_replicas{{{MODEL}}}[$__range]) * $__range_s / 3600)",
+                    "used",
+                )
+            ],
             "Replica-hours run (GPU-hours when each replica has one GPU).",
             unit="h",
         ),
@@ -183,8 +240,14 @@ def dashboard() -> dict[str, Any]:
             "timeseries",
             (0, 24, 12, 8),
             [
-                target(f"sum by (direction, reason) (increase(siesta_operator_scale_changes_total{{{MODEL}}}[$__rate_interval]))", "{{direction}} ({{reason}})"),
-                target(f"sum by (modeldeployment) (siesta_operator_load{{{MODEL}}})", "load {{modeldeployment}}"),
+                target(
+                    f"sum by (direction, reason) (increase(siesta_operator_scale_changes_total{{{MODEL}}}[$__rate_interval]))",
+                    "{{direction}} ({{reason}})",
+                ),
+                target(
+                    f"sum by (modeldeployment) (siesta_operator_load{{{MODEL}}})",
+                    "load {{modeldeployment}}",
+                ),
             ],
             "Replica changes written through /scale, by the kind of their reason; the load query's value.",
         ),
@@ -194,8 +257,14 @@ def dashboard() -> dict[str, Any]:
             "timeseries",
             (12, 24, 12, 8),
             [
-                target(f"sum by (model, code) (rate(siesta_gateway_requests_total{{{ALIAS}}}[$__rate_interval]))", "{{model}} {{code}}"),
-                target("sum by (reason) (rate(siesta_gateway_rejected_requests_total[$__rate_interval]))", "rejected {{reason}}"),
+                target(
+                    f"sum by (model, code) (rate(siesta_gateway_requests_total{{{ALIAS}}}[$__rate_interval]))",
+                    "{{model}} {{code}}",
+                ),
+                target(
+                    "sum by (reason) (rate(siesta_gateway_rejected_requests_total[$__rate_interval]))",
+                    "rejected {{reason}}",
+                ),
             ],
             "Requests answered by the gateway, and requests refused before routing.",
             unit="reqps",
@@ -221,13 +290,21 @@ def dashboard() -> dict[str, Any]:
                     "query": "prometheus",
                     "current": {},
                 },
-                variable("namespace", "Namespace", "label_values(siesta_operator_desired_replicas, namespace)"),
+                variable(
+                    "namespace",
+                    "Namespace",
+                    "label_values(siesta_operator_desired_replicas, namespace)",
+                ),
                 variable(
                     "modeldeployment",
                     "Model",
                     'label_values(siesta_operator_desired_replicas{namespace=~"$namespace"}, modeldeployment)',
                 ),
-                variable("alias", "Gateway model alias", "label_values(siesta_gateway_requests_total, model)"),
+                variable(
+                    "alias",
+                    "Gateway model alias",
+                    "label_values(siesta_gateway_requests_total, model)",
+                ),
             ]
         },
         "annotations": {"list": []},

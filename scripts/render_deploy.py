@@ -121,7 +121,7 @@ def outputs() -> dict[str, str]:
         "deploy/peering/kopf-peering.yaml": join(
             [*peering_crds, *pick("templates/operator/peering.yaml")],
             "# kopf peering: operator instances see each other here and only one acts at a time.\n"
-            "# `siesta operator` uses the ClusterKopfPeering named \"siesta\" (SIESTA_PEERING).\n",
+            '# `siesta operator` uses the ClusterKopfPeering named "siesta" (SIESTA_PEERING).\n',
         ),
     }
 

@@ -14,6 +14,7 @@ COMMANDS = [
     "siesta.commands.explain",
     "siesta.commands.preview",
     "siesta.commands.crds",
+    "siesta.commands.api_docs",
     "siesta.commands.simulate",
     "siesta.commands.traces",
     "siesta.commands.gateway",
