@@ -216,7 +216,11 @@ def main() -> int:
     )
     procs.append(gateway)
     try:
-        cluster.kubectl("create", "namespace", NAMESPACE, check=False)
+        # A namespace left by an earlier run may still be terminating.
+        cluster.kubectl(
+            "wait", "--for=delete", f"namespace/{NAMESPACE}", "--timeout=180s", check=False
+        )
+        cluster.kubectl("create", "namespace", NAMESPACE)
         cluster.kubectl(
             "wait", "--for=create", "serviceaccount/default", "-n", NAMESPACE, "--timeout=60s"
         )

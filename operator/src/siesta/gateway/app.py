@@ -13,6 +13,7 @@ import asyncio
 import json
 import logging
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -66,7 +67,7 @@ class Gateway:
         self.synced: set[str] = set()
         self.expected_syncs: set[str] = set()
         self.draining = False
-        self.kick_demand: Any = lambda: None  # set by the demand writer
+        self.kick_demand: Callable[[str], None] = lambda model: None  # the demand writer's
         self._session: aiohttp.ClientSession | None = None
         self.app = self._build_app()
 
@@ -382,7 +383,7 @@ class Gateway:
         pending = self.queues.pending(key)
         self.metrics.queued.labels(model.alias).set(pending)
         self.demand.set_counts(key, pending, self.in_flight.get(key, 0))
-        self.kick_demand()
+        self.kick_demand(key)
 
     async def _keepalive(self, held: Held) -> None:
         if held.sse is None:

@@ -10,6 +10,7 @@ import asyncio
 import contextlib
 import json
 import logging
+import math
 import os
 import ssl
 import time
@@ -21,7 +22,14 @@ import aiohttp
 
 from siesta.api.models import GROUP, PLURAL, VERSION
 from siesta.gateway.catalog import Catalog, Obj
-from siesta.gateway.demand import DemandTracker, lease_body, lease_name, lease_patch, renew_time
+from siesta.gateway.demand import (
+    DemandTracker,
+    due_at,
+    lease_body,
+    lease_name,
+    lease_patch,
+    renew_time,
+)
 from siesta.gateway.metrics import GatewayMetrics
 
 log = logging.getLogger("siesta.gateway.kube")
@@ -258,20 +266,30 @@ class DemandWriter:
         self.metrics = metrics
         self._event = asyncio.Event()
         self._exists: set[str] = set()
+        self._wake_at = math.inf
         self.on_write: Callable[[str], None] = lambda model: None
 
-    def kick(self) -> None:
+    def kick(self, model: str | None = None) -> None:
+        """Re-check now; with `model`, only if its next write is due before the planned wake."""
+        if model is not None:
+            demand = self.tracker.models.get(model)
+            due = None if demand is None else due_at(demand, time.monotonic())
+            if due is None or due >= self._wake_at:
+                return  # the common warm case: nothing new, no task switch
         self._event.set()
 
     async def run(self) -> None:
         while True:
+            self._wake_at = math.inf  # kicks during a pass re-run it
             now = time.monotonic()
             for model in self.tracker.due(now):
                 await self._write(model)
             next_due = self.tracker.next_due(time.monotonic())
-            timeout = None if next_due is None else max(next_due - time.monotonic(), 0.0)
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._event.wait(), timeout=timeout)
+            self._wake_at = math.inf if next_due is None else next_due
+            if not self._event.is_set():
+                timeout = None if next_due is None else max(next_due - time.monotonic(), 0.0)
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._event.wait(), timeout=timeout)
             self._event.clear()
 
     async def _write(self, model: str) -> None:
