@@ -231,6 +231,9 @@ class Gateway:
         self.active_handlers += 1
         try:
             response = await self._serve(model, held, body)
+        except asyncio.CancelledError:
+            self.metrics.requests.labels(model.alias, "499").inc()  # the client went away
+            raise
         finally:
             self.active_handlers -= 1
             self._leave_queue(model, held, "abandoned")
