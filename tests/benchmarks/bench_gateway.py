@@ -10,10 +10,14 @@ this machine's monotonic clock when the watch event or the byte arrived.
 Cold start, per run (model at zero, one streaming request with max_tokens=1):
   request -> scale write      first request sent to the gateway -> StatefulSet replicas 1
   ready -> endpoint           pod Ready -> EndpointSlice lists it ready (controller-manager)
+  ready -> forwarded          pod Ready -> the gateway sends the held request to the replica
+                              (arrival + siesta_gateway_hold_seconds)
   ready -> first byte         pod Ready -> response status line at the client (EndpointSlice
                               controller + gateway + the replica's response headers)
   ready -> first token        the same, to the first streamed token (adds the server's
                               first inference after loading)
+  server first answer         baseline: a fresh server called directly the moment /health
+                              turns 200 (its own share of "ready -> first byte")
 Warm, interleaved: the same request straight to the server and through the gateway.
 """
 
@@ -35,9 +39,9 @@ import httpx
 
 from support.cluster import start_cluster
 from support.full_loop import start_process_kubelet
-from support.gateway_env import gateway_kubeconfig, model_manifest, wait_for
+from support.gateway_env import gateway_kubeconfig, metric, model_manifest, wait_for
 from support.operator_env import install, operator_kubeconfig
-from support.procs import BIN, free_port, start, start_gateway
+from support.procs import BIN, free_port, http_status, start, start_gateway, start_server
 
 NAMESPACE = "bench-gateway"
 MODEL = "bench"
@@ -103,6 +107,7 @@ def sts_replicas(obj: dict[str, Any]) -> int:
 
 def cold_start(gateway: str, recorder: Recorder, cluster: Any) -> dict[str, float]:
     wait_for(lambda: _replicas(cluster) == 0 and not _pods(cluster), 180, "model at zero")
+    held_before = metric(gateway, "siesta_gateway_hold_seconds_sum", {"outcome": "forwarded"})
     sent = time.monotonic()
     with httpx.stream(
         "POST", f"{gateway}/v1/completions", json={**BODY, "stream": True}, timeout=300
@@ -113,6 +118,11 @@ def cold_start(gateway: str, recorder: Recorder, cluster: Any) -> dict[str, floa
             first_token = first_token or time.monotonic()
     assert response.status_code == 200, response.status_code
     assert first_token is not None
+    # The gateway's hold histogram says when it forwarded the request (arrival + hold).
+    held = (
+        metric(gateway, "siesta_gateway_hold_seconds_sum", {"outcome": "forwarded"}) - held_before
+    )
+    forwarded = sent + held
     scaled = recorder.first(
         "sts", sent, lambda o: o["metadata"]["name"] == MODEL and sts_replicas(o) >= 1
     )
@@ -124,11 +134,30 @@ def cold_start(gateway: str, recorder: Recorder, cluster: Any) -> dict[str, floa
     return {
         "request_to_scale_ms": (scaled - sent) * 1000,
         "ready_to_endpoint_ms": (endpoint - ready) * 1000,
+        "ready_to_forwarded_ms": (forwarded - ready) * 1000,
         "ready_to_first_byte_ms": (first_byte - ready) * 1000,
         "endpoint_to_first_byte_ms": (first_byte - endpoint) * 1000,
         "ready_to_first_token_ms": (first_token - ready) * 1000,
         "request_to_first_token_s": first_token - sent,
     }
+
+
+def server_first_answer(model: Path, log_dir: Path) -> float:
+    """A fresh siesta-server, called directly as soon as /health says 200: its own share."""
+    server = start_server(model, alias=MODEL, log_dir=log_dir, wait=False)
+    try:
+        while http_status(f"{server.url}/health", timeout=1.0) != 200:
+            time.sleep(0.002)
+        ready = time.monotonic()
+        with httpx.stream(
+            "POST", f"{server.url}/v1/completions", json={**BODY, "stream": True}, timeout=60
+        ) as response:
+            first_byte = time.monotonic()
+            assert response.status_code == 200
+            response.read()
+        return (first_byte - ready) * 1000
+    finally:
+        server.stop()
 
 
 def _replicas(cluster: Any) -> int | None:
@@ -245,6 +274,11 @@ def main() -> int:
                 file=sys.stderr,
             )
         cold = {key: statistics.median(run[key] for run in runs) for key in runs[0]}
+        baseline = [server_first_answer(work / "tiny.gguf", work) for _ in range(args.cold)]
+        cold["server_first_answer_ms"] = statistics.median(baseline)
+        cold["siesta_ready_to_first_byte_ms"] = (
+            cold["ready_to_first_byte_ms"] - cold["server_first_answer_ms"]
+        )
         # Warm: a long idleTimeout keeps the model up; the pod's address is the direct path.
         cluster.kubectl(
             "patch",
