@@ -346,3 +346,22 @@ def test_api_keys_and_body_limit(
         assert httpx.get(f"{proc.url}/metrics").status_code == 200  # scrapes need no key
     finally:
         proc.stop()
+
+
+def test_requests_are_spread_over_ready_replicas(
+    cluster: Cluster, gateway: Proc, namespace: str, servers: ServerFactory
+) -> None:
+    alias = add_model(cluster, gateway, namespace, "pair")
+    replicas = [servers(alias, 5), servers(alias, 6)]
+    for index in (5, 6):
+        publish(cluster, namespace, "pair", pod_address(NODE_INDEX, index))
+    wait_for(
+        lambda: get_json(f"{gateway.url}/v1/models/{alias}")["siesta"]["readyEndpoints"] == 2,
+        10,
+        "both endpoints seen",
+    )
+    with concurrent.futures.ThreadPoolExecutor(8) as pool:
+        assert all(pool.map(lambda _: chat(gateway, alias), range(8)))
+    served = [metric(r.url, "siesta_server_requests_total") for r in replicas]
+    assert sum(served) == 8
+    assert min(served) >= 2, f"one replica took almost everything: {served}"
