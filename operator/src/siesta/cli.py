@@ -8,6 +8,7 @@ import sys
 from collections.abc import Sequence
 
 from siesta.api.loader import InvalidManifest
+from siesta.errors import UsageError
 
 # Module names, each with register(subparsers) that sets `handler` on its parser.
 COMMANDS = [
@@ -22,10 +23,6 @@ COMMANDS = [
 ]
 
 EXIT_USAGE = 2
-
-
-class UsageError(Exception):
-    """Bad arguments or input: printed as one line, exit status 2."""
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -113,7 +113,9 @@ def openapi_schema(model: type[Any]) -> Schema:
 def crd_manifest() -> dict[str, Any]:
     spec_schema = openapi_schema(ModelDeploymentSpec)
     status_schema = openapi_schema(ModelDeploymentStatus)
-    spec_schema["description"] = "Desired state of a model: what to run, where, and when to scale it."
+    spec_schema["description"] = (
+        "Desired state of a model: what to run, where, and when to scale it."
+    )
     status_schema["description"] = "Observed state, written by the operator only."
     return {
         "apiVersion": "apiextensions.k8s.io/v1",

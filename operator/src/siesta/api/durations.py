@@ -29,5 +29,9 @@ def format_duration(value: timedelta) -> str:
         return "0s"
     hours, rest = divmod(total, 3600)
     minutes, seconds = divmod(rest, 60)
-    parts = [f"{hours}h" if hours else "", f"{minutes}m" if minutes else "", f"{seconds}s" if seconds else ""]
+    parts = [
+        f"{hours}h" if hours else "",
+        f"{minutes}m" if minutes else "",
+        f"{seconds}s" if seconds else "",
+    ]
     return "".join(parts)

@@ -10,10 +10,17 @@ from __future__ import annotations
 
 import re
 from datetime import timedelta
-from enum import Enum
+from enum import StrEnum
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    StringConstraints,
+    field_validator,
+    model_validator,
+)
 from pydantic.alias_generators import to_camel
 
 from siesta.api.durations import DURATION_PATTERN, parse_duration
@@ -38,15 +45,15 @@ QUANTITY_PATTERN = (
 )
 
 
-def cel(rule: str, message: str, field_path: str | None = None) -> dict[str, str]:
+def cel(rule: str, message: str, field_path: str | None = None) -> dict[str, Any]:
     """One `x-kubernetes-validations` entry."""
-    entry = {"rule": rule, "message": message}
+    entry: dict[str, Any] = {"rule": rule, "message": message}
     if field_path:
         entry["fieldPath"] = field_path
     return entry
 
 
-def _positive_duration(field: str) -> dict[str, str]:
+def _positive_duration(field: str) -> dict[str, Any]:
     return cel(
         f"!has(self.{field}) || duration(self.{field}) > duration('0s')",
         f"{field} must be a positive duration such as 30s, 15m or 1h",
@@ -61,7 +68,9 @@ Duration = Annotated[
 ]
 Quantity = Annotated[
     int | str,
-    Field(description="Kubernetes resource quantity, for example 20Gi.", union_mode="left_to_right"),
+    Field(
+        description="Kubernetes resource quantity, for example 20Gi.", union_mode="left_to_right"
+    ),
 ]
 DnsLabel = Annotated[str, StringConstraints(pattern=DNS_LABEL_PATTERN, max_length=63)]
 
@@ -90,6 +99,7 @@ class ModelSource(ApiModel):
             ]
         },
     )
+
     @field_validator("uri")
     @classmethod
     def _known_scheme(cls, uri: str) -> str:
@@ -100,9 +110,10 @@ class ModelSource(ApiModel):
     sha256: Annotated[str, StringConstraints(pattern=r"^[a-fA-F0-9]{64}$")] | None = Field(
         default=None, description="Expected SHA-256 of the file, checked after download."
     )
-    alias: Annotated[
-        str, StringConstraints(pattern=r"^[A-Za-z0-9][A-Za-z0-9._:/-]*$", max_length=128)
-    ] | None = Field(
+    alias: (
+        Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9][A-Za-z0-9._:/-]*$", max_length=128)]
+        | None
+    ) = Field(
         default=None,
         description="The OpenAI `model` name clients use. Defaults to metadata.name.",
     )
@@ -117,14 +128,26 @@ class ServerSettings(ApiModel):
     image: Annotated[str, StringConstraints(max_length=512)] | None = Field(
         default=None, description="Model server image. Defaults to the operator's setting."
     )
-    context_size: int = Field(default=4096, ge=128, le=1048576, description="Context window in tokens (llama.cpp -c).")
-    parallel: int = Field(default=4, ge=1, le=64, description="Concurrent sequences (slots) per replica (llama.cpp -np).")
-    gpu_layers: int = Field(default=-1, ge=-1, le=1000, description="Layers offloaded to the GPU; -1 = all.")
+    context_size: int = Field(
+        default=4096, ge=128, le=1048576, description="Context window in tokens (llama.cpp -c)."
+    )
+    parallel: int = Field(
+        default=4,
+        ge=1,
+        le=64,
+        description="Concurrent sequences (slots) per replica (llama.cpp -np).",
+    )
+    gpu_layers: int = Field(
+        default=-1, ge=-1, le=1000, description="Layers offloaded to the GPU; -1 = all."
+    )
     extra_args: list[Annotated[str, StringConstraints(max_length=256)]] = Field(
-        default_factory=list, max_length=32, description="Extra command-line arguments for the server."
+        default_factory=list,
+        max_length=32,
+        description="Extra command-line arguments for the server.",
     )
     resources: ResourceRequirements | None = Field(
-        default=None, description="CPU and memory for the server container. The GPU comes from spec.gpu."
+        default=None,
+        description="CPU and memory for the server container. The GPU comes from spec.gpu.",
     )
 
 
@@ -137,7 +160,9 @@ class Toleration(ApiModel):
 
 
 class GpuSettings(ApiModel):
-    count: int = Field(default=1, ge=0, le=16, description="nvidia.com/gpu per replica; 0 = CPU-only model.")
+    count: int = Field(
+        default=1, ge=0, le=16, description="nvidia.com/gpu per replica; 0 = CPU-only model."
+    )
     products: list[Annotated[str, StringConstraints(max_length=63)]] = Field(
         default_factory=list,
         max_length=16,
@@ -146,7 +171,9 @@ class GpuSettings(ApiModel):
             "Matched without regard to case. Empty = any GPU."
         ),
     )
-    node_selector: dict[str, str] = Field(default_factory=dict, description="Extra node labels to require.")
+    node_selector: dict[str, str] = Field(
+        default_factory=dict, description="Extra node labels to require."
+    )
     tolerations: list[Toleration] | None = Field(
         default=None,
         max_length=16,
@@ -156,7 +183,9 @@ class GpuSettings(ApiModel):
 
 class CacheSettings(ApiModel):
     size: Quantity = Field(default="20Gi", description="Size of each replica's model-cache volume.")
-    storage_class_name: str | None = Field(default=None, description="StorageClass for the cache volume.")
+    storage_class_name: str | None = Field(
+        default=None, description="StorageClass for the cache volume."
+    )
     when_scaled: Literal["Retain", "Delete"] = Field(
         default="Retain",
         description=(
@@ -170,14 +199,18 @@ class CacheSettings(ApiModel):
 class ReplicaBounds(ApiModel):
     model_config = ConfigDict(
         json_schema_extra={
-            "x-kubernetes-validations": [cel(
-                # has(): the API server also checks the section's default ({}) against it.
-                "!has(self.min) || !has(self.max) || self.min <= self.max",
-                "replicas.min must be <= replicas.max",
-            )]
+            "x-kubernetes-validations": [
+                cel(
+                    # has(): the API server also checks the section's default ({}) against it.
+                    "!has(self.min) || !has(self.max) || self.min <= self.max",
+                    "replicas.min must be <= replicas.max",
+                )
+            ]
         }
     )
-    min: int = Field(default=0, ge=0, le=1000, description="Replicas kept at all times (0 allows scale to zero).")
+    min: int = Field(
+        default=0, ge=0, le=1000, description="Replicas kept at all times (0 allows scale to zero)."
+    )
     max: int = Field(default=1, ge=1, le=1000, description="Upper bound for every rule.")
 
     @model_validator(mode="after")
@@ -191,7 +224,10 @@ class ScheduleWindow(ApiModel):
     model_config = ConfigDict(
         json_schema_extra={
             "x-kubernetes-validations": [
-                cel("has(self.end) != has(self.duration)", "a window needs exactly one of end or duration"),
+                cel(
+                    "has(self.end) != has(self.duration)",
+                    "a window needs exactly one of end or duration",
+                ),
                 _positive_duration("duration"),
             ]
         }
@@ -201,7 +237,10 @@ class ScheduleWindow(ApiModel):
         description="Cron expression (5 fields, in schedule.timezone) at which the window opens.",
         json_schema_extra={
             "x-kubernetes-validations": [
-                cel(f"self.matches('{CRON_PATTERN}')", "start must be a 5-field cron expression such as '0 8 * * 1-5'")
+                cel(
+                    f"self.matches('{CRON_PATTERN}')",
+                    "start must be a 5-field cron expression such as '0 8 * * 1-5'",
+                )
             ]
         },
     )
@@ -210,12 +249,19 @@ class ScheduleWindow(ApiModel):
         description="Cron expression at which the window closes (the first match after start).",
         json_schema_extra={
             "x-kubernetes-validations": [
-                cel(f"self.matches('{CRON_PATTERN}')", "end must be a 5-field cron expression such as '0 18 * * 1-5'")
+                cel(
+                    f"self.matches('{CRON_PATTERN}')",
+                    "end must be a 5-field cron expression such as '0 18 * * 1-5'",
+                )
             ]
         },
     )
-    duration: Duration | None = Field(default=None, description="Window length in wall-clock time, instead of end.")
-    min_replicas: int = Field(default=1, ge=0, le=1000, description="Replicas kept while the window is open.")
+    duration: Duration | None = Field(
+        default=None, description="Window length in wall-clock time, instead of end."
+    )
+    min_replicas: int = Field(
+        default=1, ge=0, le=1000, description="Replicas kept while the window is open."
+    )
 
     @model_validator(mode="after")
     def _one_end(self) -> ScheduleWindow:
@@ -273,11 +319,13 @@ class MetricSource(ApiModel):
         ),
     )
     target_per_replica: float = Field(
-        default=3.0, gt=0, description="Load one replica should carry; desired = ceil(load / target)."
+        default=3.0,
+        gt=0,
+        description="Load one replica should carry; desired = ceil(load / target).",
     )
-    prometheus_url: Annotated[str, StringConstraints(pattern=r"^https?://.+", max_length=512)] | None = Field(
-        default=None, description="Prometheus to query. Defaults to the operator's setting."
-    )
+    prometheus_url: (
+        Annotated[str, StringConstraints(pattern=r"^https?://.+", max_length=512)] | None
+    ) = Field(default=None, description="Prometheus to query. Defaults to the operator's setting.")
 
 
 class Scaling(ApiModel):
@@ -300,7 +348,9 @@ class Scaling(ApiModel):
     scale_down_delay: Duration = Field(
         default="5m", description="A lower answer must hold this long before replicas go down."
     )
-    metric: MetricSource | None = Field(default=None, description="Load-based scaling; unset = default query.")
+    metric: MetricSource | None = Field(
+        default=None, description="Load-based scaling; unset = default query."
+    )
     wake_timeout: Duration = Field(
         default="10m", description="How long the gateway holds requests while the model wakes up."
     )
@@ -316,7 +366,9 @@ class Scaling(ApiModel):
         for name in ("idle_timeout", "wake_timeout", "override_duration"):
             value = getattr(self, name)
             if value is not None and parse_duration(value).total_seconds() <= 0:
-                raise ValueError(f"{to_camel(name)} must be a positive duration such as 30s, 15m or 1h")
+                raise ValueError(
+                    f"{to_camel(name)} must be a positive duration such as 30s, 15m or 1h"
+                )
         return self
 
     @property
@@ -365,6 +417,7 @@ class ModelDeploymentSpec(ApiModel):
                     f"window {window.name!r}: minReplicas {window.min_replicas} is above replicas.max {self.replicas.max}"
                 )
         return self
+
     manual_replicas: int | None = Field(
         default=None,
         ge=0,
@@ -377,7 +430,7 @@ class ModelDeploymentSpec(ApiModel):
     )
 
 
-class Phase(str, Enum):
+class Phase(StrEnum):
     SCALED_TO_ZERO = "ScaledToZero"
     WAITING_FOR_GPU = "WaitingForGPU"
     LOADING = "Loading"
@@ -421,15 +474,21 @@ class ModelDeploymentStatus(ApiModel):
     replicas: int | None = None
     ready_replicas: int | None = None
     desired_replicas: int | None = None
-    reason: str | None = Field(default=None, description="The first of reasons (for the printer column).")
+    reason: str | None = Field(
+        default=None, description="The first of reasons (for the printer column)."
+    )
     reasons: list[str] = Field(default_factory=list)
     last_active_time: str | None = None
-    scale_down_since: str | None = Field(default=None, description="Since when a lower answer has held.")
+    scale_down_since: str | None = Field(
+        default=None, description="Since when a lower answer has held."
+    )
     last_scale_time: str | None = None
     next_transition: NextTransition | None = None
     cold_start: ColdStart | None = None
     manual_override: ManualOverride | None = None
-    selector: str | None = Field(default=None, description="Pod label selector (for the scale subresource).")
+    selector: str | None = Field(
+        default=None, description="Pod label selector (for the scale subresource)."
+    )
     observed_generation: int | None = None
     conditions: list[Condition] = Field(default_factory=list)
 

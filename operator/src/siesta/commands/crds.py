@@ -10,8 +10,12 @@ from siesta.api.crd import write_crds
 
 
 def register(subparsers: Any) -> None:
-    parser = subparsers.add_parser("crds", help="write the ModelDeployment CRD generated from the API models")
-    parser.add_argument("--output-dir", type=Path, default=Path("crds"), help="directory to write into")
+    parser = subparsers.add_parser(
+        "crds", help="write the ModelDeployment CRD generated from the API models"
+    )
+    parser.add_argument(
+        "--output-dir", type=Path, default=Path("crds"), help="directory to write into"
+    )
     parser.set_defaults(handler=run)
 
 

@@ -7,7 +7,7 @@ import asyncio
 import logging
 from typing import Any
 
-from siesta.cli import UsageError
+from siesta.errors import UsageError
 from siesta.gateway.settings import add_arguments, settings_from
 
 

@@ -8,13 +8,15 @@ from pathlib import Path
 from typing import Any
 
 from siesta.api.loader import load_one
-from siesta.cli import UsageError
 from siesta.commands.timeparse import in_zone, parse_instant
+from siesta.errors import UsageError
 from siesta.policy import CompiledSchedule, ScheduleError
 
 
 def register(subparsers: Any) -> None:
-    parser = subparsers.add_parser("preview", help="show the schedule's replica floor over a time range")
+    parser = subparsers.add_parser(
+        "preview", help="show the schedule's replica floor over a time range"
+    )
     parser.add_argument("-f", "--filename", required=True, type=Path, help="ModelDeployment YAML")
     parser.add_argument("--name", help="which ModelDeployment, if the file has several")
     parser.add_argument("--from", dest="start", required=True, help="ISO 8601 time with offset")
@@ -35,7 +37,11 @@ def run(args: argparse.Namespace) -> int:
         raise UsageError(f"{args.filename}: spec.schedule: {error}") from error
     zone = spec.schedule.timezone
     entries = [
-        {"time": in_zone(change.time, zone), "minReplicas": change.floor.replicas, "window": change.floor.window}
+        {
+            "time": in_zone(change.time, zone),
+            "minReplicas": change.floor.replicas,
+            "window": change.floor.window,
+        }
         for change in schedule.changes_between(start, end)
     ]
     if args.output == "json":

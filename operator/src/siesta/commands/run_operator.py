@@ -9,7 +9,7 @@ import random
 import time
 from typing import Any
 
-from siesta.cli import UsageError
+from siesta.errors import UsageError
 from siesta.operator.settings import OperatorSettings, SettingsError
 
 

@@ -9,7 +9,7 @@ from typing import Any
 
 from siesta.api.durations import format_duration, parse_duration
 from siesta.api.loader import load_one
-from siesta.cli import UsageError
+from siesta.errors import UsageError
 from siesta.commands.timeparse import in_zone, parse_instant
 from siesta.sim.compare import Comparison, compare
 from siesta.sim.policies import POLICY_NAMES

@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from zoneinfo import ZoneInfo
 
-from siesta.cli import UsageError
+from siesta.errors import UsageError
 
 
 def parse_instant(text: str, option: str) -> datetime:
@@ -13,9 +13,13 @@ def parse_instant(text: str, option: str) -> datetime:
     try:
         moment = datetime.fromisoformat(text)
     except ValueError as error:
-        raise UsageError(f"{option}: {text!r} is not an ISO 8601 time (e.g. 2026-11-25T09:00:00Z)") from error
+        raise UsageError(
+            f"{option}: {text!r} is not an ISO 8601 time (e.g. 2026-11-25T09:00:00Z)"
+        ) from error
     if moment.tzinfo is None:
-        raise UsageError(f"{option}: {text!r} needs a UTC offset or Z (e.g. 2026-11-25T09:00:00+01:00)")
+        raise UsageError(
+            f"{option}: {text!r} needs a UTC offset or Z (e.g. 2026-11-25T09:00:00+01:00)"
+        )
     return moment.astimezone(UTC)
 
 

@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from siesta.cli import UsageError
+from siesta.errors import UsageError
 from siesta.sim.report import percentile
 from siesta.sim.traces import PROFILES, TraceError, format_trace, generate_trace, load_trace
 

@@ -5,8 +5,7 @@ clients, network libraries and clock reads.
 """
 
 from siesta.policy.decide import decide, forecast
-from siesta.policy.schedule import CompiledSchedule, FloorAt, FloorChange, ScheduleError
-from siesta.policy.types import (
+from siesta.policy.model import (
     Condition,
     Decision,
     ManualOverride,
@@ -15,6 +14,7 @@ from siesta.policy.types import (
     Signals,
     Transition,
 )
+from siesta.policy.schedule import CompiledSchedule, FloorAt, FloorChange, ScheduleError
 
 __all__ = [
     "CompiledSchedule",

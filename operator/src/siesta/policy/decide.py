@@ -19,12 +19,12 @@ from __future__ import annotations
 
 import math
 from dataclasses import replace
-from datetime import datetime
+from datetime import UTC, datetime
+from functools import lru_cache
 
 from siesta.api.durations import format_duration
-from siesta.api.models import ModelDeploymentSpec
-from siesta.policy.schedule import CompiledSchedule, FloorAt, ScheduleError
-from siesta.policy.types import (
+from siesta.api.models import ModelDeploymentSpec, Schedule
+from siesta.policy.model import (
     Condition,
     Decision,
     ManualOverride,
@@ -33,11 +33,17 @@ from siesta.policy.types import (
     Signals,
     Transition,
 )
+from siesta.policy.schedule import SEARCH_HORIZON, CompiledSchedule, FloorAt, ScheduleError
 
 
 def when(moment: datetime) -> str:
     """Timestamps in reasons: short, UTC, unambiguous."""
-    return moment.strftime("%Y-%m-%dT%H:%MZ") if moment.second == 0 else moment.strftime("%Y-%m-%dT%H:%M:%SZ")
+    moment = moment.astimezone(UTC)
+    return (
+        moment.strftime("%Y-%m-%dT%H:%MZ")
+        if moment.second == 0
+        else moment.strftime("%Y-%m-%dT%H:%M:%SZ")
+    )
 
 
 def _latest(*moments: datetime | None) -> datetime | None:
@@ -49,9 +55,17 @@ def _replicas(count: int) -> str:
     return f"{count} replica" if count == 1 else f"{count} replicas"
 
 
+@lru_cache(maxsize=1024)
+def _compile_cached(schedule_json: str, minimum: int, maximum: int) -> CompiledSchedule:
+    return CompiledSchedule(Schedule.model_validate_json(schedule_json), minimum, maximum)
+
+
 def _compile(spec: ModelDeploymentSpec) -> tuple[CompiledSchedule | None, Condition]:
+    # Parsing crons dominates the cost of a decision; a compiled schedule is immutable.
     try:
-        schedule = CompiledSchedule(spec.schedule, spec.replicas.min, spec.replicas.max)
+        schedule = _compile_cached(
+            spec.schedule.model_dump_json(), spec.replicas.min, spec.replicas.max
+        )
     except ScheduleError as error:
         return None, Condition("ScheduleValid", False, "InvalidSchedule", str(error))
     return schedule, Condition("ScheduleValid", True, "Valid", "schedule parsed")
@@ -81,7 +95,9 @@ def _manual_override(
 
 def _floor_reason(floor: FloorAt, spec: ModelDeploymentSpec) -> str:
     if floor.window is None:
-        outside = "outside schedule windows; " if spec.schedule.windows else ""
+        outside = (
+            "outside schedule windows; " if spec.schedule.windows and floor.replicas == 0 else ""
+        )
         return f"{outside}replicas.min is {floor.replicas}"
     verb = "prewarming" if floor.prewarming else "inside"
     return f"{verb} window {floor.window}: at least {_replicas(floor.replicas)}"
@@ -108,15 +124,21 @@ def decide(
 
     load_known = signals.load is not None
     if load_known:
-        conditions.append(Condition("MetricsAvailable", True, "QuerySucceeded", f"load is {signals.load:g}"))
+        conditions.append(
+            Condition("MetricsAvailable", True, "QuerySucceeded", f"load is {signals.load:g}")
+        )
     else:
         message = signals.load_error or "no data"
         conditions.append(
-            Condition("MetricsAvailable", False, "MetricsUnavailable", f"{message}; holding replicas")
+            Condition(
+                "MetricsAvailable", False, "MetricsUnavailable", f"{message}; holding replicas"
+            )
         )
 
     active = signals.pending_requests > 0 or (signals.load is not None and signals.load > 0)
-    last_active = _latest(previous.last_active_time, signals.last_request_time, now if active else None)
+    last_active = _latest(
+        previous.last_active_time, signals.last_request_time, now if active else None
+    )
     if last_active is None and current > 0:
         last_active = now  # a replica nobody has used yet still gets a full idle timeout
 
@@ -132,6 +154,8 @@ def decide(
     wake_times: list[datetime] = []
     if schedule_change is not None:
         wake_times.append(schedule_change.time)
+    elif schedule is not None and schedule.windows:
+        wake_times.append(now + SEARCH_HORIZON)  # look again: the next change is further away
 
     def finish(desired: int, reasons: list[str]) -> Decision:
         later = [t for t in wake_times if t > now]
@@ -154,7 +178,9 @@ def decide(
         capped = f" (capped at replicas.max {maximum})" if pinned < override.replicas else ""
         return finish(
             pinned,
-            [f"manual override (kubectl scale): {_replicas(pinned)}{capped} until {when(override.until)}"],
+            [
+                f"manual override (kubectl scale): {_replicas(pinned)}{capped} until {when(override.until)}"
+            ],
         )
 
     # Rules 1-4 each propose a count; the largest wins.
@@ -166,7 +192,9 @@ def decide(
         assert signals.load is not None
         target = scaling.metric.target_per_replica if scaling.metric else 3.0
         wanted = math.ceil(signals.load / target) if signals.load > 0 else 0
-        proposals.append((wanted, f"load {signals.load:g} at {target:g} per replica wants {wanted}", 2))
+        proposals.append(
+            (wanted, f"load {signals.load:g} at {target:g} per replica wants {wanted}", 2)
+        )
     else:
         unavailable = signals.load_error or "no data"
         proposals.append((current, f"metrics unavailable ({unavailable}): holding {current}", 1))
@@ -180,7 +208,9 @@ def decide(
         idle_at = last_active + scaling.idle_timeout_delta
         if now < idle_at:
             wake_times.append(idle_at)
-            idle_reason = f"last active {when(last_active)}; idle timeout {idle_text} ends {when(idle_at)}"
+            idle_reason = (
+                f"last active {when(last_active)}; idle timeout {idle_text} ends {when(idle_at)}"
+            )
             proposals.append((1, idle_reason, 3))
         else:
             proposals.append((0, f"idle since {when(last_active)} (idleTimeout {idle_text})", 1))
@@ -191,6 +221,15 @@ def decide(
     if ranked[0][0] > maximum:
         reasons.insert(0, f"capped at replicas.max {maximum}")
 
+    if current > maximum:
+        # replicas.max was lowered: that is the user's word, applied at once.
+        reasons.insert(
+            0,
+            f"replicas.max is {maximum}: scaling down {current} -> {max(wanted_count, 0)}"
+            if wanted_count == maximum
+            else f"replicas.max is {maximum}",
+        )
+        current = maximum
     if wanted_count >= current:
         return finish(wanted_count, reasons)
 

@@ -15,12 +15,13 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from croniter import croniter
+from croniter import CroniterBadDateError, croniter
 
 from siesta.api.models import Schedule, ScheduleWindow
 
-# Far enough for yearly crons and long weekends, short enough to stay cheap.
-_SEARCH_HORIZON = timedelta(days=400)
+# How far ahead next_change looks. A change further away is found on a later look: the
+# caller re-evaluates at the horizon (see decide), so a yearly window still opens on time.
+SEARCH_HORIZON = timedelta(days=8)
 _MAX_BOUNDARIES = 2000
 
 
@@ -47,12 +48,23 @@ def _zone(name: str) -> ZoneInfo:
     try:
         return ZoneInfo(name)
     except (ZoneInfoNotFoundError, ValueError) as error:
-        raise ScheduleError(f"unknown time zone {name!r}: use an IANA name such as Europe/Berlin") from error
+        raise ScheduleError(
+            f"unknown time zone {name!r}: use an IANA name such as Europe/Berlin"
+        ) from error
+
+
+_REFERENCE = datetime(2000, 1, 1)  # any fixed instant: only used to see that a cron can match
 
 
 def _check_cron(expression: str, where: str) -> None:
     if not croniter.is_valid(expression):
         raise ScheduleError(f"{where}: invalid cron expression {expression!r}")
+    try:
+        croniter(expression, _REFERENCE).get_next(datetime)
+    except CroniterBadDateError as error:
+        raise ScheduleError(
+            f"{where}: invalid cron expression {expression!r}: it never matches"
+        ) from error
 
 
 class CompiledWindow:
@@ -75,9 +87,12 @@ class CompiledWindow:
 
     def last_start(self, moment: datetime) -> datetime:
         """The latest start at or before `moment` (as a UTC instant)."""
-        local = self._local(moment) + timedelta(seconds=1)
-        previous: datetime = croniter(self.window.start, local).get_prev(datetime)
-        return self._aware(previous)
+        occurrences = croniter(self.window.start, self._local(moment) + timedelta(seconds=1))
+        while True:
+            # A start in a skipped wall-clock hour maps to a later instant: step past it.
+            previous = self._aware(occurrences.get_prev(datetime))
+            if previous <= moment:
+                return previous
 
     def next_start(self, moment: datetime) -> datetime:
         """The first start strictly after `moment`."""
@@ -97,12 +112,20 @@ class CompiledWindow:
 class CompiledSchedule:
     """A validated schedule. Construct once per spec; every method is pure."""
 
-    def __init__(self, schedule: Schedule, base_min: int = 0, max_replicas: int | None = None) -> None:
+    def __init__(
+        self, schedule: Schedule, base_min: int = 0, max_replicas: int | None = None
+    ) -> None:
         self.zone = _zone(schedule.timezone)
         self.prewarm = schedule.prewarm_delta
         self.base_min = base_min
         self.max_replicas = max_replicas
-        self.windows = [CompiledWindow(window, self.zone) for window in schedule.windows]
+        compiled = [
+            CompiledWindow(window, self.zone) for window in schedule.windows
+        ]  # validates all
+        # A window that cannot lift the floor above replicas.min never changes the answer.
+        self.windows = [
+            c for c in compiled if self._clamp(c.window.min_replicas) > self._clamp(base_min)
+        ]
 
     def _clamp(self, replicas: int) -> int:
         return replicas if self.max_replicas is None else min(replicas, self.max_replicas)
@@ -115,7 +138,9 @@ class CompiledSchedule:
             start = compiled.last_start(moment + self.prewarm)
             if moment < compiled.end_of(start) and compiled.window.min_replicas > best.replicas:
                 prewarming = moment < start
-                best = FloorAt(self._clamp(compiled.window.min_replicas), compiled.window.name, prewarming)
+                best = FloorAt(
+                    self._clamp(compiled.window.min_replicas), compiled.window.name, prewarming
+                )
         return best
 
     def next_boundary(self, moment: datetime) -> datetime | None:
@@ -129,7 +154,9 @@ class CompiledSchedule:
         later = [c for c in candidates if c > moment]
         return min(later) if later else None
 
-    def next_change(self, moment: datetime, horizon: timedelta = _SEARCH_HORIZON) -> FloorChange | None:
+    def next_change(
+        self, moment: datetime, horizon: timedelta = SEARCH_HORIZON
+    ) -> FloorChange | None:
         """The next instant at which the floor (or the window that sets it) changes."""
         current = self.floor_at(moment)
         cursor = moment
