@@ -1,4 +1,3 @@
-# ruff: noqa: E501 - PromQL reads best on one line
 """Generate the Grafana dashboard (deploy/grafana/siesta-dashboard.json) and the chart's copy.
 
 One dashboard, per model (variables: namespace, modeldeployment, and the gateway's model
