@@ -43,3 +43,7 @@ check-generated:
 
 -include tests/cluster/cluster.mk
 -include scripts/demo.mk
+
+## chart-golden: rewrite the chart's golden renders (tests/chart/golden/) after an intended change
+chart-golden:
+	UPDATE_GOLDEN=1 $(PY) -m pytest tests/chart/test_chart_render.py -q -k golden
