@@ -9,6 +9,7 @@ this machine's monotonic clock when the watch event or the byte arrived.
 
 Cold start, per run (model at zero, one streaming request with max_tokens=1):
   request -> scale write      first request sent to the gateway -> StatefulSet replicas 1
+  (pod Ready: when the process kubelet's status write returned, from its log)
   ready -> endpoint           pod Ready -> EndpointSlice lists it ready (controller-manager)
   ready -> forwarded          pod Ready -> the gateway sends the held request to the replica
                               (arrival + siesta_gateway_hold_seconds)
@@ -24,8 +25,11 @@ Warm, interleaved: the same request straight to the server and through the gatew
 from __future__ import annotations
 
 import argparse
+import asyncio
 import concurrent.futures
+import contextlib
 import json
+import re
 import statistics
 import sys
 import tempfile
@@ -35,8 +39,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import aiohttp
 import httpx
 
+from siesta.gateway.kube import ApiError, KubeClient, load_config
 from support.cluster import start_cluster
 from support.full_loop import start_process_kubelet
 from support.gateway_env import gateway_kubeconfig, metric, model_manifest, wait_for
@@ -52,19 +58,19 @@ BODY = {"model": MODEL, "prompt": "the", "max_tokens": 1, "ignore_eos": True}
 
 @dataclass
 class Recorder:
-    """Watch events with their arrival time."""
+    """Watch events (raw JSON, no model classes) with their arrival time."""
 
     events: list[tuple[float, str, dict[str, Any]]] = field(default_factory=list)
     lock: threading.Lock = field(default_factory=threading.Lock)
 
-    def watch(self, kind: str, list_fn: Any, **kwargs: Any) -> None:
-        from kubernetes import watch
-
+    async def watch(self, client: KubeClient, kind: str, path: str, params: dict[str, str]) -> None:
         while True:
-            for event in watch.Watch().stream(list_fn, NAMESPACE, _preload_content=False, **kwargs):
-                obj = event["raw_object"] if "raw_object" in event else event["object"]
-                with self.lock:
-                    self.events.append((time.monotonic(), kind, obj))
+            listed = await client.request("GET", path, params=params)
+            version = listed["metadata"]["resourceVersion"]
+            with contextlib.suppress(ApiError, aiohttp.ClientError, TimeoutError):
+                async for event in client.watch(path, {**params, "resourceVersion": version}):
+                    with self.lock:
+                        self.events.append((time.monotonic(), kind, event.get("object") or {}))
 
     def first(self, kind: str, after: float, predicate: Any) -> float | None:
         with self.lock:
@@ -74,9 +80,12 @@ class Recorder:
         return None
 
 
-def pod_ready(obj: dict[str, Any]) -> bool:
-    conditions = obj.get("status", {}).get("conditions") or []
-    return any(c["type"] == "Ready" and c["status"] == "True" for c in conditions)
+def kubelet_ready_at(log: Path, pod: str, after: float) -> float | None:
+    """When the process kubelet wrote Ready=True for `pod` (its log, CLOCK_MONOTONIC)."""
+    pattern = re.compile(rf"/{re.escape(pod)}: ready=True written at monotonic ([0-9.]+)")
+    times = [float(m.group(1)) for m in pattern.finditer(log.read_text())]
+    later = [t for t in times if t >= after]
+    return later[0] if later else None
 
 
 def slice_ready(obj: dict[str, Any]) -> bool:
@@ -84,28 +93,29 @@ def slice_ready(obj: dict[str, Any]) -> bool:
 
 
 def start_watches(kubeconfig: Path, recorder: Recorder) -> None:
-    from kubernetes import client, config
-
-    api = config.new_client_from_config(config_file=str(kubeconfig))
-    selector = f"siesta.dev/modeldeployment={MODEL}"
-    watches = [
-        ("sts", client.AppsV1Api(api).list_namespaced_stateful_set, {}),
-        ("pod", client.CoreV1Api(api).list_namespaced_pod, {"label_selector": selector}),
-        (
-            "slice",
-            client.DiscoveryV1Api(api).list_namespaced_endpoint_slice,
-            {"label_selector": f"kubernetes.io/service-name={MODEL}"},
+    """The StatefulSet and EndpointSlice watches, on an event loop of their own."""
+    paths = {
+        "sts": (f"/apis/apps/v1/namespaces/{NAMESPACE}/statefulsets", {}),
+        "slice": (
+            f"/apis/discovery.k8s.io/v1/namespaces/{NAMESPACE}/endpointslices",
+            {"labelSelector": f"kubernetes.io/service-name={MODEL}"},
         ),
-    ]
-    for kind, fn, kwargs in watches:
-        threading.Thread(target=recorder.watch, args=(kind, fn), kwargs=kwargs, daemon=True).start()
+    }
+
+    async def run() -> None:
+        client = KubeClient(load_config(str(kubeconfig)))
+        await asyncio.gather(*(recorder.watch(client, k, p, q) for k, (p, q) in paths.items()))
+
+    threading.Thread(target=asyncio.run, args=(run(),), daemon=True).start()
 
 
 def sts_replicas(obj: dict[str, Any]) -> int:
     return int(obj.get("spec", {}).get("replicas") or 0)
 
 
-def cold_start(gateway: str, recorder: Recorder, cluster: Any) -> dict[str, float]:
+def cold_start(
+    gateway: str, recorder: Recorder, cluster: Any, kubelet_log: Path
+) -> dict[str, float]:
     wait_for(lambda: _replicas(cluster) == 0 and not _pods(cluster), 180, "model at zero")
     held_before = metric(gateway, "siesta_gateway_hold_seconds_sum", {"outcome": "forwarded"})
     sent = time.monotonic()
@@ -126,7 +136,7 @@ def cold_start(gateway: str, recorder: Recorder, cluster: Any) -> dict[str, floa
     scaled = recorder.first(
         "sts", sent, lambda o: o["metadata"]["name"] == MODEL and sts_replicas(o) >= 1
     )
-    ready = recorder.first("pod", sent, pod_ready)
+    ready = kubelet_ready_at(kubelet_log, f"{MODEL}-0", sent)
     endpoint = recorder.first("slice", sent, slice_ready)
     assert scaled is not None, "no scale seen"
     assert ready is not None, "no Ready pod seen"
@@ -199,8 +209,13 @@ def warm(direct: str, gateway: str, count: int) -> dict[str, Any]:
         }
     result["added_p50_ms"] = statistics.median(added)
     result["added_p90_ms"] = added[int(len(added) * 0.9)]
-    for name, url in paths.items():
-        result[name]["throughput_rps"] = throughput(url)
+    # Throughput in alternating 2 s windows, so both paths share the machine's ups and downs.
+    windows: dict[str, list[float]] = {name: [] for name in paths}
+    for _ in range(4):
+        for name, url in paths.items():
+            windows[name].append(throughput(url, seconds=2.0))
+    for name, rates in windows.items():
+        result[name]["throughput_rps"] = statistics.median(rates)
     return result
 
 
@@ -267,7 +282,7 @@ def main() -> int:
         time.sleep(1)
         runs = []
         for index in range(args.cold):
-            runs.append(cold_start(gateway.url, recorder, cluster))
+            runs.append(cold_start(gateway.url, recorder, cluster, procs[0].log_path))
             print(
                 f"cold start {index + 1}: "
                 + ", ".join(f"{k} {v:.1f}" for k, v in runs[-1].items()),
