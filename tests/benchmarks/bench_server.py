@@ -86,6 +86,7 @@ class LevelResult:
 
 @dataclass
 class Server:
+    key: str  # for --skip
     name: str
     command: list[str]
     ready_path: str
@@ -225,11 +226,9 @@ def main() -> None:
     parser.add_argument("--max-tokens", type=int, default=64)
     parser.add_argument("--prompt-words", type=int, default=48)
     parser.add_argument(
-        "--requests-per-slot",
-        type=int,
-        default=2,
-        help="requests per concurrent client at each level",
+        "--requests-per-client", type=int, default=2, help="requests per concurrent client"
     )
+    parser.add_argument("--rounds", type=int, default=3, help="interleaved repetitions")
     parser.add_argument(
         "--skip", action="append", default=[], choices=["siesta", "bundled", "native"]
     )
@@ -237,8 +236,6 @@ def main() -> None:
 
     spec = QUICK_MODEL if args.quick else FULL_MODEL
     levels = [1, 4, 8]
-    parallel = max(levels)
-    slot_ctx = 512
     model = cache_root() / "bench" / spec.file_name
     if not model.exists():
         write_tiny_llama(
@@ -255,43 +252,79 @@ def main() -> None:
     logs.mkdir(parents=True, exist_ok=True)
     print(
         f"model {model.name} ({model.stat().st_size / 2**20:.0f} MiB), threads {args.threads}, "
-        f"{args.max_tokens} tokens per request, load before: {os.getloadavg()}",
+        f"{args.max_tokens} tokens per request, {args.rounds} rounds, "
+        f"load before: {os.getloadavg()}",
         flush=True,
     )
+    servers = [s for s in make_servers(model, max(levels), args) if s.key not in args.skip]
 
-    servers: list[Server] = []
-    if "siesta" not in args.skip:
-        port = free_port()
-        servers.append(
-            Server(
-                "siesta-server",
-                [
-                    sys.executable,
-                    "-m",
-                    "siesta_server",
-                    "--model",
-                    str(model),
-                    "--host",
-                    "127.0.0.1",
-                    "--port",
-                    str(port),
-                    "--parallel",
-                    str(parallel),
-                    "--ctx-size",
-                    str(parallel * slot_ctx),
-                    "--threads",
-                    str(args.threads),
-                    "--log-level",
-                    "warning",
-                ],
-                "/health",
-                port,
-            )
+    # All servers stay up (idle ones use no CPU) and take turns level by level, round after
+    # round, so changes in background load hit every server alike. Per server and level the
+    # report keeps the best round (the least disturbed) and the median of the rounds.
+    runs: dict[tuple[str, int], list[LevelResult]] = {}
+    with contextlib.ExitStack() as stack:
+        urls = {s.name: stack.enter_context(running(s, logs, args.prompt_words)) for s in servers}
+        for round_number in range(args.rounds):
+            for level in levels:
+                for name, url in urls.items():
+                    result = run_level(
+                        url,
+                        level,
+                        level * args.requests_per_client,
+                        args.max_tokens,
+                        args.prompt_words,
+                        offset=round_number * 100_000 + level * 1000,
+                    )
+                    print(
+                        f"  round {round_number + 1} {name:<16} c={level}: "
+                        f"{result.tokens_per_second:7.1f} tok/s, "
+                        f"TTFT median {result.ttft_median * 1000:7.0f} ms "
+                        f"(finish {sorted({str(r.finish) for r in result.requests})}, "
+                        f"load {os.getloadavg()[0]:.1f})",
+                        flush=True,
+                    )
+                    runs.setdefault((name, level), []).append(result)
+    report(runs, [s.name for s in servers], levels, args.rounds)
+    print(f"load after: {os.getloadavg()}")
+
+
+def make_servers(model: Path, parallel: int, args: argparse.Namespace) -> list[Server]:
+    slot_ctx = 512
+    threads = str(args.threads)
+    servers = []
+    port = free_port()
+    servers.append(
+        Server(
+            "siesta",
+            "siesta-server",
+            [
+                sys.executable,
+                "-m",
+                "siesta_server",
+                "--model",
+                str(model),
+                "--host",
+                "127.0.0.1",
+                "--port",
+                str(port),
+                "--parallel",
+                str(parallel),
+                "--ctx-size",
+                str(parallel * slot_ctx),
+                "--threads",
+                threads,
+                "--log-level",
+                "warning",
+            ],
+            "/health",
+            port,
         )
+    )
     if "bundled" not in args.skip:
         port = free_port()
         servers.append(
             Server(
+                "bundled",
                 "llama_cpp.server",
                 [
                     str(bundled_server_python()),
@@ -306,10 +339,10 @@ def main() -> None:
                     "--n_ctx",
                     str(slot_ctx),
                     "--n_threads",
-                    str(args.threads),
+                    threads,
                     "--n_threads_batch",
-                    str(args.threads),
-                    # Default True: a new request aborts the running stream. False makes it queue.
+                    threads,
+                    # Default True: a new request aborts the running stream. False: it queues.
                     "--interrupt_requests",
                     "False",
                 ],
@@ -321,6 +354,7 @@ def main() -> None:
         port = free_port()
         servers.append(
             Server(
+                "native",
                 "llama-server",
                 [
                     str(native_server()),
@@ -335,61 +369,52 @@ def main() -> None:
                     "--ctx-size",
                     str(parallel * slot_ctx),
                     "--threads",
-                    str(args.threads),
+                    threads,
                     "--threads-batch",
-                    str(args.threads),
+                    threads,
                 ],
                 "/health",
                 port,
             )
         )
+    return servers
 
-    def requests_for(level: int) -> int:
-        return level * args.requests_per_slot if not args.quick else level
 
-    # All servers stay up (idle ones use no CPU) and take turns level by level, so a change
-    # in background load during the run hits every server alike.
-    table: dict[str, list[LevelResult]] = {server.name: [] for server in servers}
-    with contextlib.ExitStack() as stack:
-        urls = {s.name: stack.enter_context(running(s, logs, args.prompt_words)) for s in servers}
-        for level in levels:
-            for name, url in urls.items():
-                result = run_level(
-                    url,
-                    level,
-                    requests_for(level),
-                    args.max_tokens,
-                    args.prompt_words,
-                    offset=level * 1000,
-                )
-                print(
-                    f"  {name:<16} c={level}: {result.tokens_per_second:7.1f} tok/s, "
-                    f"TTFT median {result.ttft_median * 1000:7.0f} ms "
-                    f"(finish {sorted({str(r.finish) for r in result.requests})}, "
-                    f"load {os.getloadavg()[0]:.1f})",
-                    flush=True,
-                )
-                table[name].append(result)
-
-    print("\n| server | concurrency | tokens/s | TTFT median (ms) | TTFT mean (ms) |")
+def report(
+    runs: dict[tuple[str, int], list[LevelResult]], names: list[str], levels: list[int], rounds: int
+) -> None:
+    best = {key: max(results, key=lambda r: r.tokens_per_second) for key, results in runs.items()}
+    median = {
+        key: statistics.median(r.tokens_per_second for r in results)
+        for key, results in runs.items()
+    }
+    print(
+        f"\n| server | concurrency | tokens/s, best of {rounds} | tokens/s, median "
+        "| TTFT median (ms), best round |"
+    )
     print("|---|---|---|---|---|")
-    for name, results in table.items():
-        for r in results:
+    for name in names:
+        for level in levels:
+            top = best[name, level]
             print(
-                f"| {name} | {r.concurrency} | {r.tokens_per_second:.1f} | "
-                f"{r.ttft_median * 1000:.0f} | {r.ttft_mean * 1000:.0f} |"
+                f"| {name} | {level} | {top.tokens_per_second:.1f} | "
+                f"{median[name, level]:.1f} | {top.ttft_median * 1000:.0f} |"
             )
-    siesta = table.get("siesta-server")
-    if siesta:
-        print()
-        for other in ("llama_cpp.server", "llama-server"):
-            if other in table:
-                ratios = ", ".join(
-                    f"c={a.concurrency}: {a.tokens_per_second / b.tokens_per_second:.2f}x"
-                    for a, b in zip(siesta, table[other], strict=True)
-                )
-                print(f"siesta-server / {other} throughput: {ratios}")
-    print(f"load after: {os.getloadavg()}")
+    if "siesta-server" not in names:
+        return
+    print()
+    for other in names:
+        if other == "siesta-server":
+            continue
+        for label, values in (
+            ("best", {k: v.tokens_per_second for k, v in best.items()}),
+            ("median", median),
+        ):
+            ratios = ", ".join(
+                f"c={level}: {values['siesta-server', level] / values[other, level]:.2f}x"
+                for level in levels
+            )
+            print(f"siesta-server / {other} throughput ({label}): {ratios}")
 
 
 if __name__ == "__main__":
