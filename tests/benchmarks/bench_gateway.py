@@ -11,8 +11,8 @@ Cold start, per run (model at zero, one streaming request with max_tokens=1):
   request -> scale write      first request sent to the gateway -> StatefulSet replicas 1
   (pod Ready: when the process kubelet's status write returned, from its log)
   ready -> endpoint           pod Ready -> EndpointSlice lists it ready (controller-manager)
-  ready -> forwarded          pod Ready -> the gateway sends the held request to the replica
-                              (arrival + siesta_gateway_hold_seconds)
+  ready -> forwarded          pod Ready -> the gateway forwards the held request (the
+                              kubelet's and the gateway's logs, wall clock, 1 ms resolution)
   ready -> first byte         pod Ready -> response status line at the client (EndpointSlice
                               controller + gateway + the replica's response headers)
   ready -> first token        the same, to the first streamed token (adds the server's
@@ -36,6 +36,7 @@ import tempfile
 import threading
 import time
 from dataclasses import dataclass, field
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -45,7 +46,7 @@ import httpx
 from siesta.gateway.kube import ApiError, KubeClient, load_config
 from support.cluster import start_cluster
 from support.full_loop import start_process_kubelet
-from support.gateway_env import gateway_kubeconfig, metric, model_manifest, wait_for
+from support.gateway_env import gateway_kubeconfig, model_manifest, wait_for
 from support.operator_env import install, operator_kubeconfig
 from support.procs import BIN, free_port, http_status, start, start_gateway, start_server
 
@@ -80,10 +81,19 @@ class Recorder:
         return None
 
 
-def kubelet_ready_at(log: Path, pod: str, after: float) -> float | None:
-    """When the process kubelet wrote Ready=True for `pod` (its log, CLOCK_MONOTONIC)."""
-    pattern = re.compile(rf"/{re.escape(pod)}: ready=True written at monotonic ([0-9.]+)")
-    times = [float(m.group(1)) for m in pattern.finditer(log.read_text())]
+LOG_TIME = r"(\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d{3})"
+
+
+def log_times(log: Path, message: str) -> list[float]:
+    """Wall-clock times (ms resolution) of the log lines that contain `message`."""
+    pattern = re.compile(LOG_TIME + r" .*" + re.escape(message))
+    return [
+        datetime.strptime(m.group(1), "%Y-%m-%d %H:%M:%S,%f").timestamp()
+        for m in pattern.finditer(log.read_text())
+    ]
+
+
+def first_after(times: list[float], after: float) -> float | None:
     later = [t for t in times if t >= after]
     return later[0] if later else None
 
@@ -114,11 +124,11 @@ def sts_replicas(obj: dict[str, Any]) -> int:
 
 
 def cold_start(
-    gateway: str, recorder: Recorder, cluster: Any, kubelet_log: Path
+    gateway: str, recorder: Recorder, cluster: Any, kubelet_log: Path, gateway_log: Path
 ) -> dict[str, float]:
     wait_for(lambda: _replicas(cluster) == 0 and not _pods(cluster), 180, "model at zero")
-    held_before = metric(gateway, "siesta_gateway_hold_seconds_sum", {"outcome": "forwarded"})
     sent = time.monotonic()
+    sent_wall = time.time()
     with httpx.stream(
         "POST", f"{gateway}/v1/completions", json={**BODY, "stream": True}, timeout=300
     ) as response:
@@ -128,15 +138,16 @@ def cold_start(
             first_token = first_token or time.monotonic()
     assert response.status_code == 200, response.status_code
     assert first_token is not None
-    # The gateway's hold histogram says when it forwarded the request (arrival + hold).
-    held = (
-        metric(gateway, "siesta_gateway_hold_seconds_sum", {"outcome": "forwarded"}) - held_before
-    )
-    forwarded = sent + held
+    # Pod Ready (the process kubelet's status write) and the gateway forwarding the held
+    # request, from the two processes' logs: same machine, same clock, 1 ms resolution.
+    ready_wall = first_after(log_times(kubelet_log, f"/{MODEL}-0: ready=True"), sent_wall)
+    forwarded_wall = first_after(log_times(gateway_log, "s: forwarded"), sent_wall)
+    assert ready_wall is not None, "no Ready write in the kubelet's log"
+    assert forwarded_wall is not None, "no forwarded request in the gateway's log"
+    ready = sent + (ready_wall - sent_wall)
     scaled = recorder.first(
         "sts", sent, lambda o: o["metadata"]["name"] == MODEL and sts_replicas(o) >= 1
     )
-    ready = kubelet_ready_at(kubelet_log, f"{MODEL}-0", sent)
     endpoint = recorder.first("slice", sent, slice_ready)
     assert scaled is not None, "no scale seen"
     assert ready is not None, "no Ready pod seen"
@@ -144,7 +155,7 @@ def cold_start(
     return {
         "request_to_scale_ms": (scaled - sent) * 1000,
         "ready_to_endpoint_ms": (endpoint - ready) * 1000,
-        "ready_to_forwarded_ms": (forwarded - ready) * 1000,
+        "ready_to_forwarded_ms": (forwarded_wall - ready_wall) * 1000,
         "ready_to_first_byte_ms": (first_byte - ready) * 1000,
         "endpoint_to_first_byte_ms": (first_byte - endpoint) * 1000,
         "ready_to_first_token_ms": (first_token - ready) * 1000,
@@ -282,7 +293,9 @@ def main() -> int:
         time.sleep(1)
         runs = []
         for index in range(args.cold):
-            runs.append(cold_start(gateway.url, recorder, cluster, procs[0].log_path))
+            runs.append(
+                cold_start(gateway.url, recorder, cluster, procs[0].log_path, gateway.log_path)
+            )
             print(
                 f"cold start {index + 1}: "
                 + ", ".join(f"{k} {v:.1f}" for k, v in runs[-1].items()),

@@ -379,6 +379,7 @@ class Gateway:
             waited = asyncio.get_running_loop().time() - held.held_since
             self.metrics.hold_seconds.labels(model.alias, outcome).observe(waited)
             held.held_since = None
+            log.info("%s: request held %.3fs: %s", model.alias, waited, outcome)
         self._counts_changed(model)
 
     def _counts_changed(self, model: ModelInfo) -> None:
