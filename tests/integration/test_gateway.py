@@ -9,6 +9,8 @@ Leases in the API server and the gateway's /metrics.
 from __future__ import annotations
 
 import concurrent.futures
+import socket
+import threading
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -365,3 +367,53 @@ def test_requests_are_spread_over_ready_replicas(
     served = [metric(r.url, "siesta_server_requests_total") for r in replicas]
     assert sum(served) == 8
     assert min(served) >= 2, f"one replica took almost everything: {served}"
+
+
+def test_a_request_that_reached_a_replica_is_never_retried(
+    cluster: Cluster, gateway: Proc, namespace: str, servers: ServerFactory
+) -> None:
+    """A replica that takes the request and then drops the connection: 502, not a retry."""
+    alias = add_model(cluster, gateway, namespace, "once")
+    broken_address = pod_address(NODE_INDEX, 210)
+    add_local_address(broken_address)
+    listener = socket.create_server((broken_address, 8080))
+    stop = threading.Event()
+
+    def swallow() -> None:  # reads each request, then hangs up without an answer
+        listener.settimeout(0.2)
+        while not stop.is_set():
+            try:
+                connection, _ = listener.accept()
+            except TimeoutError:
+                continue
+            with connection:
+                connection.recv(65536)
+
+    thread = threading.Thread(target=swallow, daemon=True)
+    thread.start()
+    try:
+        real = servers(alias, 7)
+        publish(cluster, namespace, "once", broken_address)
+        publish(cluster, namespace, "once", pod_address(NODE_INDEX, 7))
+        wait_for(
+            lambda: get_json(f"{gateway.url}/v1/models/{alias}")["siesta"]["readyEndpoints"] == 2,
+            10,
+            "both endpoints seen",
+        )
+        body = {"model": alias, "prompt": "the", "max_tokens": 2}
+        codes = [
+            httpx.post(f"{gateway.url}/v1/completions", json=body, timeout=30).status_code
+            for _ in range(6)
+        ]
+        assert sorted(set(codes)) == [200, 502]
+        # Every 502 went to the broken replica only: the real one saw just the 200s.
+        assert metric(real.url, "siesta_server_requests_total") == codes.count(200)
+        broken = metric(
+            gateway.url, "siesta_gateway_upstream_errors_total", {"model": alias, "kind": "broken"}
+        )
+        assert broken == codes.count(502)
+    finally:
+        stop.set()
+        thread.join()
+        listener.close()
+        remove_local_address(broken_address)
