@@ -9,8 +9,8 @@ from typing import Any
 
 from siesta.api.durations import format_duration, parse_duration
 from siesta.api.loader import load_one
-from siesta.errors import UsageError
 from siesta.commands.timeparse import in_zone, parse_instant
+from siesta.errors import UsageError
 from siesta.sim.compare import Comparison, compare
 from siesta.sim.policies import POLICY_NAMES
 from siesta.sim.report import format_table, to_json
