@@ -48,8 +48,16 @@ def test_fifty_concurrent_requests_during_a_cold_start_are_all_served(loop: Loop
     failures = [r for r in results if isinstance(r, Exception)]
     assert failures == [], f"{len(failures)} failed, first: {failures[:1]}\n{loop.logs()}"
     assert len(results) == 50
-    assert metric(loop.gateway.url, "siesta_gateway_requests_total",
-                  {"model": alias, "code": "200"}) == 50  # fmt: skip
+    wait_for(
+        lambda: (
+            metric(
+                loop.gateway.url, "siesta_gateway_requests_total", {"model": alias, "code": "200"}
+            )
+            == 50
+        ),
+        5,
+        "50 answers counted by the gateway",
+    )
 
 
 def test_a_request_during_scale_down_is_not_lost(loop: Loop) -> None:

@@ -169,8 +169,13 @@ def test_warm_requests_are_forwarded_and_streamed(
 
     completion = client(gateway).completions.create(model=alias, prompt="the", max_tokens=4)
     assert completion.choices[0].text is not None
-    assert (
-        metric(gateway.url, "siesta_gateway_requests_total", {"model": alias, "code": "200"}) >= 3
+    wait_for(  # counted once the handler returns, a moment after the client has the answer
+        lambda: (
+            metric(gateway.url, "siesta_gateway_requests_total", {"model": alias, "code": "200"})
+            >= 3
+        ),
+        5,
+        "three requests counted",
     )
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import subprocess
 import time
 from collections.abc import Iterator
 from typing import Any
@@ -106,7 +107,17 @@ def test_a_pod_runs_as_a_process_becomes_ready_and_is_published(
     started = time.monotonic()
     cluster.kubectl("delete", "pod", "server", "-n", namespace, "--wait=true", timeout=60)
     assert time.monotonic() - started < 15  # preStop 1 s, then SIGTERM; the server drains fast
-    assert http_status(f"http://{address}:8080/health", timeout=1.0) is None  # process gone
+    log = kubelet.log_path.read_text()
+    assert f"{namespace}/server: SIGTERM" in log
+    assert f"{namespace}/server: terminated" in log
+
+    def address_released() -> bool:
+        shown = subprocess.run(
+            ["ip", "-o", "addr", "show", "dev", "lo"], capture_output=True, text=True, check=True
+        ).stdout
+        return f" {address}/32 " not in shown
+
+    wait_for(address_released, 10, "the pod's address removed from the loopback interface")
 
 
 def test_the_node_stays_ready(cluster: Cluster, kubelet: Proc) -> None:

@@ -51,6 +51,7 @@ class Held:
     sse: web.StreamResponse | None = None
     ticket: Ticket | None = None
     held_since: float | None = None
+    status: int | None = None  # once the status line has been sent
 
 
 class Gateway:
@@ -232,7 +233,9 @@ class Gateway:
         try:
             response = await self._serve(model, held, body)
         except asyncio.CancelledError:
-            self.metrics.requests.labels(model.alias, "499").inc()  # the client went away
+            # The client went away: before an answer (499), or while it was being streamed
+            # (a client may hang up right after the last event it needs).
+            self.metrics.requests.labels(model.alias, str(held.status or 499)).inc()
             raise
         finally:
             self.active_handlers -= 1
@@ -351,6 +354,7 @@ class Gateway:
                 elif upstream.prefetched is not None:
                     out.content_length = len(upstream.prefetched)
                 await out.prepare(held.request)
+                held.status = response.status
             if upstream.prefetched is not None:
                 await out.write(upstream.prefetched)
             else:
@@ -400,6 +404,7 @@ class Gateway:
                 },
             )
             await held.sse.prepare(held.request)
+            held.status = 200
         await held.sse.write(KEEPALIVE)
 
     async def _unavailable(self, held: Held, message: str, code: str) -> web.StreamResponse:
