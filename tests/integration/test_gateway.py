@@ -422,3 +422,25 @@ def test_a_request_that_reached_a_replica_is_never_retried(
         thread.join()
         listener.close()
         remove_local_address(broken_address)
+
+
+def test_held_requests_get_404_when_their_model_is_deleted(
+    cluster: Cluster, gateway: Proc, namespace: str
+) -> None:
+    alias = add_model(cluster, gateway, namespace, "doomed")
+    with concurrent.futures.ThreadPoolExecutor(1) as pool:
+        future = pool.submit(
+            httpx.post,
+            f"{gateway.url}/v1/completions",
+            json={"model": alias, "prompt": "x"},
+            timeout=30,
+        )
+        wait_for(
+            lambda: metric(gateway.url, "siesta_gateway_queued_requests", {"model": alias}) == 1,
+            5,
+            "request held",
+        )
+        cluster.kubectl("delete", "md", "doomed", "-n", namespace)
+        response = future.result(timeout=10)
+    assert response.status_code == 404
+    assert response.json()["error"]["code"] == "model_not_found"

@@ -77,6 +77,7 @@ def test_catalog_tracks_models_and_endpoints() -> None:
     assert catalog.endpoints(("ai", "m")) == []
     catalog.apply_model("DELETED", md("m", alias="chat"))
     assert catalog.models() == []
+    assert changed[-1] == ("ai", "m")  # held requests are woken to learn it is gone
 
 
 def test_same_alias_in_two_namespaces_oldest_wins() -> None:

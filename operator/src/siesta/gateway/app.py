@@ -296,7 +296,20 @@ class Gateway:
             if held.streaming and loop.time() >= next_keepalive:
                 await self._keepalive(held)
                 next_keepalive = loop.time() + self.settings.keepalive_interval
-            model = self.catalog.model_by_key(model.key) or model  # wakeTimeout may change
+            current = self.catalog.model_by_key(model.key)
+            if current is None:  # deleted while its requests were held
+                self._leave_queue(model, held, "abandoned")
+                if held.sse is not None:
+                    body = error_json(
+                        f"The model {model.alias!r} was deleted.",
+                        "invalid_request_error",
+                        "model_not_found",
+                    )
+                    await held.sse.write(sse_error_event(body))
+                    await held.sse.write_eof()
+                    return held.sse
+                return self._unknown_model(model.alias)
+            model = current  # wakeTimeout may have changed
 
     async def _try(
         self, model: ModelInfo, held: Held, endpoint: Endpoint, body: bytes

@@ -133,6 +133,8 @@ class Catalog:
         else:
             self._models[key] = model_from_object(obj)
         self._reindex()
+        if event_type == "DELETED":
+            self._on_endpoints(key)  # its held requests must learn that it is gone
 
     def replace_models(self, objects: Iterable[Obj], namespace: str | None = None) -> None:
         """A fresh list (of one namespace, or of all when `namespace` is None)."""
