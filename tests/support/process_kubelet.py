@@ -557,6 +557,11 @@ async def main_async(args: argparse.Namespace) -> None:
         path_map=[tuple(p.split("=", 1)) for p in args.path_map],  # type: ignore[misc]
     )
     config.log_dir.mkdir(parents=True, exist_ok=True)
+    # The node's own address, and the proof that pod addresses can be added (root needed).
+    try:
+        add_local_address(config.node_ip)
+    except PermissionError as error:
+        sys.exit(f"process kubelet: {error}")
     client = KubeClient(load_config(args.kubeconfig))
     kubelet = ProcessKubelet(config, client)
     labels = dict(label.split("=", 1) for label in args.label)
@@ -575,6 +580,7 @@ async def main_async(args: argparse.Namespace) -> None:
         with contextlib.suppress(ApiError):
             await client.request("DELETE", f"/api/v1/nodes/{config.node}")
     await client.close()
+    remove_local_address(config.node_ip)
 
 
 def main(argv: list[str] | None = None) -> int:
