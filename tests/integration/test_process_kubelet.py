@@ -107,9 +107,12 @@ def test_a_pod_runs_as_a_process_becomes_ready_and_is_published(
     started = time.monotonic()
     cluster.kubectl("delete", "pod", "server", "-n", namespace, "--wait=true", timeout=60)
     assert time.monotonic() - started < 15  # preStop 1 s, then SIGTERM; the server drains fast
-    log = kubelet.log_path.read_text()
-    assert f"{namespace}/server: SIGTERM" in log
-    assert f"{namespace}/server: terminated" in log
+    assert f"{namespace}/server: SIGTERM" in kubelet.log_path.read_text()
+    wait_for(
+        lambda: f"{namespace}/server: terminated" in kubelet.log_path.read_text(),
+        10,
+        "the kubelet reports the pod terminated",
+    )
 
     def address_released() -> bool:
         shown = subprocess.run(
