@@ -1,10 +1,7 @@
-"""The gateway's HTTP side: OpenAI routes, holding requests for cold models, /metrics.
+"""The gateway's HTTP side: OpenAI routes, API keys, /v1/models, /metrics and health.
 
-A request names a model; the catalog says which ModelDeployment serves that alias and which
-replicas are ready. With a ready replica the request is forwarded at once (fewest in flight
-first). Without one, the request is held in the model's bounded queue, the demand Lease
-tells the operator to wake the model, and the request goes out, in arrival order, as soon
-as a replica becomes ready, or gets a 503 with Retry-After after the model's wakeTimeout.
+Inference requests are parsed here (body limit, `model` field, alias lookup) and handed to
+`forwarding.Forwarder`, which forwards or holds them.
 """
 
 from __future__ import annotations
@@ -13,45 +10,22 @@ import asyncio
 import json
 import logging
 import time
-from collections.abc import Callable
-from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
-import aiohttp
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
-from siesta.gateway import proxy
 from siesta.gateway.auth import KeyFile
-from siesta.gateway.catalog import Catalog, Endpoint, ModelInfo, ModelKey
-from siesta.gateway.demand import DemandTracker, warm_interval
-from siesta.gateway.errors import JSON, error_json, sse_error_event
-from siesta.gateway.holding import HoldQueues, QueueFull, Ticket
+from siesta.gateway.catalog import Catalog, ModelInfo
+from siesta.gateway.forwarding import Forwarder, Held
 from siesta.gateway.metrics import GatewayMetrics
-from siesta.gateway.routing import Router
+from siesta.gateway.responses import error_response, unknown_model
 from siesta.gateway.settings import GatewaySettings
 
 log = logging.getLogger("siesta.gateway")
 
 INFERENCE_PATHS = ("/v1/chat/completions", "/v1/completions", "/v1/embeddings")
-KEEPALIVE = b": waiting for model\n\n"
-UPSTREAM_KEEPALIVE_SECONDS = 3.0  # below uvicorn's 5 s idle timeout: never reuse a closing socket
-
-
-def model_key_text(key: ModelKey) -> str:
-    return f"{key[0]}/{key[1]}"
-
-
-@dataclass
-class Held:
-    """One request's stay at the gateway: its queue ticket and, once started, its SSE stream."""
-
-    request: web.Request
-    streaming: bool
-    sse: web.StreamResponse | None = None
-    ticket: Ticket | None = None
-    held_since: float | None = None
-    status: int | None = None  # once the status line has been sent
 
 
 class Gateway:
@@ -59,17 +33,11 @@ class Gateway:
         self.settings = settings
         self.metrics = metrics or GatewayMetrics()
         self.catalog = Catalog(on_endpoints=self._endpoints_changed)
-        self.router = Router()
-        self.queues = HoldQueues(settings.queue_size, settings.max_held)
-        self.demand = DemandTracker()
+        self.forwarder = Forwarder(settings, self.metrics, self.catalog)
         self.keys = KeyFile(settings.api_keys_file) if settings.api_keys_file else None
-        self.in_flight: dict[str, int] = {}
         self.active_handlers = 0
         self.synced: set[str] = set()
         self.expected_syncs: set[str] = set()
-        self.draining = False
-        self.kick_demand: Callable[[str], None] = lambda model: None  # the demand writer's
-        self._session: aiohttp.ClientSession | None = None
         self.app = self._build_app()
 
     # --- wiring -------------------------------------------------------------------------
@@ -86,21 +54,15 @@ class Gateway:
         app.on_cleanup.append(self._close_session)
         return app
 
-    @property
-    def session(self) -> aiohttp.ClientSession:
-        if self._session is None:
-            connector = aiohttp.TCPConnector(
-                limit=0, keepalive_timeout=UPSTREAM_KEEPALIVE_SECONDS, ttl_dns_cache=None
-            )
-            self._session = aiohttp.ClientSession(connector=connector, auto_decompress=False)
-        return self._session
-
     async def _close_session(self, _: web.Application) -> None:
-        if self._session is not None:
-            await self._session.close()
+        await self.forwarder.close()
 
-    def _endpoints_changed(self, key: ModelKey) -> None:
-        self.queues.wake(model_key_text(key))
+    def _endpoints_changed(self, key: tuple[str, str]) -> None:
+        self.forwarder.endpoints_changed(key)
+
+    @property
+    def draining(self) -> bool:
+        return self.forwarder.draining
 
     def mark_synced(self, name: str) -> None:
         self.synced.add(name)
@@ -140,7 +102,7 @@ class Gateway:
                 "replicas": model.replicas,
                 "readyReplicas": model.ready_replicas,
                 "readyEndpoints": len(self.catalog.endpoints(model.key)),
-                "queued": self.queues.pending(model_key_text(model.key)),
+                "queued": self.forwarder.pending(model.key),
             },
         }
 
@@ -160,41 +122,16 @@ class Gateway:
 
     # --- errors -------------------------------------------------------------------------
 
-    def _error(
-        self,
-        status: int,
-        message: str,
-        error_type: str,
-        code: str,
-        *,
-        retry_after: int | None = None,
-        param: str | None = None,
-    ) -> web.Response:
-        headers = {"Content-Type": JSON}
-        if retry_after is not None:
-            headers["Retry-After"] = str(retry_after)
-        return web.Response(
-            status=status, body=error_json(message, error_type, code, param), headers=headers
-        )
-
     def _check_key(self, request: web.Request) -> web.Response | None:
         if self.keys is None or self.keys.allows(request.headers.get("Authorization")):
             return None
         self.metrics.rejected.labels("unauthorized").inc()
-        return self._error(
+        return error_response(
             401, "Missing or invalid API key.", "invalid_request_error", "invalid_api_key"
         )
 
     def _unknown_model(self, alias: str) -> web.Response:
-        self.metrics.rejected.labels("unknown_model").inc()
-        known = ", ".join(m.alias for m in self.catalog.models()) or "none"
-        return self._error(
-            404,
-            f"The model {alias!r} does not exist. Known models: {known}.",
-            "invalid_request_error",
-            "model_not_found",
-            param="model",
-        )
+        return unknown_model(self.catalog, self.metrics, alias)
 
     # --- inference ----------------------------------------------------------------------
 
@@ -205,7 +142,7 @@ class Gateway:
             body = await request.read()
         except web.HTTPRequestEntityTooLarge:
             self.metrics.rejected.labels("body_too_large").inc()
-            return self._error(
+            return error_response(
                 413,
                 f"Request body larger than {self.settings.max_body} bytes.",
                 "invalid_request_error",
@@ -218,7 +155,7 @@ class Gateway:
                 raise TypeError("model must be a string")
         except (ValueError, KeyError, TypeError, AttributeError):
             self.metrics.rejected.labels("bad_request").inc()
-            return self._error(
+            return error_response(
                 400,
                 "The request body must be JSON with a string field 'model'.",
                 "invalid_request_error",
@@ -231,7 +168,7 @@ class Gateway:
         held = Held(request, streaming=payload.get("stream") is True)
         self.active_handlers += 1
         try:
-            response = await self._serve(model, held, body)
+            response = await self.forwarder.serve(model, held, body)
         except asyncio.CancelledError:
             # The client went away: before an answer (499), or while it was being streamed
             # (a client may hang up right after the last event it needs).
@@ -239,221 +176,21 @@ class Gateway:
             raise
         finally:
             self.active_handlers -= 1
-            self._leave_queue(model, held, "abandoned")
+            self.forwarder.leave_queue(model, held, "abandoned")
         self.metrics.requests.labels(model.alias, str(response.status)).inc()
         return response
-
-    async def _serve(self, model: ModelInfo, held: Held, body: bytes) -> web.StreamResponse:
-        loop = asyncio.get_running_loop()
-        key = model_key_text(model.key)
-        self.demand.seen(key, time.time(), warm_interval(model.idle_timeout))
-        arrival = loop.time()
-        deadline = arrival + model.wake_timeout
-        next_keepalive = arrival + self.settings.keepalive_interval
-        while True:
-            if self.draining and not self.catalog.endpoints(model.key):
-                self.metrics.rejected.labels("shutting_down").inc()
-                return await self._unavailable(
-                    held, "The gateway is restarting; retry the request.", "gateway_restarting"
-                )
-            now = loop.time()
-            endpoints = self.catalog.endpoints(model.key)
-            endpoint = self.router.choose(endpoints, now)
-            if endpoint is not None:
-                self._leave_queue(model, held, "forwarded")
-                result = await self._try(model, held, endpoint, body)
-                if result is not None:
-                    return result
-                continue  # not reached or unavailable: another replica, or hold
-            if held.ticket is None:
-                try:
-                    held.ticket = self.queues.admit(key)
-                except QueueFull as full:
-                    self.metrics.rejected.labels(
-                        "queue_full" if full.scope == "model" else "held_cap"
-                    ).inc()
-                    return await self._unavailable(
-                        held,
-                        f"Too many requests waiting for model {model.alias!r} ({full}).",
-                        "queue_full",
-                    )
-                held.held_since = held.held_since or now
-                self._counts_changed(model)
-            if now >= deadline:
-                self.metrics.timeouts.labels(model.alias).inc()
-                self._leave_queue(model, held, "timeout")
-                return await self._unavailable(
-                    held,
-                    f"Model {model.alias!r} did not become ready within its wakeTimeout "
-                    f"({model.wake_timeout:g}s); it is still starting, retry later.",
-                    "model_not_ready",
-                )
-            wake_at = min(deadline, next_keepalive)
-            cooldown_end = self.router.next_cooldown_end(endpoints, now)
-            if cooldown_end is not None:
-                wake_at = min(wake_at, cooldown_end)
-            await self.queues.wait(held.ticket, wake_at - now)
-            if held.streaming and loop.time() >= next_keepalive:
-                await self._keepalive(held)
-                next_keepalive = loop.time() + self.settings.keepalive_interval
-            current = self.catalog.model_by_key(model.key)
-            if current is None:  # deleted while its requests were held
-                self._leave_queue(model, held, "abandoned")
-                if held.sse is not None:
-                    body = error_json(
-                        f"The model {model.alias!r} was deleted.",
-                        "invalid_request_error",
-                        "model_not_found",
-                    )
-                    await held.sse.write(sse_error_event(body))
-                    await held.sse.write_eof()
-                    return held.sse
-                return self._unknown_model(model.alias)
-            model = current  # wakeTimeout may have changed
-
-    async def _try(
-        self, model: ModelInfo, held: Held, endpoint: Endpoint, body: bytes
-    ) -> web.StreamResponse | None:
-        """Forward to one replica; None when it never did the work (try elsewhere)."""
-        key = model_key_text(model.key)
-        loop = asyncio.get_running_loop()
-        self.router.started(endpoint)
-        self.in_flight[key] = self.in_flight.get(key, 0) + 1
-        self.metrics.in_flight.labels(model.alias).inc()
-        self._counts_changed(model)
-        try:
-            try:
-                upstream = await proxy.send(
-                    self.session, endpoint, held.request, body, self.settings.connect_timeout
-                )
-            except (proxy.NotReached, proxy.Unavailable) as error:
-                kind = "connect" if isinstance(error, proxy.NotReached) else "unavailable"
-                log.info("%s: replica %s %s; trying again", model.alias, endpoint.url, kind)
-                self.metrics.upstream_errors.labels(model.alias, kind).inc()
-                self.router.cool(endpoint, loop.time())
-                return None
-            except (aiohttp.ClientError, TimeoutError) as error:
-                self.metrics.upstream_errors.labels(model.alias, "broken").inc()
-                return await self._bad_gateway(held, f"Replica failed: {error}")
-            return await self._relay(model, held, upstream)
-        finally:
-            self.router.finished(endpoint)
-            self.in_flight[key] -= 1
-            if not self.in_flight[key]:
-                del self.in_flight[key]
-            self.metrics.in_flight.labels(model.alias).dec()
-            self._counts_changed(model)
-
-    async def _relay(
-        self, model: ModelInfo, held: Held, upstream: proxy.Upstream
-    ) -> web.StreamResponse:
-        response = upstream.response
-        try:
-            if held.sse is not None:
-                out = held.sse
-                if response.status != 200:
-                    body = upstream.prefetched or await response.read()
-                    await out.write(sse_error_event(body))
-                    await out.write_eof()
-                    return out
-            else:
-                out = web.StreamResponse(
-                    status=response.status,
-                    reason=response.reason,
-                    headers=proxy.response_headers(response.headers),
-                )
-                if response.content_length is not None and upstream.prefetched is None:
-                    out.content_length = response.content_length
-                elif upstream.prefetched is not None:
-                    out.content_length = len(upstream.prefetched)
-                await out.prepare(held.request)
-                held.status = response.status
-            if upstream.prefetched is not None:
-                await out.write(upstream.prefetched)
-            else:
-                async for chunk in response.content.iter_any():
-                    await out.write(chunk)
-        except (aiohttp.ClientError, TimeoutError) as error:
-            # Headers are out: the only honest signal left is a broken connection.
-            self.metrics.upstream_errors.labels(model.alias, "broken").inc()
-            log.warning("%s: replica failed mid-response: %s", model.alias, error)
-            if held.request.transport is not None:
-                held.request.transport.abort()
-            return held.sse or web.Response(status=502)
-        finally:
-            upstream.release()
-        await out.write_eof()
-        return out
-
-    # --- holding helpers ----------------------------------------------------------------
-
-    def _leave_queue(self, model: ModelInfo, held: Held, outcome: str) -> None:
-        if held.ticket is None:
-            return
-        self.queues.leave(held.ticket)
-        held.ticket = None
-        if held.held_since is not None:
-            waited = asyncio.get_running_loop().time() - held.held_since
-            self.metrics.hold_seconds.labels(model.alias, outcome).observe(waited)
-            held.held_since = None
-            log.info("%s: request held %.3fs: %s", model.alias, waited, outcome)
-        self._counts_changed(model)
-
-    def _counts_changed(self, model: ModelInfo) -> None:
-        key = model_key_text(model.key)
-        pending = self.queues.pending(key)
-        self.metrics.queued.labels(model.alias).set(pending)
-        self.demand.set_counts(key, pending, self.in_flight.get(key, 0))
-        self.kick_demand(key)
-
-    async def _keepalive(self, held: Held) -> None:
-        if held.sse is None:
-            held.sse = web.StreamResponse(
-                status=200,
-                headers={
-                    "Content-Type": "text/event-stream",
-                    "Cache-Control": "no-cache",
-                    "X-Accel-Buffering": "no",
-                },
-            )
-            await held.sse.prepare(held.request)
-            held.status = 200
-        await held.sse.write(KEEPALIVE)
-
-    async def _unavailable(self, held: Held, message: str, code: str) -> web.StreamResponse:
-        body = error_json(message, "unavailable_error", code)
-        if held.sse is not None:
-            await held.sse.write(sse_error_event(body))
-            await held.sse.write_eof()
-            return held.sse
-        return web.Response(
-            status=503,
-            body=body,
-            headers={"Content-Type": JSON, "Retry-After": str(self.settings.retry_after)},
-        )
-
-    async def _bad_gateway(self, held: Held, message: str) -> web.StreamResponse:
-        body = error_json(message, "upstream_error", "bad_gateway")
-        if held.sse is not None:
-            await held.sse.write(sse_error_event(body))
-            await held.sse.write_eof()
-            return held.sse
-        return web.Response(status=502, body=body, headers={"Content-Type": JSON})
 
     # --- shutdown -----------------------------------------------------------------------
 
     async def drain(self) -> None:
         """Answer held requests with a retryable 503, let forwarded ones finish."""
-        self.draining = True
-        self.queues.wake_all()
+        self.forwarder.start_draining()
         deadline = time.monotonic() + self.settings.drain_timeout
         while self.active_handlers and time.monotonic() < deadline:  # noqa: ASYNC110 - a short poll
             await asyncio.sleep(0.05)
 
 
 def _epoch(timestamp: str) -> int:
-    from datetime import datetime
-
     try:
         return int(datetime.fromisoformat(timestamp.replace("Z", "+00:00")).timestamp())
     except ValueError:

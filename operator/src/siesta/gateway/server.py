@@ -20,10 +20,11 @@ async def run_gateway(settings: GatewaySettings, stop: asyncio.Event | None = No
     """Serve until `stop` is set (or SIGTERM/SIGINT), then drain and exit."""
     gateway = Gateway(settings)
     client = KubeClient(load_config(settings.kubeconfig))
+    forwarder = gateway.forwarder
     writer = DemandWriter(
-        client, gateway.catalog, gateway.demand, settings.pod_name, gateway.metrics
+        client, gateway.catalog, forwarder.demand, settings.pod_name, gateway.metrics
     )
-    gateway.kick_demand = writer.kick
+    forwarder.kick_demand = writer.kick
     for namespace in settings.namespaces or ("all",):
         gateway.expected_syncs |= {f"models/{namespace}", f"slices/{namespace}"}
     tasks = start_informers(client, gateway.catalog, settings.namespaces, gateway.mark_synced)

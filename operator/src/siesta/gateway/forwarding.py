@@ -1,0 +1,286 @@
+"""The path of one inference request: forward at once, or hold until a replica is ready.
+
+With a ready replica the request is forwarded at once (fewest in flight first). Without
+one it is held in the model's bounded queue, the demand Lease tells the operator to wake
+the model, and the request goes out, in arrival order, as soon as a replica becomes ready,
+or gets a 503 with Retry-After after the model's wakeTimeout. Only failures where the
+replica did no work are retried (see `proxy`).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import aiohttp
+from aiohttp import web
+
+from siesta.gateway import proxy
+from siesta.gateway.catalog import Catalog, Endpoint, ModelInfo, ModelKey
+from siesta.gateway.demand import DemandTracker, warm_interval
+from siesta.gateway.errors import JSON, error_json, sse_error_event
+from siesta.gateway.holding import HoldQueues, QueueFull, Ticket
+from siesta.gateway.metrics import GatewayMetrics
+from siesta.gateway.responses import unknown_model
+from siesta.gateway.routing import Router
+from siesta.gateway.settings import GatewaySettings
+
+log = logging.getLogger("siesta.gateway")
+
+KEEPALIVE = b": waiting for model\n\n"
+UPSTREAM_KEEPALIVE_SECONDS = 3.0  # below uvicorn's 5 s idle timeout: never reuse a closing socket
+
+
+def model_key_text(key: ModelKey) -> str:
+    return f"{key[0]}/{key[1]}"
+
+
+@dataclass
+class Held:
+    """One request's stay at the gateway: its queue ticket and, once started, its SSE stream."""
+
+    request: web.Request
+    streaming: bool
+    sse: web.StreamResponse | None = None
+    ticket: Ticket | None = None
+    held_since: float | None = None
+    status: int | None = None  # once the status line has been sent
+
+
+class Forwarder:
+    def __init__(
+        self, settings: GatewaySettings, metrics: GatewayMetrics, catalog: Catalog
+    ) -> None:
+        self.settings = settings
+        self.metrics = metrics
+        self.catalog = catalog
+        self.router = Router()
+        self.queues = HoldQueues(settings.queue_size, settings.max_held)
+        self.demand = DemandTracker()
+        self.in_flight: dict[str, int] = {}
+        self.draining = False
+        self.kick_demand: Callable[[str], None] = lambda model: None  # the demand writer's
+        self._session: aiohttp.ClientSession | None = None
+
+    @property
+    def session(self) -> aiohttp.ClientSession:
+        if self._session is None:
+            connector = aiohttp.TCPConnector(
+                limit=0, keepalive_timeout=UPSTREAM_KEEPALIVE_SECONDS, ttl_dns_cache=None
+            )
+            self._session = aiohttp.ClientSession(connector=connector, auto_decompress=False)
+        return self._session
+
+    async def close(self) -> None:
+        if self._session is not None:
+            await self._session.close()
+
+    def endpoints_changed(self, key: ModelKey) -> None:
+        self.queues.wake(model_key_text(key))
+
+    def start_draining(self) -> None:
+        self.draining = True
+        self.queues.wake_all()
+
+    def pending(self, key: ModelKey) -> int:
+        return self.queues.pending(model_key_text(key))
+
+    async def serve(self, model: ModelInfo, held: Held, body: bytes) -> web.StreamResponse:
+        loop = asyncio.get_running_loop()
+        key = model_key_text(model.key)
+        self.demand.seen(key, time.time(), warm_interval(model.idle_timeout))
+        arrival = loop.time()
+        deadline = arrival + model.wake_timeout
+        next_keepalive = arrival + self.settings.keepalive_interval
+        while True:
+            if self.draining and not self.catalog.endpoints(model.key):
+                self.metrics.rejected.labels("shutting_down").inc()
+                return await self._unavailable(
+                    held, "The gateway is restarting; retry the request.", "gateway_restarting"
+                )
+            now = loop.time()
+            endpoints = self.catalog.endpoints(model.key)
+            endpoint = self.router.choose(endpoints, now)
+            if endpoint is not None:
+                self.leave_queue(model, held, "forwarded")
+                result = await self._try(model, held, endpoint, body)
+                if result is not None:
+                    return result
+                continue  # not reached or unavailable: another replica, or hold
+            if held.ticket is None:
+                try:
+                    held.ticket = self.queues.admit(key)
+                except QueueFull as full:
+                    self.metrics.rejected.labels(
+                        "queue_full" if full.scope == "model" else "held_cap"
+                    ).inc()
+                    return await self._unavailable(
+                        held,
+                        f"Too many requests waiting for model {model.alias!r} ({full}).",
+                        "queue_full",
+                    )
+                held.held_since = held.held_since or now
+                self._counts_changed(model)
+            if now >= deadline:
+                self.metrics.timeouts.labels(model.alias).inc()
+                self.leave_queue(model, held, "timeout")
+                return await self._unavailable(
+                    held,
+                    f"Model {model.alias!r} did not become ready within its wakeTimeout "
+                    f"({model.wake_timeout:g}s); it is still starting, retry later.",
+                    "model_not_ready",
+                )
+            wake_at = min(deadline, next_keepalive)
+            cooldown_end = self.router.next_cooldown_end(endpoints, now)
+            if cooldown_end is not None:
+                wake_at = min(wake_at, cooldown_end)
+            await self.queues.wait(held.ticket, wake_at - now)
+            if held.streaming and loop.time() >= next_keepalive:
+                await self._keepalive(held)
+                next_keepalive = loop.time() + self.settings.keepalive_interval
+            current = self.catalog.model_by_key(model.key)
+            if current is None:  # deleted while its requests were held
+                self.leave_queue(model, held, "abandoned")
+                if held.sse is not None:
+                    body = error_json(
+                        f"The model {model.alias!r} was deleted.",
+                        "invalid_request_error",
+                        "model_not_found",
+                    )
+                    await held.sse.write(sse_error_event(body))
+                    await held.sse.write_eof()
+                    return held.sse
+                return unknown_model(self.catalog, self.metrics, model.alias)
+            model = current  # wakeTimeout may have changed
+
+    async def _try(
+        self, model: ModelInfo, held: Held, endpoint: Endpoint, body: bytes
+    ) -> web.StreamResponse | None:
+        """Forward to one replica; None when it never did the work (try elsewhere)."""
+        key = model_key_text(model.key)
+        loop = asyncio.get_running_loop()
+        self.router.started(endpoint)
+        self.in_flight[key] = self.in_flight.get(key, 0) + 1
+        self.metrics.in_flight.labels(model.alias).inc()
+        self._counts_changed(model)
+        try:
+            try:
+                upstream = await proxy.send(
+                    self.session, endpoint, held.request, body, self.settings.connect_timeout
+                )
+            except (proxy.NotReached, proxy.Unavailable) as error:
+                kind = "connect" if isinstance(error, proxy.NotReached) else "unavailable"
+                log.info("%s: replica %s %s; trying again", model.alias, endpoint.url, kind)
+                self.metrics.upstream_errors.labels(model.alias, kind).inc()
+                self.router.cool(endpoint, loop.time())
+                return None
+            except (aiohttp.ClientError, TimeoutError) as error:
+                self.metrics.upstream_errors.labels(model.alias, "broken").inc()
+                return await self._bad_gateway(held, f"Replica failed: {error}")
+            return await self._relay(model, held, upstream)
+        finally:
+            self.router.finished(endpoint)
+            self.in_flight[key] -= 1
+            if not self.in_flight[key]:
+                del self.in_flight[key]
+            self.metrics.in_flight.labels(model.alias).dec()
+            self._counts_changed(model)
+
+    async def _relay(
+        self, model: ModelInfo, held: Held, upstream: proxy.Upstream
+    ) -> web.StreamResponse:
+        response = upstream.response
+        try:
+            if held.sse is not None:
+                out = held.sse
+                if response.status != 200:
+                    body = upstream.prefetched or await response.read()
+                    await out.write(sse_error_event(body))
+                    await out.write_eof()
+                    return out
+            else:
+                out = web.StreamResponse(
+                    status=response.status,
+                    reason=response.reason,
+                    headers=proxy.response_headers(response.headers),
+                )
+                if response.content_length is not None and upstream.prefetched is None:
+                    out.content_length = response.content_length
+                elif upstream.prefetched is not None:
+                    out.content_length = len(upstream.prefetched)
+                await out.prepare(held.request)
+                held.status = response.status
+            if upstream.prefetched is not None:
+                await out.write(upstream.prefetched)
+            else:
+                async for chunk in response.content.iter_any():
+                    await out.write(chunk)
+        except (aiohttp.ClientError, TimeoutError) as error:
+            # Headers are out: the only honest signal left is a broken connection.
+            self.metrics.upstream_errors.labels(model.alias, "broken").inc()
+            log.warning("%s: replica failed mid-response: %s", model.alias, error)
+            if held.request.transport is not None:
+                held.request.transport.abort()
+            return held.sse or web.Response(status=502)
+        finally:
+            upstream.release()
+        await out.write_eof()
+        return out
+
+    # --- holding helpers ----------------------------------------------------------------
+
+    def leave_queue(self, model: ModelInfo, held: Held, outcome: str) -> None:
+        if held.ticket is None:
+            return
+        self.queues.leave(held.ticket)
+        held.ticket = None
+        if held.held_since is not None:
+            waited = asyncio.get_running_loop().time() - held.held_since
+            self.metrics.hold_seconds.labels(model.alias, outcome).observe(waited)
+            held.held_since = None
+            log.info("%s: request held %.3fs: %s", model.alias, waited, outcome)
+        self._counts_changed(model)
+
+    def _counts_changed(self, model: ModelInfo) -> None:
+        key = model_key_text(model.key)
+        pending = self.queues.pending(key)
+        self.metrics.queued.labels(model.alias).set(pending)
+        self.demand.set_counts(key, pending, self.in_flight.get(key, 0))
+        self.kick_demand(key)
+
+    async def _keepalive(self, held: Held) -> None:
+        if held.sse is None:
+            held.sse = web.StreamResponse(
+                status=200,
+                headers={
+                    "Content-Type": "text/event-stream",
+                    "Cache-Control": "no-cache",
+                    "X-Accel-Buffering": "no",
+                },
+            )
+            await held.sse.prepare(held.request)
+            held.status = 200
+        await held.sse.write(KEEPALIVE)
+
+    async def _unavailable(self, held: Held, message: str, code: str) -> web.StreamResponse:
+        body = error_json(message, "unavailable_error", code)
+        if held.sse is not None:
+            await held.sse.write(sse_error_event(body))
+            await held.sse.write_eof()
+            return held.sse
+        return web.Response(
+            status=503,
+            body=body,
+            headers={"Content-Type": JSON, "Retry-After": str(self.settings.retry_after)},
+        )
+
+    async def _bad_gateway(self, held: Held, message: str) -> web.StreamResponse:
+        body = error_json(message, "upstream_error", "bad_gateway")
+        if held.sse is not None:
+            await held.sse.write(sse_error_event(body))
+            await held.sse.write_eof()
+            return held.sse
+        return web.Response(status=502, body=body, headers={"Content-Type": JSON})

@@ -1,0 +1,38 @@
+"""aiohttp responses in OpenAI's error shape, shared by the routes and the forwarding path."""
+
+from __future__ import annotations
+
+from aiohttp import web
+
+from siesta.gateway.catalog import Catalog
+from siesta.gateway.errors import JSON, error_json
+from siesta.gateway.metrics import GatewayMetrics
+
+
+def error_response(
+    status: int,
+    message: str,
+    error_type: str,
+    code: str,
+    *,
+    retry_after: int | None = None,
+    param: str | None = None,
+) -> web.Response:
+    headers = {"Content-Type": JSON}
+    if retry_after is not None:
+        headers["Retry-After"] = str(retry_after)
+    body = error_json(message, error_type, code, param)
+    return web.Response(status=status, body=body, headers=headers)
+
+
+def unknown_model(catalog: Catalog, metrics: GatewayMetrics, alias: str) -> web.Response:
+    """404 that names the models clients can use instead."""
+    metrics.rejected.labels("unknown_model").inc()
+    known = ", ".join(m.alias for m in catalog.models()) or "none"
+    return error_response(
+        404,
+        f"The model {alias!r} does not exist. Known models: {known}.",
+        "invalid_request_error",
+        "model_not_found",
+        param="model",
+    )
