@@ -169,6 +169,9 @@ def test_warm_requests_are_forwarded_and_streamed(
 
     completion = client(gateway).completions.create(model=alias, prompt="the", max_tokens=4)
     assert completion.choices[0].text is not None
+
+    embedding = client(gateway).embeddings.create(model=alias, input="hello world")
+    assert len(embedding.data[0].embedding) > 0
     wait_for(  # counted once the handler returns, a moment after the client has the answer
         lambda: (
             metric(gateway.url, "siesta_gateway_requests_total", {"model": alias, "code": "200"})
@@ -444,3 +447,36 @@ def test_held_requests_get_404_when_their_model_is_deleted(
         response = future.result(timeout=10)
     assert response.status_code == 404
     assert response.json()["error"]["code"] == "model_not_found"
+
+
+def test_each_gateway_replica_reports_demand_in_its_own_lease(
+    cluster: Cluster, gateway: Proc, namespace: str, tmp_path: Path
+) -> None:
+    alias = add_model(cluster, gateway, namespace, "shared")
+    second = start_gateway(cluster.kubeconfig, log_dir=tmp_path, name="gateway-b")
+    try:
+        wait_for(
+            lambda: alias in {m["id"] for m in get_json(f"{second.url}/v1/models")["data"]},
+            10,
+            "second gateway lists the model",
+        )
+        body = {"model": alias, "prompt": "x"}
+        with concurrent.futures.ThreadPoolExecutor(2) as pool:
+            for replica in (gateway, second):
+                pool.submit(httpx.post, f"{replica.url}/v1/completions", json=body, timeout=3)
+
+            def two_pending_leases() -> bool:
+                leases = demand_leases(cluster, namespace, "shared")
+                pending = [
+                    lease["metadata"]["annotations"]["siesta.dev/pending-requests"]
+                    for lease in leases
+                ]
+                return len(leases) == 2 and pending == ["1", "1"]
+
+            wait_for(two_pending_leases, 10, "one Lease per gateway replica, 1 pending each")
+        holders = {
+            lease["spec"]["holderIdentity"] for lease in demand_leases(cluster, namespace, "shared")
+        }
+        assert len(holders) == 2
+    finally:
+        second.stop()
