@@ -130,7 +130,7 @@ def start_gateway(
         argv += ["--namespaces", ",".join(namespaces)]
     proc = start(name, argv, env=env, log_dir=log_dir, url=f"http://127.0.0.1:{port}")
     if wait:
-        proc.wait_http("/readyz", timeout=60)
+        _wait_or_stop(proc, "/readyz", 60)
     return proc
 
 
@@ -157,5 +157,14 @@ def start_server(
     )
     proc.extra["port"] = str(port)
     if wait:
-        proc.wait_http("/health", timeout=120)
+        _wait_or_stop(proc, "/health", 120)
     return proc
+
+
+def _wait_or_stop(proc: Proc, path: str, timeout: float) -> None:
+    """Wait for `path` to answer 200; a process that never gets there is not left behind."""
+    try:
+        proc.wait_http(path, timeout=timeout)
+    except BaseException:
+        proc.stop(grace=5)
+        raise
