@@ -78,7 +78,11 @@ def start_process_kubelet(
         except RuntimeError:
             return False
 
-    wait_for(ready, 60, f"node {node} Ready")
+    try:
+        wait_for(ready, 60, f"node {node} Ready")
+    except BaseException:
+        proc.stop(grace=10)
+        raise
     return proc
 
 
