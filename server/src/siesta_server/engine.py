@@ -20,7 +20,7 @@ import queue
 import threading
 import time
 from collections import deque
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from typing import Literal
 
@@ -155,6 +155,8 @@ class Engine:
         self._thread: threading.Thread | None = None
         self._outbox: list[tuple[asyncio.Queue[Event], Event]] = []
         self._embedding_context: Context | None = None
+        # Called on the event loop if the decode thread dies: the process should exit.
+        self.on_crash: Callable[[], None] | None = None
         metrics.engine.total_slots = self.n_slots
 
     # -- asyncio side -------------------------------------------------------------------
@@ -233,10 +235,16 @@ class Engine:
                 self._flush_outbox()
         except Exception:
             log.exception("decode loop crashed")
+            crashed = True
+        else:
+            crashed = False
         finally:
             self._fail_everything("the server is shutting down")
             self._flush_outbox()
             self._release_native()
+        if crashed and self._loop is not None and self.on_crash is not None:
+            with contextlib.suppress(RuntimeError):
+                self._loop.call_soon_threadsafe(self.on_crash)
 
     def _absorb_messages(self) -> bool:
         """Take everything from the inbox; block only when there is nothing to do."""
@@ -260,7 +268,9 @@ class Engine:
         free = [slot for slot in self._slots if slot.job is None]
         while self._waiting and free:
             job = self._waiting.popleft()
-            slot = max(free, key=lambda s: _common_prefix(s.cached, job.prompt))
+            # Longest shared prefix first; on a tie the slot caching least, so the caches
+            # of other conversations survive for their next turn.
+            slot = max(free, key=lambda s: (_common_prefix(s.cached, job.prompt), -len(s.cached)))
             free.remove(slot)
             # Keep the shared prefix in the KV cache, but always decode the prompt's last
             # token again: its logits are needed to sample the first new token.

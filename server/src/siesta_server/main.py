@@ -15,7 +15,7 @@ import signal
 import sys
 import threading
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 
 import uvicorn
 
@@ -63,7 +63,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 class _Server(uvicorn.Server):
     """uvicorn, minus its signal handling: SIGTERM starts our drain instead."""
 
-    def __init__(self, config: uvicorn.Config, on_signal: signal.Handlers | object) -> None:
+    def __init__(self, config: uvicorn.Config, on_signal: Callable[[int], None]) -> None:
         super().__init__(config)
         self._on_signal = on_signal
 
@@ -71,7 +71,7 @@ class _Server(uvicorn.Server):
     def capture_signals(self) -> Iterator[None]:
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):
-            loop.add_signal_handler(sig, self._on_signal, sig)  # type: ignore[arg-type]
+            loop.add_signal_handler(sig, self._on_signal, sig)
         try:
             yield
         finally:
@@ -168,6 +168,7 @@ class Runner:
             loop.call_soon_threadsafe(self._fail)
 
     def _loaded(self, loaded: Loaded) -> None:
+        loaded.engine.on_crash = self._fail  # exit 1: Kubernetes restarts the pod
         loaded.engine.start(asyncio.get_running_loop())
         self.state.ready(loaded)
         if self.state.phase is Phase.READY:
