@@ -10,6 +10,8 @@ log() { printf '==> %s\n' "$*" >&2; }
 install_debian_packages() {
   local missing=()
   command -v prometheus >/dev/null || [ -x /usr/bin/prometheus ] || missing+=(prometheus)
+  # ip netns: the tests' model-server processes get pod addresses in a network namespace.
+  command -v ip >/dev/null || [ -x /usr/sbin/ip ] || missing+=(iproute2)
   if [ ${#missing[@]} -gt 0 ]; then
     log "installing Debian packages: ${missing[*]}"
     local sudo=""

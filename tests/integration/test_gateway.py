@@ -9,7 +9,6 @@ Leases in the API server and the gateway's /metrics.
 from __future__ import annotations
 
 import concurrent.futures
-import socket
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -30,7 +29,12 @@ from support.gateway_env import (
     model_manifest,
     wait_for,
 )
-from support.localnet import add_local_address, pod_address, remove_local_address
+from support.localnet import (
+    add_local_address,
+    listen_in_pod_network,
+    pod_address,
+    remove_local_address,
+)
 from support.procs import Proc, start_gateway, start_server
 
 pytestmark = [pytest.mark.cluster, pytest.mark.llama]
@@ -384,7 +388,7 @@ def test_a_request_that_reached_a_replica_is_never_retried(
     alias = add_model(cluster, gateway, namespace, "once")
     broken_address = pod_address(NODE_INDEX, 210)
     add_local_address(broken_address)
-    listener = socket.create_server((broken_address, 8080))
+    listener = listen_in_pod_network(broken_address, 8080)
     stop = threading.Event()
 
     def swallow() -> None:  # reads each request, then hangs up without an answer

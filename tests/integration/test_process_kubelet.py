@@ -12,6 +12,7 @@ import pytest
 from support.cluster import Cluster
 from support.full_loop import start_process_kubelet
 from support.gateway_env import wait_for
+from support.nodes import PROCESS_KUBELET_TOLERATIONS
 from support.procs import Proc, http_status
 
 pytestmark = [pytest.mark.cluster, pytest.mark.llama]
@@ -40,9 +41,7 @@ def pod_manifest(name: str) -> dict[str, Any]:
         "metadata": {"name": name, "labels": {"app": name}},
         "spec": {
             "nodeSelector": LABEL,
-            "tolerations": [
-                {"key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoSchedule"}
-            ],
+            "tolerations": PROCESS_KUBELET_TOLERATIONS,
             "terminationGracePeriodSeconds": 15,
             "containers": [
                 {

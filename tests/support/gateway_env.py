@@ -12,6 +12,7 @@ from typing import Any
 
 from siesta.api.crd import render_crd
 from support.cluster import Cluster
+from support.nodes import PROCESS_KUBELET_TOLERATIONS
 
 CRD_NAME = "modeldeployments.siesta.dev"
 MODEL_LABEL = "siesta.dev/modeldeployment"
@@ -51,7 +52,11 @@ def model_manifest(
         "cache": {"size": "1Gi"},
     }
     if node_selector:
-        spec["gpu"] = {"count": 1, "nodeSelector": node_selector}
+        spec["gpu"] = {
+            "count": 1,
+            "nodeSelector": node_selector,
+            "tolerations": PROCESS_KUBELET_TOLERATIONS,
+        }
     spec.update(extra_spec or {})
     return {
         "apiVersion": "siesta.dev/v1alpha1",

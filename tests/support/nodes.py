@@ -278,3 +278,12 @@ def main(argv: list[str]) -> int:
 
 if __name__ == "__main__":
     sys.exit(main(sys.argv[1:]))
+
+
+# Nodes run by the process kubelet (tests/support/process_kubelet.py) carry this taint, so
+# that only pods that tolerate it (the full-loop tests' and the demo's models) land there.
+PROCESS_KUBELET_TAINT = {"key": "siesta.test/process-kubelet", "effect": "NoSchedule"}
+PROCESS_KUBELET_TOLERATIONS = [
+    {"key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoSchedule"},
+    {"key": "siesta.test/process-kubelet", "operator": "Exists", "effect": "NoSchedule"},
+]

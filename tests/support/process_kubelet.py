@@ -3,7 +3,7 @@
 Pods bound to the node (a fake GPU node kwok does not manage, see tests/support/nodes.py)
 run as real `siesta-server` processes: the container image maps to the local executable,
 the pod's env and args are kept, paths inside the container map to local directories. Each
-pod gets a pod-like address (10.244.N.M on the loopback interface, see localnet.py; the
+pod gets a pod-like address (10.244.N.M in the test pod network, see localnet.py; the
 API server refuses 127.0.0.0/8 in EndpointSlices) and the server listens there on its
 container port. The kubelet reports what a real one would: phase Running, container
 statuses, podIP, and the Ready condition from probing the real `/health`; so the
@@ -42,8 +42,8 @@ from typing import Any
 import aiohttp
 
 from siesta.gateway.kube import ApiError, KubeClient, load_config
-from support.localnet import add_local_address, pod_address, remove_local_address
-from support.nodes import gpu_node_manifest
+from support.localnet import add_local_address, in_pod_network, pod_address, remove_local_address
+from support.nodes import PROCESS_KUBELET_TAINT, gpu_node_manifest
 
 log = logging.getLogger("process-kubelet")
 Obj = dict[str, Any]
@@ -158,8 +158,7 @@ class PodRunner:
         )
         log_file.flush()
         self.process = await asyncio.create_subprocess_exec(
-            str(self.kubelet.config.server_bin),
-            *args,
+            *in_pod_network([str(self.kubelet.config.server_bin), *args]),
             env=env,
             cwd=self.root,
             stdout=log_file,
@@ -386,6 +385,8 @@ class ProcessKubelet:
             manifest = gpu_node_manifest(
                 self.config.node, pool, managed_by_kwok=False, labels=labels
             )
+            # Only pods meant for this kubelet land here: others keep to kwok's nodes.
+            manifest["spec"]["taints"].append(PROCESS_KUBELET_TAINT)
             capacity = manifest["status"]["capacity"]
             capacity.update({"cpu": "32", "memory": "128Gi", "nvidia.com/gpu": str(gpus)})
             manifest["status"]["allocatable"] = dict(capacity)
@@ -397,7 +398,10 @@ class ProcessKubelet:
                 await self.client.request(
                     "PATCH",
                     f"/api/v1/nodes/{self.config.node}",
-                    {"metadata": {"labels": manifest["metadata"]["labels"]}},
+                    {
+                        "metadata": {"labels": manifest["metadata"]["labels"]},
+                        "spec": {"taints": manifest["spec"]["taints"]},
+                    },
                     content_type=MERGE,
                 )
             await self.client.request(

@@ -20,6 +20,8 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from support.localnet import POD_NETWORK_PREFIX, in_pod_network
+
 BIN = Path(sys.executable).parent
 
 
@@ -152,6 +154,8 @@ def start_server(
         str(BIN / "siesta-server"), "--model", os.fspath(model), "--alias", alias,
         "--host", host, "--port", str(port), *args,
     ]  # fmt: skip
+    if host.startswith(POD_NETWORK_PREFIX + "."):
+        argv = in_pod_network(argv)  # a pod address lives in the test pod network
     proc = start(
         name or f"server-{port}", argv, env=env, log_dir=log_dir, url=f"http://{host}:{port}"
     )

@@ -144,7 +144,7 @@ class ModelLoop:
             last_request_time=wanted.last_request_time,
         )
         decision = decide(spec, observed, signals, now, self.memory)
-        telemetry.DECISIONS.labels(*self.labels, telemetry.reason_kind(decision.reasons[0])).inc()
+        telemetry.DECISIONS.labels(*self.labels, decision.rule).inc()
 
         if decision.clear_manual_replicas and spec.manual_replicas is not None:
             await self.runtime.kube.clear_manual_replicas(self.owner.namespace, self.owner.name)
@@ -237,8 +237,8 @@ class ModelLoop:
         await self.runtime.kube.scale(namespace, name, decision.desired)
         self.replicas_written = decision.desired
         up = decision.desired > current
-        kind = telemetry.reason_kind(decision.reasons[0])
-        telemetry.SCALE_CHANGES.labels(namespace, name, "up" if up else "down", kind).inc()
+        direction = "up" if up else "down"
+        telemetry.SCALE_CHANGES.labels(namespace, name, direction, decision.rule).inc()
         message = f"{current} -> {decision.desired}: {'; '.join(decision.reasons[:2])}"
         logger.info("%s/%s: scaled %s", namespace, name, message)
         try:

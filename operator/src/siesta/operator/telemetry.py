@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import contextlib
-import re
 
 from prometheus_client import Counter, Gauge, Histogram, start_http_server
 
@@ -46,31 +45,6 @@ API_CALLS = Counter(
 METRIC_QUERIES = Counter(
     "siesta_operator_metric_queries_total", "Load queries sent to Prometheus.", (*MODEL, "result")
 )
-
-_REASON_KINDS = [
-    (r"^paused", "paused"),
-    (r"^manual override", "manual"),
-    (r"^capped at", "max"),
-    (r"still starting or loading", "cold-start"),
-    (r"^scale-down .* at ", "scale-down-delay"),
-    (r"^scaling down", "scale-down"),
-    (r"^(inside|prewarming) window", "schedule"),
-    (r"replicas\.min", "min"),
-    (r"^load ", "load"),
-    (r"^metrics unavailable", "metrics-unavailable"),
-    (r"^schedule invalid", "schedule-invalid"),
-    (r"waiting at the gateway", "demand"),
-    (r"^last active", "idle-timeout"),
-    (r"^idle since", "idle"),
-]
-
-
-def reason_kind(reason: str) -> str:
-    """A low-cardinality label for a human-readable reason."""
-    for pattern, kind in _REASON_KINDS:
-        if re.search(pattern, reason):
-            return kind
-    return "other"
 
 
 def forget_model(namespace: str, name: str) -> None:

@@ -157,10 +157,11 @@ def decide(
     elif schedule is not None and schedule.windows:
         wake_times.append(now + SEARCH_HORIZON)  # look again: the next change is further away
 
-    def finish(desired: int, reasons: list[str]) -> Decision:
+    def finish(desired: int, rule: str, reasons: list[str]) -> Decision:
         later = [t for t in wake_times if t > now]
         return Decision(
             desired=desired,
+            rule=rule,
             reasons=reasons,
             next_change=min(later) if later else None,
             conditions=conditions,
@@ -171,38 +172,51 @@ def decide(
 
     # Rule 7: the user's word wins.
     if spec.paused:
-        return finish(current, [f"paused: holding {_replicas(current)}"])
+        return finish(current, "paused", [f"paused: holding {_replicas(current)}"])
     if override is not None:
         wake_times.append(override.until)
         pinned = min(override.replicas, maximum)
         capped = f" (capped at replicas.max {maximum})" if pinned < override.replicas else ""
         return finish(
             pinned,
+            "manual",
             [
                 f"manual override (kubectl scale): {_replicas(pinned)}{capped} until {when(override.until)}"
             ],
         )
 
     # Rules 1-4 each propose a count; the largest wins.
-    # (replicas, reason, rank): among equal counts the lowest rank explains the answer best.
-    proposals: list[tuple[int, str, int]] = [
-        (floor.replicas, _floor_reason(floor, spec), 0 if floor.window else 5)
+    # (replicas, rank, rule, reason): among equal counts the lowest rank explains best.
+    proposals: list[tuple[int, int, str, str]] = [
+        (floor.replicas, 0, "schedule", _floor_reason(floor, spec))
+        if floor.window
+        else (floor.replicas, 5, "min", _floor_reason(floor, spec))
     ]
     if load_known:
         assert signals.load is not None
         target = scaling.metric.target_per_replica if scaling.metric else 3.0
         wanted = math.ceil(signals.load / target) if signals.load > 0 else 0
         proposals.append(
-            (wanted, f"load {signals.load:g} at {target:g} per replica wants {wanted}", 2)
+            (wanted, 2, "load", f"load {signals.load:g} at {target:g} per replica wants {wanted}")
         )
     else:
         unavailable = signals.load_error or "no data"
-        proposals.append((current, f"metrics unavailable ({unavailable}): holding {current}", 1))
+        proposals.append(
+            (
+                current,
+                1,
+                "metrics-unavailable",
+                f"metrics unavailable ({unavailable}): holding {current}",
+            )
+        )
     if schedule is None:
         invalid = schedule_condition.message
-        proposals.append((current, f"schedule invalid ({invalid}): holding {current}", 1))
+        proposals.append(
+            (current, 1, "schedule-invalid", f"schedule invalid ({invalid}): holding {current}")
+        )
     if signals.pending_requests > 0:
-        proposals.append((1, f"{signals.pending_requests} request(s) waiting at the gateway", 1))
+        waiting_requests = f"{signals.pending_requests} request(s) waiting at the gateway"
+        proposals.append((1, 1, "demand", waiting_requests))
     idle_text = format_duration(scaling.idle_timeout_delta)
     if current > 0 and last_active is not None:
         idle_at = last_active + scaling.idle_timeout_delta
@@ -211,47 +225,46 @@ def decide(
             idle_reason = (
                 f"last active {when(last_active)}; idle timeout {idle_text} ends {when(idle_at)}"
             )
-            proposals.append((1, idle_reason, 3))
+            proposals.append((1, 3, "idle-timeout", idle_reason))
         else:
-            proposals.append((0, f"idle since {when(last_active)} (idleTimeout {idle_text})", 1))
+            idle_reason = f"idle since {when(last_active)} (idleTimeout {idle_text})"
+            proposals.append((0, 1, "idle", idle_reason))
 
-    ranked = sorted(proposals, key=lambda proposal: (-proposal[0], proposal[2]))
+    ranked = sorted(proposals, key=lambda proposal: (-proposal[0], proposal[1]))
     wanted_count = min(ranked[0][0], maximum)
-    reasons = [reason for _, reason, _ in ranked]
+    rule = ranked[0][2]
+    reasons = [reason for _, _, _, reason in ranked]
     if ranked[0][0] > maximum:
+        rule = "max"
         reasons.insert(0, f"capped at replicas.max {maximum}")
 
     if current > maximum:
         # replicas.max was lowered: that is the user's word, applied at once.
-        reasons.insert(
-            0,
-            f"replicas.max is {maximum}: scaling down {current} -> {max(wanted_count, 0)}"
-            if wanted_count == maximum
-            else f"replicas.max is {maximum}",
-        )
+        rule = "max"
+        reasons.insert(0, f"replicas.max lowered to {maximum}: {current} -> {maximum} at once")
         current = maximum
     if wanted_count >= current:
-        return finish(wanted_count, reasons)
+        return finish(wanted_count, rule, reasons)
 
     # Rule 5: a cold start is not idleness.
     if observed.starting > 0:
         memory = replace(memory, scale_down_since=previous.scale_down_since or now)
         blocked = f"{_replicas(observed.starting)} still starting or loading: no scale-down below {current}"
-        return finish(current, [blocked, *reasons])
+        return finish(current, "cold-start", [blocked, *reasons])
 
     # Rule 4: stabilise before going down.
     since = previous.scale_down_since or now
     reference = min(since, last_active) if wanted_count == 0 and last_active else since
     allowed_at = reference + scaling.scale_down_delay_delta
     if now >= allowed_at:
-        return finish(wanted_count, [f"scaling down {current} -> {wanted_count}", *reasons])
+        return finish(wanted_count, rule, [f"scaling down {current} -> {wanted_count}", *reasons])
     memory = replace(memory, scale_down_since=since)
     wake_times.append(allowed_at)
     waiting = (
         f"scale-down {current} -> {wanted_count} at {when(allowed_at)} "
         f"(scaleDownDelay {format_duration(scaling.scale_down_delay_delta)})"
     )
-    return finish(current, [waiting, *reasons])
+    return finish(current, "scale-down-delay", [waiting, *reasons])
 
 
 def forecast(

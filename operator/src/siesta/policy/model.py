@@ -68,10 +68,15 @@ class Transition:
 class Decision:
     desired: int
     reasons: list[str]
+    """Human-readable, the deciding reason first."""
     next_change: datetime | None
     """The earliest time the answer can change without new input (the operator sleeps until then)."""
     conditions: list[Condition] = field(default_factory=list)
     memory: Memory = field(default_factory=Memory)
+    rule: str = "min"
+    """The rule behind the first reason, a low-cardinality label: schedule, min, load, demand,
+    idle-timeout, idle, metrics-unavailable, schedule-invalid, max, cold-start,
+    scale-down-delay, paused or manual."""
     clear_manual_replicas: bool = False
     """The manual override has expired: the operator should remove spec.manualReplicas."""
     window: str | None = None
