@@ -46,6 +46,16 @@ def test_health_is_503_while_downloading_then_ready(
     assert server.metric("siesta_server_ready") == 1
 
 
+def test_sigterm_while_downloading_exits_at_once(
+    launch_server: Launcher, tiny_model: Path, file_server: Callable[..., Any]
+) -> None:
+    source = file_server(tiny_model.read_bytes(), seconds_per_chunk=0.5)  # ~16 s in all
+    server = launch_server("--model", source.url, wait=False)
+    assert server.wait_listening().status_code == 503
+    server.process.send_signal(signal.SIGTERM)
+    assert server.process.wait(10) == 0
+
+
 def test_bad_checksum_exits_non_zero_without_serving(
     launch_server: Launcher, tiny_model: Path, file_server: Callable[..., Any]
 ) -> None:
