@@ -14,27 +14,27 @@ from typing import Any
 
 from _generated import run
 
+from siesta.api.models import Phase
+from siesta.operator.telemetry import PHASE_CODES
+
 TARGETS = ["deploy/grafana/siesta-dashboard.json", "charts/siesta/dashboards/siesta-dashboard.json"]
 
 MODEL = 'namespace=~"$namespace", modeldeployment=~"$modeldeployment"'
 ALIAS = 'model=~"$alias"'
 DATASOURCE = {"type": "prometheus", "uid": "${datasource}"}
 
-# Phase derived from the operator's replica gauges (first match wins).
-PHASE_QUERY = (
-    f"(siesta_operator_waiting_for_gpu_replicas{{{MODEL}}} > 0) * 0 + 1"
-    f" or (siesta_operator_ready_replicas{{{MODEL}}} < siesta_operator_replicas{{{MODEL}}}) * 0 + 2"
-    f" or (siesta_operator_replicas{{{MODEL}}} != siesta_operator_desired_replicas{{{MODEL}}}) * 0 + 3"
-    f" or (siesta_operator_replicas{{{MODEL}}} > 0) * 0 + 4"
-    f" or siesta_operator_replicas{{{MODEL}}} * 0"
-)
-PHASES = {
-    0: ("ScaledToZero", "blue"),
-    1: ("WaitingForGPU", "orange"),
-    2: ("Loading", "yellow"),
-    3: ("Scaling", "purple"),
-    4: ("Ready", "green"),
+# status.phase as exported by the operator (siesta_operator_phase, codes in PHASE_CODES).
+PHASE_QUERY = f"max by (namespace, modeldeployment) (siesta_operator_phase{{{MODEL}}})"
+PHASE_COLORS = {
+    Phase.SCALED_TO_ZERO: "blue",
+    Phase.WAITING_FOR_GPU: "orange",
+    Phase.LOADING: "yellow",
+    Phase.SCALING: "purple",
+    Phase.READY: "green",
+    Phase.PAUSED: "text",
+    Phase.DEGRADED: "red",
 }
+PHASES = {code: (phase.value, PHASE_COLORS[phase]) for phase, code in PHASE_CODES.items()}
 
 
 def target(expr: str, legend: str, ref: str = "A") -> dict[str, Any]:
@@ -123,7 +123,7 @@ def dashboard() -> dict[str, Any]:
             "state-timeline",
             (12, 0, 12, 8),
             [target(PHASE_QUERY, "{{namespace}}/{{modeldeployment}}")],
-            "Phase derived from the operator's replica gauges (status.phase has the exact one).",
+            "The model's status.phase over time.",
             extra={
                 "fieldConfig": {
                     "defaults": {"mappings": phase_mappings, "unit": "none"},

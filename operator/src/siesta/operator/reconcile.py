@@ -21,7 +21,7 @@ from typing import Any
 from pydantic import ValidationError
 
 from siesta.api.loader import describe_validation_error
-from siesta.api.models import ColdStart, ModelDeploymentSpec
+from siesta.api.models import ColdStart, ModelDeploymentSpec, Phase
 from siesta.operator import render, telemetry
 from siesta.operator.demand import LeaseView, demand
 from siesta.operator.kube import ChildView, Kube
@@ -252,6 +252,7 @@ class ModelLoop:
         self, decision: Decision | None, situation: Situation, now: datetime
     ) -> None:
         status = build_status(decision, situation, self.status, now)
+        telemetry.PHASE.labels(*self.labels).set(telemetry.PHASE_CODES[Phase(status["phase"])])
         if not status_changed(self.status, status):
             return
         await self.runtime.kube.patch_status(self.owner.namespace, self.owner.name, status)

@@ -6,6 +6,8 @@ import contextlib
 
 from prometheus_client import Counter, Gauge, Histogram, start_http_server
 
+from siesta.api.models import Phase
+
 MODEL = ("namespace", "modeldeployment")
 
 DESIRED_REPLICAS = Gauge(
@@ -16,6 +18,21 @@ READY_REPLICAS = Gauge("siesta_operator_ready_replicas", "Ready model server pod
 WAITING_FOR_GPU = Gauge(
     "siesta_operator_waiting_for_gpu_replicas", "Pods the scheduler cannot place yet.", MODEL
 )
+PHASE = Gauge(
+    "siesta_operator_phase",
+    "The model's status.phase as a number (see PHASE_CODES): for state timelines.",
+    MODEL,
+)
+# Stable numbers for dashboards; never renumber, only append.
+PHASE_CODES = {
+    Phase.SCALED_TO_ZERO: 0,
+    Phase.WAITING_FOR_GPU: 1,
+    Phase.LOADING: 2,
+    Phase.SCALING: 3,
+    Phase.READY: 4,
+    Phase.PAUSED: 5,
+    Phase.DEGRADED: 6,
+}
 LOAD = Gauge("siesta_operator_load", "Last value of the load query (NaN when unavailable).", MODEL)
 DECISIONS = Counter(
     "siesta_operator_decisions_total",
@@ -49,7 +66,7 @@ METRIC_QUERIES = Counter(
 
 def forget_model(namespace: str, name: str) -> None:
     """Drop the per-model gauges of a deleted ModelDeployment."""
-    for gauge in (DESIRED_REPLICAS, REPLICAS, READY_REPLICAS, WAITING_FOR_GPU, LOAD):
+    for gauge in (DESIRED_REPLICAS, REPLICAS, READY_REPLICAS, WAITING_FOR_GPU, LOAD, PHASE):
         with contextlib.suppress(KeyError):
             gauge.remove(namespace, name)
 
