@@ -26,11 +26,9 @@ For each size N, in a fresh namespace:
 Then the namespace is deleted (operator stopped, finalizers removed) and waited for.
 
 Every ModelDeployment takes one ClusterIP (its Service NAME). kube-apiserver's default
---service-cluster-ip-range, which tests/cluster/up.sh leaves as is, is 10.0.0.0/24: about
-250 Services, so more than ~250 models need a cluster started with a larger range
-(`--extra-args kube-apiserver=service-cluster-ip-range=10.96.0.0/16` added to up.sh's
-`kwokctl create cluster`); otherwise the operator's Service creates fail with
-"failed to allocate a serviceIP: range is full" and convergence times out.
+--service-cluster-ip-range (10.0.0.0/24) holds only ~250 Services, so tests/cluster/up.sh
+starts the API server with 10.96.0.0/16; a cluster started before that change stalls near
+250 models with "failed to allocate a serviceIP: range is full" (make cluster-down first).
 """
 
 from __future__ import annotations

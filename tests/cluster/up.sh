@@ -63,6 +63,7 @@ else
     --kube-controller-manager-binary "$BIN/kube-controller-manager" \
     --kube-scheduler-binary "$BIN/kube-scheduler" \
     --kwok-controller-binary "$BIN/kwok" \
+    --extra-args kube-apiserver=service-cluster-ip-range=10.96.0.0/16 \
     --extra-args kwok-controller=manage-all-nodes=false \
     --extra-args kwok-controller=manage-nodes-with-annotation-selector=kwok.x-k8s.io/node=fake \
     >&2 9>&-  # the cluster's processes must not inherit (and hold) the lock
