@@ -264,3 +264,47 @@ def test_manual_override_pins_replicas_then_expires(
         timeout=30,
     )
     wait_for("back to zero", lambda: sts_replicas(cluster, "manual", namespace) == 0, timeout=30)
+
+
+def test_owned_objects_the_api_server_refuses_are_reported_in_status(
+    cluster: Cluster, namespace: str, operator_runner: OperatorRunner
+) -> None:
+    # A namespace quota that allows no Services: the operator cannot create the model's
+    # Services, and must say so where users look (status), not only in its log.
+    quota = {
+        "apiVersion": "v1",
+        "kind": "ResourceQuota",
+        "metadata": {"name": "no-services"},
+        "spec": {"hard": {"services": "0"}},
+    }
+    cluster.apply(quota, namespace)
+    operator_runner.start()
+    cluster.apply(model_deployment("boxed", gpu={"count": 0}), namespace)
+    refused = wait_for(
+        "ChildrenReady=False",
+        lambda: (
+            (c := condition(cluster, "boxed", namespace, "ChildrenReady"))
+            and c["status"] == "False"
+            and c
+        ),
+    )
+    assert refused["reason"] == "ApplyFailed"
+    assert refused["message"].startswith("403 ")
+    assert "exceeded quota: no-services" in refused["message"]
+    current = status(cluster, "boxed", namespace)
+    assert current["phase"] == "Degraded"
+    assert current["reason"].startswith("cannot apply owned objects: 403 ")
+
+    # Lifting the quota lets the next attempt through, and the condition goes.
+    cluster.kubectl("delete", "resourcequota", "no-services", "-n", namespace)
+    wait_for(
+        "the model's Service",
+        lambda: get(cluster, "service", "boxed", namespace) is not None,
+        timeout=90,
+    )
+    wait_for(
+        "ChildrenReady gone",
+        lambda: condition(cluster, "boxed", namespace, "ChildrenReady") is None,
+        timeout=30,
+    )
+    assert status(cluster, "boxed", namespace)["phase"] == "ScaledToZero"

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import copy
+import json
 import logging
 import os
 import socket
@@ -29,6 +30,15 @@ from siesta.operator.telemetry import API_CALLS
 logger = logging.getLogger(__name__)
 T = TypeVar("T")
 CONFLICT_RETRIES = 5
+
+
+def api_error_message(error: ApiException) -> str:
+    """The API server's own message for a failed request (status code first)."""
+    try:
+        message = str(json.loads(error.body or "{}").get("message") or "")
+    except (ValueError, AttributeError):
+        message = ""
+    return f"{error.status} {message or error.reason}".strip()
 
 
 class RetryLater(Exception):

@@ -18,13 +18,14 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
+from kubernetes.client.exceptions import ApiException
 from pydantic import ValidationError
 
 from siesta.api.loader import describe_validation_error
 from siesta.api.models import ColdStart, ModelDeploymentSpec, Phase
 from siesta.operator import render, telemetry
 from siesta.operator.demand import LeaseView, demand
-from siesta.operator.kube import ChildView, Kube
+from siesta.operator.kube import ChildView, Kube, api_error_message
 from siesta.operator.metrics_source import LoadReading, PrometheusSource, render_query
 from siesta.operator.observe import PodView, cold_start, failing_pods, observe, waiting_message
 from siesta.operator.settings import OperatorSettings
@@ -132,7 +133,19 @@ class ModelLoop:
             )
             return None
 
-        await self._ensure_children(spec, views)
+        try:
+            await self._ensure_children(spec, views)
+        except ApiException as error:
+            # Say why in the status (not only in the log), then let the loop back off.
+            situation = Situation(
+                observed=observe(self._replicas(views), views.pods),
+                children_error=api_error_message(error),
+                cold_start=self._previous_cold_start(),
+                generation=generation,
+                selector=render.status_selector(self.owner.name),
+            )
+            await self._write_status(None, situation, now)
+            raise
         replicas = self._replicas(views)
         observed = observe(replicas, views.pods)
         wanted = demand(views.leases, now)

@@ -51,6 +51,8 @@ class Situation:
     selector: str | None = None
     last_scale_time: datetime | None = None
     spec_error: str = ""
+    children_error: str = ""
+    """Why the StatefulSet or a Service could not be created or updated (API server's words)."""
 
 
 def phase(decision: Decision | None, situation: Situation) -> Phase:
@@ -58,7 +60,7 @@ def phase(decision: Decision | None, situation: Situation) -> Phase:
     schedule_invalid = decision is not None and any(
         c.type == "ScheduleValid" and not c.status for c in decision.conditions
     )
-    if situation.spec_error or situation.failing or schedule_invalid:
+    if situation.spec_error or situation.children_error or situation.failing or schedule_invalid:
         return Phase.DEGRADED
     if situation.paused:
         return Phase.PAUSED
@@ -101,6 +103,8 @@ def _conditions(decision: Decision | None, situation: Situation) -> list[Conditi
         found.append(Condition("SpecValid", False, "InvalidSpec", situation.spec_error))
     else:
         found.append(Condition("SpecValid", True, "Valid", "spec accepted"))
+    if situation.children_error:
+        found.append(Condition("ChildrenReady", False, "ApplyFailed", situation.children_error))
     found.append(_ready_condition(decision, situation))
     for condition in decision.conditions if decision else []:
         if condition.type == "MetricsAvailable" and not situation.metrics_configured:
@@ -143,6 +147,8 @@ def _phase_notes(situation: Situation) -> list[str]:
     notes = []
     if situation.spec_error:
         notes.append(f"invalid spec: {situation.spec_error}")
+    if situation.children_error:
+        notes.append(f"cannot apply owned objects: {situation.children_error}")
     if situation.failing:
         notes.append(f"failing: {', '.join(situation.failing)}")
     if situation.observed.waiting_for_gpu:
@@ -199,7 +205,7 @@ def build_status(
                 "until": format_time(override.until),
             }
             if override
-            else None
+            else (previous.get("manualOverride") if decision is None else None)
         ),
         "selector": situation.selector,
         "observedGeneration": situation.generation,
