@@ -150,7 +150,7 @@ async def run_model(
                     "%s/%s: reconcile failed; retrying in %ss", namespace, name, backoff
                 )
                 delay, backoff = backoff, min(backoff * 2, MAX_BACKOFF_SECONDS)
-            await sleep_until_woken(waker, delay)
+            await sleep_until_woken(waker, delay, stopped.wait())
     finally:
         runtime.forget(key)
         telemetry.forget_model(namespace, name)
