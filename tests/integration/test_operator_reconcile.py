@@ -308,3 +308,33 @@ def test_owned_objects_the_api_server_refuses_are_reported_in_status(
         timeout=30,
     )
     assert status(cluster, "boxed", namespace)["phase"] == "ScaledToZero"
+
+
+def test_an_immutable_change_recreates_the_statefulset_without_scaling(
+    cluster: Cluster, namespace: str, operator_runner: OperatorRunner
+) -> None:
+    operator_runner.start()
+    spec = {
+        "model": {"uri": "https://models.example.com/m.gguf"},  # a download: a cache volume
+        "gpu": {"count": 0},
+        "replicas": {"min": 1, "max": 1},
+        "cache": {"size": "20Gi"},
+    }
+    cluster.apply(model_deployment("grow", **spec), namespace)
+    wait_for("1 replica", lambda: sts_replicas(cluster, "grow", namespace) == 1)
+    before = cluster.get_json("statefulset", "grow", "-n", namespace)
+
+    # The claim template cannot change in place: the operator re-creates the StatefulSet.
+    cluster.apply(model_deployment("grow", **{**spec, "cache": {"size": "30Gi"}}), namespace)
+
+    def recreated() -> dict[str, Any] | None:
+        found = get(cluster, "statefulset", "grow", namespace)
+        if found and found["metadata"]["uid"] != before["metadata"]["uid"]:
+            return found
+        return None
+
+    after = wait_for("a new StatefulSet", recreated)
+    (template,) = after["spec"]["volumeClaimTemplates"]
+    assert template["spec"]["resources"]["requests"]["storage"] == "30Gi"
+    assert after["spec"]["replicas"] == 1
+    assert len(scale_events(cluster, "grow", namespace)) == 1  # only the first 0 -> 1

@@ -17,7 +17,7 @@ import socket
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any, TypeVar
+from typing import Any
 
 from kubernetes import client, config
 from kubernetes.client.exceptions import ApiException
@@ -28,7 +28,6 @@ from siesta.operator.observe import format_time
 from siesta.operator.telemetry import API_CALLS
 
 logger = logging.getLogger(__name__)
-T = TypeVar("T")
 CONFLICT_RETRIES = 5
 
 
@@ -56,33 +55,27 @@ class ChildView:
     kind: str
     name: str
     config_hash: str
-    resource_version: str
     replicas: int = 0
-    ready_replicas: int = 0
-    spec: dict[str, Any] | None = None
-    """StatefulSet: the fields that cannot change in place; Service: clusterIP(s)."""
 
 
 def child_view(body: dict[str, Any]) -> ChildView:
     meta = body.get("metadata") or {}
-    spec = body.get("spec") or {}
-    status = body.get("status") or {}
-    kind = str(body.get("kind") or "")
-    if kind == "StatefulSet":
-        kept = {
-            k: copy.deepcopy(spec.get(k)) for k in render.IMMUTABLE_STATEFULSET_FIELDS if k in spec
-        }
-    else:
-        kept = {k: copy.deepcopy(spec.get(k)) for k in ("clusterIP", "clusterIPs") if k in spec}
     return ChildView(
-        kind=kind,
+        kind=str(body.get("kind") or ""),
         name=str(meta.get("name", "")),
         config_hash=str((meta.get("annotations") or {}).get(render.HASH_ANNOTATION, "")),
-        resource_version=str(meta.get("resourceVersion", "")),
-        replicas=int(spec.get("replicas") or 0),
-        ready_replicas=int(status.get("readyReplicas") or 0),
-        spec=kept,
+        replicas=int((body.get("spec") or {}).get("replicas") or 0),
     )
+
+
+@dataclass(frozen=True)
+class ChildApi:
+    """The calls for one kind of child, and the plural they are counted under."""
+
+    resource: str
+    read: Callable[..., Any]
+    create: Callable[..., Any]
+    replace: Callable[..., Any]
 
 
 def load_credentials() -> None:
@@ -99,6 +92,20 @@ class Kube:
         self.apps = client.AppsV1Api(self.api_client)
         self.core = client.CoreV1Api(self.api_client)
         self.custom = client.CustomObjectsApi(self.api_client)
+        self.children = {
+            "StatefulSet": ChildApi(
+                "statefulsets",
+                self.apps.read_namespaced_stateful_set,
+                self.apps.create_namespaced_stateful_set,
+                self.apps.replace_namespaced_stateful_set,
+            ),
+            "Service": ChildApi(
+                "services",
+                self.core.read_namespaced_service,
+                self.core.create_namespaced_service,
+                self.core.replace_namespaced_service,
+            ),
+        }
         self.instance = socket.gethostname()
 
     async def _call(
@@ -128,22 +135,67 @@ class Kube:
         wanted_hash = desired["metadata"]["annotations"][render.HASH_ANNOTATION]
         if existing is not None and existing.config_hash == wanted_hash:
             return False
-        if desired["kind"] == "StatefulSet":
-            await self._ensure_statefulset(desired, existing, replicas)
-        else:
-            await self._ensure_service(desired, existing)
-        return True
+        if existing is None:
+            await self._create(desired, replicas)
+            return True
+        kind, meta = desired["kind"], desired["metadata"]
+        api = self.children[kind]
+        for _ in range(CONFLICT_RETRIES):
+            current = await self._read(api, meta["name"], meta["namespace"])
+            if current is None:
+                await self._create(desired, replicas)
+                return True
+            body = await self._update_body(desired, current)
+            try:
+                await self._call(
+                    "update", api.resource, api.replace, meta["name"], meta["namespace"], body
+                )
+                return True
+            except ApiException as error:
+                if error.status == 409:
+                    continue
+                if error.status == 404:
+                    await self._create(desired, replicas)
+                    return True
+                raise
+        raise RetryLater(f"{kind} {meta['name']}: conflicts on every update attempt", 1.0)
 
-    async def _read(self, kind: str, name: str, namespace: str) -> dict[str, Any] | None:
+    async def _update_body(
+        self, desired: dict[str, Any], current: dict[str, Any]
+    ) -> dict[str, Any]:
+        """`desired` as a replacement for `current`: what the server owns is carried over."""
+        body = copy.deepcopy(desired)
+        body["metadata"]["resourceVersion"] = current["metadata"]["resourceVersion"]
+        if desired["kind"] == "Service":
+            for key in ("clusterIP", "clusterIPs"):
+                if key in current["spec"]:
+                    body["spec"][key] = current["spec"][key]
+            return body
+        namespace, name = desired["metadata"]["namespace"], desired["metadata"]["name"]
+        current_replicas = int(current["spec"].get("replicas") or 0)
+        if render.immutable_fields_differ(desired, current["spec"]):
+            # Orphan the pods (they keep serving) and create the new StatefulSet,
+            # which adopts them; replicas carry over so nothing is scaled by this.
+            logger.info(
+                "re-creating StatefulSet %s/%s: an immutable field changed", namespace, name
+            )
+            await self._call(
+                "delete",
+                "statefulsets",
+                self.apps.delete_namespaced_stateful_set,
+                name,
+                namespace,
+                body=client.V1DeleteOptions(propagation_policy="Orphan"),
+            )
+            raise RetryLater(
+                f"StatefulSet {name} deleted for re-creation with {current_replicas} replicas", 1.0
+            )
+        body["spec"]["replicas"] = current_replicas  # replicas belong to /scale
+        return body
+
+    async def _read(self, api: ChildApi, name: str, namespace: str) -> dict[str, Any] | None:
         try:
-            if kind == "StatefulSet":
-                found = await self._call(
-                    "get", "statefulsets", self.apps.read_namespaced_stateful_set, name, namespace
-                )
-            else:
-                found = await self._call(
-                    "get", "services", self.core.read_namespaced_service, name, namespace
-                )
+            found = await self._call("get", api.resource, api.read, name, namespace)
         except ApiException as error:
             if error.status == 404:
                 return None
@@ -151,116 +203,18 @@ class Kube:
         result: dict[str, Any] = self.api_client.sanitize_for_serialization(found)  # type: ignore[no-untyped-call]
         return result
 
-    async def _ensure_statefulset(
-        self, desired: dict[str, Any], existing: ChildView | None, replicas: int
-    ) -> None:
-        namespace, name = desired["metadata"]["namespace"], desired["metadata"]["name"]
-        if existing is None:
-            await self._create(desired, replicas)
-            return
-        for _ in range(CONFLICT_RETRIES):
-            current_dict = await self._read("StatefulSet", name, namespace)
-            if current_dict is None:
-                await self._create(desired, replicas)
-                return
-            current_replicas = int(current_dict["spec"].get("replicas") or 0)
-            if render.immutable_fields_differ(desired, current_dict["spec"]):
-                # Orphan the pods (they keep serving) and create the new StatefulSet,
-                # which adopts them; replicas carry over so nothing is scaled by this.
-                logger.info(
-                    "re-creating StatefulSet %s/%s: an immutable field changed", namespace, name
-                )
-                await self._call(
-                    "delete",
-                    "statefulsets",
-                    self.apps.delete_namespaced_stateful_set,
-                    name,
-                    namespace,
-                    body=client.V1DeleteOptions(propagation_policy="Orphan"),
-                )
-                raise RetryLater(
-                    f"StatefulSet {name} deleted for re-creation with {current_replicas} replicas",
-                    1.0,
-                )
-            body = copy.deepcopy(desired)
-            body["metadata"]["resourceVersion"] = current_dict["metadata"]["resourceVersion"]
-            body["spec"]["replicas"] = current_replicas
-            try:
-                await self._call(
-                    "update",
-                    "statefulsets",
-                    self.apps.replace_namespaced_stateful_set,
-                    name,
-                    namespace,
-                    body,
-                )
-                return
-            except ApiException as error:
-                if error.status == 409:
-                    continue
-                if error.status == 404:
-                    await self._create(desired, replicas)
-                    return
-                raise
-        raise RetryLater(f"StatefulSet {name}: conflicts on every update attempt", 1.0)
-
-    async def _ensure_service(self, desired: dict[str, Any], existing: ChildView | None) -> None:
-        namespace, name = desired["metadata"]["namespace"], desired["metadata"]["name"]
-        if existing is None:
-            await self._create(desired)
-            return
-        for _ in range(CONFLICT_RETRIES):
-            current_dict = await self._read("Service", name, namespace)
-            if current_dict is None:
-                await self._create(desired)
-                return
-            body = copy.deepcopy(desired)
-            body["metadata"]["resourceVersion"] = current_dict["metadata"]["resourceVersion"]
-            for key in ("clusterIP", "clusterIPs"):
-                if key in current_dict["spec"]:
-                    body["spec"][key] = current_dict["spec"][key]
-            try:
-                await self._call(
-                    "update",
-                    "services",
-                    self.core.replace_namespaced_service,
-                    name,
-                    namespace,
-                    body,
-                )
-                return
-            except ApiException as error:
-                if error.status == 409:
-                    continue
-                if error.status == 404:
-                    await self._create(desired)
-                    return
-                raise
-        raise RetryLater(f"Service {name}: conflicts on every update attempt", 1.0)
-
     async def _create(self, desired: dict[str, Any], replicas: int = 0) -> None:
-        namespace = desired["metadata"]["namespace"]
+        kind, namespace = desired["kind"], desired["metadata"]["namespace"]
+        api = self.children[kind]
+        body = copy.deepcopy(desired)
+        if kind == "StatefulSet":
+            body["spec"]["replicas"] = replicas
         try:
-            if desired["kind"] == "StatefulSet":
-                body = copy.deepcopy(desired)
-                body["spec"]["replicas"] = replicas
-                await self._call(
-                    "create",
-                    "statefulsets",
-                    self.apps.create_namespaced_stateful_set,
-                    namespace,
-                    body,
-                )
-            else:
-                await self._call(
-                    "create", "services", self.core.create_namespaced_service, namespace, desired
-                )
+            await self._call("create", api.resource, api.create, namespace, body)
         except ApiException as error:
-            if (
-                error.status == 409
-            ):  # exists (our watch has not seen it yet, or it is being deleted)
+            if error.status == 409:  # exists: our watch has not seen it yet, or it is being deleted
                 raise RetryLater(
-                    f"{desired['kind']} {desired['metadata']['name']} already exists", 1.0
+                    f"{kind} {desired['metadata']['name']} already exists", 1.0
                 ) from None
             raise
 
