@@ -210,6 +210,7 @@ def model_file(given: str | None) -> Path:
 
 
 def up(args: argparse.Namespace) -> int:
+    from support import process_kubelet
     from support.cluster import start_cluster
     from support.gateway_env import gateway_kubeconfig, model_manifest, wait_for
     from support.nodes import node_ready
@@ -229,25 +230,9 @@ def up(args: argparse.Namespace) -> int:
     gateway_config = gateway_kubeconfig(cluster, STATE / "gateway.kubeconfig")
 
     say(f"==> GPU node {NODE}: pods there run as local processes (process kubelet)")
-    kubelet_argv = [
-        sys.executable,
-        "-m",
-        "support.process_kubelet",
-        "--kubeconfig",
-        str(cluster.kubeconfig),
-        "--node",
-        NODE,
-        "--node-index",
-        str(NODE_INDEX),
-        "--create-node",
-        "g4dn",
-        "--path-map",
-        f"/models={model.parent}",
-        "--log-dir",
-        str(STATE / "pods"),
-        "--delete-node-on-exit",
-        *[f"--label={k}={v}" for k, v in NODE_LABEL.items()],
-    ]
+    kubelet_argv = process_kubelet.command(
+        cluster.kubeconfig, NODE, NODE_INDEX, model.parent, STATE / "pods", NODE_LABEL
+    )
     start_background("kubelet", kubelet_argv, {"PYTHONPATH": str(ROOT / "tests")})
     wait_for(lambda: _quiet(node_ready, cluster.kubeconfig, NODE), 60, f"node {NODE} Ready")
 

@@ -72,23 +72,9 @@ def chart_helm(cluster: Cluster, *args: str, check: bool = True) -> Any:
 
 def account_kubeconfig(cluster: Cluster, account: str, directory: Path) -> Path:
     """A kubeconfig holding only a token of the chart's ServiceAccount `account`."""
-    token = cluster.kubectl(
-        "create", "token", account, "-n", NAMESPACE, "--duration=1h"
-    ).stdout.strip()
-    admin = json.loads(
-        cluster.kubectl("config", "view", "--raw", "--minify", "--flatten", "-o", "json").stdout
+    return cluster.service_account_kubeconfig(
+        NAMESPACE, account, directory / f"{account}.kubeconfig", duration="1h"
     )
-    config = {
-        "apiVersion": "v1",
-        "kind": "Config",
-        "clusters": [{"name": "chart", "cluster": admin["clusters"][0]["cluster"]}],
-        "users": [{"name": account, "user": {"token": token}}],
-        "contexts": [{"name": "chart", "context": {"cluster": "chart", "user": account}}],
-        "current-context": "chart",
-    }
-    path = directory / f"{account}.kubeconfig"
-    path.write_text(json.dumps(config))
-    return path
 
 
 def start_operator(kubeconfig: Path, log_dir: Path, *args: str) -> Proc:

@@ -10,29 +10,16 @@ import time
 import urllib.error
 import urllib.request
 from base64 import b64decode
-from collections.abc import Callable
 from typing import Any
 
 import pytest
 
-from support.cluster import Cluster
+from support.cluster import Cluster, wait_for
 from support.nodes import POOL_LABEL, add_node, gpu_node_manifest, node_ready, remove_node
 
 pytestmark = pytest.mark.cluster
 
 T4 = "Tesla-T4"
-
-
-def wait_for(what: str, probe: Callable[[], Any], timeout: float = 90.0) -> Any:
-    """Poll ``probe`` until it returns something truthy; fail with ``what`` on timeout."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = probe()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            pytest.fail(f"timed out after {timeout}s waiting for {what}")
-        time.sleep(0.5)
 
 
 def gpu_statefulset(name: str, node_selector: dict[str, str]) -> dict[str, Any]:
@@ -124,7 +111,9 @@ def test_gpu_statefulset_runs_on_a_t4_node(cluster: Cluster, namespace: str) -> 
         selector = {"nvidia.com/gpu.product": T4, "kubernetes.io/hostname": extra}
         cluster.apply(gpu_statefulset("t4", selector), namespace)
         ready = wait_for(
-            "pod t4-0 Ready", lambda: (p := pod(cluster, namespace, "t4-0")) and is_ready(p) and p
+            "pod t4-0 Ready",
+            lambda: (p := pod(cluster, namespace, "t4-0")) and is_ready(p) and p,
+            timeout=90,
         )
         node = cluster.get_json("node", ready["spec"]["nodeName"])
         assert node["metadata"]["labels"]["nvidia.com/gpu.product"] == T4
@@ -143,6 +132,7 @@ def test_gpu_pod_pending_until_a_gpu_node_joins(cluster: Cluster, namespace: str
     scheduled = wait_for(
         "PodScheduled=False",
         lambda: condition(pod(cluster, namespace, "late-0"), "PodScheduled"),
+        timeout=90,
     )
     assert scheduled["status"] == "False"
     assert scheduled["reason"] == "Unschedulable"
@@ -159,6 +149,7 @@ def test_gpu_pod_pending_until_a_gpu_node_joins(cluster: Cluster, namespace: str
         ready = wait_for(
             "pod late-0 Ready on the new node",
             lambda: (p := pod(cluster, namespace, "late-0")) and is_ready(p) and p,
+            timeout=90,
         )
         assert ready["spec"]["nodeName"] == node_name
     finally:
@@ -280,7 +271,11 @@ def test_rbac_is_enforced_for_service_account_tokens(cluster: Cluster, namespace
         "-n",
         namespace,
     )
-    wait_for("the RoleBinding to allow listing pods", lambda: _api_get(cluster, pods, token) == 200)
+    wait_for(
+        "the RoleBinding to allow listing pods",
+        lambda: _api_get(cluster, pods, token) == 200,
+        timeout=90,
+    )
     assert _api_get(cluster, f"/api/v1/namespaces/{namespace}/secrets", token) == 403
 
 

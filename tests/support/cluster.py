@@ -17,8 +17,9 @@ import json
 import os
 import re
 import subprocess
+import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -108,6 +109,41 @@ class Cluster:
         text = manifest if isinstance(manifest, str) else json.dumps(manifest)
         ns = ["-n", namespace] if namespace else []
         self.kubectl("apply", *ns, "-f", "-", input=text)
+
+    def service_account_kubeconfig(
+        self, namespace: str, account: str, path: Path, duration: str = "6h"
+    ) -> Path:
+        """A kubeconfig holding only a token of `namespace/account` (no admin rights)."""
+        token = self.kubectl(
+            "create", "token", account, "-n", namespace, f"--duration={duration}"
+        ).stdout.strip()
+        admin = json.loads(
+            self.kubectl("config", "view", "--raw", "--minify", "--flatten", "-o", "json").stdout
+        )
+        config = {
+            "apiVersion": "v1",
+            "kind": "Config",
+            "clusters": [{"name": "siesta", "cluster": admin["clusters"][0]["cluster"]}],
+            "users": [{"name": account, "user": {"token": token}}],
+            "contexts": [{"name": "siesta", "context": {"cluster": "siesta", "user": account}}],
+            "current-context": "siesta",
+        }
+        path.write_text(json.dumps(config))
+        return path
+
+
+def wait_for(
+    what: str, probe: Callable[[], Any], timeout: float = 60.0, interval: float = 0.2
+) -> Any:
+    """Poll ``probe`` until it returns something truthy; fail with ``what`` on timeout."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = probe()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            pytest.fail(f"timed out after {timeout}s waiting for {what}")
+        time.sleep(interval)
 
 
 def _answers(kubectl: Path, kubeconfig: Path) -> bool:

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import concurrent.futures
 import os
-import sys
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -22,6 +21,7 @@ from support.cluster import Cluster
 from support.gateway_env import gateway_kubeconfig, get_json, model_manifest, wait_for
 from support.nodes import node_ready
 from support.operator_env import OperatorRunner, RunningOperator, get
+from support.process_kubelet import command as kubelet_command
 from support.procs import Proc, start, start_gateway
 
 TESTS = Path(__file__).resolve().parents[1]
@@ -47,26 +47,7 @@ def start_process_kubelet(
     model_dir: Path,
     log_dir: Path,
 ) -> Proc:
-    argv = [
-        sys.executable,
-        "-m",
-        "support.process_kubelet",
-        "--kubeconfig",
-        str(cluster.kubeconfig),
-        "--node",
-        node,
-        "--node-index",
-        str(node_index),
-        "--create-node",
-        "g4dn",
-        "--path-map",
-        f"/models={model_dir}",
-        "--log-dir",
-        str(log_dir),
-        "--delete-node-on-exit",
-    ]
-    for key, value in labels.items():
-        argv += ["--label", f"{key}={value}"]
+    argv = kubelet_command(cluster.kubeconfig, node, node_index, model_dir, log_dir, labels)
     env = {"PYTHONPATH": os.pathsep.join([str(TESTS), os.environ.get("PYTHONPATH", "")])}
     proc = start(f"kubelet-{node}", argv, env=env, log_dir=log_dir)
 

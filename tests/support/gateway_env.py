@@ -133,30 +133,8 @@ GATEWAY_RBAC = Path(__file__).resolve().parents[2] / "deploy" / "rbac" / "gatewa
 GATEWAY_ACCOUNT = ("siesta-system", "siesta-gateway")
 
 
-def service_account_kubeconfig(
-    cluster: Cluster, namespace: str, account: str, path: Path, duration: str = "6h"
-) -> Path:
-    """A kubeconfig holding only a token of `namespace/account` (no admin rights)."""
-    token = cluster.kubectl(
-        "create", "token", account, "-n", namespace, f"--duration={duration}"
-    ).stdout.strip()
-    admin = json.loads(
-        cluster.kubectl("config", "view", "--raw", "--minify", "--flatten", "-o", "json").stdout
-    )
-    config = {
-        "apiVersion": "v1",
-        "kind": "Config",
-        "clusters": [{"name": "siesta", "cluster": admin["clusters"][0]["cluster"]}],
-        "users": [{"name": account, "user": {"token": token}}],
-        "contexts": [{"name": "siesta", "context": {"cluster": "siesta", "user": account}}],
-        "current-context": "siesta",
-    }
-    path.write_text(json.dumps(config))
-    return path
-
-
 def gateway_kubeconfig(cluster: Cluster, path: Path) -> Path:
     """Install the gateway's RBAC and return a kubeconfig for its ServiceAccount."""
     cluster.kubectl("create", "namespace", GATEWAY_ACCOUNT[0], check=False)
     cluster.kubectl("apply", "-f", str(GATEWAY_RBAC))
-    return service_account_kubeconfig(cluster, *GATEWAY_ACCOUNT, path)
+    return cluster.service_account_kubeconfig(*GATEWAY_ACCOUNT, path)

@@ -16,7 +16,7 @@ import signal
 import tempfile
 import time
 import urllib.request
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -24,7 +24,7 @@ from typing import Any
 import pytest
 import yaml
 
-from support.cluster import Cluster
+from support.cluster import Cluster, wait_for
 from support.procs import BIN, Proc, free_port, start
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -37,40 +37,9 @@ T4 = "Tesla-T4"
 A10G = "NVIDIA-A10G"
 
 
-def wait_for(
-    what: str, probe: Callable[[], Any], timeout: float = 60.0, interval: float = 0.2
-) -> Any:
-    """Poll ``probe`` until it returns something truthy; fail with ``what`` on timeout."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = probe()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            pytest.fail(f"timed out after {timeout}s waiting for {what}")
-        time.sleep(interval)
-
-
 def operator_kubeconfig(cluster: Cluster, path: Path, duration: str = "6h") -> Path:
     """A kubeconfig that authenticates as the operator's ServiceAccount (token only)."""
-    namespace, account = SERVICE_ACCOUNT
-    token = cluster.kubectl(
-        "create", "token", account, "-n", namespace, f"--duration={duration}"
-    ).stdout.strip()
-    admin = json.loads(
-        cluster.kubectl("config", "view", "--raw", "--minify", "--flatten", "-o", "json").stdout
-    )
-    server = admin["clusters"][0]["cluster"]
-    config = {
-        "apiVersion": "v1",
-        "kind": "Config",
-        "clusters": [{"name": "test", "cluster": server}],
-        "users": [{"name": account, "user": {"token": token}}],
-        "contexts": [{"name": "test", "context": {"cluster": "test", "user": account}}],
-        "current-context": "test",
-    }
-    path.write_text(yaml.safe_dump(config))
-    return path
+    return cluster.service_account_kubeconfig(*SERVICE_ACCOUNT, path, duration)
 
 
 def install(cluster: Cluster) -> None:

@@ -587,6 +587,29 @@ async def main_async(args: argparse.Namespace) -> None:
     remove_local_address(config.node_ip)
 
 
+def command(
+    kubeconfig: Path,
+    node: str,
+    node_index: int,
+    model_dir: Path,
+    log_dir: Path,
+    labels: dict[str, str],
+) -> list[str]:
+    """The command line that runs a process kubelet for a new g4dn-like node `node`
+    (run it with `tests/` on PYTHONPATH); the node is deleted when the kubelet exits."""
+    argv = [
+        sys.executable, "-m", "support.process_kubelet",
+        "--kubeconfig", str(kubeconfig),
+        "--node", node,
+        "--node-index", str(node_index),
+        "--create-node", "g4dn",
+        "--path-map", f"/models={model_dir}",
+        "--log-dir", str(log_dir),
+        "--delete-node-on-exit",
+    ]  # fmt: skip
+    return argv + [f"--label={key}={value}" for key, value in labels.items()]
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--kubeconfig", required=True)
