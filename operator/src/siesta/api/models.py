@@ -39,10 +39,6 @@ CRON_PATTERN = (
     r"^([0-9A-Za-z*/,?#-]+( +[0-9A-Za-z*/,?#-]+){4}"
     r"|@(yearly|annually|monthly|weekly|daily|midnight|hourly))$"
 )
-QUANTITY_PATTERN = (
-    r"^(\+|-)?(([0-9]+(\.[0-9]*)?)|(\.[0-9]+))(([KMGTPE]i)|[numkMGTPE]"
-    r"|([eE](\+|-)?(([0-9]+(\.[0-9]*)?)|(\.[0-9]+))))?$"
-)
 
 
 def cel(rule: str, message: str, field_path: str | None = None) -> dict[str, Any]:

@@ -10,7 +10,7 @@ limits, wall-clock `wall` for renewTime.
 from __future__ import annotations
 
 import hashlib
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
@@ -136,12 +136,6 @@ class DemandTracker:
 
     def failed(self, model: str, now: float) -> None:
         self._get(model).failed_at = now
-
-    def forget_written(self, model: str) -> None:
-        """The Lease is gone (deleted by someone): the next write recreates it."""
-        demand = self.models.get(model)
-        if demand is not None and demand.written is not None:
-            demand.written = replace(demand.written, counts=Counts(-1, -1))
 
 
 def lease_body(

@@ -24,7 +24,6 @@ class LeaseView:
     """What the operator keeps of a demand Lease (the value of the leases index)."""
 
     name: str
-    holder: str
     renew_time: datetime | None
     duration_seconds: int
     pending: int
@@ -60,7 +59,6 @@ def lease_view(body: Mapping[str, Any]) -> LeaseView:
     renew = spec.get("renewTime") or spec.get("acquireTime")
     return LeaseView(
         name=str(meta.get("name", "")),
-        holder=str(spec.get("holderIdentity") or ""),
         renew_time=parse_time(renew) if isinstance(renew, str) else None,
         duration_seconds=int(spec.get("leaseDurationSeconds") or DEFAULT_LEASE_SECONDS),
         pending=_count(annotations, PENDING_ANNOTATION),

@@ -409,14 +409,6 @@ def children(owner: Owner, spec: ModelDeploymentSpec, settings: OperatorSettings
 
 # Fields of a StatefulSet the API server refuses to change: a change means re-creating it
 # (pods are orphaned and adopted again, so they keep running).
-IMMUTABLE_STATEFULSET_FIELDS = (
-    "selector",
-    "serviceName",
-    "volumeClaimTemplates",
-    "podManagementPolicy",
-)
-
-
 def immutable_fields_differ(desired: Manifest, existing_spec: dict[str, Any]) -> bool:
     """Whether `desired` changes a field that cannot be updated in place."""
     wanted = desired["spec"]
