@@ -107,9 +107,8 @@ def test_gpu_statefulset_runs_on_a_t4_node(cluster: Cluster, namespace: str) -> 
     # more T4 node to the same pool so that a GPU is free, as an autoscaler would.
     extra = add_node(cluster.kubeconfig, gpu_node_manifest(f"{namespace}-t4"[:63], "g4dn"))
     try:
-        # Pinned to the new node: other tests' nodes (a process kubelet's) may be T4s too.
-        selector = {"nvidia.com/gpu.product": T4, "kubernetes.io/hostname": extra}
-        cluster.apply(gpu_statefulset("t4", selector), namespace)
+        # Selected by product only; process-kubelet T4 nodes are tainted, so kwok's serve it.
+        cluster.apply(gpu_statefulset("t4", {"nvidia.com/gpu.product": T4}), namespace)
         ready = wait_for(
             "pod t4-0 Ready",
             lambda: (p := pod(cluster, namespace, "t4-0")) and is_ready(p) and p,
