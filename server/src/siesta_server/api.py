@@ -103,15 +103,7 @@ def build_app(state: ServerState) -> Starlette:
         except ChatTemplateError as error:
             raise bad_request(str(error), param="messages") from None
         prompt = _tokenize_chat(loaded, prompt_text)
-        job = CompletionJob(
-            prompts=[prompt] * body.n,
-            sampling=sampling_params(body, loaded),
-            max_tokens=body.max_completion_tokens or body.max_tokens,
-            stop=body.stop_strings(),
-            ignore_eos=body.ignore_eos,
-            stream=body.stream,
-            include_usage=bool(body.stream_options and body.stream_options.include_usage),
-        )
+        job = _job(body, loaded, [prompt] * body.n, body.max_completion_tokens or body.max_tokens)
         return await run_completion(request, state, loaded, job, CHAT)
 
     async def completions(request: Request) -> Response:
@@ -123,15 +115,7 @@ def build_app(state: ServerState) -> Starlette:
         if body.echo:
             raise bad_request("echo is not supported by this server", param="echo")
         prompts = [p for p in _text_prompts(loaded, body.prompt) for _ in range(body.n)]
-        job = CompletionJob(
-            prompts=prompts,
-            sampling=sampling_params(body, loaded),
-            max_tokens=body.max_tokens,
-            stop=body.stop_strings(),
-            ignore_eos=body.ignore_eos,
-            stream=body.stream,
-            include_usage=bool(body.stream_options and body.stream_options.include_usage),
-        )
+        job = _job(body, loaded, prompts, body.max_tokens)
         return await run_completion(request, state, loaded, job, TEXT)
 
     async def embeddings(request: Request) -> Response:
@@ -249,6 +233,24 @@ def _encode(vector: list[float], body: EmbeddingRequest) -> list[float] | str:
 
 def _too_large(limit: int) -> APIError:
     return APIError(413, f"the request body is larger than {limit} bytes", code="request_too_large")
+
+
+def _job(
+    body: ChatCompletionRequest | CompletionRequest,
+    loaded: Loaded,
+    prompts: list[list[int]],
+    max_tokens: int | None,
+) -> CompletionJob:
+    """The generation work of a chat or text completion request, once its prompts are known."""
+    return CompletionJob(
+        prompts=prompts,
+        sampling=sampling_params(body, loaded),
+        max_tokens=max_tokens,
+        stop=body.stop_strings(),
+        ignore_eos=body.ignore_eos,
+        stream=body.stream,
+        include_usage=bool(body.stream_options and body.stream_options.include_usage),
+    )
 
 
 def _check_model(state: ServerState, requested: str | None) -> None:
