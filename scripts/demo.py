@@ -26,6 +26,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from siesta.api.contract import GROUP, MODEL_LABEL, PENDING_ANNOTATION, PLURAL, VERSION
+
 ROOT = Path(__file__).resolve().parents[1]
 STATE = Path(os.environ.get("SIESTA_CACHE", Path.home() / ".cache" / "siesta")) / "demo"
 NAMESPACE = "demo"
@@ -111,7 +113,7 @@ class Api:
 
     def snapshot(self) -> tuple[list[Any], Any, list[Any], Any]:
         # Later steps first: whatever they show, the earlier objects (read after) show too.
-        selector = f"siesta.dev/modeldeployment={MODEL}"
+        selector = f"{MODEL_LABEL}={MODEL}"
         pods = self._json(
             self.core.list_namespaced_pod(
                 NAMESPACE, label_selector=selector, _preload_content=False
@@ -125,9 +127,7 @@ class Api:
                 NAMESPACE, label_selector=selector, _preload_content=False
             )
         )["items"]
-        md = self.custom.get_namespaced_custom_object(
-            "siesta.dev", "v1alpha1", NAMESPACE, "modeldeployments", MODEL
-        )
+        md = self.custom.get_namespaced_custom_object(GROUP, VERSION, NAMESPACE, PLURAL, MODEL)
         return leases, sts, pods, md
 
 
@@ -143,7 +143,7 @@ def watch(api: Api, timeline: Timeline, stop: threading.Event) -> None:
             stop.wait(0.05)
             continue
         for lease in leases:
-            pending = lease["metadata"].get("annotations", {}).get("siesta.dev/pending-requests")
+            pending = lease["metadata"].get("annotations", {}).get(PENDING_ANNOTATION)
             if pending and pending != "0":
                 timeline.mark("demand", f"demand seen: the gateway's Lease says {pending} held")
         replicas = int(sts["spec"].get("replicas") or 0)

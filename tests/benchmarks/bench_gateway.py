@@ -43,6 +43,7 @@ from typing import Any
 import aiohttp
 import httpx
 
+from siesta.api.contract import MODEL_LABEL
 from siesta.gateway.kube import ApiError, KubeClient, load_config
 from support.cluster import start_cluster
 from support.full_loop import start_process_kubelet
@@ -187,7 +188,7 @@ def _replicas(cluster: Any) -> int | None:
 
 
 def _pods(cluster: Any) -> list[Any]:
-    pods = cluster.get_json("pods", "-n", NAMESPACE, "-l", f"siesta.dev/modeldeployment={MODEL}")
+    pods = cluster.get_json("pods", "-n", NAMESPACE, "-l", f"{MODEL_LABEL}={MODEL}")
     return list(pods["items"])
 
 

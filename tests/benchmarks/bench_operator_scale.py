@@ -53,6 +53,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import yaml
 from kubernetes import client, config, watch
 
+from siesta.api.contract import API_VERSION, GROUP, MODEL_LABEL, PLURAL, VERSION
 from support.cluster import Cluster, start_cluster
 from support.operator_env import (
     OperatorAccess,
@@ -62,8 +63,6 @@ from support.operator_env import (
     operator_kubeconfig,
 )
 
-GROUP, VERSION, PLURAL = "siesta.dev", "v1alpha1", "modeldeployments"
-LABEL = "siesta.dev/modeldeployment"
 READ_VERBS = {"get", "list", "watch"}
 
 
@@ -92,7 +91,7 @@ def manifest(count: int, opens: datetime) -> str:
     }
     documents = [
         {
-            "apiVersion": f"{GROUP}/{VERSION}",
+            "apiVersion": API_VERSION,
             "kind": "ModelDeployment",
             "metadata": {"name": f"m{index:04d}"},
             "spec": {
@@ -152,7 +151,10 @@ class ReplicaWatch:
                 if resource_version:
                     kwargs["resource_version"] = resource_version
                 for event in stream.stream(
-                    apps.list_namespaced_stateful_set, namespace, label_selector=LABEL, **kwargs
+                    apps.list_namespaced_stateful_set,
+                    namespace,
+                    label_selector=MODEL_LABEL,
+                    **kwargs,
                 ):
                     obj = event["object"]
                     resource_version = obj.metadata.resource_version
@@ -194,7 +196,7 @@ class Bench:
             if (md.get("status") or {}).get("observedGeneration")
             == md["metadata"].get("generation")
         )
-        sts = self.apps.list_namespaced_stateful_set(namespace, label_selector=LABEL)
+        sts = self.apps.list_namespaced_stateful_set(namespace, label_selector=MODEL_LABEL)
         return observed, len(sts.items)
 
     def cleanup(self, namespace: str, runner: OperatorRunner, timeout: float) -> float:

@@ -19,6 +19,7 @@ import httpx
 import openai
 import pytest
 
+from siesta.api.contract import PENDING_ANNOTATION
 from support.cluster import Cluster
 from support.gateway_env import (
     demand_leases,
@@ -195,7 +196,7 @@ def test_cold_request_is_held_demand_recorded_then_served(
 
         def pending_lease() -> dict[str, Any] | None:
             for lease in demand_leases(cluster, namespace, "cold"):
-                if lease["metadata"]["annotations"].get("siesta.dev/pending-requests") == "3":
+                if lease["metadata"]["annotations"].get(PENDING_ANNOTATION) == "3":
                     return lease
             return None
 
@@ -214,7 +215,7 @@ def test_cold_request_is_held_demand_recorded_then_served(
 
     wait_for(
         lambda: any(
-            lease["metadata"]["annotations"]["siesta.dev/pending-requests"] == "0"
+            lease["metadata"]["annotations"][PENDING_ANNOTATION] == "0"
             for lease in demand_leases(cluster, namespace, "cold")
         ),
         10,
@@ -471,10 +472,7 @@ def test_each_gateway_replica_reports_demand_in_its_own_lease(
 
             def two_pending_leases() -> bool:
                 leases = demand_leases(cluster, namespace, "shared")
-                pending = [
-                    lease["metadata"]["annotations"]["siesta.dev/pending-requests"]
-                    for lease in leases
-                ]
+                pending = [lease["metadata"]["annotations"][PENDING_ANNOTATION] for lease in leases]
                 return len(leases) == 2 and pending == ["1", "1"]
 
             wait_for(two_pending_leases, 10, "one Lease per gateway replica, 1 pending each")

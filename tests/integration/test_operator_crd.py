@@ -12,6 +12,7 @@ from typing import Any
 
 import pytest
 
+from siesta.api.contract import API_VERSION
 from support.cluster import Cluster
 from support.operator_env import OperatorAccess
 
@@ -23,7 +24,7 @@ WINDOW = {"name": "office", "start": "0 8 * * 1-5", "end": "0 18 * * 1-5"}
 def md(name: str, spec: dict[str, Any]) -> str:
     return json.dumps(
         {
-            "apiVersion": "siesta.dev/v1alpha1",
+            "apiVersion": API_VERSION,
             "kind": "ModelDeployment",
             "metadata": {"name": name},
             "spec": spec,

@@ -12,6 +12,7 @@ from typing import Any
 
 import pytest
 
+from siesta.api.contract import MODEL_LABEL
 from support.cluster import Cluster
 from support.nodes import POOL_LABEL, add_node, gpu_node_manifest, remove_node
 from support.operator_env import (
@@ -36,7 +37,7 @@ LABELS = {
     "app.kubernetes.io/component": "model-server",
     "app.kubernetes.io/part-of": "siesta",
     "app.kubernetes.io/managed-by": "siesta-operator",
-    "siesta.dev/modeldeployment": "chat",
+    MODEL_LABEL: "chat",
 }
 
 
@@ -86,7 +87,7 @@ def test_create_update_delete(
     )
     assert done["desiredReplicas"] == 1
     assert done["readyReplicas"] == 1
-    assert done["selector"] == "siesta.dev/modeldeployment=chat"
+    assert done["selector"] == f"{MODEL_LABEL}=chat"
     assert done["observedGeneration"] == md["metadata"]["generation"]
     assert "replicas.min is 1" in done["reasons"]
     assert [e["reason"] for e in scale_events(cluster, "chat", namespace)] == ["ScaledUp"]

@@ -17,6 +17,7 @@ from typing import Any
 import openai
 import pytest
 
+from siesta.api.contract import MODEL_LABEL
 from support.cluster import Cluster
 from support.gateway_env import gateway_kubeconfig, get_json, model_manifest, wait_for
 from support.nodes import node_ready
@@ -133,9 +134,7 @@ class Loop:
         return None if found is None else int(found["spec"].get("replicas") or 0)
 
     def pods(self, name: str) -> list[dict[str, Any]]:
-        pods = self.cluster.get_json(
-            "pods", "-n", self.namespace, "-l", f"siesta.dev/modeldeployment={name}"
-        )
+        pods = self.cluster.get_json("pods", "-n", self.namespace, "-l", f"{MODEL_LABEL}={name}")
         return list(pods.get("items", []))
 
     def client(self, **kwargs: Any) -> openai.OpenAI:

@@ -10,12 +10,12 @@ import urllib.request
 from pathlib import Path
 from typing import Any
 
+from siesta.api.contract import API_VERSION, MODEL_LABEL
 from siesta.api.crd import render_crd
 from support.cluster import Cluster
 from support.nodes import PROCESS_KUBELET_TOLERATIONS
 
 CRD_NAME = "modeldeployments.siesta.dev"
-MODEL_LABEL = "siesta.dev/modeldeployment"
 
 
 def install_crd(cluster: Cluster) -> None:
@@ -59,7 +59,7 @@ def model_manifest(
         }
     spec.update(extra_spec or {})
     return {
-        "apiVersion": "siesta.dev/v1alpha1",
+        "apiVersion": API_VERSION,
         "kind": "ModelDeployment",
         "metadata": {"name": name, "namespace": namespace},
         "spec": spec,

@@ -24,6 +24,7 @@ from typing import Any
 import pytest
 import yaml
 
+from siesta.api.contract import API_VERSION, IN_FLIGHT_ANNOTATION, MODEL_LABEL, PENDING_ANNOTATION
 from support.cluster import Cluster, wait_for
 from support.procs import BIN, Proc, free_port, start
 
@@ -184,7 +185,7 @@ def model_deployment(name: str, **spec: Any) -> dict[str, Any]:
     """A ModelDeployment whose model lives in the image (no cache volume, no download)."""
     body: dict[str, Any] = {"model": {"uri": "file:///models/tiny.gguf"}, **spec}
     return {
-        "apiVersion": "siesta.dev/v1alpha1",
+        "apiVersion": API_VERSION,
         "kind": "ModelDeployment",
         "metadata": {"name": name},
         "spec": body,
@@ -243,12 +244,12 @@ def demand_lease(
         "metadata": {
             "name": f"{model}-demand-{gateway}",
             "labels": {
-                "siesta.dev/modeldeployment": model,
+                MODEL_LABEL: model,
                 "app.kubernetes.io/managed-by": "siesta-gateway",
             },
             "annotations": {
-                "siesta.dev/pending-requests": str(pending),
-                "siesta.dev/in-flight-requests": str(in_flight),
+                PENDING_ANNOTATION: str(pending),
+                IN_FLIGHT_ANNOTATION: str(in_flight),
             },
         },
         "spec": {

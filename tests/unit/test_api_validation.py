@@ -6,13 +6,14 @@ from typing import Any
 
 import pytest
 
+from siesta.api.contract import API_VERSION
 from siesta.api.durations import format_duration, parse_duration
 from siesta.api.loader import InvalidManifest, parse_model_deployment
 
 
 def document(**spec: Any) -> dict[str, Any]:
     return {
-        "apiVersion": "siesta.dev/v1alpha1",
+        "apiVersion": API_VERSION,
         "kind": "ModelDeployment",
         "metadata": {"name": "m"},
         "spec": {"model": {"uri": "https://x/m.gguf"}, **spec},

@@ -13,6 +13,8 @@ import pytest
 import yaml
 from lupa import LuaRuntime
 
+from siesta.api.contract import API_VERSION
+
 ROOT = Path(__file__).resolve().parents[2]
 SCRIPT = ROOT / "deploy" / "gitops" / "argocd" / "modeldeployment-health.lua"
 CONFIGMAP = ROOT / "deploy" / "gitops" / "argocd" / "argocd-cm-health.yaml"
@@ -27,7 +29,7 @@ def health(obj: dict[str, Any]) -> tuple[str, str]:
 
 def md(status: dict[str, Any] | None = None, generation: int = 1, **spec: Any) -> dict[str, Any]:
     obj: dict[str, Any] = {
-        "apiVersion": "siesta.dev/v1alpha1",
+        "apiVersion": API_VERSION,
         "kind": "ModelDeployment",
         "metadata": {"name": "reception-7b", "namespace": "ai", "generation": generation},
         "spec": {"model": {"uri": "https://models.example.com/m.gguf"}, **spec},

@@ -4,31 +4,26 @@ from __future__ import annotations
 
 import pytest
 
+from siesta.api.contract import (
+    API_VERSION,
+    IN_FLIGHT_ANNOTATION,
+    MODEL_LABEL,
+    PENDING_ANNOTATION,
+    ModelKey,
+    demand_lease_name,
+)
 from siesta.gateway.demand import (
     Counts,
     DemandTracker,
     ModelDemand,
     Written,
     due_at,
-    gateway_id,
     lease_body,
-    lease_name,
     lease_patch,
     micro_time,
     renew_time,
     warm_interval,
 )
-
-
-def test_gateway_id_is_8_hex_chars_and_stable() -> None:
-    assert gateway_id("siesta-gateway-7d9f-abc") == gateway_id("siesta-gateway-7d9f-abc")
-    assert len(gateway_id("x")) == 8
-    int(gateway_id("x"), 16)
-    assert gateway_id("a") != gateway_id("b")
-
-
-def test_lease_name() -> None:
-    assert lease_name("reception-7b", "gw-0") == f"reception-7b-demand-{gateway_id('gw-0')}"
 
 
 def test_micro_time() -> None:
@@ -42,19 +37,19 @@ def test_lease_body_follows_the_contract() -> None:
     )  # fmt: skip
     meta = body["metadata"]
     assert body["apiVersion"] == "coordination.k8s.io/v1"
-    assert meta["name"] == lease_name("m", "gw-0")
+    assert meta["name"] == demand_lease_name("m", "gw-0")
     assert meta["namespace"] == "ai"
     assert meta["labels"] == {
-        "siesta.dev/modeldeployment": "m",
+        MODEL_LABEL: "m",
         "app.kubernetes.io/managed-by": "siesta-gateway",
     }
     assert meta["annotations"] == {
-        "siesta.dev/pending-requests": "3",
-        "siesta.dev/in-flight-requests": "1",
+        PENDING_ANNOTATION: "3",
+        IN_FLIGHT_ANNOTATION: "1",
     }
     assert meta["ownerReferences"] == [
         {
-            "apiVersion": "siesta.dev/v1alpha1",
+            "apiVersion": API_VERSION,
             "kind": "ModelDeployment",
             "name": "m",
             "uid": "uid-1",
@@ -66,7 +61,7 @@ def test_lease_body_follows_the_contract() -> None:
         "renewTime": "1970-01-01T00:00:00.000000Z",
     }
     patch = lease_patch("gw-0", Counts(0, 2), 0.0)
-    assert patch["metadata"]["annotations"]["siesta.dev/in-flight-requests"] == "2"
+    assert patch["metadata"]["annotations"][IN_FLIGHT_ANNOTATION] == "2"
     assert patch["spec"]["renewTime"] == body["spec"]["renewTime"]
 
 
@@ -117,13 +112,13 @@ def test_renew_time_is_now_while_requests_are_held_or_in_flight() -> None:
 
 def test_tracker_cycle() -> None:
     tracker = DemandTracker()
-    tracker.seen("ns/m", 1000.0)
-    tracker.set_counts("ns/m", 1, 0)
-    assert tracker.due(now=10.0) == ["ns/m"]
-    tracker.wrote("ns/m", Counts(1, 0), 1000.0, now=10.0)
+    tracker.seen(ModelKey("ns", "m"), 1000.0)
+    tracker.set_counts(ModelKey("ns", "m"), 1, 0)
+    assert tracker.due(now=10.0) == [ModelKey("ns", "m")]
+    tracker.wrote(ModelKey("ns", "m"), Counts(1, 0), 1000.0, now=10.0)
     assert tracker.due(now=10.5) == []
     assert tracker.next_due(now=10.5) == 20.0
-    tracker.set_counts("ns/m", 0, 1)
+    tracker.set_counts(ModelKey("ns", "m"), 0, 1)
     assert tracker.next_due(now=10.5) == 11.0
-    tracker.failed("ns/m", now=11.0)
+    tracker.failed(ModelKey("ns", "m"), now=11.0)
     assert tracker.next_due(now=11.0) == 12.0

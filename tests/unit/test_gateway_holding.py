@@ -6,44 +6,45 @@ import asyncio
 
 import pytest
 
+from siesta.api.contract import ModelKey
 from siesta.gateway.holding import HoldQueues, QueueFull
 
 
 def test_per_model_cap() -> None:
     queues = HoldQueues(per_model=2, total=10)
-    queues.admit("ns/a")
-    queues.admit("ns/a")
+    queues.admit(ModelKey("ns", "a"))
+    queues.admit(ModelKey("ns", "a"))
     with pytest.raises(QueueFull) as full:
-        queues.admit("ns/a")
+        queues.admit(ModelKey("ns", "a"))
     assert full.value.scope == "model"
-    queues.admit("ns/b")  # other models are not affected
-    assert queues.pending("ns/a") == 2
+    queues.admit(ModelKey("ns", "b"))  # other models are not affected
+    assert queues.pending(ModelKey("ns", "a")) == 2
     assert queues.total == 3
 
 
 def test_global_cap() -> None:
     queues = HoldQueues(per_model=5, total=3)
-    for model in ("ns/a", "ns/b", "ns/c"):
+    for model in (ModelKey("ns", "a"), ModelKey("ns", "b"), ModelKey("ns", "c")):
         queues.admit(model)
     with pytest.raises(QueueFull) as full:
-        queues.admit("ns/d")
+        queues.admit(ModelKey("ns", "d"))
     assert full.value.scope == "gateway"
 
 
 def test_leave_frees_room_and_is_idempotent() -> None:
     queues = HoldQueues(per_model=1, total=1)
-    ticket = queues.admit("ns/a")
+    ticket = queues.admit(ModelKey("ns", "a"))
     queues.leave(ticket)
     queues.leave(ticket)
     assert queues.total == 0
-    assert queues.pending("ns/a") == 0
+    assert queues.pending(ModelKey("ns", "a")) == 0
     assert queues.models() == []
-    queues.admit("ns/a")
+    queues.admit(ModelKey("ns", "a"))
 
 
 def test_positions_follow_arrival() -> None:
     queues = HoldQueues(per_model=5, total=5)
-    first, second, third = (queues.admit("ns/a") for _ in range(3))
+    first, second, third = (queues.admit(ModelKey("ns", "a")) for _ in range(3))
     assert [queues.position(t) for t in (first, second, third)] == [0, 1, 2]
     queues.leave(first)
     assert queues.position(second) == 0
@@ -54,26 +55,26 @@ async def test_wake_resumes_waiters_in_arrival_order() -> None:
     order: list[int] = []
 
     async def wait(index: int) -> None:
-        ticket = queues.admit("ns/a")
+        ticket = queues.admit(ModelKey("ns", "a"))
         assert await queues.wait(ticket, 5.0)
         order.append(index)
         queues.leave(ticket)
 
     tasks = [asyncio.create_task(wait(i)) for i in range(5)]
     await asyncio.sleep(0)
-    queues.wake("ns/a")
+    queues.wake(ModelKey("ns", "a"))
     await asyncio.gather(*tasks)
     assert order == [0, 1, 2, 3, 4]
 
 
 async def test_wait_times_out_without_wake() -> None:
     queues = HoldQueues(per_model=1, total=1)
-    ticket = queues.admit("ns/a")
+    ticket = queues.admit(ModelKey("ns", "a"))
     assert not await queues.wait(ticket, 0.01)
 
 
 async def test_wake_before_wait_is_not_lost() -> None:
     queues = HoldQueues(per_model=1, total=1)
-    ticket = queues.admit("ns/a")
+    ticket = queues.admit(ModelKey("ns", "a"))
     queues.wake_all()
     assert await queues.wait(ticket, 0.01)

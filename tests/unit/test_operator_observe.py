@@ -7,6 +7,7 @@ from typing import Any
 
 import pytest
 
+from siesta.api.contract import IN_FLIGHT_ANNOTATION, PENDING_ANNOTATION
 from siesta.api.models import ColdStart
 from siesta.operator.demand import LeaseView, demand, lease_view
 from siesta.operator.metrics_source import DEFAULT_QUERY, LoadReading, interpret, render_query
@@ -123,8 +124,8 @@ def lease(renew: int, duration: int = 30, pending: int = 0, in_flight: int = 0) 
         "metadata": {
             "name": "m-demand-0a1b2c3d",
             "annotations": {
-                "siesta.dev/pending-requests": str(pending),
-                "siesta.dev/in-flight-requests": str(in_flight),
+                PENDING_ANNOTATION: str(pending),
+                IN_FLIGHT_ANNOTATION: str(in_flight),
             },
         },
         "spec": {
@@ -153,7 +154,7 @@ def test_in_flight_requests_mean_active_now() -> None:
 
 def test_demand_without_leases_and_bad_annotations() -> None:
     assert demand([], T0).pending_requests == 0
-    body = {"metadata": {"annotations": {"siesta.dev/pending-requests": "lots"}}, "spec": {}}
+    body = {"metadata": {"annotations": {PENDING_ANNOTATION: "lots"}}, "spec": {}}
     assert lease_view(body).pending == 0
     assert lease_view(body).renew_time is None
 

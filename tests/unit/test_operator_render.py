@@ -7,6 +7,7 @@ from typing import Any
 
 import pytest
 
+from siesta.api.contract import API_VERSION, CONFIG_HASH_ANNOTATION, MODEL_LABEL
 from siesta.operator import render
 from siesta.operator.settings import OperatorSettings
 from support.specs import make_spec
@@ -41,7 +42,7 @@ def test_labels_owner_and_names_follow_the_contract() -> None:
         "app.kubernetes.io/component": "model-server",
         "app.kubernetes.io/part-of": "siesta",
         "app.kubernetes.io/managed-by": "siesta-operator",
-        "siesta.dev/modeldeployment": "reception-7b",
+        MODEL_LABEL: "reception-7b",
     }
     assert sts["metadata"]["name"] == "reception-7b"
     assert sts["metadata"]["namespace"] == "ai"
@@ -51,7 +52,7 @@ def test_labels_owner_and_names_follow_the_contract() -> None:
     assert sts["spec"]["replicas"] == 0
     assert sts["metadata"]["ownerReferences"] == [
         {
-            "apiVersion": "siesta.dev/v1alpha1",
+            "apiVersion": API_VERSION,
             "kind": "ModelDeployment",
             "name": "reception-7b",
             "uid": "0000-uid",
@@ -240,7 +241,7 @@ def test_config_hash_changes_with_the_spec_only() -> None:
     first = statefulset(server={"contextSize": 4096})
     again = statefulset(server={"contextSize": 4096})
     changed = statefulset(server={"contextSize": 8192})
-    stamp = render.HASH_ANNOTATION
+    stamp = CONFIG_HASH_ANNOTATION
     assert first["metadata"]["annotations"][stamp] == again["metadata"]["annotations"][stamp]
     assert first["metadata"]["annotations"][stamp] != changed["metadata"]["annotations"][stamp]
     assert [c["kind"] for c in render.children(OWNER, make_spec(), SETTINGS)] == [

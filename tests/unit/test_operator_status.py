@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 
+from siesta.api.contract import MODEL_LABEL
 from siesta.api.crd import render_crd
 from siesta.api.models import ColdStart, ModelDeploymentStatus, Phase
 from siesta.operator.reconcile import effective_spec
@@ -84,7 +85,7 @@ def test_status_fields_and_schema() -> None:
         cold_start=ColdStart(last_seconds=30.0, pending_seconds=10.0, loading_seconds=20.0),
         transition=Transition(NOW + timedelta(hours=5), 0, "outside schedule windows"),
         generation=3,
-        selector="siesta.dev/modeldeployment=m",
+        selector=f"{MODEL_LABEL}=m",
         last_scale_time=NOW,
     )
     status = build_status(decision(), situation, None, NOW)

@@ -1,11 +1,8 @@
 """The ModelDeployment API: pydantic models, durations and CRD generation."""
 
+from siesta.api.contract import GROUP, KIND, PLURAL, VERSION, ModelKey
 from siesta.api.durations import format_duration, parse_duration
 from siesta.api.models import (
-    GROUP,
-    KIND,
-    PLURAL,
-    VERSION,
     ModelDeployment,
     ModelDeploymentSpec,
     ModelDeploymentStatus,
@@ -20,6 +17,7 @@ __all__ = [
     "ModelDeployment",
     "ModelDeploymentSpec",
     "ModelDeploymentStatus",
+    "ModelKey",
     "Phase",
     "format_duration",
     "parse_duration",

@@ -12,16 +12,8 @@ from typing import Any
 
 import yaml
 
-from siesta.api.models import (
-    GROUP,
-    KIND,
-    PLURAL,
-    SHORT_NAMES,
-    SINGULAR,
-    VERSION,
-    ModelDeploymentSpec,
-    ModelDeploymentStatus,
-)
+from siesta.api.contract import GROUP, KIND, PLURAL, SHORT_NAMES, SINGULAR, VERSION
+from siesta.api.models import ModelDeploymentSpec, ModelDeploymentStatus
 
 Schema = dict[str, Any]
 
@@ -132,7 +124,7 @@ def crd_manifest() -> dict[str, Any]:
                 "listKind": f"{KIND}List",
                 "plural": PLURAL,
                 "singular": SINGULAR,
-                "shortNames": SHORT_NAMES,
+                "shortNames": list(SHORT_NAMES),
                 "categories": ["siesta"],
             },
             "versions": [

@@ -8,7 +8,8 @@ from typing import Any
 import yaml
 from pydantic import ValidationError
 
-from siesta.api.models import KIND, ModelDeployment
+from siesta.api.contract import KIND
+from siesta.api.models import ModelDeployment
 
 
 class InvalidManifest(ValueError):

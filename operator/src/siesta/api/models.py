@@ -11,7 +11,7 @@ from __future__ import annotations
 import re
 from datetime import timedelta
 from enum import StrEnum
-from typing import Annotated, Any, Literal
+from typing import TYPE_CHECKING, Annotated, Any, Literal
 
 from pydantic import (
     BaseModel,
@@ -23,16 +23,22 @@ from pydantic import (
 )
 from pydantic.alias_generators import to_camel
 
+from siesta.api.contract import (
+    API_VERSION,
+    DEFAULT_IDLE_TIMEOUT,
+    DEFAULT_TARGET_PER_REPLICA,
+    DEFAULT_WAKE_TIMEOUT,
+    KIND,
+)
 from siesta.api.durations import DURATION_PATTERN, parse_duration
 
-GROUP = "siesta.dev"
-VERSION = "v1alpha1"
-KIND = "ModelDeployment"
-PLURAL = "modeldeployments"
-SINGULAR = "modeldeployment"
-SHORT_NAMES = ["md"]
+if TYPE_CHECKING:
+    ApiVersionField = str
+    KindField = str
+else:  # the exact values, checked when a file is validated (spelled once, in the contract)
+    ApiVersionField = Literal[API_VERSION]
+    KindField = Literal[KIND]
 
-DEFAULT_IDLE_TIMEOUT = "15m"
 DNS_LABEL_PATTERN = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$"
 # Five cron fields (croniter syntax), or one of the usual @-macros.
 CRON_PATTERN = (
@@ -315,7 +321,7 @@ class MetricSource(ApiModel):
         ),
     )
     target_per_replica: float = Field(
-        default=3.0,
+        default=DEFAULT_TARGET_PER_REPLICA,
         gt=0,
         description="Load one replica should carry; desired = ceil(load / target).",
     )
@@ -338,7 +344,7 @@ class Scaling(ApiModel):
         default=None,
         description=(
             "No load and no requests for this long (outside windows) -> scale to zero. "
-            "Default: the operator's setting (15m unless changed)."
+            f"Default: the operator's setting ({DEFAULT_IDLE_TIMEOUT} unless changed)."
         ),
     )
     scale_down_delay: Duration = Field(
@@ -348,7 +354,8 @@ class Scaling(ApiModel):
         default=None, description="Load-based scaling; unset = default query."
     )
     wake_timeout: Duration = Field(
-        default="10m", description="How long the gateway holds requests while the model wakes up."
+        default=DEFAULT_WAKE_TIMEOUT,
+        description="How long the gateway holds requests while the model wakes up.",
     )
     override_duration: Duration = Field(
         default="1h",
@@ -493,8 +500,8 @@ class ModelDeployment(BaseModel):
     """A whole object as users write it (apiVersion, kind, metadata, spec)."""
 
     model_config = ConfigDict(populate_by_name=True, extra="forbid")
-    api_version: Literal["siesta.dev/v1alpha1"] = Field(alias="apiVersion")
-    kind: Literal["ModelDeployment"]
+    api_version: ApiVersionField = Field(alias="apiVersion")
+    kind: KindField
     metadata: dict[str, Any]
     spec: ModelDeploymentSpec
     status: ModelDeploymentStatus | None = None

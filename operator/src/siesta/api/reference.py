@@ -10,8 +10,8 @@ from __future__ import annotations
 import json
 from typing import Any
 
+from siesta.api.contract import GROUP, KIND, PLURAL, SHORT_NAMES, VERSION
 from siesta.api.crd import PRINTER_COLUMNS, crd_manifest
-from siesta.api.models import GROUP, KIND, PLURAL, SHORT_NAMES, VERSION
 
 Schema = dict[str, Any]
 

@@ -16,6 +16,7 @@ from typing import Any
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
+from siesta.api.contract import ModelKey
 from siesta.gateway.auth import KeyFile
 from siesta.gateway.catalog import Catalog, ModelInfo
 from siesta.gateway.forwarding import Forwarder, Held
@@ -57,7 +58,7 @@ class Gateway:
     async def _close_session(self, _: web.Application) -> None:
         await self.forwarder.close()
 
-    def _endpoints_changed(self, key: tuple[str, str]) -> None:
+    def _endpoints_changed(self, key: ModelKey) -> None:
         self.forwarder.endpoints_changed(key)
 
     @property

@@ -10,13 +10,12 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
 
+from siesta.api.contract import DEFAULT_WAKE_TIMEOUT, HTTP_PORT_NAME, ModelKey
 from siesta.api.durations import parse_duration
-from siesta.api.models import Scaling
 
 SERVICE_NAME_LABEL = "kubernetes.io/service-name"
-DEFAULT_WAKE_TIMEOUT = Scaling().wake_timeout_delta.total_seconds()
+DEFAULT_WAKE_SECONDS = parse_duration(DEFAULT_WAKE_TIMEOUT).total_seconds()
 Obj = dict[str, Any]
-ModelKey = tuple[str, str]  # (namespace, name)
 
 
 @dataclass(frozen=True)
@@ -34,7 +33,7 @@ class ModelInfo:
 
     @property
     def key(self) -> ModelKey:
-        return (self.namespace, self.name)
+        return ModelKey(self.namespace, self.name)
 
 
 @dataclass(frozen=True)
@@ -61,10 +60,10 @@ def model_from_object(obj: Obj) -> ModelInfo:
     wake_text = (spec.get("scaling") or {}).get("wakeTimeout")
     try:
         wake_timeout = (
-            parse_duration(wake_text).total_seconds() if wake_text else DEFAULT_WAKE_TIMEOUT
+            parse_duration(wake_text).total_seconds() if wake_text else DEFAULT_WAKE_SECONDS
         )
     except ValueError:
-        wake_timeout = DEFAULT_WAKE_TIMEOUT
+        wake_timeout = DEFAULT_WAKE_SECONDS
     idle_text = (spec.get("scaling") or {}).get("idleTimeout")
     try:
         idle_timeout = parse_duration(idle_text).total_seconds() if idle_text else None
@@ -84,7 +83,7 @@ def model_from_object(obj: Obj) -> ModelInfo:
     )
 
 
-def endpoints_from_slice(obj: Obj, port_name: str = "http") -> list[Endpoint]:
+def endpoints_from_slice(obj: Obj, port_name: str = HTTP_PORT_NAME) -> list[Endpoint]:
     """Ready (and not terminating) endpoints of an EndpointSlice, on its `http` port."""
     ports = obj.get("ports") or []
     port = next((p.get("port") for p in ports if p.get("name") == port_name), None)
@@ -109,7 +108,7 @@ def endpoints_from_slice(obj: Obj, port_name: str = "http") -> list[Endpoint]:
 
 def _object_key(obj: Obj) -> ModelKey:
     metadata = obj.get("metadata", {})
-    return (str(metadata.get("namespace", "default")), str(metadata.get("name", "")))
+    return ModelKey(str(metadata.get("namespace", "default")), str(metadata.get("name", "")))
 
 
 class Catalog:
@@ -168,8 +167,8 @@ class Catalog:
         previous = self._slices.pop(slice_key, None)
         changed = {previous[0]} if previous else set()
         if event_type != "DELETED":
-            service = (
-                slice_key[0],
+            service = ModelKey(
+                slice_key.namespace,
                 str(obj.get("metadata", {}).get("labels", {}).get(SERVICE_NAME_LABEL, "")),
             )
             self._slices[slice_key] = (service, endpoints_from_slice(obj))
@@ -188,7 +187,7 @@ class Catalog:
         for obj in objects:
             slice_key = _object_key(obj)
             labels = obj.get("metadata", {}).get("labels", {})
-            service = (slice_key[0], str(labels.get(SERVICE_NAME_LABEL, "")))
+            service = ModelKey(slice_key.namespace, str(labels.get(SERVICE_NAME_LABEL, "")))
             self._slices[slice_key] = (service, endpoints_from_slice(obj))
             services.add(service)
         for service in services:

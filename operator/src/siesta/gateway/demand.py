@@ -9,16 +9,22 @@ limits, wall-clock `wall` for renewTime.
 
 from __future__ import annotations
 
-import hashlib
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-LEASE_DURATION_SECONDS = 30
-PENDING_ANNOTATION = "siesta.dev/pending-requests"
-IN_FLIGHT_ANNOTATION = "siesta.dev/in-flight-requests"
-MODEL_LABEL = "siesta.dev/modeldeployment"
-MANAGED_BY_LABEL = "app.kubernetes.io/managed-by"
+from siesta.api.contract import (
+    API_VERSION,
+    IN_FLIGHT_ANNOTATION,
+    KIND,
+    LEASE_DURATION_SECONDS,
+    MANAGED_BY_LABEL,
+    MODEL_LABEL,
+    PENDING_ANNOTATION,
+    ModelKey,
+    demand_lease_name,
+)
+
 MANAGED_BY = "siesta-gateway"
 
 CHANGE_INTERVAL = 1.0  # at most once a second while the pending count changes
@@ -29,15 +35,6 @@ WARM_INTERVAL = 15.0  # at most every 15 s for warm traffic
 def warm_interval(idle_timeout: float | None) -> float:
     """15 s, or a third of a shorter idleTimeout: a warm model must not look idle."""
     return WARM_INTERVAL if idle_timeout is None else min(WARM_INTERVAL, idle_timeout / 3)
-
-
-def gateway_id(pod_name: str) -> str:
-    """8 hex characters identifying a gateway replica (a hash of its pod name)."""
-    return hashlib.sha256(pod_name.encode()).hexdigest()[:8]
-
-
-def lease_name(model_name: str, pod_name: str) -> str:
-    return f"{model_name}-demand-{gateway_id(pod_name)}"
 
 
 def micro_time(wall: float) -> str:
@@ -104,23 +101,23 @@ def renew_time(demand: ModelDemand, wall: float) -> float:
 
 
 class DemandTracker:
-    """Counts per model (key "namespace/name"), and the bookkeeping of writes."""
+    """Counts per model, and the bookkeeping of writes."""
 
     def __init__(self) -> None:
-        self.models: dict[str, ModelDemand] = {}
+        self.models: dict[ModelKey, ModelDemand] = {}
 
-    def _get(self, model: str) -> ModelDemand:
+    def _get(self, model: ModelKey) -> ModelDemand:
         return self.models.setdefault(model, ModelDemand())
 
-    def seen(self, model: str, wall: float, interval: float = WARM_INTERVAL) -> None:
+    def seen(self, model: ModelKey, wall: float, interval: float = WARM_INTERVAL) -> None:
         demand = self._get(model)
         demand.warm_interval = interval
         demand.last_seen = wall if demand.last_seen is None else max(demand.last_seen, wall)
 
-    def set_counts(self, model: str, pending: int, in_flight: int) -> None:
+    def set_counts(self, model: ModelKey, pending: int, in_flight: int) -> None:
         self._get(model).counts = Counts(pending, in_flight)
 
-    def due(self, now: float) -> list[str]:
+    def due(self, now: float) -> list[ModelKey]:
         return [
             m for m, d in self.models.items() if (at := due_at(d, now)) is not None and at <= now
         ]
@@ -129,12 +126,12 @@ class DemandTracker:
         times = [at for d in self.models.values() if (at := due_at(d, now)) is not None]
         return min(times) if times else None
 
-    def wrote(self, model: str, counts: Counts, seen: float, now: float) -> None:
+    def wrote(self, model: ModelKey, counts: Counts, seen: float, now: float) -> None:
         demand = self._get(model)
         demand.written = Written(counts, now, seen)
         demand.failed_at = None
 
-    def failed(self, model: str, now: float) -> None:
+    def failed(self, model: ModelKey, now: float) -> None:
         self._get(model).failed_at = now
 
 
@@ -152,14 +149,14 @@ def lease_body(
         "apiVersion": "coordination.k8s.io/v1",
         "kind": "Lease",
         "metadata": {
-            "name": lease_name(model_name, pod_name),
+            "name": demand_lease_name(model_name, pod_name),
             "namespace": namespace,
             "labels": {MODEL_LABEL: model_name, MANAGED_BY_LABEL: MANAGED_BY},
             "annotations": lease_annotations(counts),
             "ownerReferences": [
                 {
-                    "apiVersion": "siesta.dev/v1alpha1",
-                    "kind": "ModelDeployment",
+                    "apiVersion": API_VERSION,
+                    "kind": KIND,
                     "name": model_name,
                     "uid": model_uid,
                 }

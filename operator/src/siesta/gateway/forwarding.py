@@ -18,8 +18,9 @@ from dataclasses import dataclass
 import aiohttp
 from aiohttp import web
 
+from siesta.api.contract import ModelKey
 from siesta.gateway import proxy
-from siesta.gateway.catalog import Catalog, Endpoint, ModelInfo, ModelKey
+from siesta.gateway.catalog import Catalog, Endpoint, ModelInfo
 from siesta.gateway.demand import DemandTracker, warm_interval
 from siesta.gateway.errors import JSON, error_json, sse_error_event
 from siesta.gateway.holding import HoldQueues, QueueFull, Ticket
@@ -32,10 +33,6 @@ log = logging.getLogger("siesta.gateway")
 
 KEEPALIVE = b": waiting for model\n\n"
 UPSTREAM_KEEPALIVE_SECONDS = 3.0  # below uvicorn's 5 s idle timeout: never reuse a closing socket
-
-
-def model_key_text(key: ModelKey) -> str:
-    return f"{key[0]}/{key[1]}"
 
 
 @dataclass
@@ -60,9 +57,9 @@ class Forwarder:
         self.router = Router()
         self.queues = HoldQueues(settings.queue_size, settings.max_held)
         self.demand = DemandTracker()
-        self.in_flight: dict[str, int] = {}
+        self.in_flight: dict[ModelKey, int] = {}
         self.draining = False
-        self.kick_demand: Callable[[str], None] = lambda model: None  # the demand writer's
+        self.kick_demand: Callable[[ModelKey], None] = lambda model: None  # the demand writer's
         self._session: aiohttp.ClientSession | None = None
 
     @property
@@ -79,18 +76,18 @@ class Forwarder:
             await self._session.close()
 
     def endpoints_changed(self, key: ModelKey) -> None:
-        self.queues.wake(model_key_text(key))
+        self.queues.wake(key)
 
     def start_draining(self) -> None:
         self.draining = True
         self.queues.wake_all()
 
     def pending(self, key: ModelKey) -> int:
-        return self.queues.pending(model_key_text(key))
+        return self.queues.pending(key)
 
     async def serve(self, model: ModelInfo, held: Held, body: bytes) -> web.StreamResponse:
         loop = asyncio.get_running_loop()
-        key = model_key_text(model.key)
+        key = model.key
         self.demand.seen(key, time.time(), warm_interval(model.idle_timeout))
         arrival = loop.time()
         deadline = arrival + model.wake_timeout
@@ -160,7 +157,7 @@ class Forwarder:
         self, model: ModelInfo, held: Held, endpoint: Endpoint, body: bytes
     ) -> web.StreamResponse | None:
         """Forward to one replica; None when it never did the work (try elsewhere)."""
-        key = model_key_text(model.key)
+        key = model.key
         loop = asyncio.get_running_loop()
         self.router.started(endpoint)
         self.in_flight[key] = self.in_flight.get(key, 0) + 1
@@ -245,7 +242,7 @@ class Forwarder:
         self._counts_changed(model)
 
     def _counts_changed(self, model: ModelInfo) -> None:
-        key = model_key_text(model.key)
+        key = model.key
         pending = self.queues.pending(key)
         self.metrics.queued.labels(model.alias).set(pending)
         self.demand.set_counts(key, pending, self.in_flight.get(key, 0))

@@ -12,6 +12,8 @@ import itertools
 from collections import OrderedDict
 from dataclasses import dataclass, field
 
+from siesta.api.contract import ModelKey
+
 
 class QueueFull(Exception):
     """No room: `scope` is "model" (this model's queue) or "gateway" (the global cap)."""
@@ -24,7 +26,7 @@ class QueueFull(Exception):
 
 @dataclass(eq=False)
 class Ticket:
-    model: str
+    model: ModelKey
     number: int
     _signal: asyncio.Event = field(default_factory=asyncio.Event)
 
@@ -33,11 +35,11 @@ class HoldQueues:
     def __init__(self, per_model: int, total: int) -> None:
         self.per_model = per_model
         self.total_limit = total
-        self._queues: dict[str, OrderedDict[int, Ticket]] = {}
+        self._queues: dict[ModelKey, OrderedDict[int, Ticket]] = {}
         self._numbers = itertools.count()
         self._total = 0
 
-    def admit(self, model: str) -> Ticket:
+    def admit(self, model: ModelKey) -> Ticket:
         queue = self._queues.setdefault(model, OrderedDict())
         if len(queue) >= self.per_model:
             raise QueueFull("model", self.per_model)
@@ -56,7 +58,7 @@ class HoldQueues:
             if not queue:
                 del self._queues[ticket.model]
 
-    def wake(self, model: str) -> None:
+    def wake(self, model: ModelKey) -> None:
         """Wake every waiter of `model`, oldest first."""
         for ticket in self._queues.get(model, {}).values():
             ticket._signal.set()
@@ -75,7 +77,7 @@ class HoldQueues:
             ticket._signal.clear()
         return True
 
-    def pending(self, model: str) -> int:
+    def pending(self, model: ModelKey) -> int:
         return len(self._queues.get(model, ()))
 
     def position(self, ticket: Ticket) -> int:
@@ -89,5 +91,5 @@ class HoldQueues:
     def total(self) -> int:
         return self._total
 
-    def models(self) -> list[str]:
+    def models(self) -> list[ModelKey]:
         return list(self._queues)

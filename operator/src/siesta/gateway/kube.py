@@ -20,13 +20,12 @@ from typing import Any
 
 import aiohttp
 
-from siesta.api.models import GROUP, PLURAL, VERSION
+from siesta.api.contract import GROUP, MODEL_LABEL, PLURAL, VERSION, ModelKey, demand_lease_name
 from siesta.gateway.catalog import Catalog, Obj
 from siesta.gateway.demand import (
     DemandTracker,
     due_at,
     lease_body,
-    lease_name,
     lease_patch,
     renew_time,
 )
@@ -34,7 +33,6 @@ from siesta.gateway.metrics import GatewayMetrics
 
 log = logging.getLogger("siesta.gateway.kube")
 
-MODEL_LABEL = "siesta.dev/modeldeployment"
 WATCH_TIMEOUT_SECONDS = 290
 BACKOFF_MAX = 5.0
 
@@ -265,11 +263,10 @@ class DemandWriter:
         self.pod_name = pod_name
         self.metrics = metrics
         self._event = asyncio.Event()
-        self._exists: set[str] = set()
+        self._exists: set[ModelKey] = set()
         self._wake_at = math.inf
-        self.on_write: Callable[[str], None] = lambda model: None
 
-    def kick(self, model: str | None = None) -> None:
+    def kick(self, model: ModelKey | None = None) -> None:
         """Re-check now; with `model`, only if its next write is due before the planned wake."""
         if model is not None:
             demand = self.tracker.models.get(model)
@@ -292,9 +289,9 @@ class DemandWriter:
                     await asyncio.wait_for(self._event.wait(), timeout=timeout)
             self._event.clear()
 
-    async def _write(self, model: str) -> None:
-        namespace, name = model.split("/", 1)
-        info = self.catalog.model_by_key((namespace, name))
+    async def _write(self, model: ModelKey) -> None:
+        namespace, name = model
+        info = self.catalog.model_by_key(model)
         if info is None and model not in self._exists:
             self.tracker.models.pop(model, None)  # deleted model: its Lease went with it
             return
@@ -303,7 +300,7 @@ class DemandWriter:
         wall = time.time()
         renew = renew_time(demand, wall)
         path = f"/apis/coordination.k8s.io/v1/namespaces/{namespace}/leases"
-        lease = lease_name(name, self.pod_name)
+        lease = demand_lease_name(name, self.pod_name)
         try:
             if model in self._exists or info is None:
                 try:
@@ -323,7 +320,6 @@ class DemandWriter:
             self._exists.add(model)
             self.tracker.wrote(model, counts, renew, time.monotonic())
             self.metrics.demand_writes.labels("ok").inc()
-            self.on_write(model)
         except asyncio.CancelledError:
             raise
         except Exception as error:  # retried after a pause

@@ -12,11 +12,8 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
+from siesta.api.contract import IN_FLIGHT_ANNOTATION, LEASE_DURATION_SECONDS, PENDING_ANNOTATION
 from siesta.operator.observe import parse_time
-
-PENDING_ANNOTATION = "siesta.dev/pending-requests"
-IN_FLIGHT_ANNOTATION = "siesta.dev/in-flight-requests"
-DEFAULT_LEASE_SECONDS = 30
 
 
 @dataclass(frozen=True)
@@ -60,7 +57,7 @@ def lease_view(body: Mapping[str, Any]) -> LeaseView:
     return LeaseView(
         name=str(meta.get("name", "")),
         renew_time=parse_time(renew) if isinstance(renew, str) else None,
-        duration_seconds=int(spec.get("leaseDurationSeconds") or DEFAULT_LEASE_SECONDS),
+        duration_seconds=int(spec.get("leaseDurationSeconds") or LEASE_DURATION_SECONDS),
         pending=_count(annotations, PENDING_ANNOTATION),
         in_flight=_count(annotations, IN_FLIGHT_ANNOTATION),
     )

@@ -13,18 +13,17 @@ from typing import Any
 
 import kopf
 
-from siesta.api.models import GROUP, PLURAL, VERSION
+from siesta.api.contract import GROUP, MODEL_LABEL, PLURAL, VERSION, ModelKey
 from siesta.operator import telemetry
 from siesta.operator.demand import lease_view
 from siesta.operator.kube import ChildView, Kube, RetryLater, child_view, load_credentials
 from siesta.operator.observe import PodView, pod_view
 from siesta.operator.reconcile import ModelLoop, Runtime, Views, sleep_until_woken
-from siesta.operator.render import MD_LABEL
 from siesta.operator.settings import OperatorSettings
 
 FINALIZER = "siesta.dev/operator"
 MAX_BACKOFF_SECONDS = 60.0
-OWNED = {MD_LABEL: kopf.PRESENT}
+OWNED = {MODEL_LABEL: kopf.PRESENT}
 
 logger = logging.getLogger(__name__)
 
@@ -47,7 +46,7 @@ def configure(settings: kopf.OperatorSettings, memo: Any, **_: Any) -> None:
         ("apps", "statefulsets"),
         "services",
     ):
-        settings.watching.label_selectors[selector] = MD_LABEL
+        settings.watching.label_selectors[selector] = MODEL_LABEL
     telemetry.serve(own.metrics_port)
     logger.info(
         "siesta operator: image %s, prometheus %s, metric interval %s, metrics port %s",
@@ -65,28 +64,28 @@ def configure(settings: kopf.OperatorSettings, memo: Any, **_: Any) -> None:
 def pods_by_model(
     namespace: str | None, labels: kopf.Labels, body: kopf.Body, **_: Any
 ) -> dict[Any, PodView]:
-    return {(namespace, labels[MD_LABEL]): pod_view(body)}
+    return {(namespace, labels[MODEL_LABEL]): pod_view(body)}
 
 
 @kopf.index("coordination.k8s.io", "v1", "leases", labels=OWNED)
 def leases_by_model(
     namespace: str | None, labels: kopf.Labels, body: kopf.Body, **_: Any
 ) -> dict[Any, Any]:
-    return {(namespace, labels[MD_LABEL]): lease_view(body)}
+    return {(namespace, labels[MODEL_LABEL]): lease_view(body)}
 
 
 @kopf.index("apps", "v1", "statefulsets", labels=OWNED)
 def statefulsets_by_model(
     namespace: str | None, labels: kopf.Labels, body: kopf.Body, **_: Any
 ) -> dict[Any, ChildView]:
-    return {(namespace, labels[MD_LABEL]): child_view({**body, "kind": "StatefulSet"})}
+    return {(namespace, labels[MODEL_LABEL]): child_view({**body, "kind": "StatefulSet"})}
 
 
 @kopf.index("", "v1", "services", labels=OWNED)
 def services_by_model(
     namespace: str | None, labels: kopf.Labels, body: kopf.Body, **_: Any
 ) -> dict[Any, ChildView]:
-    return {(namespace, labels[MD_LABEL]): child_view({**body, "kind": "Service"})}
+    return {(namespace, labels[MODEL_LABEL]): child_view({**body, "kind": "Service"})}
 
 
 # --- wake-ups: any change of a model's objects runs its loop at once ----------------------
@@ -97,12 +96,12 @@ def services_by_model(
 @kopf.on.event("apps", "v1", "statefulsets", labels=OWNED)
 @kopf.on.event("", "v1", "services", labels=OWNED)
 def wake_owner(namespace: str | None, labels: kopf.Labels, memo: Any, **_: Any) -> None:
-    memo.runtime.wake((namespace, labels[MD_LABEL]))
+    memo.runtime.wake(ModelKey(namespace or "", labels[MODEL_LABEL]))
 
 
 @kopf.on.event(GROUP, VERSION, PLURAL)
 def wake_model(namespace: str | None, name: str, memo: Any, **_: Any) -> None:
-    memo.runtime.wake((namespace, name))
+    memo.runtime.wake(ModelKey(namespace or "", name))
 
 
 # --- the per-model loop --------------------------------------------------------------------
@@ -125,7 +124,7 @@ async def run_model(
 ) -> None:
     runtime: Runtime = memo.runtime
     namespace = namespace or ""  # ModelDeployments are namespaced; kopf types it optional
-    key = (namespace, name)
+    key = ModelKey(namespace, name)
     waker = runtime.waker(key)
     model = ModelLoop(runtime, namespace, name, uid, dict(body.get("status") or {}))
     backoff = 1.0

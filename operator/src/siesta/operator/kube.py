@@ -22,7 +22,7 @@ from typing import Any
 from kubernetes import client, config
 from kubernetes.client.exceptions import ApiException
 
-from siesta.api.models import GROUP, KIND, PLURAL, VERSION
+from siesta.api.contract import API_VERSION, CONFIG_HASH_ANNOTATION, GROUP, KIND, PLURAL, VERSION
 from siesta.operator import render
 from siesta.operator.observe import format_time
 from siesta.operator.telemetry import API_CALLS
@@ -63,7 +63,7 @@ def child_view(body: dict[str, Any]) -> ChildView:
     return ChildView(
         kind=str(body.get("kind") or ""),
         name=str(meta.get("name", "")),
-        config_hash=str((meta.get("annotations") or {}).get(render.HASH_ANNOTATION, "")),
+        config_hash=str((meta.get("annotations") or {}).get(CONFIG_HASH_ANNOTATION, "")),
         replicas=int((body.get("spec") or {}).get("replicas") or 0),
     )
 
@@ -132,7 +132,7 @@ class Kube:
         `replicas` is used only when a StatefulSet is (re-)created: the last decided count,
         so that re-creating one never scales the model.
         """
-        wanted_hash = desired["metadata"]["annotations"][render.HASH_ANNOTATION]
+        wanted_hash = desired["metadata"]["annotations"][CONFIG_HASH_ANNOTATION]
         if existing is not None and existing.config_hash == wanted_hash:
             return False
         if existing is None:
@@ -267,7 +267,7 @@ class Kube:
             "kind": "Event",
             "metadata": {"generateName": f"{owner.name}.", "namespace": owner.namespace},
             "involvedObject": {
-                "apiVersion": f"{GROUP}/{VERSION}",
+                "apiVersion": API_VERSION,
                 "kind": KIND,
                 "name": owner.name,
                 "namespace": owner.namespace,

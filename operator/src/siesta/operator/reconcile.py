@@ -20,6 +20,7 @@ from typing import Any
 from kubernetes.client.exceptions import ApiException
 from pydantic import ValidationError
 
+from siesta.api.contract import ModelKey
 from siesta.api.loader import describe_validation_error
 from siesta.api.models import ColdStart, ModelDeploymentSpec, Phase
 from siesta.operator import render, telemetry
@@ -33,7 +34,6 @@ from siesta.policy import Decision, Memory, Signals, decide, forecast
 
 logger = logging.getLogger(__name__)
 
-Key = tuple[str, str]
 # Bursts of events (a pod flapping, several gateways) share one Prometheus query.
 LOAD_CACHE_SECONDS = 1.0
 MIN_SLEEP_SECONDS = 0.05
@@ -45,21 +45,21 @@ class Runtime:
     def __init__(self, settings: OperatorSettings, kube: Kube) -> None:
         self.settings = settings
         self.kube = kube
-        self.wakers: dict[Key, asyncio.Event] = {}
+        self.wakers: dict[ModelKey, asyncio.Event] = {}
         self._sources: dict[str, PrometheusSource] = {}
 
     def now(self) -> datetime:
         return datetime.now(UTC) + self.settings.clock_offset
 
-    def waker(self, key: Key) -> asyncio.Event:
+    def waker(self, key: ModelKey) -> asyncio.Event:
         return self.wakers.setdefault(key, asyncio.Event())
 
-    def wake(self, key: Key) -> None:
+    def wake(self, key: ModelKey) -> None:
         event = self.wakers.get(key)
         if event is not None:
             event.set()
 
-    def forget(self, key: Key) -> None:
+    def forget(self, key: ModelKey) -> None:
         self.wakers.pop(key, None)
 
     def source(self, url: str) -> PrometheusSource:

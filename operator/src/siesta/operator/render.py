@@ -14,13 +14,20 @@ import json
 from dataclasses import dataclass
 from typing import Any
 
-from siesta.api.models import GROUP, KIND, VERSION, ModelDeploymentSpec
+from siesta.api.contract import (
+    API_VERSION,
+    CONFIG_HASH_ANNOTATION,
+    HTTP_PORT_NAME,
+    KIND,
+    MANAGED_BY_LABEL,
+    MODEL_LABEL,
+    service_name,
+)
+from siesta.api.models import ModelDeploymentSpec
 from siesta.operator.settings import OperatorSettings
 
 Manifest = dict[str, Any]
 
-MD_LABEL = "siesta.dev/modeldeployment"
-HASH_ANNOTATION = "siesta.dev/config-hash"
 GPU_RESOURCE = "nvidia.com/gpu"
 GPU_PRODUCT_LABEL = "nvidia.com/gpu.product"
 GPU_PRESENT_LABEL = "nvidia.com/gpu.present"
@@ -70,18 +77,18 @@ def labels(name: str) -> dict[str, str]:
         "app.kubernetes.io/instance": name,
         "app.kubernetes.io/component": "model-server",
         "app.kubernetes.io/part-of": "siesta",
-        "app.kubernetes.io/managed-by": "siesta-operator",
-        MD_LABEL: name,
+        MANAGED_BY_LABEL: "siesta-operator",
+        MODEL_LABEL: name,
     }
 
 
 def selector_labels(name: str) -> dict[str, str]:
     """The StatefulSet selector (immutable, so as small as possible)."""
-    return {"app.kubernetes.io/name": "siesta-server", MD_LABEL: name}
+    return {"app.kubernetes.io/name": "siesta-server", MODEL_LABEL: name}
 
 
 def status_selector(name: str) -> str:
-    return f"{MD_LABEL}={name}"
+    return f"{MODEL_LABEL}={name}"
 
 
 def headless_service_name(name: str) -> str:
@@ -105,7 +112,7 @@ def product_variants(products: list[str]) -> list[str]:
 
 def owner_reference(owner: Owner) -> dict[str, Any]:
     return {
-        "apiVersion": f"{GROUP}/{VERSION}",
+        "apiVersion": API_VERSION,
         "kind": KIND,
         "name": owner.name,
         "uid": owner.uid,
@@ -121,7 +128,7 @@ def config_hash(manifest: Manifest) -> str:
 def _with_hash(manifest: Manifest) -> Manifest:
     digest = config_hash(manifest)
     stamped = copy.deepcopy(manifest)
-    stamped["metadata"].setdefault("annotations", {})[HASH_ANNOTATION] = digest
+    stamped["metadata"].setdefault("annotations", {})[CONFIG_HASH_ANNOTATION] = digest
     return stamped
 
 
@@ -269,13 +276,13 @@ def _volumes(
 def _container(
     owner: Owner, spec: ModelDeploymentSpec, settings: OperatorSettings, mounts: list[Manifest]
 ) -> Manifest:
-    health = {"path": "/health", "port": "http"}
+    health = {"path": "/health", "port": HTTP_PORT_NAME}
     container: Manifest = {
         "name": CONTAINER_NAME,
         "image": spec.server.image or settings.server_image,
         "args": list(spec.server.extra_args),
         "env": _environment(owner, spec, settings),
-        "ports": [{"name": "http", "containerPort": HTTP_PORT, "protocol": "TCP"}],
+        "ports": [{"name": HTTP_PORT_NAME, "containerPort": HTTP_PORT, "protocol": "TCP"}],
         "resources": _resources(spec),
         "volumeMounts": mounts,
         # Loading a model (download included) may take long: the startup probe allows it and
@@ -294,7 +301,7 @@ def _container(
         },
         # After startup only a dead process fails this (503 while draining is not death).
         "livenessProbe": {
-            "tcpSocket": {"port": "http"},
+            "tcpSocket": {"port": HTTP_PORT_NAME},
             "periodSeconds": 20,
             "failureThreshold": 6,
         },
@@ -378,7 +385,12 @@ def headless_service(owner: Owner) -> Manifest:
                 "publishNotReadyAddresses": True,
                 "selector": selector_labels(owner.name),
                 "ports": [
-                    {"name": "http", "port": HTTP_PORT, "targetPort": "http", "protocol": "TCP"}
+                    {
+                        "name": HTTP_PORT_NAME,
+                        "port": HTTP_PORT,
+                        "targetPort": HTTP_PORT_NAME,
+                        "protocol": "TCP",
+                    }
                 ],
             },
         }
@@ -390,12 +402,17 @@ def service(owner: Owner) -> Manifest:
         {
             "apiVersion": "v1",
             "kind": "Service",
-            "metadata": _metadata(owner, owner.name),
+            "metadata": _metadata(owner, service_name(owner.name)),
             "spec": {
                 "type": "ClusterIP",
                 "selector": selector_labels(owner.name),
                 "ports": [
-                    {"name": "http", "port": HTTP_PORT, "targetPort": "http", "protocol": "TCP"}
+                    {
+                        "name": HTTP_PORT_NAME,
+                        "port": HTTP_PORT,
+                        "targetPort": HTTP_PORT_NAME,
+                        "protocol": "TCP",
+                    }
                 ],
             },
         }

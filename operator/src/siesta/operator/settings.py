@@ -7,6 +7,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import timedelta
 
+from siesta.api.contract import DEFAULT_IDLE_TIMEOUT
 from siesta.api.durations import parse_duration
 
 DEFAULT_SERVER_IMAGE = "ghcr.io/siesta-dev/siesta-server:0.1.0"
@@ -22,7 +23,7 @@ class SettingsError(ValueError):
 class OperatorSettings:
     server_image: str = DEFAULT_SERVER_IMAGE
     prometheus_url: str | None = None
-    default_idle_timeout: str = "15m"
+    default_idle_timeout: str = DEFAULT_IDLE_TIMEOUT
     metric_interval: timedelta = timedelta(seconds=30)
     namespaces: tuple[str, ...] = ()
     clock_offset: timedelta = timedelta(0)
@@ -60,7 +61,7 @@ class OperatorSettings:
             except ValueError:
                 raise SettingsError(f"{name}={text!r} is not a number") from None
 
-        idle = get("SIESTA_DEFAULT_IDLE_TIMEOUT") or "15m"
+        idle = get("SIESTA_DEFAULT_IDLE_TIMEOUT") or DEFAULT_IDLE_TIMEOUT
         duration("SIESTA_DEFAULT_IDLE_TIMEOUT", idle)
         peering = env.get("SIESTA_PEERING", DEFAULT_PEERING).strip()
         return cls(

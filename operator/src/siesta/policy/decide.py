@@ -22,6 +22,7 @@ from dataclasses import replace
 from datetime import UTC, datetime
 from functools import lru_cache
 
+from siesta.api.contract import DEFAULT_TARGET_PER_REPLICA
 from siesta.api.durations import format_duration
 from siesta.api.models import ModelDeploymentSpec, Schedule
 from siesta.policy.model import (
@@ -194,7 +195,7 @@ def decide(
     ]
     if load_known:
         assert signals.load is not None
-        target = scaling.metric.target_per_replica if scaling.metric else 3.0
+        target = scaling.metric.target_per_replica if scaling.metric else DEFAULT_TARGET_PER_REPLICA
         wanted = math.ceil(signals.load / target) if signals.load > 0 else 0
         proposals.append(
             (wanted, 2, "load", f"load {signals.load:g} at {target:g} per replica wants {wanted}")

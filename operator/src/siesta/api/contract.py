@@ -1,0 +1,82 @@
+"""What the operator, the gateway, the manifests and the tests must agree on (docs/contracts.md).
+
+Every key, name and default that crosses a component boundary is spelled here once; the
+others import it. Changing a value here changes the wire format: docs/contracts.md and
+tests/unit/test_contract.py say what it is.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from typing import NamedTuple
+
+# --- the API ---------------------------------------------------------------------------------
+GROUP = "siesta.dev"
+VERSION = "v1alpha1"
+API_VERSION = f"{GROUP}/{VERSION}"
+KIND = "ModelDeployment"
+PLURAL = "modeldeployments"
+SINGULAR = "modeldeployment"
+SHORT_NAMES = ("md",)
+
+# --- labels and annotations ------------------------------------------------------------------
+MODEL_LABEL = "siesta.dev/modeldeployment"
+"""On every child, pod, Service (so its EndpointSlices) and demand Lease: the model's name."""
+MANAGED_BY_LABEL = "app.kubernetes.io/managed-by"
+CONFIG_HASH_ANNOTATION = "siesta.dev/config-hash"
+"""On the operator's children: a hash of the manifest it last wrote."""
+PENDING_ANNOTATION = "siesta.dev/pending-requests"
+"""On a demand Lease: requests the gateway holds for the model (waiting for a replica)."""
+IN_FLIGHT_ANNOTATION = "siesta.dev/in-flight-requests"
+"""On a demand Lease: requests forwarded to a replica and not yet finished."""
+
+# --- demand Leases ---------------------------------------------------------------------------
+LEASE_DURATION_SECONDS = 30
+"""How long a Lease counts after its renewTime (a gateway that died stops counting)."""
+
+
+def gateway_id(pod_name: str) -> str:
+    """8 hex characters identifying a gateway replica (a hash of its pod name)."""
+    return hashlib.sha256(pod_name.encode()).hexdigest()[:8]
+
+
+def demand_lease_name(model_name: str, gateway_pod: str) -> str:
+    """One Lease per (model, gateway replica), so replicas never contend."""
+    return f"{model_name}-demand-{gateway_id(gateway_pod)}"
+
+
+# --- routing ---------------------------------------------------------------------------------
+HTTP_PORT_NAME = "http"
+"""The model server's port name on its pods and Services (the gateway routes to it)."""
+
+
+def service_name(model_name: str) -> str:
+    """The ClusterIP Service the gateway routes through is named like the model."""
+    return model_name
+
+
+# --- defaults both sides apply ---------------------------------------------------------------
+DEFAULT_IDLE_TIMEOUT = "15m"
+DEFAULT_WAKE_TIMEOUT = "10m"
+DEFAULT_TARGET_PER_REPLICA = 3.0
+
+
+# --- model keys ------------------------------------------------------------------------------
+class ModelKey(NamedTuple):
+    """A ModelDeployment's identity; `str()` gives "namespace/name", `parse` reads it back.
+
+    A tuple, so it equals the (namespace, name) keys kopf's indexes use.
+    """
+
+    namespace: str
+    name: str
+
+    def __str__(self) -> str:
+        return f"{self.namespace}/{self.name}"
+
+    @classmethod
+    def parse(cls, text: str) -> ModelKey:
+        namespace, slash, name = text.partition("/")
+        if not slash or not namespace or not name or "/" in name:
+            raise ValueError(f"model key {text!r} is not namespace/name")
+        return cls(namespace, name)
