@@ -43,6 +43,7 @@ def test_health_is_503_while_downloading_then_ready(
     assert early.json()["error"]["type"] == "unavailable_error"
     server.wait_ready()
     assert server.metric("siesta_server_download_bytes_total") == len(payload)
+    assert server.metric("siesta_server_download_bytes_per_second") > 0
     assert server.metric("siesta_server_ready") == 1
 
 

@@ -39,7 +39,7 @@ def test_missing_local_file_fails_before_serving(tmp_path: Path) -> None:
 
 def test_unsupported_scheme(tmp_path: Path) -> None:
     with pytest.raises(ModelSourceError, match="unsupported"):
-        check_source(ModelSource("s3://bucket/m.gguf", None, tmp_path))
+        check_source(ModelSource("ftp://host/m.gguf", None, tmp_path))
 
 
 def test_local_checksum_mismatch(tmp_path: Path) -> None:

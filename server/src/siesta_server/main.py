@@ -129,7 +129,11 @@ class Runner:
         config, metrics = self.config, self.state.metrics
         try:
             started = time.monotonic()
-            path = fetch_model(self.source, on_bytes=metrics.download_bytes.inc)
+            path = fetch_model(
+                self.source,
+                on_bytes=metrics.download_bytes.inc,
+                on_rate=metrics.download_rate.set,
+            )
             fetched = time.monotonic()
             metrics.download_seconds.set(fetched - started)
             init_backend(verbose=config.log_level.lower() == "debug")

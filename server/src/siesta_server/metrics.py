@@ -69,6 +69,11 @@ class ServerMetrics:
             "Bytes of model data downloaded",
             registry=self.registry,
         )
+        self.download_rate = Gauge(
+            "siesta_server_download_bytes_per_second",
+            "Model download rate: over the last few seconds while downloading, then the average",
+            registry=self.registry,
+        )
         self.last_request_timestamp = Gauge(
             "siesta_server_last_request_timestamp_seconds",
             "Unix time of the last inference request received (0: none yet)",
