@@ -66,3 +66,33 @@ def test_model_name_from_uri() -> None:
 def test_invalid_configuration(argv: list[str], environ: dict[str, str], message: str) -> None:
     with pytest.raises(ConfigError, match=message):
         parse_config(argv, environ=environ)
+
+
+def test_model_name_from_hf_uri_drops_the_revision() -> None:
+    config = parse_config(["--model", "hf://acme/repo/dir/q4.gguf@refs/pr/1"], environ={})
+    assert config.model_id == "q4.gguf"
+    config = parse_config(["--model", "s3://bucket/models/m7.gguf"], environ={})
+    assert config.model_id == "m7.gguf"
+
+
+@pytest.mark.parametrize(
+    ("argv", "hint"),
+    [
+        (["-ngl", "99"], "-ngl is --gpu-layers here"),
+        (["--flash-attn"], "unknown argument(s) --flash-attn"),
+        (["-c", "8192", "--mlock"], "-c is --ctx-size here"),
+    ],
+)
+def test_unknown_flags_list_the_valid_ones(argv: list[str], hint: str) -> None:
+    with pytest.raises(ConfigError) as raised:
+        parse_config(["--model", "m.gguf", *argv], environ={})
+    message = str(raised.value)
+    assert hint in message
+    assert "not llama.cpp's" in message
+    assert "Valid flags: --model --sha256 --alias" in message
+    assert "--log-level" in message
+
+
+def test_a_bad_value_is_a_config_error_not_an_exit() -> None:
+    with pytest.raises(ConfigError, match="--port: invalid int value"):
+        parse_config(["--model", "m.gguf", "--port", "eighty"], environ={})

@@ -11,6 +11,7 @@ import os
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import NoReturn
 
 DEFAULT_PORT = 8080
 DEFAULT_CACHE_DIR = "~/.cache/siesta/models"
@@ -39,7 +40,10 @@ class ServerConfig:
         """The name clients use in the `model` field (llama.cpp uses the file name)."""
         if self.alias:
             return self.alias
-        tail = self.model.rstrip("/").rsplit("/", 1)[-1]
+        model = self.model
+        if model.startswith("hf://") and "@" in model:
+            model = model.rsplit("@", 1)[0]  # hf://ORG/REPO/FILE@REVISION
+        tail = model.rstrip("/").rsplit("/", 1)[-1]
         return tail.split("?", 1)[0] or self.model
 
     @property
@@ -50,7 +54,12 @@ class ServerConfig:
 
 # flag, environment variable, type, help. Order is the order of `--help`.
 _OPTIONS: list[tuple[str, str, type, str]] = [
-    ("--model", "SIESTA_MODEL", str, "GGUF to serve: a path, file://, http:// or https:// URI"),
+    (
+        "--model",
+        "SIESTA_MODEL",
+        str,
+        "GGUF to serve: a path, file://, http(s)://, s3://BUCKET/KEY or hf://ORG/REPO/FILE[@REV]",
+    ),
     ("--sha256", "SIESTA_SHA256", str, "expected SHA-256 of the GGUF (hex); checked before use"),
     ("--alias", "SIESTA_ALIAS", str, "model name in the API (default: the file name)"),
     ("--host", "SIESTA_HOST", str, "address to listen on (default 0.0.0.0)"),
@@ -74,8 +83,42 @@ class ConfigError(ValueError):
     """The command line or environment does not describe a runnable server."""
 
 
+# llama.cpp's llama-server spellings people pass in extraArgs, and what siesta-server calls them.
+_LLAMA_CPP_FLAGS = {
+    "-m": "--model",
+    "-a": "--alias",
+    "-c": "--ctx-size",
+    "-np": "--parallel",
+    "-ngl": "--gpu-layers",
+    "--n-gpu-layers": "--gpu-layers",
+    "-t": "--threads",
+    "-b": "--batch-size",
+}
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse, but a mistake is a ConfigError naming the valid flags instead of an exit."""
+
+    def error(self, message: str) -> NoReturn:
+        raise ConfigError(message)
+
+
+def unknown_flags_message(unknown: Sequence[str]) -> str:
+    given = [arg for arg in unknown if arg.startswith("-")] or list(unknown)
+    hints = [
+        f"{arg} is {_LLAMA_CPP_FLAGS[arg.split('=', 1)[0]]} here"
+        for arg in given
+        if arg.split("=", 1)[0] in _LLAMA_CPP_FLAGS
+    ]
+    valid = " ".join(flag for flag, _, _, _ in _OPTIONS)
+    return (
+        f"unknown argument(s) {' '.join(unknown)}: siesta-server takes only its own flags "
+        f"(not llama.cpp's){'; ' + ', '.join(hints) if hints else ''}. Valid flags: {valid}"
+    )
+
+
 def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="siesta-server",
         description="OpenAI-compatible llama.cpp server with /health and Prometheus /metrics.",
         epilog="Every flag can also be set with the environment variable shown in brackets.",
@@ -90,7 +133,10 @@ def parse_config(
 ) -> ServerConfig:
     """Build the configuration from flags, then SIESTA_* variables, then defaults."""
     environ = os.environ if environ is None else environ
-    args = vars(_parser().parse_args(argv))
+    known, unknown = _parser().parse_known_args(argv)
+    if unknown:
+        raise ConfigError(unknown_flags_message(unknown))
+    args = vars(known)
     values: dict[str, object] = {}
     for flag, env, kind, _ in _OPTIONS:
         field = flag.removeprefix("--").replace("-", "_")
