@@ -45,6 +45,11 @@ def demand_lease_name(model_name: str, gateway_pod: str) -> str:
     return f"{model_name}-demand-{gateway_id(gateway_pod)}"
 
 
+# --- status ----------------------------------------------------------------------------------
+MODEL_SERVING_CONDITION = "ModelServing"
+"""False while the model's replicas fail (message: the container's last words); the gateway
+then answers at once with 503 and that message instead of holding requests."""
+
 # --- routing ---------------------------------------------------------------------------------
 HTTP_PORT_NAME = "http"
 """The model server's port name on its pods and Services (the gateway routes to it)."""

@@ -10,7 +10,12 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
 
-from siesta.api.contract import DEFAULT_WAKE_TIMEOUT, HTTP_PORT_NAME, ModelKey
+from siesta.api.contract import (
+    DEFAULT_WAKE_TIMEOUT,
+    HTTP_PORT_NAME,
+    MODEL_SERVING_CONDITION,
+    ModelKey,
+)
 from siesta.api.durations import parse_duration
 
 SERVICE_NAME_LABEL = "kubernetes.io/service-name"
@@ -30,6 +35,8 @@ class ModelInfo:
     replicas: int = 0
     ready_replicas: int = 0
     created: str = ""
+    failure: str = ""
+    """Why the model's replicas fail right now (its ModelServing condition), else ""."""
 
     @property
     def key(self) -> ModelKey:
@@ -48,6 +55,17 @@ class Endpoint:
     def url(self) -> str:
         host = f"[{self.address}]" if ":" in self.address else self.address
         return f"http://{host}:{self.port}"
+
+
+def failure_from_status(status: Obj) -> str:
+    """The operator's word that running replicas fail (ModelServing=False while replicas
+    exist); a model asleep after failing is woken again, so that it can recover."""
+    if not int(status.get("replicas") or 0):
+        return ""
+    for condition in status.get("conditions") or []:
+        if condition.get("type") == MODEL_SERVING_CONDITION and condition.get("status") == "False":
+            return str(condition.get("message") or condition.get("reason") or "failing")
+    return ""
 
 
 def model_from_object(obj: Obj) -> ModelInfo:
@@ -80,6 +98,7 @@ def model_from_object(obj: Obj) -> ModelInfo:
         replicas=int(status.get("replicas") or 0),
         ready_replicas=int(status.get("readyReplicas") or 0),
         created=str(metadata.get("creationTimestamp", "")),
+        failure=failure_from_status(status),
     )
 
 
@@ -127,13 +146,16 @@ class Catalog:
 
     def apply_model(self, event_type: str, obj: Obj) -> None:
         key = _object_key(obj)
+        before = self._models.get(key)
         if event_type == "DELETED":
             self._models.pop(key, None)
         else:
             self._models[key] = model_from_object(obj)
         self._reindex()
-        if event_type == "DELETED":
-            self._on_endpoints(key)  # its held requests must learn that it is gone
+        after = self._models.get(key)
+        if after is None or (after.failure and (before is None or not before.failure)):
+            # Held requests must learn that the model is gone, or that it is failing.
+            self._on_endpoints(key)
 
     def replace_models(self, objects: Iterable[Obj], namespace: str | None = None) -> None:
         """A fresh list (of one namespace, or of all when `namespace` is None)."""

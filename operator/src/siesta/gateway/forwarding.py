@@ -88,6 +88,9 @@ class Forwarder:
     async def serve(self, model: ModelInfo, held: Held, body: bytes) -> web.StreamResponse:
         loop = asyncio.get_running_loop()
         key = model.key
+        if model.failure and not self.catalog.endpoints(model.key):
+            # Not counted as demand: a request no replica can serve must not keep it awake.
+            return await self._failing(model, held)
         self.demand.seen(key, time.time(), warm_interval(model.idle_timeout))
         arrival = loop.time()
         deadline = arrival + model.wake_timeout
@@ -107,6 +110,9 @@ class Forwarder:
                 if result is not None:
                     return result
                 continue  # not reached or unavailable: another replica, or hold
+            if model.failure:
+                self.leave_queue(model, held, "failing")
+                return await self._failing(model, held)
             if held.ticket is None:
                 try:
                     held.ticket = self.queues.admit(key)
@@ -272,6 +278,13 @@ class Forwarder:
             status=503,
             body=body,
             headers={"Content-Type": JSON, "Retry-After": str(self.settings.retry_after)},
+        )
+
+    async def _failing(self, model: ModelInfo, held: Held) -> web.StreamResponse:
+        """Failing replicas will not serve it: answer now, with the operator's reason."""
+        self.metrics.rejected.labels("model_failing").inc()
+        return await self._unavailable(
+            held, f"Model {model.alias!r} is failing: {model.failure}", "model_failing"
         )
 
     async def _bad_gateway(self, held: Held, message: str) -> web.StreamResponse:
