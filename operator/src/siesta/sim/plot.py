@@ -88,7 +88,10 @@ def write_plot(comparison: Comparison, path: Path, title: str = "") -> None:
         mdates: Any = importlib.import_module("matplotlib.dates")
         plt: Any = importlib.import_module("matplotlib.pyplot")
     except ImportError as error:  # pragma: no cover - depends on the installation
-        raise PlotUnavailable("--plot needs matplotlib: pip install 'siesta[plot]'") from error
+        raise PlotUnavailable(
+            "--plot needs matplotlib: pip install matplotlib (or the siesta-operator "
+            "distribution's [plot] extra: pip install -e './operator[plot]' in a checkout)"
+        ) from error
 
     zone = ZoneInfo(comparison.spec.schedule.timezone)
     results = comparison.results

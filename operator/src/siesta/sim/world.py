@@ -18,7 +18,8 @@ from siesta.api.durations import parse_duration
 from siesta.api.loader import describe_validation_error
 from siesta.api.models import ModelDeploymentSpec
 
-# On-demand, us-east-1, USD per instance-hour (FACTS.md).
+# On-demand, Linux, us-east-1, USD per instance-hour
+# (https://aws.amazon.com/ec2/pricing/on-demand/; set current prices with --world).
 INSTANCE_PRICES: dict[str, float] = {
     "g4dn.xlarge": 0.526,
     "g4dn.2xlarge": 0.752,
