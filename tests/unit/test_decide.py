@@ -24,6 +24,8 @@ class Case:
     observed: Observed
     signals: Signals
     previous: Memory = field(default_factory=Memory)
+    rule: str = ""
+    """Decision.rule: the low-cardinality label the operator's metrics and events carry."""
     desired: int = 0
     first_reason: str = ""
     next_change: datetime | None = None
@@ -44,6 +46,7 @@ CASES = [
         WEDNESDAY_NOON,
         Observed(),
         QUIET,
+        rule="schedule",
         desired=1,
         first_reason="inside window office-hours",
         next_change=utc("2026-11-25T17:00"),
@@ -54,6 +57,7 @@ CASES = [
         WEDNESDAY_NIGHT,
         Observed(),
         QUIET,
+        rule="load",
         desired=0,
         first_reason="load 0",
         next_change=utc("2026-11-26T07:00"),
@@ -64,6 +68,7 @@ CASES = [
         utc("2026-11-26T06:51"),
         Observed(),
         QUIET,
+        rule="schedule",
         desired=1,
         first_reason="prewarming window office-hours",
     ),
@@ -74,6 +79,7 @@ CASES = [
         WEDNESDAY_NIGHT,
         Observed(1, 1),
         Signals(load=7.0),
+        rule="load",
         desired=3,
         first_reason="load 7 at 3 per replica wants 3",
     ),
@@ -83,6 +89,7 @@ CASES = [
         WEDNESDAY_NIGHT,
         Observed(1, 1),
         Signals(load=100.0),
+        rule="max",
         desired=4,
         first_reason="capped at replicas.max 4",
     ),
@@ -92,6 +99,7 @@ CASES = [
         WEDNESDAY_NIGHT,
         Observed(1, 1),
         Signals(load=25.0),
+        rule="load",
         desired=3,
         first_reason="load 25 at 10 per replica",
     ),
@@ -101,6 +109,7 @@ CASES = [
         WEDNESDAY_NOON,
         Observed(2, 2),
         Signals(load=1.0),
+        rule="min",
         desired=2,
         first_reason="replicas.min is 2",
     ),
@@ -111,6 +120,7 @@ CASES = [
         WEDNESDAY_NIGHT,
         Observed(),
         Signals(load=0.0, pending_requests=3),
+        rule="demand",
         desired=1,
         first_reason="3 request(s) waiting at the gateway",
     ),
@@ -122,6 +132,7 @@ CASES = [
         Observed(1, 1),
         QUIET,
         Memory(last_active_time=WEDNESDAY_NIGHT - 10 * MINUTE),
+        rule="idle-timeout",
         desired=1,
         first_reason="last active",
         next_change=WEDNESDAY_NIGHT + 5 * MINUTE,
@@ -133,6 +144,7 @@ CASES = [
         Observed(1, 1),
         QUIET,
         Memory(last_active_time=WEDNESDAY_NIGHT - 20 * MINUTE),
+        rule="idle",
         desired=0,
         first_reason="scaling down 1 -> 0",
     ),
@@ -143,6 +155,7 @@ CASES = [
         Observed(1, 1),
         Signals(load=0.0, last_request_time=WEDNESDAY_NIGHT - 2 * MINUTE),
         Memory(last_active_time=WEDNESDAY_NIGHT - 60 * MINUTE),
+        rule="idle-timeout",
         desired=1,
         first_reason="last active 2026-11-25T21:58Z",
     ),
@@ -152,6 +165,7 @@ CASES = [
         WEDNESDAY_NIGHT,
         Observed(1, 1),
         QUIET,
+        rule="idle-timeout",
         desired=1,
         next_change=WEDNESDAY_NIGHT + 15 * MINUTE,
     ),
@@ -161,6 +175,7 @@ CASES = [
         WEDNESDAY_NIGHT,
         Observed(3, 3),
         Signals(load=3.0),
+        rule="scale-down-delay",
         desired=3,
         first_reason="scale-down 3 -> 1 at 2026-11-25T22:05Z",
         next_change=WEDNESDAY_NIGHT + 5 * MINUTE,
@@ -172,6 +187,7 @@ CASES = [
         Observed(3, 3),
         Signals(load=3.0),
         Memory(scale_down_since=WEDNESDAY_NIGHT - 5 * MINUTE),
+        rule="load",
         desired=1,
         first_reason="scaling down 3 -> 1",
     ),
@@ -182,6 +198,7 @@ CASES = [
         Observed(1, 1),
         QUIET,
         Memory(last_active_time=utc("2026-11-25T10:00")),
+        rule="idle",
         desired=0,
         first_reason="scaling down 1 -> 0",
     ),
@@ -193,6 +210,7 @@ CASES = [
         Observed(1, 0, starting=1),
         QUIET,
         Memory(last_active_time=WEDNESDAY_NIGHT - 60 * MINUTE),
+        rule="cold-start",
         desired=1,
         first_reason="1 replica still starting",
     ),
@@ -203,6 +221,7 @@ CASES = [
         Observed(2, 1, starting=1, waiting_for_gpu=1),
         QUIET,
         Memory(last_active_time=WEDNESDAY_NIGHT - 60 * MINUTE),
+        rule="cold-start",
         desired=2,
         first_reason="1 replica still starting",
     ),
@@ -214,6 +233,7 @@ CASES = [
         Observed(2, 2),
         Signals(load=None, load_error="connection refused"),
         Memory(last_active_time=WEDNESDAY_NIGHT - 60 * MINUTE),
+        rule="metrics-unavailable",
         desired=2,
         first_reason="metrics unavailable (connection refused): holding 2",
     ),
@@ -223,6 +243,7 @@ CASES = [
         WEDNESDAY_NIGHT,
         Observed(),
         Signals(load=None, pending_requests=1),
+        rule="demand",
         desired=1,
         first_reason="1 request(s) waiting",
     ),
@@ -233,6 +254,7 @@ CASES = [
         Observed(1, 1),
         QUIET,
         Memory(last_active_time=WEDNESDAY_NIGHT - 60 * MINUTE),
+        rule="schedule-invalid",
         desired=1,
         first_reason="schedule invalid (unknown time zone 'Mars/Base'",
     ),
@@ -243,6 +265,7 @@ CASES = [
         WEDNESDAY_NOON,
         Observed(3, 3),
         Signals(load=0.0, pending_requests=5),
+        rule="paused",
         desired=3,
         first_reason="paused: holding 3 replicas",
     ),
@@ -252,6 +275,7 @@ CASES = [
         WEDNESDAY_NOON,
         Observed(1, 1),
         QUIET,
+        rule="manual",
         desired=3,
         first_reason="manual override (kubectl scale): 3 replicas until 2026-11-25T13:00Z",
         next_change=utc("2026-11-25T13:00"),
@@ -262,6 +286,7 @@ CASES = [
         WEDNESDAY_NIGHT,
         Observed(1, 1),
         QUIET,
+        rule="manual",
         desired=4,
         first_reason="manual override (kubectl scale): 4 replicas (capped at replicas.max 4)",
     ),
@@ -271,7 +296,7 @@ CASES = [
 @pytest.mark.parametrize("case", CASES, ids=[case.name for case in CASES])
 def test_rules(case: Case) -> None:
     decision = decide(make_spec(**case.spec), case.observed, case.signals, case.now, case.previous)
-    assert decision.desired == case.desired, decision.reasons
+    assert (decision.rule, decision.desired) == (case.rule, case.desired), decision.reasons
     assert decision.reasons[0].startswith(case.first_reason), decision.reasons
     if case.next_change is not None:
         assert decision.next_change == case.next_change

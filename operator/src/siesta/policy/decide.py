@@ -18,7 +18,7 @@ Everything is clamped to replicas.max.
 from __future__ import annotations
 
 import math
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from functools import lru_cache
 
@@ -104,6 +104,47 @@ def _floor_reason(floor: FloorAt, spec: ModelDeploymentSpec) -> str:
     return f"{verb} window {floor.window}: at least {_replicas(floor.replicas)}"
 
 
+@dataclass(frozen=True)
+class _Answer:
+    """One rule's answer: the count, why, and what it adds to memory and wake-up times."""
+
+    desired: int
+    rule: str
+    reasons: list[str]
+    wake: tuple[datetime, ...] = ()
+    scale_down_since: datetime | None = None
+
+
+def _metrics_condition(signals: Signals) -> Condition:
+    if signals.load is not None:
+        return Condition("MetricsAvailable", True, "QuerySucceeded", f"load is {signals.load:g}")
+    message = signals.load_error or "no data"
+    return Condition(
+        "MetricsAvailable", False, "MetricsUnavailable", f"{message}; holding replicas"
+    )
+
+
+def _last_active(
+    previous: Memory, signals: Signals, current: int, now: datetime
+) -> datetime | None:
+    active = signals.pending_requests > 0 or (signals.load is not None and signals.load > 0)
+    last_active = _latest(
+        previous.last_active_time, signals.last_request_time, now if active else None
+    )
+    if last_active is None and current > 0:
+        return now  # a replica nobody has used yet still gets a full idle timeout
+    return last_active
+
+
+def _schedule_wake(schedule: CompiledSchedule | None, now: datetime) -> tuple[datetime, ...]:
+    change = schedule.next_change(now) if schedule else None
+    if change is not None:
+        return (change.time,)
+    if schedule is not None and schedule.windows:
+        return (now + SEARCH_HORIZON,)  # look again: the next change is further away
+    return ()
+
+
 def decide(
     spec: ModelDeploymentSpec,
     observed: Observed,
@@ -114,87 +155,73 @@ def decide(
     if now.tzinfo is None:
         raise ValueError("decide() needs a timezone-aware `now`")
     previous = previous or Memory()
-    current = observed.replicas
-    maximum = spec.replicas.max
-    scaling = spec.scaling
-
     schedule, schedule_condition = _compile(spec)
-    conditions = [schedule_condition]
+    maximum = spec.replicas.max
     floor = schedule.floor_at(now) if schedule else FloorAt(min(spec.replicas.min, maximum), None)
-    schedule_change = schedule.next_change(now) if schedule else None
-
-    load_known = signals.load is not None
-    if load_known:
-        conditions.append(
-            Condition("MetricsAvailable", True, "QuerySucceeded", f"load is {signals.load:g}")
-        )
-    else:
-        message = signals.load_error or "no data"
-        conditions.append(
-            Condition(
-                "MetricsAvailable", False, "MetricsUnavailable", f"{message}; holding replicas"
-            )
-        )
-
-    active = signals.pending_requests > 0 or (signals.load is not None and signals.load > 0)
-    last_active = _latest(
-        previous.last_active_time, signals.last_request_time, now if active else None
-    )
-    if last_active is None and current > 0:
-        last_active = now  # a replica nobody has used yet still gets a full idle timeout
-
+    last_active = _last_active(previous, signals, observed.replicas, now)
     override, remembered_override, clear_override = _manual_override(
         spec, previous.manual_override, schedule, now
     )
-    memory = Memory(
-        desired=None,
-        last_active_time=last_active,
-        scale_down_since=None,
-        manual_override=remembered_override,
+    if spec.paused:  # Rule 7: the user's word wins.
+        current = observed.replicas
+        answer = _Answer(current, "paused", [f"paused: holding {_replicas(current)}"])
+    elif override is not None:
+        answer = _manual_answer(override, maximum)
+    else:
+        proposals, idle_wake = _proposals(
+            spec, observed, signals, now, floor, schedule_condition, last_active
+        )
+        answer = _settle(spec, observed, proposals, now, previous, last_active)
+        answer = replace(answer, wake=(*idle_wake, *answer.wake))
+    later = [t for t in (*_schedule_wake(schedule, now), *answer.wake) if t > now]
+    return Decision(
+        desired=answer.desired,
+        rule=answer.rule,
+        reasons=answer.reasons,
+        next_change=min(later) if later else None,
+        conditions=[schedule_condition, _metrics_condition(signals)],
+        memory=Memory(
+            desired=answer.desired,
+            last_active_time=last_active,
+            scale_down_since=answer.scale_down_since,
+            manual_override=remembered_override,
+        ),
+        clear_manual_replicas=clear_override,
+        window=floor.window,
     )
-    wake_times: list[datetime] = []
-    if schedule_change is not None:
-        wake_times.append(schedule_change.time)
-    elif schedule is not None and schedule.windows:
-        wake_times.append(now + SEARCH_HORIZON)  # look again: the next change is further away
 
-    def finish(desired: int, rule: str, reasons: list[str]) -> Decision:
-        later = [t for t in wake_times if t > now]
-        return Decision(
-            desired=desired,
-            rule=rule,
-            reasons=reasons,
-            next_change=min(later) if later else None,
-            conditions=conditions,
-            memory=replace(memory, desired=desired),
-            clear_manual_replicas=clear_override,
-            window=floor.window,
-        )
 
-    # Rule 7: the user's word wins.
-    if spec.paused:
-        return finish(current, "paused", [f"paused: holding {_replicas(current)}"])
-    if override is not None:
-        wake_times.append(override.until)
-        pinned = min(override.replicas, maximum)
-        capped = f" (capped at replicas.max {maximum})" if pinned < override.replicas else ""
-        return finish(
-            pinned,
-            "manual",
-            [
-                f"manual override (kubectl scale): {_replicas(pinned)}{capped} until {when(override.until)}"
-            ],
-        )
+def _manual_answer(override: ManualOverride, maximum: int) -> _Answer:
+    pinned = min(override.replicas, maximum)
+    capped = f" (capped at replicas.max {maximum})" if pinned < override.replicas else ""
+    reason = (
+        f"manual override (kubectl scale): {_replicas(pinned)}{capped} until {when(override.until)}"
+    )
+    return _Answer(pinned, "manual", [reason], wake=(override.until,))
 
-    # Rules 1-4 each propose a count; the largest wins.
-    # (replicas, rank, rule, reason): among equal counts the lowest rank explains best.
-    proposals: list[tuple[int, int, str, str]] = [
+
+# (replicas, rank, rule, reason): among equal counts the lowest rank explains best.
+Proposal = tuple[int, int, str, str]
+
+
+def _proposals(
+    spec: ModelDeploymentSpec,
+    observed: Observed,
+    signals: Signals,
+    now: datetime,
+    floor: FloorAt,
+    schedule_condition: Condition,
+    last_active: datetime | None,
+) -> tuple[list[Proposal], tuple[datetime, ...]]:
+    """Rules 1-4 each propose a count (the largest wins); and when the idle timeout ends."""
+    current = observed.replicas
+    scaling = spec.scaling
+    proposals: list[Proposal] = [
         (floor.replicas, 0, "schedule", _floor_reason(floor, spec))
         if floor.window
         else (floor.replicas, 5, "min", _floor_reason(floor, spec))
     ]
-    if load_known:
-        assert signals.load is not None
+    if signals.load is not None:
         target = scaling.metric.target_per_replica if scaling.metric else DEFAULT_TARGET_PER_REPLICA
         wanted = math.ceil(signals.load / target) if signals.load > 0 else 0
         proposals.append(
@@ -210,7 +237,7 @@ def decide(
                 f"metrics unavailable ({unavailable}): holding {current}",
             )
         )
-    if schedule is None:
+    if not schedule_condition.status:
         invalid = schedule_condition.message
         proposals.append(
             (current, 1, "schedule-invalid", f"schedule invalid ({invalid}): holding {current}")
@@ -218,19 +245,32 @@ def decide(
     if signals.pending_requests > 0:
         waiting_requests = f"{signals.pending_requests} request(s) waiting at the gateway"
         proposals.append((1, 1, "demand", waiting_requests))
+    if current == 0 or last_active is None:
+        return proposals, ()
     idle_text = format_duration(scaling.idle_timeout_delta)
-    if current > 0 and last_active is not None:
-        idle_at = last_active + scaling.idle_timeout_delta
-        if now < idle_at:
-            wake_times.append(idle_at)
-            idle_reason = (
-                f"last active {when(last_active)}; idle timeout {idle_text} ends {when(idle_at)}"
-            )
-            proposals.append((1, 3, "idle-timeout", idle_reason))
-        else:
-            idle_reason = f"idle since {when(last_active)} (idleTimeout {idle_text})"
-            proposals.append((0, 1, "idle", idle_reason))
+    idle_at = last_active + scaling.idle_timeout_delta
+    if now < idle_at:
+        idle_reason = (
+            f"last active {when(last_active)}; idle timeout {idle_text} ends {when(idle_at)}"
+        )
+        proposals.append((1, 3, "idle-timeout", idle_reason))
+        return proposals, (idle_at,)
+    idle_reason = f"idle since {when(last_active)} (idleTimeout {idle_text})"
+    proposals.append((0, 1, "idle", idle_reason))
+    return proposals, ()
 
+
+def _settle(
+    spec: ModelDeploymentSpec,
+    observed: Observed,
+    proposals: list[Proposal],
+    now: datetime,
+    previous: Memory,
+    last_active: datetime | None,
+) -> _Answer:
+    """The winning proposal, capped at replicas.max; going down waits (rules 4 and 5)."""
+    maximum = spec.replicas.max
+    current = observed.replicas
     ranked = sorted(proposals, key=lambda proposal: (-proposal[0], proposal[1]))
     wanted_count = min(ranked[0][0], maximum)
     rule = ranked[0][2]
@@ -238,34 +278,33 @@ def decide(
     if ranked[0][0] > maximum:
         rule = "max"
         reasons.insert(0, f"capped at replicas.max {maximum}")
-
     if current > maximum:
         # replicas.max was lowered: that is the user's word, applied at once.
         rule = "max"
         reasons.insert(0, f"replicas.max lowered to {maximum}: {current} -> {maximum} at once")
         current = maximum
     if wanted_count >= current:
-        return finish(wanted_count, rule, reasons)
+        return _Answer(wanted_count, rule, reasons)
 
     # Rule 5: a cold start is not idleness.
     if observed.starting > 0:
-        memory = replace(memory, scale_down_since=previous.scale_down_since or now)
         blocked = f"{_replicas(observed.starting)} still starting or loading: no scale-down below {current}"
-        return finish(current, "cold-start", [blocked, *reasons])
+        since = previous.scale_down_since or now
+        return _Answer(current, "cold-start", [blocked, *reasons], scale_down_since=since)
 
     # Rule 4: stabilise before going down.
     since = previous.scale_down_since or now
     reference = min(since, last_active) if wanted_count == 0 and last_active else since
-    allowed_at = reference + scaling.scale_down_delay_delta
+    allowed_at = reference + spec.scaling.scale_down_delay_delta
     if now >= allowed_at:
-        return finish(wanted_count, rule, [f"scaling down {current} -> {wanted_count}", *reasons])
-    memory = replace(memory, scale_down_since=since)
-    wake_times.append(allowed_at)
+        return _Answer(wanted_count, rule, [f"scaling down {current} -> {wanted_count}", *reasons])
     waiting = (
         f"scale-down {current} -> {wanted_count} at {when(allowed_at)} "
-        f"(scaleDownDelay {format_duration(scaling.scale_down_delay_delta)})"
+        f"(scaleDownDelay {format_duration(spec.scaling.scale_down_delay_delta)})"
     )
-    return finish(current, "scale-down-delay", [waiting, *reasons])
+    return _Answer(
+        current, "scale-down-delay", [waiting, *reasons], wake=(allowed_at,), scale_down_since=since
+    )
 
 
 def forecast(
