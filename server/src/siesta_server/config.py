@@ -34,6 +34,8 @@ class ServerConfig:
     drain_timeout: float = 30.0
     max_body_bytes: int = 8 * 1024 * 1024
     log_level: str = "info"
+    cache_keep: int = 1
+    termination_log: Path | None = None
 
     @property
     def model_id(self) -> str:
@@ -74,6 +76,13 @@ _OPTIONS: list[tuple[str, str, type, str]] = [
     ("--drain-timeout", "SIESTA_DRAIN_TIMEOUT", float, "seconds to finish requests on SIGTERM"),
     ("--max-body-bytes", "SIESTA_MAX_BODY_BYTES", int, "largest request body accepted (8 MiB)"),
     ("--log-level", "SIESTA_LOG_LEVEL", str, "debug, info, warning or error"),
+    ("--cache-keep", "SIESTA_CACHE_KEEP", int, "other model versions kept in the cache (1)"),
+    (
+        "--termination-log",
+        "SIESTA_TERMINATION_LOG",
+        str,
+        "file for the cause of a fatal exit (default /dev/termination-log if it exists)",
+    ),
 ]
 
 ENVIRONMENT_VARIABLES = {flag: env for flag, env, _, _ in _OPTIONS}
@@ -151,8 +160,9 @@ def parse_config(
             values[field] = value
     if "model" not in values:
         raise ConfigError("no model: pass --model or set SIESTA_MODEL")
-    if "cache_dir" in values:
-        values["cache_dir"] = Path(str(values["cache_dir"])).expanduser()
+    for path_field in ("cache_dir", "termination_log"):
+        if path_field in values:
+            values[path_field] = Path(str(values[path_field])).expanduser()
     if isinstance(values.get("sha256"), str):
         values["sha256"] = str(values["sha256"]).lower()
     config = ServerConfig(**values)  # type: ignore[arg-type]
@@ -172,6 +182,8 @@ def _validate(config: ServerConfig) -> None:
         )
     if config.batch_size < 1 or config.max_queue < 0 or config.drain_timeout < 0:
         raise ConfigError("--batch-size, --max-queue and --drain-timeout must be positive")
+    if config.cache_keep < 0:
+        raise ConfigError("--cache-keep must be 0 or more")
     if config.sha256 is not None:
         digest = config.sha256
         if len(digest) != 64 or any(c not in "0123456789abcdef" for c in digest):

@@ -16,16 +16,34 @@ import sys
 import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
+from datetime import UTC, datetime
+from pathlib import Path
 
 import uvicorn
 
+from siesta_server import eviction, fit, memory, mismatch
 from siesta_server.api import build_app
 from siesta_server.chat import ChatTemplate
 from siesta_server.config import ConfigError, ServerConfig, parse_config
 from siesta_server.engine import Engine
-from siesta_server.native import create_context, init_backend, load_model
-from siesta_server.source import ModelSource, ModelSourceError, check_source, fetch_model
+from siesta_server.gguf_header import GGUFHeader, read_header
+from siesta_server.native import (
+    NativeError,
+    create_context,
+    init_backend,
+    load_error,
+    load_model,
+)
+from siesta_server.source import (
+    ChecksumMismatch,
+    ModelSource,
+    ModelSourceError,
+    cache_path,
+    check_source,
+    fetch_model,
+)
 from siesta_server.state import Loaded, Phase, ServerState
+from siesta_server.termination import termination_log, write_cause
 
 log = logging.getLogger("siesta_server")
 
@@ -39,6 +57,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         config = parse_config(argv)
     except ConfigError as error:
         print(f"siesta-server: {error}", file=sys.stderr)
+        write_cause(termination_log(_termination_log_option(argv)), str(error))
         return EXIT_USAGE
     logging.basicConfig(
         level=config.log_level.upper(),
@@ -50,6 +69,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         check_source(source)
     except ModelSourceError as error:
         log.error("%s", error)
+        write_cause(termination_log(config.termination_log), str(error))
         return EXIT_FAILED
     runner = Runner(config, source)
     code = asyncio.run(runner.serve())
@@ -58,6 +78,18 @@ def main(argv: Sequence[str] | None = None) -> int:
         logging.shutdown()
         os._exit(code)
     return code
+
+
+def _termination_log_option(argv: Sequence[str] | None) -> Path | None:
+    """--termination-log (or its variable) from a command line that failed to parse."""
+    args = list(sys.argv[1:] if argv is None else argv)
+    for index, arg in enumerate(args):
+        if arg.startswith("--termination-log="):
+            return Path(arg.split("=", 1)[1])
+        if arg == "--termination-log" and index + 1 < len(args):
+            return Path(args[index + 1])
+    configured = os.environ.get("SIESTA_TERMINATION_LOG", "").strip()
+    return Path(configured) if configured else None
 
 
 class _Server(uvicorn.Server):
@@ -85,6 +117,8 @@ class Runner:
         self.source = source
         self.state = ServerState(config)
         self.exit_code = EXIT_OK
+        self.cause = ""
+        """Why the server is exiting with an error (its termination message)."""
         self.loader: threading.Thread | None = None
         self._drain_task: asyncio.Task[None] | None = None
         self._server = _Server(
@@ -110,7 +144,10 @@ class Runner:
             if self.state.loaded is not None:
                 await asyncio.to_thread(self.state.loaded.engine.stop)
         if not self._server.started and self.exit_code == EXIT_OK:
-            self.exit_code = EXIT_FAILED  # could not bind the port
+            self.exit_code = EXIT_FAILED
+            self.cause = f"cannot listen on {self.config.host}:{self.config.port}"
+        if self.exit_code != EXIT_OK:
+            write_cause(termination_log(self.config.termination_log), self.cause or "failed")
         return self.exit_code
 
     async def _start_loading_when_listening(self, loop: asyncio.AbstractEventLoop) -> None:
@@ -129,15 +166,21 @@ class Runner:
         config, metrics = self.config, self.state.metrics
         try:
             started = time.monotonic()
-            path = fetch_model(
-                self.source,
-                on_bytes=metrics.download_bytes.inc,
-                on_rate=metrics.download_rate.set,
-            )
+            path = self._fetch()
             fetched = time.monotonic()
             metrics.download_seconds.set(fetched - started)
             init_backend(verbose=config.log_level.lower() == "debug")
-            model = load_model(path, gpu_layers=config.gpu_layers)
+            header = read_header(path)  # "not a GGUF" before llama.cpp tries
+            self._check_fits(header)
+            try:
+                model = load_model(path, gpu_layers=config.gpu_layers)
+            except NativeError:
+                if "unknown model architecture" in load_error():
+                    raise NativeError(
+                        f"unsupported model architecture {header.architecture!r} in {path}: "
+                        f"this server's llama.cpp cannot run it ({load_error()})"
+                    ) from None
+                raise
             try:
                 context = create_context(
                     model,
@@ -169,16 +212,56 @@ class Runner:
             loop.call_soon_threadsafe(self._loaded, Loaded(model, engine, template))
         except Exception as error:
             log.error("cannot serve %s: %s", config.model, error)
-            loop.call_soon_threadsafe(self._fail)
+            loop.call_soon_threadsafe(self._fail, str(error))
+
+    def _fetch(self) -> Path:
+        """The model's local path: evicting old versions, refusing a known-bad download."""
+        source, config = self.source, self.config
+        if not source.is_remote:
+            return fetch_model(source)
+        entry = cache_path(source)
+        if source.sha256:
+            known = mismatch.recall(entry, source.uri, source.sha256, datetime.now(UTC))
+            if known is not None:
+                raise ModelSourceError(known.message())
+        eviction.evict(source.cache_dir, entry, config.cache_keep)
+        try:
+            return fetch_model(
+                source,
+                on_bytes=self.state.metrics.download_bytes.inc,
+                on_rate=self.state.metrics.download_rate.set,
+                on_size=lambda size: self._make_room(entry, size),
+            )
+        except ChecksumMismatch as error:
+            found = mismatch.Mismatch(source.uri, error.expected, error.actual, datetime.now(UTC))
+            mismatch.remember(entry, found)
+            raise ModelSourceError(found.message()) from None
+
+    def _make_room(self, entry: Path, size: int) -> None:
+        eviction.make_room(self.source.cache_dir, entry, size)
+
+    def _check_fits(self, header: GGUFHeader) -> None:
+        config = self.config
+        need = fit.estimate(header, config.ctx_size)
+        layers = int(header.arch_value("block_count") or 0)  # type: ignore[arg-type]
+        gpu = memory.gpu_free() if config.gpu_layers != 0 else None
+        on_gpu, on_host = fit.split(need, layers, config.gpu_layers, gpu is not None)
+        if gpu is not None:
+            fit.check(on_gpu, gpu, config.ctx_size, config.parallel)
+        host = memory.host_free()
+        if host is not None:
+            fit.check(on_host, host, config.ctx_size, config.parallel)
 
     def _loaded(self, loaded: Loaded) -> None:
-        loaded.engine.on_crash = self._fail  # exit 1: Kubernetes restarts the pod
+        # exit 1: Kubernetes restarts the pod
+        loaded.engine.on_crash = lambda: self._fail("the decode engine crashed (see the log)")
         loaded.engine.start(asyncio.get_running_loop())
         self.state.ready(loaded)
         if self.state.phase is Phase.READY:
             log.info("ready")
 
-    def _fail(self) -> None:
+    def _fail(self, cause: str) -> None:
+        self.cause = cause
         self.state.phase = Phase.FAILED
         self.exit_code = EXIT_FAILED
         self._server.should_exit = True

@@ -11,29 +11,57 @@ import ctypes
 import logging
 import math
 import os
+import sys
+from collections import deque
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import llama_cpp
-import llama_cpp._logger
 
 log = logging.getLogger(__name__)
 
 _backend_ready = False
+_verbose = False
+# llama.cpp's last error lines: its loader says why it failed only in its log.
+_recent_errors: deque[str] = deque(maxlen=8)
+_GGML_LOG_LEVEL_NONE, _GGML_LOG_LEVEL_ERROR, _GGML_LOG_LEVEL_CONT = 0, 3, 5
+_last_level = _GGML_LOG_LEVEL_NONE
 
 
 class NativeError(RuntimeError):
     """llama.cpp refused an operation (bad model file, out of memory, decode failure)."""
 
 
+@llama_cpp.llama_log_callback  # type: ignore[misc,untyped-decorator]
+def _on_log(level: int, text: bytes, _user_data: ctypes.c_void_p) -> None:
+    global _last_level
+    if level != _GGML_LOG_LEVEL_CONT:
+        _last_level = level
+    line = text.decode("utf-8", errors="replace")
+    is_error = _last_level in (_GGML_LOG_LEVEL_NONE, _GGML_LOG_LEVEL_ERROR)
+    if is_error and line.strip():
+        _recent_errors.append(line.strip())
+    # llama.cpp's own log lines go to stderr; keep errors unless asked for more.
+    if _verbose or is_error:
+        print(line, end="", file=sys.stderr, flush=True)
+
+
 def init_backend(verbose: bool) -> None:
-    global _backend_ready
+    global _backend_ready, _verbose
+    _verbose = verbose
     if not _backend_ready:
+        llama_cpp.llama_log_set(_on_log, ctypes.c_void_p(0))
         llama_cpp.llama_backend_init()
         _backend_ready = True
-    # llama.cpp's own log lines go to stderr; keep errors unless asked for more.
-    llama_cpp._logger.set_verbose(verbose)
+
+
+def load_error() -> str:
+    """What llama.cpp's loader said (its "error loading model: ..." line, else its last)."""
+    for line in _recent_errors:
+        if "error loading model:" in line:
+            return line.split("error loading model:", 1)[1].strip()
+    return _recent_errors[-1] if _recent_errors else "no reason given"
 
 
 @dataclass
@@ -100,9 +128,10 @@ class Model:
 def load_model(path: Path, *, gpu_layers: int) -> Model:
     params = llama_cpp.llama_model_default_params()
     params.n_gpu_layers = gpu_layers
+    _recent_errors.clear()
     handle = llama_cpp.llama_model_load_from_file(str(path).encode(), params)
     if not handle:
-        raise NativeError(f"llama.cpp could not load {path} (not a valid GGUF model?)")
+        raise NativeError(f"llama.cpp could not load {path}: {load_error()}")
     vocab = llama_cpp.llama_model_get_vocab(handle)
     description = ctypes.create_string_buffer(256)
     llama_cpp.llama_model_desc(handle, description, 256)

@@ -22,6 +22,7 @@ from siesta_server.source import hf, local, s3, web
 from siesta_server.source.cache import (
     LOCK_SUFFIX,
     PARTIAL_SUFFIX,
+    ChecksumMismatch,
     ModelSourceError,
     Progress,
     Remote,
@@ -35,6 +36,7 @@ __all__ = [
     "LOCK_SUFFIX",
     "PARTIAL_SUFFIX",
     "REMOTE_SCHEMES",
+    "ChecksumMismatch",
     "ModelSource",
     "ModelSourceError",
     "Progress",
@@ -109,12 +111,14 @@ def fetch_model(
     source: ModelSource,
     on_bytes: ProgressCallback | None = None,
     on_rate: Callable[[float], None] | None = None,
+    on_size: Callable[[int], None] | None = None,
 ) -> Path:
     """A local, verified path to the model, downloading it into the cache if needed."""
     if scheme_of(source.uri) in ("", "file"):
         return local.fetch(source.uri, source.sha256)
     remote = _scheme(source.uri).remote(source.uri)
-    return download(remote, cache_path(source), source.sha256, Progress(on_bytes, on_rate))
+    progress = Progress(on_bytes, on_rate, on_size)
+    return download(remote, cache_path(source), source.sha256, progress)
 
 
 def fetch(

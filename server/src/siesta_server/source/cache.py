@@ -35,6 +35,13 @@ class ModelSourceError(RuntimeError):
     """The model cannot be found, fetched or verified (fatal: retrying will not help)."""
 
 
+class ChecksumMismatch(ModelSourceError):
+    def __init__(self, path: Path, expected: str, actual: str) -> None:
+        super().__init__(f"sha256 mismatch for {path}: expected {expected}, got {actual}")
+        self.expected = expected
+        self.actual = actual
+
+
 class RestartDownload(Exception):
     """The partial file is not a prefix the store can continue: start again from byte 0."""
 
@@ -45,10 +52,16 @@ class Progress:
 
     on_bytes: Callable[[int], None] | None = None
     on_rate: Callable[[float], None] | None = None
+    on_size: Callable[[int], None] | None = None
+    """Told the bytes a transfer is about to write, before it writes (room in the cache)."""
 
     def bytes(self, count: int) -> None:
         if self.on_bytes is not None:
             self.on_bytes(count)
+
+    def size(self, remaining: int) -> None:
+        if self.on_size is not None:
+            self.on_size(remaining)
 
     def rate(self, bytes_per_second: float) -> None:
         if self.on_rate is not None:
@@ -152,6 +165,8 @@ def _transfer(remote: Remote, partial: Path, progress: Progress) -> str | None:
             log.info("the store ignored the range request; restarting the download")
         elif body.offset:
             log.info("resuming download at byte %d", body.offset)
+        if body.total is not None:
+            progress.size(body.total - body.offset)
         with partial.open("ab" if body.offset else "wb") as out:
             if body.offset:
                 out.truncate(body.offset)
@@ -198,9 +213,7 @@ def verify_sha256(path: Path, expected: str) -> None:
         while chunk := handle.read(CHUNK_BYTES):
             digest.update(chunk)
     if digest.hexdigest() != expected.lower():
-        raise ModelSourceError(
-            f"sha256 mismatch for {path}: expected {expected.lower()}, got {digest.hexdigest()}"
-        )
+        raise ChecksumMismatch(path, expected.lower(), digest.hexdigest())
 
 
 @contextlib.contextmanager
