@@ -82,7 +82,7 @@ def test_file_that_is_not_a_gguf_exits_non_zero(launch_server: Launcher, tmp_pat
     junk.write_bytes(b"definitely not a model" * 100)
     server = launch_server("--model", str(junk), wait=False)
     assert server.process.wait(60) == 1
-    assert "could not load" in server.log()
+    assert "is not a GGUF model" in server.log()
 
 
 def test_usage_error_exits_2() -> None:

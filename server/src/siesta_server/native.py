@@ -25,7 +25,9 @@ _backend_ready = False
 _verbose = False
 # llama.cpp's last error lines: its loader says why it failed only in its log.
 _recent_errors: deque[str] = deque(maxlen=8)
-_GGML_LOG_LEVEL_NONE, _GGML_LOG_LEVEL_ERROR, _GGML_LOG_LEVEL_CONT = 0, 3, 5
+# ggml's levels: NONE 0, DEBUG 1, INFO 2, WARN 3, ERROR 4, CONT 5 (continues the previous
+# line). llama-cpp-python's own logger still maps the older numbering and hides errors.
+_GGML_LOG_LEVEL_NONE, _GGML_LOG_LEVEL_ERROR, _GGML_LOG_LEVEL_CONT = 0, 4, 5
 _last_level = _GGML_LOG_LEVEL_NONE
 
 
