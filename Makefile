@@ -4,7 +4,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
 
-.PHONY: setup test test-unit lint fmt generate check-generated demo demo-down
+.PHONY: setup test test-unit lint fmt generate check-generated demo demo-down images
 
 ## setup: install Debian packages, the virtualenv and the control plane (idempotent, cached)
 setup:
@@ -18,11 +18,12 @@ test: setup
 test-unit:
 	$(PY) -m pytest tests -m "not cluster and not prometheus and not llama and not e2e" $(PYTEST_ARGS)
 
-## lint: ruff (format + lint), mypy strict, import rules
+## lint: ruff (format + lint), mypy strict, import rules, actionlint (.github/workflows)
 lint:
 	$(VENV)/bin/ruff format --check .
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/mypy
+	scripts/actionlint.sh
 
 fmt:
 	$(VENV)/bin/ruff format .
@@ -40,6 +41,10 @@ generate:
 ## check-generated: fail if any generated file differs from what `make generate` writes
 check-generated:
 	$(PY) -m pytest tests/unit/test_generated.py -q
+
+## images: build the siesta and siesta-server (CPU) images with buildah, cached by content
+images:
+	PYTHON=$(CURDIR)/$(PY) scripts/images.sh
 
 -include tests/cluster/cluster.mk
 -include scripts/demo.mk

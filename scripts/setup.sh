@@ -37,8 +37,35 @@ install_python() {
   touch "$stamp"
 }
 
+# Container tools for `make images` and the test cluster's real node (kubelet + containerd):
+# buildah/podman build the images, mmdebstrap the Debian base, containerd + runc + the CNI
+# plugins run pods; iptables and conntrack serve kube-proxy.
+install_container_tools() {
+  local missing=()
+  for pair in buildah:buildah podman:podman mmdebstrap:mmdebstrap containerd:containerd \
+    runc:runc iptables:iptables conntrack:conntrack; do
+    command -v "${pair%%:*}" >/dev/null || missing+=("${pair#*:}")
+  done
+  [ -x /usr/lib/cni/bridge ] || missing+=(containernetworking-plugins)
+  if [ ${#missing[@]} -gt 0 ]; then
+    log "installing container tools: ${missing[*]}"
+    local sudo=""
+    [ "$(id -u)" -eq 0 ] || sudo="sudo"
+    $sudo apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends \
+      "${missing[@]}" uidmap >/dev/null
+  fi
+}
+
+install_lint_tools() {
+  log "building actionlint (cached)"
+  scripts/actionlint.sh --install
+}
+
 install_debian_packages
+install_container_tools
 install_python
+install_lint_tools
 if [ "${SIESTA_SKIP_CLUSTER_BUILD:-}" != "1" ] && [ -x tests/cluster/build.sh ]; then
   log "building the control plane (cached)"
   tests/cluster/build.sh >&2

@@ -1,0 +1,215 @@
+#!/usr/bin/env bash
+# `make images`: builds Siesta's images on this machine with buildah (no daemon, no registry):
+#
+#   localhost/siesta-base:<key>     Debian bookworm + python3, made by mmdebstrap from Debian
+#                                   packages (stands in for python:3.1x-slim, which cannot be
+#                                   pulled here)
+#   localhost/siesta:<hash>         operator/Dockerfile (operator + gateway)
+#   localhost/siesta-server:<hash>  server/Dockerfile, CPU variant
+#   localhost/pause:<key>           the pod sandbox image of the test node's containerd
+#                                   (tests/cluster/cmd/pause, a static Go binary)
+#
+# Each tag is a hash of what goes into the image (its Dockerfile, sources, the wheels, the
+# base), so an unchanged tree is not rebuilt: a warm run takes seconds. The Python images
+# are built from the wheels the virtualenv already uses (`pip wheel` reuses pip's cache:
+# llama-cpp-python is not compiled a second time), offline. Each image is also saved as an
+# archive under $SIESTA_CACHE/images/ (for containerd, and to survive a wiped podman store).
+# The last run's tags are written to $SIESTA_CACHE/images/images.env (sourced by tests and
+# the demo); its path is the last line on stdout.
+#
+# Env: SIESTA_CACHE (default ~/.cache/siesta), PYTHON (default .venv/bin/python).
+set -euo pipefail
+ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+cd "$ROOT"
+SIESTA_CACHE=${SIESTA_CACHE:-$HOME/.cache/siesta}
+IMAGES_DIR=$SIESTA_CACHE/images
+PYTHON=${PYTHON:-$ROOT/.venv/bin/python}
+DEBIAN_SUITE=bookworm
+# What the base image holds; part of its cache key.
+BASE_PACKAGES=passwd,python3,python3-venv,python3-pip,libgomp1,ca-certificates
+BASE_RECIPE_VERSION=1
+
+log() { printf '[images] %s\n' "$*" >&2; }
+
+# Rootful podman/buildah on this kind of host: runc (crun rejects the mixed cgroup v1/v2
+# mounts), the cgroupfs manager (no systemd), and resource limits no higher than this
+# shell's (no CAP_SYS_RESOURCE to raise them).
+container_flags() {
+  printf '%s\n' --runtime runc --cgroup-manager cgroupfs \
+    --ulimit "nofile=$(ulimit -Hn):$(ulimit -Hn)" --ulimit nproc=4096:4096
+}
+mapfile -t CFLAGS < <(container_flags)
+
+require_tools() {
+  local missing=()
+  for tool in buildah podman mmdebstrap; do command -v "$tool" >/dev/null || missing+=("$tool"); done
+  if ((${#missing[@]})); then
+    log "missing ${missing[*]}: run scripts/setup.sh (installs them)"
+    exit 1
+  fi
+}
+
+sha() { sha256sum | cut -c1-16; }
+
+# tree_hash DIR...: the content of every file under DIR (names and bytes), as a short hash.
+tree_hash() {
+  find "$@" -type f ! -path '*/__pycache__/*' ! -path '*.egg-info/*' ! -name '*.pyc' -print0 |
+    LC_ALL=C sort -z | xargs -0 sha256sum | sha
+}
+
+image_exists() { podman image exists "$1" 2>/dev/null; }
+
+# restore NAME TAG: the image is in podman's store, from its archive if need be.
+restore() {
+  local ref=$1 archive=$2
+  image_exists "$ref" && return 0
+  [[ -f $archive ]] || return 1
+  log "loading $ref from $archive"
+  podman load -q -i "$archive" >/dev/null && image_exists "$ref"
+}
+
+# save REF ARCHIVE: the archive of REF; older builds of the same image go (store and cache).
+save() {
+  local ref=$1 archive=$2 tmp="$2.tmp" name old
+  rm -f "$tmp"
+  podman save -q --format docker-archive -o "$tmp" "$ref"
+  mv -f "$tmp" "$archive"
+  name=${ref#localhost/}
+  name=${name%%:*}
+  find "$IMAGES_DIR" -maxdepth 1 -regextype posix-extended \
+    -regex ".*/$name-[0-9a-f]{16}\.tar" ! -path "$archive" -delete
+  for old in $(podman images --format '{{.Repository}}:{{.Tag}}' "localhost/$name"); do
+    [[ $old =~ :[0-9a-f]{16}$ && $old != "$ref" ]] && podman rmi -f "$old" >/dev/null 2>&1
+  done
+  return 0
+}
+
+# --- the Debian base (mmdebstrap) ---------------------------------------------------------
+base_image() {
+  local key ref archive rootfs
+  key=$(printf '%s\n' "$DEBIAN_SUITE" "$BASE_PACKAGES" "$BASE_RECIPE_VERSION" | sha)
+  ref=localhost/siesta-base:$key
+  archive=$IMAGES_DIR/siesta-base-$key.tar
+  if ! restore "$ref" "$archive"; then
+    log "making the Debian $DEBIAN_SUITE base with mmdebstrap (once; cached as $archive)"
+    rootfs=$(mktemp "$IMAGES_DIR/.rootfs.XXXXXX.tar")
+    # Debian marks its Python "externally managed" (PEP 668); python:*-slim images, which
+    # this base stands in for, let pip install into it, so the marker goes.
+    mmdebstrap --quiet --variant=minbase --include="$BASE_PACKAGES" \
+      --aptopt='Acquire::Languages "none"' \
+      --dpkgopt='path-exclude=/usr/share/man/*' --dpkgopt='path-exclude=/usr/share/doc/*' \
+      --dpkgopt='path-exclude=/usr/share/locale/*' \
+      --customize-hook='rm -f "$1"/usr/lib/python3*/EXTERNALLY-MANAGED' \
+      "$DEBIAN_SUITE" "$rootfs" \
+      "deb http://deb.debian.org/debian $DEBIAN_SUITE main" \
+      "deb http://deb.debian.org/debian $DEBIAN_SUITE-updates main" \
+      "deb http://deb.debian.org/debian-security $DEBIAN_SUITE-security main" >&2
+    podman import -q --change 'CMD ["/bin/bash"]' "$rootfs" "$ref" >/dev/null
+    rm -f "$rootfs"
+    save "$ref" "$archive"
+  fi
+  BASE_IMAGE=$ref
+}
+
+# --- the Python images ------------------------------------------------------------------
+# wheels_for DIST DEST: every wheel DIST needs, at the versions the virtualenv has (so the
+# image runs what the tests ran), from pip's cache where it has them (llama-cpp-python is
+# not compiled again), plus setuptools to build DIST itself inside the image.
+wheels_for() {
+  local dist=$1 dest=$2
+  rm -rf "$dest"
+  mkdir -p "$dest"
+  "$PYTHON" -m pip freeze --exclude-editable >"$dest.constraints"
+  "$PYTHON" -m pip wheel -q --wheel-dir "$dest" -c "$dest.constraints" "./$dist" \
+    'setuptools>=69' wheel >&2
+  rm -f "$dest"/siesta-[0-9]*.whl "$dest"/siesta_server-[0-9]*.whl # built from src in the image
+}
+
+# build_image NAME DIST [BUILD_ARG...]: localhost/NAME:<hash> from DIST/Dockerfile. The hash
+# covers the Dockerfile, DIST's sources, the build arguments, the base image and the
+# virtualenv's package versions, and is checked before anything is built.
+build_image() {
+  local name=$1 dist=$2; shift 2
+  local key ref archive wheels=$IMAGES_DIR/wheels/$dist
+  key=$(
+    {
+      printf '%s\n' "$BASE_IMAGE" "$@"
+      tree_hash "$dist/src"
+      sha256sum "$dist/Dockerfile" "$dist/pyproject.toml"
+      "$PYTHON" -m pip freeze --exclude-editable
+    } | sha
+  )
+  ref=localhost/$name:$key
+  archive=$IMAGES_DIR/$name-$key.tar
+  if ! restore "$ref" "$archive"; then
+    log "building $ref"
+    wheels_for "$dist" "$wheels"
+    local build_args=()
+    for arg in "$@"; do build_args+=(--build-arg "$arg"); done
+    buildah build -q "${CFLAGS[@]}" --network host --layers=false \
+      --build-arg "PYTHON_IMAGE=$BASE_IMAGE" --build-arg PIP_OFFLINE=1 "${build_args[@]}" \
+      --build-context "wheels=$wheels" -f "$dist/Dockerfile" -t "$ref" "$dist" >&2
+    save "$ref" "$archive"
+    rm -rf "$wheels" "$wheels.constraints"
+  fi
+  podman tag "$ref" "localhost/$name:dev"
+  printf '%s\n' "$ref"
+}
+
+# --- the pause image -----------------------------------------------------------------------
+pause_image() {
+  local key ref archive src=$ROOT/tests/cluster/cmd/pause
+  key=$(tree_hash "$src")
+  ref=localhost/pause:$key
+  archive=$IMAGES_DIR/pause-$key.tar
+  if ! restore "$ref" "$archive"; then
+    log "building $ref"
+    local work container
+    work=$(mktemp -d "$IMAGES_DIR/.pause.XXXXXX")
+    (cd "$ROOT/tests/cluster" && CGO_ENABLED=0 go build -trimpath -ldflags '-s -w' -o "$work/pause" ./cmd/pause)
+    container=$(buildah from scratch)
+    buildah copy -q "$container" "$work/pause" /pause >/dev/null
+    buildah config --entrypoint '["/pause"]' --user 65535:65535 "$container"
+    buildah commit -q "$container" "$ref" >/dev/null
+    buildah rm "$container" >/dev/null
+    rm -rf "$work"
+    save "$ref" "$archive"
+  fi
+  PAUSE_IMAGE=$ref
+}
+
+write_env() {
+  {
+    printf 'SIESTA_BASE_IMAGE=%s\n' "$BASE_IMAGE"
+    printf 'SIESTA_IMAGE=%s\n' "$SIESTA_IMAGE"
+    printf 'SIESTA_SERVER_IMAGE=%s\n' "$SERVER_IMAGE"
+    printf 'SIESTA_PAUSE_IMAGE=%s\n' "$PAUSE_IMAGE"
+    local ref name
+    for ref in "$SIESTA_IMAGE" "$SERVER_IMAGE" "$PAUSE_IMAGE"; do
+      name=${ref#localhost/}
+      printf 'SIESTA_ARCHIVE_%s=%s\n' "$(tr 'a-z-' 'A-Z_' <<<"${name%%:*}")" \
+        "$IMAGES_DIR/${name%%:*}-${name#*:}.tar"
+    done
+  } >"$IMAGES_DIR/images.env"
+}
+
+main() {
+  require_tools
+  mkdir -p "$IMAGES_DIR"
+  exec 7>"$IMAGES_DIR/.lock"
+  flock 7 # one build at a time per cache
+  local t0=$SECONDS
+  base_image
+  SIESTA_IMAGE=$(build_image siesta operator)
+  SERVER_IMAGE=$(build_image siesta-server server VARIANT=cpu BUILD_PACKAGES=)
+  pause_image
+  write_env
+  log "images ready in $((SECONDS - t0))s:"
+  local ref
+  for ref in "$SIESTA_IMAGE" "$SERVER_IMAGE" "$PAUSE_IMAGE"; do
+    log "  $ref $(podman image inspect --format '{{.Size}}' "$ref" | numfmt --to=iec)"
+  done
+  echo "$IMAGES_DIR/images.env"
+}
+
+main "$@"
