@@ -158,3 +158,61 @@ def write_tiny_llama(
     writer.write_tensors_to_file()
     writer.close()
     return path
+
+
+LORA_TARGETS = ("attn_q", "attn_k", "attn_v", "attn_output", "ffn_gate", "ffn_up", "ffn_down")
+
+
+def write_tiny_lora(
+    path: Path | str,
+    *,
+    n_layer: int = 2,
+    n_embd: int = 64,
+    n_head: int = 4,
+    n_head_kv: int | None = None,
+    n_ff: int | None = None,
+    rank: int = 4,
+    alpha: float = 8.0,
+    strength: float = 1.0,
+    seed: int = 1,
+    targets: tuple[str, ...] = LORA_TARGETS,
+) -> Path:
+    """Write a random LoRA adapter GGUF for a `write_tiny_llama` base of the same shape.
+
+    The layout llama.cpp's `llama_adapter_lora_init` reads: `general.type = adapter`,
+    `adapter.type = lora`, `adapter.lora.alpha`, and per adapted matrix W (n_out x n_in) the
+    tensors `<W>.lora_a` (rank x n_in) and `<W>.lora_b` (n_out x rank). `strength` scales B,
+    so how much the adapter changes the base output. K and V are adapted by default, so the
+    KV cache of a sequence depends on its adapter.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    n_head_kv = n_head if n_head_kv is None else n_head_kv
+    n_ff = 2 * n_embd if n_ff is None else n_ff
+    kv_dim = n_head_kv * (n_embd // n_head)
+    shapes = {  # (n_out, n_in) of each adaptable matrix
+        "attn_q": (n_embd, n_embd),
+        "attn_k": (kv_dim, n_embd),
+        "attn_v": (kv_dim, n_embd),
+        "attn_output": (n_embd, n_embd),
+        "ffn_gate": (n_ff, n_embd),
+        "ffn_up": (n_ff, n_embd),
+        "ffn_down": (n_embd, n_ff),
+    }
+    rng = np.random.default_rng(seed)
+    writer = GGUFWriter(str(path), "llama")
+    writer.add_type("adapter")
+    writer.add_string("adapter.type", "lora")
+    writer.add_float32("adapter.lora.alpha", alpha)
+    for layer in range(n_layer):
+        for target in targets:
+            n_out, n_in = shapes[target]
+            a = rng.standard_normal((rank, n_in), dtype=np.float32) / np.sqrt(n_in)
+            b = rng.standard_normal((n_out, rank), dtype=np.float32) * strength / np.sqrt(rank)
+            writer.add_tensor(f"blk.{layer}.{target}.weight.lora_a", a.astype(np.float32))
+            writer.add_tensor(f"blk.{layer}.{target}.weight.lora_b", b.astype(np.float32))
+    writer.write_header_to_file()
+    writer.write_kv_data_to_file()
+    writer.write_tensors_to_file()
+    writer.close()
+    return path

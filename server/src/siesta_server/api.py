@@ -20,7 +20,7 @@ from siesta_server.completions import CHAT, TEXT, CompletionJob, run_completion,
 from siesta_server.engine import EngineStoppedError
 from siesta_server.errors import APIError, bad_request, unavailable
 from siesta_server.metrics import CONTENT_TYPE
-from siesta_server.native import NativeError
+from siesta_server.native import Adapter, NativeError
 from siesta_server.schemas import ChatCompletionRequest, CompletionRequest, EmbeddingRequest
 from siesta_server.state import Loaded, Phase, ServerState
 
@@ -60,20 +60,27 @@ def build_app(state: ServerState) -> Starlette:
                 "n_params": loaded.model.n_params,
                 "size": loaded.model.size_bytes,
             }
-        return JSONResponse(
+        base = state.config.model_id
+        # Adapters are listed from the configuration, so also while the model loads.
+        adapters = [
             {
-                "object": "list",
-                "data": [
-                    {
-                        "id": state.config.model_id,
-                        "object": "model",
-                        "created": state.created,
-                        "owned_by": "siesta",
-                        "meta": meta or None,
-                    }
-                ],
+                "id": lora.name,
+                "object": "model",
+                "created": state.created,
+                "owned_by": "siesta",
+                "parent": base,
+                "meta": {"lora_scale": lora.scale},
             }
-        )
+            for lora in state.config.loras
+        ]
+        base_entry = {
+            "id": base,
+            "object": "model",
+            "created": state.created,
+            "owned_by": "siesta",
+            "meta": meta or None,
+        }
+        return JSONResponse({"object": "list", "data": [base_entry, *adapters]})
 
     async def props(_: Request) -> Response:
         loaded = state.require_ready()
@@ -92,7 +99,7 @@ def build_app(state: ServerState) -> Starlette:
     async def chat(request: Request) -> Response:
         loaded = state.require_ready()
         body = await _parse(request, state, ChatCompletionRequest)
-        _check_model(state, body.model)
+        adapter = _resolve_model(state, loaded, body.model)
         if body.tools:
             raise bad_request("tool calling is not supported by this server", param="tools")
         if body.logprobs:
@@ -103,25 +110,26 @@ def build_app(state: ServerState) -> Starlette:
         except ChatTemplateError as error:
             raise bad_request(str(error), param="messages") from None
         prompt = _tokenize_chat(loaded, prompt_text)
-        job = _job(body, loaded, [prompt] * body.n, body.max_completion_tokens or body.max_tokens)
+        max_tokens = body.max_completion_tokens or body.max_tokens
+        job = _job(body, loaded, [prompt] * body.n, max_tokens, adapter, state)
         return await run_completion(request, state, loaded, job, CHAT)
 
     async def completions(request: Request) -> Response:
         loaded = state.require_ready()
         body = await _parse(request, state, CompletionRequest)
-        _check_model(state, body.model)
+        adapter = _resolve_model(state, loaded, body.model)
         if body.logprobs:
             raise bad_request("logprobs are not supported by this server", param="logprobs")
         if body.echo:
             raise bad_request("echo is not supported by this server", param="echo")
         prompts = [p for p in _text_prompts(loaded, body.prompt) for _ in range(body.n)]
-        job = _job(body, loaded, prompts, body.max_tokens)
+        job = _job(body, loaded, prompts, body.max_tokens, adapter, state)
         return await run_completion(request, state, loaded, job, TEXT)
 
     async def embeddings(request: Request) -> Response:
         loaded = state.require_ready()
         body = await _parse(request, state, EmbeddingRequest)
-        _check_model(state, body.model)
+        adapter = _resolve_model(state, loaded, body.model)
         inputs = _text_prompts(loaded, body.input, add_special=True)
         for tokens in inputs:
             if not tokens or any(t < 0 or t >= loaded.model.n_vocab for t in tokens):
@@ -132,10 +140,10 @@ def build_app(state: ServerState) -> Starlette:
                     param="input",
                     code="context_length_exceeded",
                 )
-        state.metrics.request_received()
+        state.metrics.request_received(adapter)
         state.request_started()
         try:
-            vectors = await loaded.engine.embed(inputs)
+            vectors = await loaded.engine.embed(inputs, adapter)
         except EngineStoppedError:
             raise unavailable("Server is shutting down") from None
         except NativeError as error:
@@ -150,7 +158,7 @@ def build_app(state: ServerState) -> Starlette:
         return JSONResponse(
             {
                 "object": "list",
-                "model": state.config.model_id,
+                "model": adapter.name if adapter is not None else state.config.model_id,
                 "data": [
                     {"object": "embedding", "index": i, "embedding": _encode(vector, body)}
                     for i, vector in enumerate(vectors)
@@ -240,6 +248,8 @@ def _job(
     loaded: Loaded,
     prompts: list[list[int]],
     max_tokens: int | None,
+    adapter: Adapter | None,
+    state: ServerState,
 ) -> CompletionJob:
     """The generation work of a chat or text completion request, once its prompts are known."""
     return CompletionJob(
@@ -250,16 +260,23 @@ def _job(
         ignore_eos=body.ignore_eos,
         stream=body.stream,
         include_usage=bool(body.stream_options and body.stream_options.include_usage),
+        adapter=adapter,
+        model_name=adapter.name if adapter is not None else state.config.model_id,
     )
 
 
-def _check_model(state: ServerState, requested: str | None) -> None:
+def _resolve_model(state: ServerState, loaded: Loaded, requested: str | None) -> Adapter | None:
+    """The LoRA adapter a request's `model` names; None for the base model (or no name)."""
     config = state.config
     if requested is None or requested in {config.model_id, config.model}:
-        return
+        return None
+    adapter = loaded.adapters.get(requested)
+    if adapter is not None:
+        return adapter
+    served = ", ".join(repr(name) for name in [config.model_id, *loaded.adapters])
     raise APIError(
         404,
-        f"the model {requested!r} does not exist; this server serves {config.model_id!r}",
+        f"the model {requested!r} does not exist; this server serves {served}",
         param="model",
         code="model_not_found",
     )

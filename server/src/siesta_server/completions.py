@@ -28,6 +28,7 @@ from siesta_server.engine import (
     TextDelta,
 )
 from siesta_server.errors import APIError, bad_request, unavailable
+from siesta_server.native import Adapter
 from siesta_server.sampling import GrammarError, Sampler, SamplingParams, grammar_for_json_schema
 from siesta_server.schemas import _SamplingFields
 from siesta_server.state import Loaded, ServerState
@@ -155,6 +156,8 @@ class CompletionJob:
     ignore_eos: bool
     stream: bool
     include_usage: bool
+    adapter: Adapter | None  # the LoRA adapter to generate with (None: the base model)
+    model_name: str  # the name answers carry: the adapter's, or the base alias
 
 
 async def run_completion(
@@ -176,10 +179,10 @@ async def run_completion(
             raise bad_request("the prompt contains an invalid token id", param="prompt")
     max_tokens = job.max_tokens if job.max_tokens is not None else engine.n_ctx_seq
     generations = await _start(loaded, job, max_tokens)
-    state.metrics.request_received()
+    state.metrics.request_received(job.adapter)
     completion_id = shape.id_prefix + uuid.uuid4().hex
     created = int(time.time())
-    model_name = state.config.model_id
+    model_name = job.model_name
     distinct_prompt_tokens = sum(len(p) for p in _distinct(job.prompts))
     watcher = asyncio.create_task(_cancel_on_disconnect(request, generations))
     if job.stream:
@@ -248,6 +251,7 @@ async def _start(loaded: Loaded, job: CompletionJob, max_tokens: int) -> list[Ge
                         max_tokens=max_tokens,
                         stop=job.stop,
                         ignore_eos=job.ignore_eos,
+                        adapter=job.adapter,
                     )
                 )
             except BaseException:

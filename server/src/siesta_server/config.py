@@ -7,7 +7,9 @@ over its variable, and the variable over the default.
 from __future__ import annotations
 
 import argparse
+import math
 import os
+import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -15,6 +17,44 @@ from typing import NoReturn
 
 DEFAULT_PORT = 8080
 DEFAULT_CACHE_DIR = "~/.cache/siesta/models"
+# Adapter names are OpenAI model names and, in a cluster, unique names across the gateway:
+# DNS labels, like ModelDeployment names.
+ADAPTER_NAME = re.compile(r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$")
+
+
+@dataclass(frozen=True)
+class LoraSpec:
+    """One `--lora NAME=PATH_OR_URI[@SCALE]`: a LoRA adapter served as model `name`."""
+
+    name: str
+    uri: str
+    scale: float = 1.0
+    sha256: str | None = None
+
+
+def parse_lora(text: str) -> LoraSpec:
+    """`NAME=PATH_OR_URI[@SCALE]`; a trailing `@...` is a scale only if it is a number."""
+    name, sep, rest = text.strip().partition("=")
+    if not sep or not name or not rest:
+        raise ConfigError(f"--lora {text!r}: expected NAME=PATH_OR_URI[@SCALE]")
+    if not ADAPTER_NAME.match(name):
+        raise ConfigError(
+            f"--lora {text!r}: the name {name!r} must be a DNS label (lower-case letters, "
+            "digits and '-', at most 63 characters)"
+        )
+    uri, at, tail = rest.rpartition("@")
+    scale = 1.0
+    if at:
+        try:
+            scale = float(tail)
+        except ValueError:
+            uri = rest  # an '@' inside the URI (user@host), not a scale
+        else:
+            if not math.isfinite(scale):
+                raise ConfigError(f"--lora {text!r}: the scale must be a finite number")
+    else:
+        uri = rest
+    return LoraSpec(name=name, uri=uri, scale=scale)
 
 
 @dataclass(frozen=True)
@@ -36,6 +76,7 @@ class ServerConfig:
     log_level: str = "info"
     cache_keep: int = 1
     termination_log: Path | None = None
+    loras: tuple[LoraSpec, ...] = ()
 
     @property
     def model_id(self) -> str:
@@ -85,7 +126,24 @@ _OPTIONS: list[tuple[str, str, type, str]] = [
     ),
 ]
 
-ENVIRONMENT_VARIABLES = {flag: env for flag, env, _, _ in _OPTIONS}
+# Repeatable flags; their variables hold several values separated by whitespace.
+_LIST_OPTIONS: list[tuple[str, str, str]] = [
+    (
+        "--lora",
+        "SIESTA_LORA",
+        "serve a LoRA adapter of the model as NAME=PATH_OR_URI[@SCALE] (repeatable; the URI "
+        "is fetched and cached like --model)",
+    ),
+    (
+        "--lora-sha256",
+        "SIESTA_LORA_SHA256",
+        "expected SHA-256 of an adapter as NAME=HEX (repeatable)",
+    ),
+]
+
+ENVIRONMENT_VARIABLES = {flag: env for flag, env, _, _ in _OPTIONS} | {
+    flag: env for flag, env, _ in _LIST_OPTIONS
+}
 
 
 class ConfigError(ValueError):
@@ -134,6 +192,8 @@ def _parser() -> argparse.ArgumentParser:
     )
     for flag, env, kind, help_text in _OPTIONS:
         parser.add_argument(flag, type=kind, default=None, help=f"{help_text} [{env}]")
+    for flag, env, help_text in _LIST_OPTIONS:
+        parser.add_argument(flag, action="append", default=None, help=f"{help_text} [{env}]")
     return parser
 
 
@@ -158,6 +218,7 @@ def parse_config(
                 raise ConfigError(f"{env}={raw!r} is not a valid {kind.__name__}") from None
         if value is not None:
             values[field] = value
+    values["loras"] = _loras(args, environ)
     if "model" not in values:
         raise ConfigError("no model: pass --model or set SIESTA_MODEL")
     for path_field in ("cache_dir", "termination_log"):
@@ -168,6 +229,33 @@ def parse_config(
     config = ServerConfig(**values)  # type: ignore[arg-type]
     _validate(config)
     return config
+
+
+def _list_option(args: dict[str, object], environ: Mapping[str, str], flag: str) -> list[str]:
+    given = args[flag.removeprefix("--").replace("-", "_")]
+    if isinstance(given, list):
+        return [str(item) for item in given]
+    return environ.get(ENVIRONMENT_VARIABLES[flag], "").split()
+
+
+def _loras(args: dict[str, object], environ: Mapping[str, str]) -> tuple[LoraSpec, ...]:
+    loras = [parse_lora(text) for text in _list_option(args, environ, "--lora")]
+    names = [lora.name for lora in loras]
+    duplicates = sorted({name for name in names if names.count(name) > 1})
+    if duplicates:
+        raise ConfigError(f"--lora: the name(s) {', '.join(duplicates)} appear more than once")
+    digests: dict[str, str] = {}
+    for text in _list_option(args, environ, "--lora-sha256"):
+        name, _, digest = text.partition("=")
+        digest = digest.strip().lower()
+        if name not in names:
+            raise ConfigError(f"--lora-sha256 {text!r}: no --lora is named {name!r}")
+        if len(digest) != 64 or any(c not in "0123456789abcdef" for c in digest):
+            raise ConfigError(f"--lora-sha256 {text!r}: expected NAME=<64 hexadecimal characters>")
+        digests[name] = digest
+    return tuple(
+        LoraSpec(lora.name, lora.uri, lora.scale, digests.get(lora.name)) for lora in loras
+    )
 
 
 def _validate(config: ServerConfig) -> None:
@@ -190,3 +278,6 @@ def _validate(config: ServerConfig) -> None:
             raise ConfigError("--sha256 must be 64 hexadecimal characters")
     if config.log_level.lower() not in {"debug", "info", "warning", "error"}:
         raise ConfigError(f"unknown log level {config.log_level!r}")
+    for lora in config.loras:
+        if lora.name in {config.model_id, config.model}:
+            raise ConfigError(f"--lora {lora.name}: the name is the base model's own name")

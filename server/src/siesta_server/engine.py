@@ -1,9 +1,20 @@
 """The decode loop: continuous batching of up to `--parallel` sequences in one thread.
 
 One dedicated thread owns the llama.cpp context. Each step it admits waiting requests into
-free slots (reusing a slot's cached prefix when the new prompt starts the same way), builds
-one `llama_batch` with the next token of every generating sequence plus prompt chunks of
-new ones, runs a single `llama_decode`, and samples each sequence from its own logits.
+free slots (reusing a slot's cached prefix when the new prompt starts the same way and was
+computed with the same LoRA adapter), builds one `llama_batch` with the next token of every
+generating sequence plus prompt chunks of new ones, runs a single `llama_decode`, and
+samples each sequence from its own logits.
+
+LoRA adapters: llama.cpp applies one adapter set per context and decode call, so a step
+groups the busy sequences by adapter and runs one `llama_decode` per group (the base model
+without adapter is a group too). Every sequence still advances one token per step, all
+adapters share the slots and the KV cache, and a sequence is only ever decoded with its
+own request's adapter.
+
+Embedding requests share the loop too: each step adds at most one chunk of embedding
+work, sized to take about as long as the generation step (see embeddings.py), so a long
+embedding input never stalls the streams.
 
 The asyncio side talks to the thread through a thread-safe inbox; results go back with one
 `call_soon_threadsafe` per step into each request's asyncio.Queue.
@@ -24,8 +35,9 @@ from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from typing import Literal
 
+from siesta_server.embeddings import EmbeddingJob, EmbeddingRunner
 from siesta_server.metrics import ServerMetrics
-from siesta_server.native import Batch, Context, Model, NativeError, create_context, l2_normalize
+from siesta_server.native import Adapter, Batch, Context, Model
 from siesta_server.sampling import Sampler
 from siesta_server.text import TextStream
 
@@ -73,12 +85,7 @@ class _Job:
     ignore_eos: bool
     events: asyncio.Queue[Event]
     received_at: float
-
-
-@dataclass
-class _EmbeddingJob:
-    inputs: list[list[int]]
-    result: concurrent.futures.Future[list[list[float]]]
+    adapter: Adapter | None = None
 
 
 @dataclass
@@ -90,6 +97,7 @@ class _Cancel:
 class _Slot:
     seq_id: int
     cached: list[int] = field(default_factory=list)  # tokens now in this sequence's KV cache
+    cached_adapter: Adapter | None = None  # the adapter those tokens were computed with
     job: _Job | None = None
     prompt_pos: int = 0
     next_token: int | None = None
@@ -146,7 +154,7 @@ class Engine:
         self._threads = threads
         self._slots = [_Slot(seq_id=i) for i in range(self.n_slots)]
         self._waiting: deque[_Job] = deque()
-        self._inbox: queue.SimpleQueue[_Job | _EmbeddingJob | _Cancel | None] = queue.SimpleQueue()
+        self._inbox: queue.SimpleQueue[_Job | EmbeddingJob | _Cancel | None] = queue.SimpleQueue()
         self._batch = Batch(max(context.n_batch, self.n_slots))
         self._ids = itertools.count(1)
         self._outstanding = 0  # submitted and not yet finished, guarded by _lock
@@ -154,7 +162,8 @@ class Engine:
         self._loop: asyncio.AbstractEventLoop | None = None
         self._thread: threading.Thread | None = None
         self._outbox: list[tuple[asyncio.Queue[Event], Event]] = []
-        self._embedding_context: Context | None = None
+        self._embeddings = EmbeddingRunner(model, n_ctx=self.n_ctx_seq, threads=threads)
+        self._last_step_seconds: float | None = None  # of the last generation step
         # Called on the event loop if the decode thread dies: the process should exit.
         self.on_crash: Callable[[], None] | None = None
         metrics.engine.total_slots = self.n_slots
@@ -183,6 +192,7 @@ class Engine:
         max_tokens: int,
         stop: list[str],
         ignore_eos: bool = False,
+        adapter: Adapter | None = None,
     ) -> Generation:
         """Queue a generation; the caller owns `sampler` until this returns."""
         if self._thread is None or not self._thread.is_alive():
@@ -203,6 +213,7 @@ class Engine:
             ignore_eos=ignore_eos,
             events=events,
             received_at=time.monotonic(),
+            adapter=adapter,
         )
         self._inbox.put(job)
         return Generation(self, job.id, events)
@@ -210,11 +221,13 @@ class Engine:
     def cancel(self, job_id: int) -> None:
         self._inbox.put(_Cancel(job_id))
 
-    async def embed(self, inputs: list[list[int]]) -> list[list[float]]:
+    async def embed(
+        self, inputs: list[list[int]], adapter: Adapter | None = None
+    ) -> list[list[float]]:
         if self._thread is None or not self._thread.is_alive():
             raise EngineStoppedError("the decode loop is not running")
         result: concurrent.futures.Future[list[list[float]]] = concurrent.futures.Future()
-        self._inbox.put(_EmbeddingJob(inputs, result))
+        self._inbox.put(EmbeddingJob(inputs, result, adapter))
         return await asyncio.wrap_future(result)
 
     def stop(self, timeout: float = 10.0) -> None:
@@ -229,8 +242,13 @@ class Engine:
         try:
             while self._absorb_messages():
                 self._admit_waiting()
-                if any(slot.job for slot in self._slots):
+                generating = any(slot.job for slot in self._slots)
+                if generating:
+                    started = time.monotonic()
                     self._step()
+                    self._last_step_seconds = time.monotonic() - started
+                if self._embeddings.pending:
+                    self._embeddings.run_chunk(self._last_step_seconds if generating else None)
                 self._publish_gauges()
                 self._flush_outbox()
         except Exception:
@@ -248,7 +266,11 @@ class Engine:
 
     def _absorb_messages(self) -> bool:
         """Take everything from the inbox; block only when there is nothing to do."""
-        idle = not self._waiting and not any(slot.job for slot in self._slots)
+        idle = (
+            not self._waiting
+            and not self._embeddings.pending
+            and not any(slot.job for slot in self._slots)
+        )
         while True:
             try:
                 message = self._inbox.get(block=idle)
@@ -262,7 +284,7 @@ class Engine:
             elif isinstance(message, _Cancel):
                 self._cancel(message.job_id)
             else:
-                self._embed(message)
+                self._embeddings.add(message)
 
     def _admit_waiting(self) -> None:
         free = [slot for slot in self._slots if slot.job is None]
@@ -270,15 +292,16 @@ class Engine:
             job = self._waiting.popleft()
             # Longest shared prefix first; on a tie the slot caching least, so the caches
             # of other conversations survive for their next turn.
-            slot = max(free, key=lambda s: (_common_prefix(s.cached, job.prompt), -len(s.cached)))
+            slot = max(free, key=lambda s: (_reusable(s, job), -len(s.cached)))
             free.remove(slot)
             # Keep the shared prefix in the KV cache, but always decode the prompt's last
             # token again: its logits are needed to sample the first new token.
-            keep = min(_common_prefix(slot.cached, job.prompt), len(job.prompt) - 1)
+            keep = min(_reusable(slot, job), len(job.prompt) - 1)
             if keep < len(slot.cached) and not self.context.forget(slot.seq_id, keep):
                 self.context.forget(slot.seq_id)
                 keep = 0
             slot.cached = slot.cached[:keep]
+            slot.cached_adapter = job.adapter
             slot.job = job
             slot.prompt_pos = keep
             slot.reused = keep
@@ -287,11 +310,24 @@ class Engine:
             slot.text = TextStream(job.stop)
             slot.started_at = time.monotonic()
             self.metrics.engine.prompt_tokens_cached += keep
+            self.metrics.adapter_tokens(job.adapter, "prompt", len(job.prompt))
 
     def _step(self) -> None:
+        """Advance every busy sequence by one decode, one `llama_decode` per adapter."""
+        groups: dict[Adapter | None, list[_Slot]] = {}
+        # The adapter the context has now goes first: one switch fewer per step.
+        groups[self.context.adapter] = []
+        for slot in self._slots:
+            if slot.job is not None:
+                groups.setdefault(slot.job.adapter, []).append(slot)
+        for adapter, busy in groups.items():
+            if busy:
+                self.context.use_adapter(adapter)
+                self._decode(busy)
+
+    def _decode(self, busy: list[_Slot]) -> None:
         batch = self._batch
         batch.clear()
-        busy = [slot for slot in self._slots if slot.job is not None]
         for slot in busy:
             slot.batch_index = -1
             if slot.next_token is not None:
@@ -345,6 +381,7 @@ class Engine:
             self.metrics.engine.prompt_seconds += now - slot.started_at
             self.metrics.time_to_first_token.observe(now - job.received_at)
         slot.generated += 1
+        self.metrics.adapter_tokens(job.adapter, "predicted", 1)
         if not job.ignore_eos and self.model.is_end_of_generation(token):
             self._finish(slot, "stop")
             return
@@ -421,38 +458,6 @@ class Engine:
         with self._lock:
             self._outstanding -= 1
 
-    def _embed(self, job: _EmbeddingJob) -> None:
-        if not job.result.set_running_or_notify_cancel():
-            return
-        try:
-            job.result.set_result([self._embed_one(tokens) for tokens in job.inputs])
-        except Exception as error:
-            job.result.set_exception(error)
-
-    def _embed_one(self, tokens: list[int]) -> list[float]:
-        if self._embedding_context is None:
-            # Created on first use: most deployments never ask for embeddings.
-            self._embedding_context = create_context(
-                self.model,
-                n_ctx=self.n_ctx_seq,
-                n_seq=1,
-                n_batch=self.n_ctx_seq,
-                threads=self._threads,
-                embeddings=True,
-            )
-        context = self._embedding_context
-        batch = Batch(len(tokens))
-        try:
-            for pos, token in enumerate(tokens):
-                batch.add(token, pos, 0, output=True)
-            status = context.decode(batch)
-            if status != 0:
-                raise NativeError(f"llama_decode failed with status {status}")
-            return l2_normalize(context.embedding(0, self.model.n_embd))
-        finally:
-            context.forget(0)
-            batch.close()
-
     def _publish_gauges(self) -> None:
         counters = self.metrics.engine
         counters.requests_processing = sum(1 for slot in self._slots if slot.job is not None)
@@ -483,14 +488,17 @@ class Engine:
                 self._outbox.append((message_or_job.events, Failed(message)))
                 message_or_job.sampler.close()
                 self._job_done()
-            elif isinstance(message_or_job, _EmbeddingJob):
+            elif (
+                isinstance(message_or_job, EmbeddingJob)
+                and message_or_job.result.set_running_or_notify_cancel()
+            ):
                 message_or_job.result.set_exception(EngineStoppedError(message))
+        self._embeddings.fail_all(EngineStoppedError(message))
         self._publish_gauges()
 
     def _release_native(self) -> None:
         self._batch.close()
-        if self._embedding_context is not None:
-            self._embedding_context.close()
+        self._embeddings.close()
         self.context.close()
         self.model.close()
 
@@ -498,6 +506,13 @@ class Engine:
 def _deliver(outbox: list[tuple[asyncio.Queue[Event], Event]]) -> None:
     for events, event in outbox:
         events.put_nowait(event)
+
+
+def _reusable(slot: _Slot, job: _Job) -> int:
+    """Cached tokens of `slot` that `job` can keep: its KV must come from the same adapter."""
+    if slot.cached_adapter is not job.adapter:
+        return 0
+    return _common_prefix(slot.cached, job.prompt)
 
 
 def _common_prefix(a: list[int], b: list[int]) -> int:

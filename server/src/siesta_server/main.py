@@ -28,9 +28,12 @@ from siesta_server.config import ConfigError, ServerConfig, parse_config
 from siesta_server.engine import Engine
 from siesta_server.gguf_header import GGUFHeader, read_header
 from siesta_server.native import (
+    Adapter,
+    Model,
     NativeError,
     create_context,
     init_backend,
+    load_adapter,
     load_error,
     load_model,
 )
@@ -67,6 +70,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     source = ModelSource(config.model, config.sha256, config.cache_dir)
     try:
         check_source(source)
+        for lora in config.loras:
+            check_source(ModelSource(lora.uri, lora.sha256, config.cache_dir))
     except ModelSourceError as error:
         log.error("%s", error)
         write_cause(termination_log(config.termination_log), str(error))
@@ -116,6 +121,7 @@ class Runner:
         self.config = config
         self.source = source
         self.state = ServerState(config)
+        self.state.metrics.base_name = config.model_id
         self.exit_code = EXIT_OK
         self.cause = ""
         """Why the server is exiting with an error (its termination message)."""
@@ -182,6 +188,7 @@ class Runner:
                     ) from None
                 raise
             try:
+                adapters = self._load_adapters(model)
                 context = create_context(
                     model,
                     n_ctx=config.ctx_size,
@@ -209,7 +216,7 @@ class Runner:
                 engine.n_slots,
                 engine.n_ctx_seq,
             )
-            loop.call_soon_threadsafe(self._loaded, Loaded(model, engine, template))
+            loop.call_soon_threadsafe(self._loaded, Loaded(model, engine, template, adapters))
         except Exception as error:
             log.error("cannot serve %s: %s", config.model, error)
             loop.call_soon_threadsafe(self._fail, str(error))
@@ -251,6 +258,16 @@ class Runner:
         host = memory.host_free()
         if host is not None:
             fit.check(on_host, host, config.ctx_size, config.parallel)
+
+    def _load_adapters(self, model: Model) -> dict[str, Adapter]:
+        """Fetch (and cache) every --lora like the model, then load it onto the model."""
+        adapters: dict[str, Adapter] = {}
+        for lora in self.config.loras:
+            source = ModelSource(lora.uri, lora.sha256, self.config.cache_dir)
+            path = fetch_model(source, on_bytes=self.state.metrics.download_bytes.inc)
+            adapters[lora.name] = load_adapter(model, lora.name, path, lora.scale)
+            log.info("LoRA adapter %s loaded from %s (scale %g)", lora.name, path, lora.scale)
+        return adapters
 
     def _loaded(self, loaded: Loaded) -> None:
         # exit 1: Kubernetes restarts the pod

@@ -10,6 +10,7 @@ from __future__ import annotations
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 from prometheus_client import (
     CollectorRegistry,
@@ -21,6 +22,9 @@ from prometheus_client import (
 )
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
+
+if TYPE_CHECKING:
+    from siesta_server.native import Adapter
 
 # `*_created` series only double the scrape size here (llama-server exposes none either).
 disable_created_metrics()  # type: ignore[no-untyped-call]
@@ -91,14 +95,35 @@ class ServerMetrics:
             ["endpoint", "status"],
             registry=self.registry,
         )
+        self.model_requests = Counter(
+            "siesta_server_adapter_requests",
+            "Inference requests by the model name they used: a LoRA adapter, or the base alias",
+            ["adapter"],
+            registry=self.registry,
+        )
+        self.model_tokens = Counter(
+            "siesta_server_adapter_tokens",
+            "Prompt and generated tokens by the model name they used (adapter or base alias)",
+            ["adapter", "kind"],
+            registry=self.registry,
+        )
+        self.base_name = ""  # the base model's alias: the `adapter` label of plain requests
         self.ready = Gauge(
             "siesta_server_ready",
             "1 when the model is loaded and requests are accepted, else 0",
             registry=self.registry,
         )
 
-    def request_received(self) -> None:
+    def request_received(self, adapter: Adapter | None = None) -> None:
         self.last_request_timestamp.set(time.time())
+        self.model_requests.labels(self._label(adapter)).inc()
+
+    def adapter_tokens(self, adapter: Adapter | None, kind: str, count: int) -> None:
+        """Count `kind` ("prompt" or "predicted") tokens under the adapter's name."""
+        self.model_tokens.labels(self._label(adapter), kind).inc(count)
+
+    def _label(self, adapter: Adapter | None) -> str:
+        return adapter.name if adapter is not None else self.base_name
 
     def render(self) -> bytes:
         return generate_latest(self.registry)

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import ctypes
 import logging
-import math
 import os
 import sys
 from collections import deque
@@ -18,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 import llama_cpp
+import numpy as np
 
 log = logging.getLogger(__name__)
 
@@ -84,6 +84,8 @@ class Model:
     size_bytes: int
     n_params: int
     _pieces: dict[int, bytes] = field(default_factory=dict, repr=False)
+    # Per-model tables other modules derive from the vocabulary once (e.g. UTF-8 classes).
+    caches: dict[str, object] = field(default_factory=dict, repr=False)
 
     def tokenize(self, text: str, *, add_special: bool, parse_special: bool) -> list[int]:
         data = text.encode("utf-8")
@@ -155,6 +157,33 @@ def load_model(path: Path, *, gpu_layers: int) -> Model:
     )
 
 
+@dataclass(frozen=True, eq=False)
+class Adapter:
+    """A LoRA adapter loaded for a model, served under its own model name.
+
+    Compared by identity: two adapters are the same only if they are the same object.
+    """
+
+    name: str
+    scale: float
+    path: Path
+    handle: Any
+
+
+def load_adapter(model: Model, name: str, path: Path, scale: float) -> Adapter:
+    _recent_errors.clear()
+    handle = llama_cpp.llama_adapter_lora_init(model.handle, str(path).encode())
+    if not handle:
+        reason = _recent_errors[-1] if _recent_errors else "no reason given"
+        raise NativeError(
+            f"LoRA adapter {name!r}: llama.cpp cannot apply {path} to {model.path.name} "
+            f"({model.description}): {reason}. It must be a GGUF with general.type=adapter "
+            "and adapter.type=lora whose tensors match this base model (convert it with "
+            "llama.cpp's convert_lora_to_gguf.py against the same base)"
+        )
+    return Adapter(name=name, scale=scale, path=path, handle=handle)
+
+
 @dataclass
 class Context:
     """A llama.cpp context whose KV cache holds `n_seq` independent sequences."""
@@ -165,6 +194,19 @@ class Context:
     n_ctx_seq: int
     n_batch: int
     n_seq: int
+    adapter: Adapter | None = None  # the LoRA adapter the next decode applies
+
+    def use_adapter(self, adapter: Adapter | None) -> None:
+        """Apply `adapter` (or none) to the following decodes of this context."""
+        if adapter is self.adapter:
+            return
+        if adapter is None:
+            llama_cpp.llama_set_adapters_lora(self.handle, None, 0, None)
+        else:
+            handles = (llama_cpp.llama_adapter_lora_p_ctypes * 1)(adapter.handle)
+            scales = (ctypes.c_float * 1)(adapter.scale)
+            llama_cpp.llama_set_adapters_lora(self.handle, handles, 1, scales)
+        self.adapter = adapter
 
     def decode(self, batch: Batch) -> int:
         """Run one forward pass; 0 on success, 1 if no KV space, negative on error."""
@@ -174,11 +216,13 @@ class Context:
         """Drop a sequence's cached tokens at positions >= from_pos (0: all of them)."""
         return bool(llama_cpp.llama_memory_seq_rm(self.memory, seq_id, from_pos, -1))
 
-    def embedding(self, seq_id: int, n_embd: int) -> list[float]:
-        pointer = llama_cpp.llama_get_embeddings_seq(self.handle, seq_id)
+    def output_embeddings(self, n_outputs: int, n_embd: int) -> np.ndarray:
+        """The last hidden state of each output token of the last decode (a copy)."""
+        pointer = llama_cpp.llama_get_embeddings(self.handle)
         if not pointer:
-            raise NativeError("the model produced no pooled embedding")
-        return [float(pointer[i]) for i in range(n_embd)]
+            raise NativeError("the model produced no embeddings")
+        floats = ctypes.cast(pointer, ctypes.POINTER(ctypes.c_float))
+        return np.ctypeslib.as_array(floats, shape=(n_outputs, n_embd)).copy()
 
     def close(self) -> None:
         if self.handle is not None:
@@ -206,8 +250,10 @@ def create_context(
     params.kv_unified = False
     params.no_perf = True
     if embeddings:
+        # Per-token hidden states; the caller pools them, so an input can be decoded in
+        # several chunks (llama.cpp pools only within one decode call).
         params.embeddings = True
-        params.pooling_type = llama_cpp.LLAMA_POOLING_TYPE_MEAN
+        params.pooling_type = llama_cpp.LLAMA_POOLING_TYPE_NONE
     handle = llama_cpp.llama_init_from_model(model.handle, params)
     if not handle:
         raise NativeError(f"llama.cpp could not create a context of {n_ctx} tokens")
@@ -261,6 +307,6 @@ class Batch:
             self.native = None
 
 
-def l2_normalize(vector: list[float]) -> list[float]:
-    norm = math.sqrt(sum(x * x for x in vector))
-    return [x / norm for x in vector] if norm > 0 else vector
+def l2_normalize(vector: np.ndarray) -> list[float]:
+    norm = float(np.linalg.norm(vector))
+    return [float(x) for x in (vector / norm if norm > 0 else vector)]

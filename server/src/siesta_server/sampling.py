@@ -6,14 +6,14 @@ typical-p, top-p, min-p, temperature, then a seeded draw (or greedy at temperatu
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass, field
 from typing import Any
 
 import llama_cpp
-from llama_cpp.llama_grammar import JSON_GBNF, json_schema_to_gbnf
 
+from siesta_server.json_grammar import SchemaError, grammar_for_json_object, grammar_for_schema
 from siesta_server.native import Model
+from siesta_server.utf8_guard import Utf8Guard, utf8_tables
 
 RANDOM_SEED = llama_cpp.LLAMA_DEFAULT_SEED
 
@@ -41,10 +41,10 @@ class SamplingParams:
 def grammar_for_json_schema(schema: dict[str, Any] | None) -> str:
     """GBNF for a JSON schema (any JSON object when the schema is None)."""
     if schema is None:
-        return JSON_GBNF
+        return grammar_for_json_object()
     try:
-        return str(json_schema_to_gbnf(json.dumps(schema)))
-    except Exception as error:  # the converter raises bare Exceptions on unsupported input
+        return grammar_for_schema(schema)
+    except SchemaError as error:
         raise GrammarError(f"unsupported JSON schema: {error}") from None
 
 
@@ -55,6 +55,10 @@ class Sampler:
         self._chain: Any = llama_cpp.llama_sampler_chain_init(
             llama_cpp.llama_sampler_chain_default_params()
         )
+        # A grammar's output must also be valid UTF-8 byte for byte (see utf8_guard).
+        self._utf8: Utf8Guard | None = None
+        if params.grammar is not None:
+            self._utf8 = Utf8Guard(utf8_tables(model), model.n_vocab)
         try:
             self._build(model, params, history)
         except BaseException:
@@ -112,7 +116,12 @@ class Sampler:
 
     def sample(self, context_handle: Any, index: int) -> int:
         """Pick (and accept) the next token from the logits at batch index `index`."""
-        return int(llama_cpp.llama_sampler_sample(self._chain, context_handle, index))
+        if self._utf8 is not None:
+            self._utf8.mask(context_handle, index)
+        token = int(llama_cpp.llama_sampler_sample(self._chain, context_handle, index))
+        if self._utf8 is not None:
+            self._utf8.accept(token)
+        return token
 
     def close(self) -> None:
         if self._chain is not None:

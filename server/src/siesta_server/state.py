@@ -12,7 +12,7 @@ from siesta_server.config import ServerConfig
 from siesta_server.engine import Engine
 from siesta_server.errors import unavailable
 from siesta_server.metrics import ServerMetrics
-from siesta_server.native import Model
+from siesta_server.native import Adapter, Model
 
 
 class Phase(enum.Enum):
@@ -27,6 +27,7 @@ class Loaded:
     model: Model
     engine: Engine
     chat_template: ChatTemplate
+    adapters: dict[str, Adapter] = field(default_factory=dict)  # by served model name
 
 
 @dataclass
