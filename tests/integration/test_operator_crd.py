@@ -81,7 +81,80 @@ BAD: list[tuple[str, dict[str, Any], str]] = [
     (
         "ftp-uri",
         {"model": {"uri": "ftp://models.example.com/m.gguf"}},
-        "uri must start with https://, http://, file://, pvc:// or /",
+        "uri must start with https://, http://, s3://, hf://, file://, pvc:// or /",
+    ),
+    (
+        "s3-prefix",
+        {"model": {"uri": "s3://clinic-models/llama/"}},
+        "an s3 uri is s3://BUCKET/KEY",
+    ),
+    ("hf-no-file", {"model": {"uri": "hf://acme/repo"}}, "an hf uri is hf://ORG/REPO/FILE.gguf"),
+    (
+        "pod-safe-to-evict",
+        with_model(
+            pod={"annotations": {"cluster-autoscaler.kubernetes.io/safe-to-evict": "false"}}
+        ),
+        "pod.annotations: siesta.dev/* and cluster-autoscaler.kubernetes.io/safe-to-evict are set by Siesta",
+    ),
+    (
+        "pod-selector-label",
+        with_model(pod={"labels": {"siesta.dev/modeldeployment": "other"}}),
+        "pod.labels: siesta.dev/*",
+    ),
+    (
+        "pod-owned-env",
+        with_model(pod={"env": [{"name": "SIESTA_MODEL", "value": "/x.gguf"}]}),
+        "are set by Siesta from the spec",
+    ),
+    (
+        "pod-gpu-node-label",
+        with_model(pod={"nodeSelector": {"nvidia.com/gpu.product": "Tesla-T4"}}),
+        "come from spec.gpu",
+    ),
+    (
+        "pod-cache-volume",
+        with_model(pod={"volumes": [{"name": "model-cache", "emptyDir": {}}]}),
+        "pod.volumes: the names tmp, model-cache, model-source are Siesta's",
+    ),
+    (
+        "pod-cache-mount",
+        with_model(
+            pod={
+                "volumes": [{"name": "extra", "emptyDir": {}}],
+                "volumeMounts": [{"name": "extra", "mountPath": "/models/x"}],
+            }
+        ),
+        "pod.volumeMounts: /tmp, /models, /model-source are Siesta's mounts",
+    ),
+    (
+        "pod-mount-unknown-volume",
+        with_model(pod={"volumeMounts": [{"name": "nope", "mountPath": "/data"}]}),
+        "every mount names a volume of pod.volumes",
+    ),
+    (
+        "pod-node-selector-disagrees",
+        with_model(pod={"nodeSelector": {"zone": "a"}}, gpu={"nodeSelector": {"zone": "b"}}),
+        "pod.nodeSelector and gpu.nodeSelector disagree on a label",
+    ),
+    (
+        "gpu-in-resources",
+        with_model(server={"resources": {"limits": {"nvidia.com/gpu": 2}}}),
+        "nvidia.com/gpu comes from spec.gpu.count, not server.resources",
+    ),
+    (
+        "holiday-bad-date",
+        with_model(schedule={"windows": [WINDOW], "holidays": {"dates": ["2026-13-01"]}}),
+        "spec.schedule.holidays.dates[0]",
+    ),
+    (
+        "holiday-country-lowercase",
+        with_model(schedule={"windows": [WINDOW], "holidays": {"country": "de"}}),
+        "spec.schedule.holidays.country",
+    ),
+    (
+        "holiday-subdivision-alone",
+        with_model(schedule={"windows": [WINDOW], "holidays": {"subdivision": "BE"}}),
+        "holidays.subdivision needs holidays.country",
     ),
     ("too-many-gpus", with_model(gpu={"count": 17}), "should be less than or equal to 16"),
     (
@@ -126,3 +199,40 @@ def test_a_valid_spec_is_accepted_with_defaults(
     assert stored["scaling"]["scaleDownDelay"] == "5m"
     assert stored["gpu"]["count"] == 1
     assert stored["schedule"]["windows"][0]["minReplicas"] == 1
+
+
+POD = {
+    "annotations": {"karpenter.sh/do-not-disrupt": "true"},
+    "labels": {"cost-center": "reception"},
+    "env": [
+        {"name": "AWS_REGION", "value": "eu-central-1"},
+        {"name": "HF_TOKEN", "valueFrom": {"secretKeyRef": {"name": "hf", "key": "token"}}},
+    ],
+    "envFrom": [{"configMapRef": {"name": "proxy"}}],
+    "imagePullSecrets": [{"name": "registry"}],
+    "priorityClassName": "models",
+    "serviceAccountName": "siesta-models",
+    "nodeSelector": {"karpenter.sh/capacity-type": "on-demand"},
+    "volumes": [{"name": "keys", "secret": {"secretName": "server-keys"}}],
+    "volumeMounts": [{"name": "keys", "mountPath": "/etc/siesta/keys", "readOnly": True}],
+}
+
+
+def test_pod_settings_and_remote_sources_are_accepted_as_written(
+    cluster: Cluster, operator_access: OperatorAccess, namespace: str
+) -> None:
+    spec = {
+        "model": {"uri": "s3://clinic-models/llama/7b.gguf"},
+        "pod": POD,
+        "schedule": {
+            "timezone": "Europe/Berlin",
+            "windows": [WINDOW],
+            "holidays": {"country": "DE", "subdivision": "BE", "dates": ["2026-12-24"]},
+        },
+    }
+    cluster.kubectl("create", "-n", namespace, "-f", "-", input=md("pod-settings", spec))
+    stored = cluster.get_json("modeldeployment", "pod-settings", "-n", namespace)["spec"]
+    assert stored["pod"] == POD  # volume sources and valueFrom kept, not pruned
+    assert stored["schedule"]["holidays"]["subdivision"] == "BE"
+    hf = {"model": {"uri": "hf://acme/clinic-7b/q4.gguf@" + "a" * 40}}
+    cluster.kubectl("create", "-n", namespace, "-f", "-", input=md("from-hf", hf))

@@ -339,3 +339,55 @@ def test_an_immutable_change_recreates_the_statefulset_without_scaling(
     assert template["spec"]["resources"]["requests"]["storage"] == "30Gi"
     assert after["spec"]["replicas"] == 1
     assert len(scale_events(cluster, "grow", namespace)) == 1  # only the first 0 -> 1
+
+
+def test_every_pod_setting_reaches_the_statefulset(
+    cluster: Cluster, namespace: str, operator_runner: OperatorRunner
+) -> None:
+    pod = {
+        "annotations": {"karpenter.sh/do-not-disrupt": "true"},
+        "labels": {"cost-center": "reception"},
+        "env": [
+            {"name": "AWS_REGION", "value": "eu-central-1"},
+            {"name": "HF_TOKEN", "valueFrom": {"secretKeyRef": {"name": "hf", "key": "token"}}},
+        ],
+        "envFrom": [{"configMapRef": {"name": "proxy"}}],
+        "imagePullSecrets": [{"name": "registry"}],
+        "priorityClassName": "models",
+        "serviceAccountName": "siesta-models",
+        "nodeSelector": {"karpenter.sh/capacity-type": "on-demand"},
+        "volumes": [{"name": "keys", "secret": {"secretName": "server-keys"}}],
+        "volumeMounts": [{"name": "keys", "mountPath": "/etc/siesta/keys", "readOnly": True}],
+    }
+    operator_runner.start()
+    body = model_deployment("dressed", pod=pod)
+    body["spec"]["model"] = {"uri": "s3://clinic-models/llama/7b.gguf"}
+    cluster.apply(body, namespace)
+    sts = wait_for("the StatefulSet", lambda: get(cluster, "statefulset", "dressed", namespace))
+    template = sts["spec"]["template"]
+    spec = template["spec"]
+    server = spec["containers"][0]
+    assert template["metadata"]["annotations"]["karpenter.sh/do-not-disrupt"] == "true"
+    assert (
+        template["metadata"]["annotations"]["cluster-autoscaler.kubernetes.io/safe-to-evict"]
+        == "true"
+    )
+    assert template["metadata"]["labels"]["cost-center"] == "reception"
+    assert template["metadata"]["labels"][MODEL_LABEL] == "dressed"
+    env = {e["name"]: e for e in server["env"]}
+    assert env["AWS_REGION"]["value"] == "eu-central-1"
+    assert env["HF_TOKEN"]["valueFrom"]["secretKeyRef"] == {"name": "hf", "key": "token"}
+    assert env["SIESTA_MODEL"]["value"] == "s3://clinic-models/llama/7b.gguf"
+    assert server["envFrom"] == [{"configMapRef": {"name": "proxy"}}]
+    assert spec["imagePullSecrets"] == [{"name": "registry"}]
+    assert spec["priorityClassName"] == "models"
+    assert spec["serviceAccountName"] == "siesta-models"
+    assert spec["nodeSelector"] == {"karpenter.sh/capacity-type": "on-demand"}
+    assert {"name": "keys", "secret": {"secretName": "server-keys", "defaultMode": 420}} in spec[
+        "volumes"
+    ]
+    assert {"name": "keys", "mountPath": "/etc/siesta/keys", "readOnly": True} in server[
+        "volumeMounts"
+    ]
+    assert [t["metadata"]["name"] for t in sts["spec"]["volumeClaimTemplates"]] == ["model-cache"]
+    assert server["resources"]["limits"] == {"nvidia.com/gpu": "1"}

@@ -72,6 +72,12 @@ def _structural(node: Schema) -> Schema:
     if "exclusiveMinimum" in node:
         node["minimum"] = node.pop("exclusiveMinimum")
         node["exclusiveMinimum"] = True
+    if node.get("additionalProperties") is True:
+        # A free-form part of a Kubernetes object (an EnvVar's valueFrom, a volume source):
+        # the API server checks it when the StatefulSet is written.
+        node["x-kubernetes-preserve-unknown-fields"] = True
+        node["type"] = "object"
+        del node["additionalProperties"]
     if "properties" in node:
         node["type"] = "object"
         node["properties"] = {k: _structural(v) for k, v in node["properties"].items()}

@@ -9,7 +9,7 @@ CEL rules live next to the fields they guard, under `x-kubernetes-validations`.
 from __future__ import annotations
 
 import re
-from datetime import timedelta
+from datetime import date, timedelta
 from enum import StrEnum
 from typing import TYPE_CHECKING, Annotated, Any, Literal
 
@@ -85,28 +85,53 @@ class ApiModel(BaseModel):
     )
 
 
+# Model URIs. The server parses them again (siesta_server.source); these say early, in
+# `kubectl apply`, what a malformed one looks like.
+URI_SCHEMES_PATTERN = r"^(https?|file|pvc|s3|hf)://.+$"
+S3_URI_PATTERN = r"^s3://[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]/.*[^/]$"
+HF_URI_PATTERN = r"^hf://[^/@]+/[^/@]+/[^@]*[^/@](@[^@]+)?$"
+URI_RULES: list[tuple[str, str, str]] = [
+    # (CEL, message, the same check in Python as a regex over the URI)
+    (
+        f"self.matches('{URI_SCHEMES_PATTERN}') || self.startsWith('/')",
+        "uri must start with https://, http://, s3://, hf://, file://, pvc:// or /",
+        r"^((https?|file|pvc|s3|hf)://.+|/.*)$",
+    ),
+    (
+        f"!self.startsWith('s3://') || self.matches('{S3_URI_PATTERN}')",
+        "an s3 uri is s3://BUCKET/KEY (a lower-case bucket name and an object key)",
+        rf"^(?!s3://)|{S3_URI_PATTERN}",
+    ),
+    (
+        f"!self.startsWith('hf://') || self.matches('{HF_URI_PATTERN}')",
+        "an hf uri is hf://ORG/REPO/FILE.gguf, optionally @REVISION (pin a commit hash)",
+        rf"^(?!hf://)|{HF_URI_PATTERN}",
+    ),
+]
+
+
 class ModelSource(ApiModel):
     uri: Annotated[str, StringConstraints(max_length=2048)] = Field(
         description=(
-            "Where the GGUF file comes from: https:// or http:// (downloaded once into the "
-            "cache volume), file:// or an absolute path inside the image, or pvc://CLAIM/PATH "
-            "(mounted read-only from an existing PersistentVolumeClaim)."
+            "Where the GGUF file comes from, downloaded once into the cache volume: "
+            "https:// or http://; s3://BUCKET/KEY (credentials from the pod's ServiceAccount "
+            "role (IRSA or EKS Pod Identity) or AWS_* variables in spec.pod.env; "
+            "AWS_ENDPOINT_URL_S3 for an S3-compatible store); hf://ORG/REPO/FILE.gguf[@REVISION] "
+            "(Hugging Face; HF_TOKEN from a Secret in spec.pod.env for a private repository). "
+            "Or used in place: file:// or an absolute path inside the image, or "
+            "pvc://CLAIM/PATH (mounted read-only from an existing PersistentVolumeClaim)."
         ),
         json_schema_extra={
-            "x-kubernetes-validations": [
-                cel(
-                    "self.matches('^(https?|file|pvc)://.+$') || self.startsWith('/')",
-                    "uri must start with https://, http://, file://, pvc:// or /",
-                )
-            ]
+            "x-kubernetes-validations": [cel(rule, message) for rule, message, _ in URI_RULES]
         },
     )
 
     @field_validator("uri")
     @classmethod
     def _known_scheme(cls, uri: str) -> str:
-        if not (re.match(r"^(https?|file|pvc)://.+$", uri) or uri.startswith("/")):
-            raise ValueError("uri must start with https://, http://, file://, pvc:// or /")
+        for _, message, pattern in URI_RULES:
+            if not re.match(pattern, uri):
+                raise ValueError(message)
         return uri
 
     sha256: Annotated[str, StringConstraints(pattern=r"^[a-fA-F0-9]{64}$")] | None = Field(
@@ -122,6 +147,24 @@ class ModelSource(ApiModel):
 
 
 class ResourceRequirements(ApiModel):
+    model_config = ConfigDict(
+        json_schema_extra={
+            "x-kubernetes-validations": [
+                cel(
+                    "(!has(self.limits) || !('nvidia.com/gpu' in self.limits)) && "
+                    "(!has(self.requests) || !('nvidia.com/gpu' in self.requests))",
+                    "nvidia.com/gpu comes from spec.gpu.count, not server.resources",
+                )
+            ]
+        }
+    )
+
+    @model_validator(mode="after")
+    def _no_gpu(self) -> ResourceRequirements:
+        if "nvidia.com/gpu" in (self.limits or {}) or "nvidia.com/gpu" in (self.requests or {}):
+            raise ValueError("nvidia.com/gpu comes from spec.gpu.count, not server.resources")
+        return self
+
     requests: dict[str, Quantity] | None = Field(default=None, description="CPU/memory requests.")
     limits: dict[str, Quantity] | None = Field(default=None, description="CPU/memory limits.")
 
@@ -145,7 +188,11 @@ class ServerSettings(ApiModel):
     extra_args: list[Annotated[str, StringConstraints(max_length=256)]] = Field(
         default_factory=list,
         max_length=32,
-        description="Extra command-line arguments for the server.",
+        description=(
+            "Extra siesta-server flags (see docs/server.md), e.g. --threads 8 or --log-level "
+            "debug. Not llama.cpp's llama-server flags: an unknown flag stops the server "
+            "(exit code 2) with a message listing the valid ones."
+        ),
     )
     resources: ResourceRequirements | None = Field(
         default=None,
@@ -281,6 +328,71 @@ class ScheduleWindow(ApiModel):
         return parse_duration(self.duration) if self.duration else None
 
 
+DATE_PATTERN = r"^[0-9]{4}-(0[1-9]|1[0-2])-(0[1-9]|[12][0-9]|3[01])$"
+
+
+class Holidays(ApiModel):
+    """Closed days: no window opens (and none prewarms) on them. Demand and load still wake."""
+
+    model_config = ConfigDict(
+        json_schema_extra={
+            "x-kubernetes-validations": [
+                cel(
+                    "!has(self.subdivision) || has(self.country)",
+                    "holidays.subdivision needs holidays.country",
+                ),
+            ]
+        }
+    )
+    country: Annotated[str, StringConstraints(pattern=r"^[A-Z]{2}$")] | None = Field(
+        default=None,
+        description=(
+            "ISO 3166-1 alpha-2 country whose public holidays close the schedule, e.g. DE "
+            "(as the Python `holidays` package knows them)."
+        ),
+    )
+    subdivision: Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9-]{1,32}$")] | None = Field(
+        default=None,
+        description="ISO 3166-2 subdivision code without the country, e.g. BE for Berlin.",
+    )
+    dates: list[Annotated[str, StringConstraints(pattern=DATE_PATTERN, max_length=10)]] = Field(
+        default_factory=list,
+        max_length=366,
+        description="Extra closed days, YYYY-MM-DD (company holidays, bridge days).",
+    )
+
+    @model_validator(mode="after")
+    def _known(self) -> Holidays:
+        if self.subdivision and not self.country:
+            raise ValueError("holidays.subdivision needs holidays.country")
+        for value in self.dates:
+            try:
+                date.fromisoformat(value)
+            except ValueError:
+                raise ValueError(f"holidays.dates: {value} is not a date (YYYY-MM-DD)") from None
+        if self.country:
+            check_holiday_region(self.country, self.subdivision)
+        return self
+
+
+def check_holiday_region(country: str, subdivision: str | None) -> None:
+    """Raise ValueError unless the `holidays` package knows the country (and subdivision)."""
+    import holidays  # only when a calendar is given: the package is large
+
+    supported: dict[str, list[str]] = holidays.list_supported_countries()
+    if country not in supported:
+        raise ValueError(
+            f"holidays.country: {country!r} is not a country the holidays package knows "
+            "(ISO 3166-1 alpha-2, e.g. DE, AT, US)"
+        )
+    if subdivision and subdivision not in supported[country]:
+        known = ", ".join(supported[country]) or "none"
+        raise ValueError(
+            f"holidays.subdivision: {subdivision!r} is not a subdivision of {country} "
+            f"(known: {known})"
+        )
+
+
 class Schedule(ApiModel):
     model_config = ConfigDict(
         json_schema_extra={
@@ -298,6 +410,13 @@ class Schedule(ApiModel):
     )
     prewarm: Duration | None = Field(default=None, description="Open every window this much early.")
     windows: list[ScheduleWindow] = Field(default_factory=list, max_length=32)
+    holidays: Holidays | None = Field(
+        default=None,
+        description=(
+            "Days on which no window opens, by the calendar day in timezone. A window "
+            "already open from the day before runs to its end."
+        ),
+    )
 
     @model_validator(mode="after")
     def _unique_names(self) -> Schedule:
@@ -391,6 +510,242 @@ class Scaling(ApiModel):
         return parse_duration(self.override_duration)
 
 
+# What Siesta sets on every model pod; spec.pod may add to it but never change it.
+OWNED_ENV = (
+    "SIESTA_MODEL",
+    "SIESTA_SHA256",
+    "SIESTA_ALIAS",
+    "SIESTA_HOST",
+    "SIESTA_PORT",
+    "SIESTA_CTX_SIZE",
+    "SIESTA_PARALLEL",
+    "SIESTA_GPU_LAYERS",
+    "SIESTA_CACHE_DIR",
+    "SIESTA_DRAIN_TIMEOUT",
+)
+OWNED_LABELS = (
+    "app.kubernetes.io/name",
+    "app.kubernetes.io/instance",
+    "app.kubernetes.io/component",
+    "app.kubernetes.io/part-of",
+    "app.kubernetes.io/managed-by",
+)
+OWNED_ANNOTATIONS = ("cluster-autoscaler.kubernetes.io/safe-to-evict",)
+OWNED_KEY_PREFIX = "siesta.dev/"
+OWNED_VOLUMES = ("tmp", "model-cache", "model-source")
+OWNED_MOUNT_PATHS = ("/tmp", "/models", "/model-source")
+GPU_NODE_LABELS = ("nvidia.com/gpu.present", "nvidia.com/gpu.product")
+DNS_SUBDOMAIN_PATTERN = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$"
+ENV_NAME_PATTERN = r"^[-._a-zA-Z][-._a-zA-Z0-9]*$"
+
+
+def _cel_list(values: tuple[str, ...]) -> str:
+    return "[" + ", ".join(f"'{value}'" for value in values) + "]"
+
+
+def _listed(values: tuple[str, ...]) -> str:
+    return ", ".join(values)
+
+
+class EnvVar(ApiModel):
+    """A container environment variable (core/v1 EnvVar)."""
+
+    name: Annotated[str, StringConstraints(pattern=ENV_NAME_PATTERN, max_length=256)]
+    value: Annotated[str, StringConstraints(max_length=32768)] | None = None
+    value_from: dict[str, Any] | None = Field(
+        default=None,
+        description="secretKeyRef, configMapKeyRef, fieldRef or resourceFieldRef (core/v1).",
+    )
+
+
+class EnvFromSource(ApiModel):
+    """Every key of a Secret or ConfigMap as variables (core/v1 EnvFromSource)."""
+
+    prefix: Annotated[str, StringConstraints(max_length=256)] | None = None
+    secret_ref: dict[str, Any] | None = Field(default=None, description="{name, optional}")
+    config_map_ref: dict[str, Any] | None = Field(default=None, description="{name, optional}")
+
+
+class LocalObjectReference(ApiModel):
+    name: Annotated[str, StringConstraints(pattern=DNS_SUBDOMAIN_PATTERN, max_length=253)]
+
+
+class Volume(BaseModel):
+    """A pod volume (core/v1 Volume): a name and one volume source, checked by the API server."""
+
+    model_config = ConfigDict(extra="allow", frozen=True)
+    name: DnsLabel
+
+
+class VolumeMount(ApiModel):
+    """Where a volume of spec.pod.volumes appears in the server container (core/v1 VolumeMount)."""
+
+    name: DnsLabel
+    mount_path: Annotated[str, StringConstraints(pattern=r"^/", max_length=1024)]
+    sub_path: Annotated[str, StringConstraints(max_length=1024)] | None = None
+    read_only: bool | None = None
+
+
+def _reserved_path(path: str) -> bool:
+    return any(path == owned or path.startswith(owned + "/") for owned in OWNED_MOUNT_PATHS)
+
+
+class PodSettings(ApiModel):
+    """Additions to every model pod. Fields Siesta sets itself are refused, not overridden."""
+
+    model_config = ConfigDict(
+        json_schema_extra={
+            "x-kubernetes-validations": [
+                cel(
+                    "!has(self.annotations) || self.annotations.all(k, !k.startsWith('"
+                    + OWNED_KEY_PREFIX
+                    + f"') && !(k in {_cel_list(OWNED_ANNOTATIONS)}))",
+                    f"pod.annotations: {OWNED_KEY_PREFIX}* and {_listed(OWNED_ANNOTATIONS)} are "
+                    "set by Siesta",
+                    ".annotations",
+                ),
+                cel(
+                    "!has(self.labels) || self.labels.all(k, !k.startsWith('"
+                    + OWNED_KEY_PREFIX
+                    + f"') && !(k in {_cel_list(OWNED_LABELS)}))",
+                    f"pod.labels: {OWNED_KEY_PREFIX}* and {_listed(OWNED_LABELS)} are set by "
+                    "Siesta (the Services select pods by them)",
+                    ".labels",
+                ),
+                cel(
+                    f"!has(self.env) || self.env.all(e, !(e.name in {_cel_list(OWNED_ENV)}))",
+                    f"pod.env: {_listed(OWNED_ENV)} are set by Siesta from the spec "
+                    "(use model, server and gpu)",
+                    ".env",
+                ),
+                cel(
+                    "!has(self.env) || self.env.all(a, self.env.exists_one(b, a.name == b.name))",
+                    "pod.env: each name at most once",
+                    ".env",
+                ),
+                cel(
+                    "!has(self.nodeSelector) || self.nodeSelector.all(k, !(k in "
+                    f"{_cel_list(GPU_NODE_LABELS)}))",
+                    f"pod.nodeSelector: {_listed(GPU_NODE_LABELS)} come from spec.gpu "
+                    "(count, products)",
+                    ".nodeSelector",
+                ),
+                cel(
+                    f"!has(self.volumes) || self.volumes.all(v, !(v.name in {_cel_list(OWNED_VOLUMES)}))",
+                    f"pod.volumes: the names {_listed(OWNED_VOLUMES)} are Siesta's",
+                    ".volumes",
+                ),
+                cel(
+                    "!has(self.volumes) || self.volumes.all(a, self.volumes.exists_one(b, "
+                    "a.name == b.name))",
+                    "pod.volumes: each name at most once",
+                    ".volumes",
+                ),
+                cel(
+                    "!has(self.volumeMounts) || self.volumeMounts.all(m, "
+                    + " && ".join(
+                        f"m.mountPath != '{path}' && !m.mountPath.startsWith('{path}/')"
+                        for path in OWNED_MOUNT_PATHS
+                    )
+                    + ")",
+                    f"pod.volumeMounts: {_listed(OWNED_MOUNT_PATHS)} are Siesta's mounts "
+                    "(the model cache and scratch space)",
+                    ".volumeMounts",
+                ),
+                cel(
+                    "!has(self.volumeMounts) || self.volumeMounts.all(m, has(self.volumes) && "
+                    "self.volumes.exists(v, v.name == m.name))",
+                    "pod.volumeMounts: every mount names a volume of pod.volumes",
+                    ".volumeMounts",
+                ),
+            ]
+        }
+    )
+    annotations: dict[str, Annotated[str, StringConstraints(max_length=4096)]] = Field(
+        default_factory=dict,
+        max_length=64,
+        description='Pod annotations, e.g. karpenter.sh/do-not-disrupt: "true".',
+    )
+    labels: dict[str, Annotated[str, StringConstraints(max_length=63)]] = Field(
+        default_factory=dict, max_length=64, description="Pod labels (for policies, cost reports)."
+    )
+    env: list[EnvVar] = Field(
+        default_factory=list,
+        max_length=64,
+        description=(
+            "Environment of the server container: HF_TOKEN from a Secret, AWS_REGION, "
+            "HTTPS_PROXY, SIESTA_API_KEY, other siesta-server settings (SIESTA_*)."
+        ),
+    )
+    env_from: list[EnvFromSource] = Field(
+        default_factory=list, max_length=16, description="Variables from Secrets and ConfigMaps."
+    )
+    image_pull_secrets: list[LocalObjectReference] = Field(
+        default_factory=list, max_length=16, description="Secrets for a private image registry."
+    )
+    priority_class_name: (
+        Annotated[str, StringConstraints(pattern=DNS_SUBDOMAIN_PATTERN, max_length=253)] | None
+    ) = Field(default=None, description="PriorityClass of the model pods.")
+    service_account_name: (
+        Annotated[str, StringConstraints(pattern=DNS_SUBDOMAIN_PATTERN, max_length=253)] | None
+    ) = Field(
+        default=None,
+        description=(
+            "ServiceAccount of the model pods: the one an IRSA role or EKS Pod Identity "
+            "association gives S3 access. Default: the namespace's default account."
+        ),
+    )
+    node_selector: dict[str, Annotated[str, StringConstraints(max_length=63)]] = Field(
+        default_factory=dict,
+        max_length=32,
+        description="Node labels to require, added to spec.gpu's (e.g. karpenter.sh/capacity-type).",
+    )
+    volumes: list[Volume] = Field(
+        default_factory=list, max_length=16, description="Extra pod volumes (core/v1 Volume)."
+    )
+    volume_mounts: list[VolumeMount] = Field(
+        default_factory=list,
+        max_length=16,
+        description="Mounts of pod.volumes into the server container.",
+    )
+
+    @model_validator(mode="after")
+    def _no_conflicts(self) -> PodSettings:
+        for key in self.annotations:
+            if key.startswith(OWNED_KEY_PREFIX) or key in OWNED_ANNOTATIONS:
+                raise ValueError(
+                    f"pod.annotations: {OWNED_KEY_PREFIX}* and {_listed(OWNED_ANNOTATIONS)} are "
+                    "set by Siesta"
+                )
+        for key in self.labels:
+            if key.startswith(OWNED_KEY_PREFIX) or key in OWNED_LABELS:
+                raise ValueError(
+                    f"pod.labels: {OWNED_KEY_PREFIX}* and {_listed(OWNED_LABELS)} are set by "
+                    "Siesta (the Services select pods by them)"
+                )
+        names = [variable.name for variable in self.env]
+        if owned := sorted(set(names) & set(OWNED_ENV)):
+            raise ValueError(f"pod.env: {', '.join(owned)} are set by Siesta from the spec")
+        if len(set(names)) != len(names):
+            raise ValueError("pod.env: each name at most once")
+        if gpu := sorted(set(self.node_selector) & set(GPU_NODE_LABELS)):
+            raise ValueError(f"pod.nodeSelector: {', '.join(gpu)} come from spec.gpu")
+        volumes = [volume.name for volume in self.volumes]
+        if owned := sorted(set(volumes) & set(OWNED_VOLUMES)):
+            raise ValueError(f"pod.volumes: the names {', '.join(owned)} are Siesta's")
+        if len(set(volumes)) != len(volumes):
+            raise ValueError("pod.volumes: each name at most once")
+        for mount in self.volume_mounts:
+            if _reserved_path(mount.mount_path):
+                raise ValueError(
+                    f"pod.volumeMounts: {mount.mount_path} is inside Siesta's mounts "
+                    f"({_listed(OWNED_MOUNT_PATHS)})"
+                )
+            if mount.name not in volumes:
+                raise ValueError(f"pod.volumeMounts: {mount.name!r} is not a volume of pod.volumes")
+        return self
+
+
 class ModelDeploymentSpec(ApiModel):
     model_config = ConfigDict(
         json_schema_extra={
@@ -399,6 +754,13 @@ class ModelDeploymentSpec(ApiModel):
                     "!has(self.schedule) || !has(self.schedule.windows) || "
                     "self.schedule.windows.all(w, !has(w.minReplicas) || w.minReplicas <= self.replicas.max)",
                     "a window's minReplicas must be <= replicas.max",
+                ),
+                cel(
+                    "!has(self.pod) || !has(self.pod.nodeSelector) || !has(self.gpu) || "
+                    "!has(self.gpu.nodeSelector) || self.pod.nodeSelector.all(k, "
+                    "!(k in self.gpu.nodeSelector) || self.gpu.nodeSelector[k] == "
+                    "self.pod.nodeSelector[k])",
+                    "pod.nodeSelector and gpu.nodeSelector disagree on a label",
                 ),
             ]
         }
@@ -410,7 +772,20 @@ class ModelDeploymentSpec(ApiModel):
     replicas: ReplicaBounds = Field(default_factory=ReplicaBounds)
     schedule: Schedule = Field(default_factory=Schedule)
     scaling: Scaling = Field(default_factory=Scaling)
+    pod: PodSettings = Field(
+        default_factory=PodSettings,
+        description="Additions to the model pods: annotations, labels, env, ServiceAccount, ...",
+    )
     paused: bool = Field(default=False, description="Freeze replicas where they are.")
+
+    @model_validator(mode="after")
+    def _node_selectors_agree(self) -> ModelDeploymentSpec:
+        for key, value in self.pod.node_selector.items():
+            if self.gpu.node_selector.get(key, value) != value:
+                raise ValueError(
+                    f"pod.nodeSelector and gpu.nodeSelector disagree on a label ({key})"
+                )
+        return self
 
     @model_validator(mode="after")
     def _windows_within_max(self) -> ModelDeploymentSpec:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -36,18 +37,28 @@ def run(args: argparse.Namespace) -> int:
     except ScheduleError as error:
         raise UsageError(f"{args.filename}: spec.schedule: {error}") from error
     zone = spec.schedule.timezone
-    entries = [
-        {
-            "time": in_zone(change.time, zone),
-            "minReplicas": change.floor.replicas,
-            "window": change.floor.window,
-        }
+    moments: list[tuple[datetime, int, str | None, str | None]] = [
+        (change.time, change.floor.replicas, change.floor.window, None)
         for change in schedule.changes_between(start, end)
+    ]
+    for midnight, holiday in schedule.closed_days_between(start, end):
+        floor = schedule.floor_at(midnight)
+        moments.append((midnight, floor.replicas, floor.window, holiday))
+    moments.sort(key=lambda moment: (moment[0], moment[3] is not None))
+    entries = [
+        {"time": in_zone(time, zone), "minReplicas": replicas, "window": window}
+        | ({"holiday": holiday} if holiday else {})
+        for time, replicas, window, holiday in moments
     ]
     if args.output == "json":
         print(json.dumps(entries, indent=2))
         return 0
     for entry in entries:
         window = f"window {entry['window']}" if entry["window"] else "no window"
+        if "holiday" in entry:
+            still = (
+                f"; window {entry['window']} open since the day before" if entry["window"] else ""
+            )
+            window = f"holiday: {entry['holiday']}, no window opens{still}"
         print(f"{entry['time']}  min {entry['minReplicas']}  ({window})")
     return 0

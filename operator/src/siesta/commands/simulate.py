@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -11,6 +12,7 @@ from siesta.api.durations import format_duration, parse_duration
 from siesta.api.loader import load_one
 from siesta.commands.timeparse import in_zone, parse_instant
 from siesta.errors import UsageError
+from siesta.policy import CompiledSchedule, ScheduleError
 from siesta.sim.compare import Comparison, compare
 from siesta.sim.policies import POLICY_NAMES
 from siesta.sim.report import format_table, to_json
@@ -151,7 +153,20 @@ def _meta(name: str, args: argparse.Namespace, comparison: Comparison) -> dict[s
         "hours": (comparison.end - comparison.start).total_seconds() / 3600.0,
         "seed": args.seed,
         "world": comparison.world.model_dump(by_alias=True),
+        "closedDays": [
+            {"date": in_zone(day, zone)[:10], "holiday": reason}
+            for day, reason in _closed_days(comparison)
+        ],
     }
+
+
+def _closed_days(comparison: Comparison) -> list[tuple[datetime, str]]:
+    spec = comparison.spec
+    try:
+        schedule = CompiledSchedule(spec.schedule, spec.replicas.min, spec.replicas.max)
+    except ScheduleError:
+        return []
+    return schedule.closed_days_between(comparison.start, comparison.end)
 
 
 def _heading(name: str, args: argparse.Namespace, comparison: Comparison) -> str:
@@ -160,6 +175,9 @@ def _heading(name: str, args: argparse.Namespace, comparison: Comparison) -> str
     hours = (comparison.end - comparison.start).total_seconds() / 3600.0
     requests = comparison.reports[0].requests if comparison.reports else 0
     windows = ", ".join(w.name for w in comparison.spec.schedule.windows) or "none"
+    closed = [
+        f"{in_zone(day, zone)[:10]} holiday: {reason}" for day, reason in _closed_days(comparison)
+    ]
     return "\n".join(
         [
             f"{name} on {args.trace}: {requests} requests, "
@@ -172,5 +190,6 @@ def _heading(name: str, args: argparse.Namespace, comparison: Comparison) -> str
             f"wakeTimeout {world.wake_timeout_seconds:g}s",
             f"waits: seconds until a replica starts serving (timeouts count at wakeTimeout); "
             f"'in window': arrivals inside the spec's windows ({windows}), prewarm excluded",
+            *([f"closed days (no window opens): {'; '.join(closed)}"] if closed else []),
         ]
     )

@@ -23,7 +23,7 @@ from siesta.api.contract import (
     MODEL_LABEL,
     service_name,
 )
-from siesta.api.models import ModelDeploymentSpec
+from siesta.api.models import OWNED_ENV, ModelDeploymentSpec
 from siesta.operator.settings import OperatorSettings
 
 Manifest = dict[str, Any]
@@ -189,11 +189,14 @@ def _tolerations(spec: ModelDeploymentSpec) -> list[dict[str, Any]]:
     return [dict(DEFAULT_GPU_TOLERATION)] if spec.gpu.count > 0 else []
 
 
+REMOTE_SCHEMES = ("http://", "https://", "s3://", "hf://")
+
+
 def model_source_kind(uri: str) -> str:
     """'remote' (downloaded into the cache volume), 'pvc' or 'local' (inside the image)."""
     if uri.startswith("pvc://"):
         return "pvc"
-    if uri.startswith(("http://", "https://")):
+    if uri.startswith(REMOTE_SCHEMES):
         return "remote"
     return "local"
 
@@ -222,7 +225,10 @@ def _environment(
         "SIESTA_CACHE_DIR": CACHE_DIR,
         "SIESTA_DRAIN_TIMEOUT": str(int(settings.drain_timeout.total_seconds())),
     }
-    return [{"name": key, "value": value} for key, value in values.items() if value != ""]
+    assert set(values) <= set(OWNED_ENV), "OWNED_ENV lists what spec.pod.env may not set"
+    owned = [{"name": key, "value": value} for key, value in values.items() if value != ""]
+    added = [variable.model_dump(by_alias=True, exclude_none=True) for variable in spec.pod.env]
+    return owned + added
 
 
 def _volumes(
@@ -270,6 +276,10 @@ def _volumes(
             {"name": CACHE_VOLUME, "emptyDir": {"medium": "Memory", "sizeLimit": "16Mi"}}
         )
         mounts.append({"name": CACHE_VOLUME, "mountPath": CACHE_DIR})
+    volumes.extend(volume.model_dump(by_alias=True) for volume in spec.pod.volumes)
+    mounts.extend(
+        mount.model_dump(by_alias=True, exclude_none=True) for mount in spec.pod.volume_mounts
+    )
     return volumes, mounts, templates
 
 
@@ -314,7 +324,23 @@ def _container(
     }
     if not container["args"]:
         del container["args"]
+    if spec.pod.env_from:
+        container["envFrom"] = [
+            source.model_dump(by_alias=True, exclude_none=True) for source in spec.pod.env_from
+        ]
     return container
+
+
+def _add_pod_settings(pod_spec: Manifest, spec: ModelDeploymentSpec) -> None:
+    """spec.pod's pod-level fields (the rest go to the container and the template's metadata)."""
+    pod = spec.pod
+    if pod.service_account_name:
+        # IRSA and EKS Pod Identity mount their own token; the Kubernetes API token stays out.
+        pod_spec["serviceAccountName"] = pod.service_account_name
+    if pod.priority_class_name:
+        pod_spec["priorityClassName"] = pod.priority_class_name
+    if pod.image_pull_secrets:
+        pod_spec["imagePullSecrets"] = [ref.model_dump() for ref in pod.image_pull_secrets]
 
 
 def statefulset(owner: Owner, spec: ModelDeploymentSpec, settings: OperatorSettings) -> Manifest:
@@ -339,11 +365,13 @@ def statefulset(owner: Owner, spec: ModelDeploymentSpec, settings: OperatorSetti
     affinity = _affinity(spec)
     if affinity:
         pod_spec["affinity"] = affinity
-    if spec.gpu.node_selector:
-        pod_spec["nodeSelector"] = dict(spec.gpu.node_selector)
+    node_selector = {**spec.pod.node_selector, **spec.gpu.node_selector}
+    if node_selector:
+        pod_spec["nodeSelector"] = node_selector
     tolerations = _tolerations(spec)
     if tolerations:
         pod_spec["tolerations"] = tolerations
+    _add_pod_settings(pod_spec, spec)
     body: Manifest = {
         "apiVersion": "apps/v1",
         "kind": "StatefulSet",
@@ -360,10 +388,11 @@ def statefulset(owner: Owner, spec: ModelDeploymentSpec, settings: OperatorSetti
             },
             "template": {
                 "metadata": {
-                    "labels": labels(owner.name),
+                    # Siesta's own keys last: they win (the API refuses conflicts anyway).
+                    "labels": {**spec.pod.labels, **labels(owner.name)},
                     # GPU nodes must be able to go away when the model sleeps: no PDB, and
                     # the memory-backed scratch volumes must not block the autoscaler.
-                    "annotations": {SAFE_TO_EVICT: "true"},
+                    "annotations": {**spec.pod.annotations, SAFE_TO_EVICT: "true"},
                 },
                 "spec": pod_spec,
             },

@@ -99,6 +99,8 @@ def _floor_reason(floor: FloorAt, spec: ModelDeploymentSpec) -> str:
         outside = (
             "outside schedule windows; " if spec.schedule.windows and floor.replicas == 0 else ""
         )
+        if floor.holiday is not None:
+            outside = f"holiday: {floor.holiday}, no window opens; "
         return f"{outside}replicas.min is {floor.replicas}"
     verb = "prewarming" if floor.prewarming else "inside"
     return f"{verb} window {floor.window}: at least {_replicas(floor.replicas)}"

@@ -6,23 +6,32 @@ falls into the hour skipped in spring happens one hour later on the wall clock (
 does); a start in the hour repeated in autumn happens once, at its first occurrence.
 `duration` windows are measured on the wall clock too (22:00 + 10h = 08:00).
 
-Pure: time is always an argument. Reading the time-zone database is the only lookup.
+Closed days (schedule.holidays: public holidays of a country and subdivision, plus extra
+dates) are calendar days in the schedule's time zone on which no window *opens*: an
+occurrence whose start falls on one is skipped, prewarm included, while one opened the day
+before runs to its end.
+
+Pure: time is always an argument. Reading the time-zone database and the holidays
+package's built-in rules are the only lookups.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
+from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from croniter import CroniterBadDateError, croniter
 
-from siesta.api.models import Schedule, ScheduleWindow
+from siesta.api.models import Holidays, Schedule, ScheduleWindow, check_holiday_region
 
 # How far ahead next_change looks. A change further away is found on a later look: the
 # caller re-evaluates at the horizon (see decide), so a yearly window still opens on time.
 SEARCH_HORIZON = timedelta(days=8)
 _MAX_BOUNDARIES = 2000
+# Consecutive closed starts skipped before giving up (a daily window and a year of dates).
+_MAX_SKIPPED_STARTS = 800
 
 
 class ScheduleError(ValueError):
@@ -36,6 +45,7 @@ class FloorAt:
     replicas: int
     window: str | None
     prewarming: bool = False
+    holiday: str | None = None  # the closed day's name, when it keeps a window shut
 
 
 @dataclass(frozen=True)
@@ -67,16 +77,72 @@ def _check_cron(expression: str, where: str) -> None:
         ) from error
 
 
+class ClosedDays:
+    """Which calendar days are closed, and why: public holidays plus extra dates."""
+
+    def __init__(self, calendar: Holidays | None) -> None:
+        self.extra = {date.fromisoformat(value) for value in calendar.dates} if calendar else set()
+        self._public: Any = None
+        if calendar is not None and calendar.country:
+            try:
+                check_holiday_region(calendar.country, calendar.subdivision)
+            except ValueError as error:
+                raise ScheduleError(str(error)) from None
+            import holidays  # the package's rules are data: computing them does no I/O
+
+            self._public = holidays.country_holidays(
+                calendar.country, subdiv=calendar.subdivision, language="en_US"
+            )
+
+    def __bool__(self) -> bool:
+        return bool(self.extra) or self._public is not None
+
+    def name(self, day: date) -> str | None:
+        """Why `day` is closed, or None when it is open."""
+        if self._public is not None:
+            public: str | None = self._public.get(day)
+            if public:
+                return public
+        if day in self.extra:
+            return "closed (holidays.dates)"
+        return None
+
+
 class CompiledWindow:
     """One window with its crons parsed, answering questions in local wall-clock time."""
 
-    def __init__(self, window: ScheduleWindow, zone: ZoneInfo) -> None:
+    def __init__(self, window: ScheduleWindow, zone: ZoneInfo, closed: ClosedDays) -> None:
         _check_cron(window.start, f"window {window.name!r} start")
         if window.end:
             _check_cron(window.end, f"window {window.name!r} end")
         self.window = window
         self.zone = zone
         self.length = window.duration_delta
+        self.closed = closed
+
+    def closed_reason(self, start: datetime) -> str | None:
+        """Why the occurrence starting at `start` does not open (None: it opens)."""
+        if not self.closed:
+            return None
+        return self.closed.name(start.astimezone(self.zone).date())
+
+    def last_open_start(self, moment: datetime) -> datetime | None:
+        """The latest start at or before `moment` that is not on a closed day."""
+        start = self.last_start(moment)
+        for _ in range(_MAX_SKIPPED_STARTS):
+            if self.closed_reason(start) is None:
+                return start
+            start = self.last_start(start - timedelta(seconds=1))
+        return None
+
+    def next_open_start(self, moment: datetime) -> datetime | None:
+        """The first start strictly after `moment` that is not on a closed day."""
+        start = self.next_start(moment)
+        for _ in range(_MAX_SKIPPED_STARTS):
+            if self.closed_reason(start) is None:
+                return start
+            start = self.next_start(start)
+        return None
 
     def _local(self, moment: datetime) -> datetime:
         return moment.astimezone(self.zone).replace(tzinfo=None)
@@ -119,8 +185,9 @@ class CompiledSchedule:
         self.prewarm = schedule.prewarm_delta
         self.base_min = base_min
         self.max_replicas = max_replicas
+        self.closed = ClosedDays(schedule.holidays)
         compiled = [
-            CompiledWindow(window, self.zone) for window in schedule.windows
+            CompiledWindow(window, self.zone, self.closed) for window in schedule.windows
         ]  # validates all
         # A window that cannot lift the floor above replicas.min never changes the answer.
         self.windows = [
@@ -133,24 +200,41 @@ class CompiledSchedule:
     def floor_at(self, moment: datetime) -> FloorAt:
         """Floor = max(replicas.min, every open window's minReplicas); prewarm opens windows early."""
         best = FloorAt(self._clamp(self.base_min), None)
+        holiday: str | None = None
         for compiled in self.windows:
-            # Ends grow with starts, so only the latest start can still be open.
-            start = compiled.last_start(moment + self.prewarm)
-            if moment < compiled.end_of(start) and compiled.window.min_replicas > best.replicas:
+            # Ends grow with starts, so only the latest start (on an open day) can be open.
+            latest = compiled.last_start(moment + self.prewarm)
+            reason = compiled.closed_reason(latest)
+            if reason is not None and moment < compiled.end_of(latest):
+                holiday = holiday or reason  # this occurrence would be open but for the day
+            start = latest if reason is None else compiled.last_open_start(latest)
+            if start is None or moment >= compiled.end_of(start):
+                continue
+            if compiled.window.min_replicas > best.replicas:
                 prewarming = moment < start
                 best = FloorAt(
                     self._clamp(compiled.window.min_replicas), compiled.window.name, prewarming
                 )
+        if best.window is None and holiday is not None:
+            return FloorAt(best.replicas, None, holiday=holiday)
         return best
+
+    def closed_day(self, moment: datetime) -> str | None:
+        """Why the calendar day of `moment` (in the schedule's zone) is closed, if it is."""
+        return self.closed.name(moment.astimezone(self.zone).date()) if self.closed else None
 
     def next_boundary(self, moment: datetime) -> datetime | None:
         """The next instant after `moment` at which some window opens or closes."""
         candidates: list[datetime] = []
         for compiled in self.windows:
-            candidates.append(compiled.next_start(moment + self.prewarm) - self.prewarm)
-            end = compiled.end_of(compiled.last_start(moment + self.prewarm))
-            if end > moment:
-                candidates.append(end)
+            following = compiled.next_open_start(moment + self.prewarm)
+            if following is not None:
+                candidates.append(following - self.prewarm)
+            latest = compiled.last_open_start(moment + self.prewarm)
+            if latest is not None:
+                end = compiled.end_of(latest)
+                if end > moment:
+                    candidates.append(end)
         later = [c for c in candidates if c > moment]
         return min(later) if later else None
 
@@ -178,3 +262,18 @@ class CompiledSchedule:
             if change is None or change.time > end:
                 return changes
             changes.append(change)
+
+    def closed_days_between(self, start: datetime, end: datetime) -> list[tuple[datetime, str]]:
+        """Each closed day from `start` to `end`: (its local midnight as UTC, why it is closed)."""
+        if not self.closed:
+            return []
+        days: list[tuple[datetime, str]] = []
+        day = start.astimezone(self.zone).date()
+        last = end.astimezone(self.zone).date()
+        while day <= last:
+            reason = self.closed.name(day)
+            if reason is not None:
+                midnight = datetime(day.year, day.month, day.day, tzinfo=self.zone)
+                days.append((max(midnight.astimezone(UTC), start), reason))
+            day += timedelta(days=1)
+        return days
