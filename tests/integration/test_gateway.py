@@ -363,6 +363,60 @@ def test_api_keys_and_body_limit(
         proc.stop()
 
 
+def test_gateway_sends_the_key_of_servers_that_check_keys(
+    cluster: Cluster, crd: None, namespace: str, tmp_path: Path, tiny_model: Path
+) -> None:
+    """A model server with --api-key-file refuses anyone without the key, the gateway included
+    unless it has --upstream-key-file; clients keep using the gateway's own keys."""
+    server_keys = tmp_path / "server-keys"
+    server_keys.write_text("model-pods-only\n")
+    address = pod_address(NODE_INDEX, 40)
+    add_local_address(address)
+    server = start_server(
+        tiny_model,
+        alias="guarded",
+        host=address,
+        port=8080,
+        log_dir=tmp_path,
+        name="server-guarded",
+        args=["--parallel", "1", "--ctx-size", "256", "--api-key-file", str(server_keys)],
+    )
+    gateways = {
+        name: start_gateway(
+            cluster.kubeconfig,
+            namespaces=[namespace],
+            log_dir=tmp_path,
+            args=args,
+            name=name,
+        )
+        for name, args in {
+            "gateway-keyless": [],
+            "gateway-keyed": ["--upstream-key-file", str(server_keys)],
+        }.items()
+    }
+    try:
+        cluster.apply(model_manifest("guarded", namespace))
+        publish(cluster, namespace, "guarded", address)
+        direct = httpx.post(f"http://{address}:8080/v1/completions", json={"prompt": "x"})
+        assert direct.status_code == 401
+        for proc in gateways.values():
+            wait_for(
+                lambda proc=proc: (
+                    "guarded" in {m["id"] for m in get_json(f"{proc.url}/v1/models")["data"]}
+                ),
+                10,
+                "listed",
+            )
+        assert chat(gateways["gateway-keyed"], "guarded")
+        with pytest.raises(openai.AuthenticationError):
+            chat(gateways["gateway-keyless"], "guarded")
+    finally:
+        for proc in gateways.values():
+            proc.stop()
+        server.stop()
+        remove_local_address(address)
+
+
 def test_requests_are_spread_over_ready_replicas(
     cluster: Cluster, gateway: Proc, namespace: str, servers: ServerFactory
 ) -> None:

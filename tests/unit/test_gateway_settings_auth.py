@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
 
-from siesta.gateway.auth import KeyFile, bearer_token, key_matches, parse_keys
+from siesta.gateway.auth import KeyFile, UpstreamKey, bearer_token, key_matches, parse_keys
 from siesta.gateway.settings import settings_from
 
 
@@ -64,3 +65,17 @@ def test_key_file_reloads_when_the_secret_changes(tmp_path: Path) -> None:
     assert not keys.allows("Bearer old")
     path.unlink()
     assert keys.allows("Bearer new")  # a Secret update swaps files: keep the last good keys
+
+
+def test_upstream_key_is_the_first_key_and_follows_the_file(tmp_path: Path) -> None:
+    path = tmp_path / "server-keys"
+    path.write_text("# for the model pods\nfirst\nsecond\n")
+    settings = settings_from({"upstream_key_file": str(path)}, environ={})
+    assert settings.upstream_key_file == path
+    key = UpstreamKey(path)
+    assert key.authorization() == "Bearer first"
+    path.write_text("rotated\n")
+    os.utime(path, (1, 1))
+    assert key.authorization() == "Bearer rotated"
+    path.unlink()
+    assert key.authorization() == "Bearer rotated"  # kept while a Secret update swaps files

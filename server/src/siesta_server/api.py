@@ -49,7 +49,12 @@ def build_app(state: ServerState) -> Starlette:
     async def metrics(_: Request) -> Response:
         return Response(state.metrics.render(), media_type=CONTENT_TYPE)
 
-    async def models(_: Request) -> Response:
+    async def models(request: Request) -> Response:
+        if state.api_keys is not None:
+            try:
+                state.api_keys.check(request.headers.get("authorization"))
+            except APIError as error:
+                return error.response()
         loaded = state.loaded
         meta: dict[str, Any] = {}
         if loaded is not None:
@@ -172,6 +177,8 @@ def build_app(state: ServerState) -> Starlette:
 
         async def wrapper(request: Request) -> Response:
             try:
+                if state.api_keys is not None:
+                    state.api_keys.check(request.headers.get("authorization"))
                 response: Response = await handler(request)
             except APIError as error:
                 response = error.response()

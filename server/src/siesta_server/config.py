@@ -77,6 +77,7 @@ class ServerConfig:
     cache_keep: int = 1
     termination_log: Path | None = None
     loras: tuple[LoraSpec, ...] = ()
+    api_key_file: Path | None = None
 
     @property
     def model_id(self) -> str:
@@ -123,6 +124,12 @@ _OPTIONS: list[tuple[str, str, type, str]] = [
         "SIESTA_TERMINATION_LOG",
         str,
         "file for the cause of a fatal exit (default /dev/termination-log if it exists)",
+    ),
+    (
+        "--api-key-file",
+        "SIESTA_API_KEY_FILE",
+        str,
+        "file of API keys, one a line: /v1 needs 'Authorization: Bearer KEY' (default: open)",
     ),
 ]
 
@@ -177,7 +184,7 @@ def unknown_flags_message(unknown: Sequence[str]) -> str:
         for arg in given
         if arg.split("=", 1)[0] in _LLAMA_CPP_FLAGS
     ]
-    valid = " ".join(flag for flag, _, _, _ in _OPTIONS)
+    valid = " ".join([*(flag for flag, _, _, _ in _OPTIONS), *(f for f, _, _ in _LIST_OPTIONS)])
     return (
         f"unknown argument(s) {' '.join(unknown)}: siesta-server takes only its own flags "
         f"(not llama.cpp's){'; ' + ', '.join(hints) if hints else ''}. Valid flags: {valid}"
@@ -221,7 +228,7 @@ def parse_config(
     values["loras"] = _loras(args, environ)
     if "model" not in values:
         raise ConfigError("no model: pass --model or set SIESTA_MODEL")
-    for path_field in ("cache_dir", "termination_log"):
+    for path_field in ("cache_dir", "termination_log", "api_key_file"):
         if path_field in values:
             values[path_field] = Path(str(values[path_field])).expanduser()
     if isinstance(values.get("sha256"), str):
@@ -276,6 +283,8 @@ def _validate(config: ServerConfig) -> None:
         digest = config.sha256
         if len(digest) != 64 or any(c not in "0123456789abcdef" for c in digest):
             raise ConfigError("--sha256 must be 64 hexadecimal characters")
+    if config.api_key_file is not None and not config.api_key_file.is_file():
+        raise ConfigError(f"--api-key-file {config.api_key_file}: no such file")
     if config.log_level.lower() not in {"debug", "info", "warning", "error"}:
         raise ConfigError(f"unknown log level {config.log_level!r}")
     for lora in config.loras:

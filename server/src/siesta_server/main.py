@@ -76,7 +76,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         log.error("%s", error)
         write_cause(termination_log(config.termination_log), str(error))
         return EXIT_FAILED
-    runner = Runner(config, source)
+    try:
+        runner = Runner(config, source)
+    except (OSError, ValueError) as error:  # an unreadable or empty --api-key-file
+        log.error("%s", error)
+        write_cause(termination_log(config.termination_log), str(error))
+        return EXIT_FAILED
     code = asyncio.run(runner.serve())
     if runner.loader is not None and runner.loader.is_alive():
         # Still inside a download or llama.cpp's loader, which cannot be interrupted.

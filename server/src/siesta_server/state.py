@@ -7,6 +7,7 @@ import enum
 import time
 from dataclasses import dataclass, field
 
+from siesta_server.auth import ApiKeys
 from siesta_server.chat import ChatTemplate
 from siesta_server.config import ServerConfig
 from siesta_server.engine import Engine
@@ -38,10 +39,13 @@ class ServerState:
     loaded: Loaded | None = None
     created: int = field(default_factory=lambda: int(time.time()))
     in_flight: int = 0
+    api_keys: ApiKeys | None = None
     _idle: asyncio.Event = field(default_factory=asyncio.Event)
 
     def __post_init__(self) -> None:
         self._idle.set()
+        if self.config.api_key_file is not None and self.api_keys is None:
+            self.api_keys = ApiKeys(self.config.api_key_file)
 
     def ready(self, loaded: Loaded) -> None:
         self.loaded = loaded

@@ -55,3 +55,30 @@ class KeyFile:
 
     def allows(self, authorization: str | None) -> bool:
         return key_matches(bearer_token(authorization), self.keys())
+
+
+class UpstreamKey:
+    """The key the gateway sends to model servers that check keys themselves (first line)."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self._mtime: float | None = None
+        self._key: str | None = None
+
+    def authorization(self) -> str | None:
+        try:
+            mtime = self.path.stat().st_mtime
+        except OSError:
+            return self._authorization()
+        if mtime != self._mtime:
+            lines = [
+                line.strip()
+                for line in self.path.read_text().splitlines()
+                if line.strip() and not line.strip().startswith("#")
+            ]
+            self._key = lines[0] if lines else None
+            self._mtime = mtime
+        return self._authorization()
+
+    def _authorization(self) -> str | None:
+        return f"Bearer {self._key}" if self._key else None

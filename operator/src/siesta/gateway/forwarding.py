@@ -20,6 +20,7 @@ from aiohttp import web
 
 from siesta.api.contract import ModelKey
 from siesta.gateway import proxy
+from siesta.gateway.auth import UpstreamKey
 from siesta.gateway.catalog import Catalog, Endpoint, ModelInfo
 from siesta.gateway.demand import DemandTracker, warm_interval
 from siesta.gateway.errors import JSON, error_json, sse_error_event
@@ -61,6 +62,9 @@ class Forwarder:
         self.draining = False
         self.kick_demand: Callable[[ModelKey], None] = lambda model: None  # the demand writer's
         self._session: aiohttp.ClientSession | None = None
+        self.upstream_key = (
+            UpstreamKey(settings.upstream_key_file) if settings.upstream_key_file else None
+        )
 
     @property
     def session(self) -> aiohttp.ClientSession:
@@ -172,7 +176,12 @@ class Forwarder:
         try:
             try:
                 upstream = await proxy.send(
-                    self.session, endpoint, held.request, body, self.settings.connect_timeout
+                    self.session,
+                    endpoint,
+                    held.request,
+                    body,
+                    self.settings.connect_timeout,
+                    self.upstream_key.authorization() if self.upstream_key else None,
                 )
             except (proxy.NotReached, proxy.Unavailable) as error:
                 kind = "connect" if isinstance(error, proxy.NotReached) else "unavailable"

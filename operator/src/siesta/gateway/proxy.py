@@ -83,13 +83,17 @@ async def send(
     request: web.Request,
     body: bytes,
     connect_timeout: float,
+    authorization: str | None = None,
 ) -> Upstream:
+    headers = forward_headers(request.headers, request.remote)
+    if authorization:  # the model servers' own key, never the client's
+        headers["Authorization"] = authorization
     try:
         response = await session.request(
             request.method,
             endpoint.url + request.path_qs,
             data=body,
-            headers=forward_headers(request.headers, request.remote),
+            headers=headers,
             timeout=aiohttp.ClientTimeout(total=None, sock_connect=connect_timeout),
             allow_redirects=False,
         )

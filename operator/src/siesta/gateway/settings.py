@@ -25,6 +25,7 @@ class GatewaySettings:
     queue_size: int = 100
     max_held: int = 1000
     api_keys_file: Path | None = None
+    upstream_key_file: Path | None = None
     namespaces: tuple[str, ...] = ()
     pod_name: str = "siesta-gateway"
     kubeconfig: str | None = None
@@ -42,6 +43,11 @@ _OPTIONS: list[tuple[str, str, str]] = [
     ("--queue-size", "SIESTA_GATEWAY_QUEUE_SIZE", "held requests per model (100)"),
     ("--max-held", "SIESTA_GATEWAY_MAX_HELD", "held requests in all (1000)"),
     ("--api-keys-file", "SIESTA_GATEWAY_API_KEYS_FILE", "one API key per line; unset = no auth"),
+    (
+        "--upstream-key-file",
+        "SIESTA_GATEWAY_UPSTREAM_KEY_FILE",
+        "API key the model servers want (their --api-key-file); first line is sent",
+    ),
     ("--namespaces", "SIESTA_NAMESPACES", "comma-separated namespaces to serve (default all)"),
     ("--pod-name", "SIESTA_GATEWAY_POD_NAME", "this replica's name (default POD_NAME or host)"),
     ("--kubeconfig", "KUBECONFIG", "kubeconfig file (default: in-cluster, then ~/.kube/config)"),
@@ -94,6 +100,9 @@ def settings_from(
             queue_size=int(raw.get("queue_size", GatewaySettings.queue_size)),
             max_held=int(raw.get("max_held", GatewaySettings.max_held)),
             api_keys_file=Path(raw["api_keys_file"]) if raw.get("api_keys_file") else None,
+            upstream_key_file=(
+                Path(raw["upstream_key_file"]) if raw.get("upstream_key_file") else None
+            ),
             namespaces=tuple(n.strip() for n in raw.get("namespaces", "").split(",") if n.strip()),
             pod_name=raw.get("pod_name") or _pod_name(environ),
             kubeconfig=raw.get("kubeconfig"),
