@@ -102,6 +102,8 @@ def test_no_pod_settings_changes_nothing() -> None:
         assert absent not in pod
     assert "envFrom" not in pod["containers"][0]
     assert pod["automountServiceAccountToken"] is False
+    opted_in = statefulset(pod={"automountServiceAccountToken": True})
+    assert opted_in["spec"]["template"]["spec"]["automountServiceAccountToken"] is True
 
 
 def test_owned_names_match_what_render_sets() -> None:

@@ -695,6 +695,14 @@ class PodSettings(ApiModel):
             "association gives S3 access. Default: the namespace's default account."
         ),
     )
+    automount_service_account_token: bool = Field(
+        default=False,
+        description=(
+            "Mount the Kubernetes API token into the model pods. The server needs none, and "
+            "IRSA and EKS Pod Identity mount their own AWS token; turn on only for a webhook "
+            "or sidecar that wants it."
+        ),
+    )
     node_selector: dict[str, Annotated[str, StringConstraints(max_length=63)]] = Field(
         default_factory=dict,
         max_length=32,

@@ -337,6 +337,7 @@ def _add_pod_settings(pod_spec: Manifest, spec: ModelDeploymentSpec) -> None:
     if pod.service_account_name:
         # IRSA and EKS Pod Identity mount their own token; the Kubernetes API token stays out.
         pod_spec["serviceAccountName"] = pod.service_account_name
+    pod_spec["automountServiceAccountToken"] = pod.automount_service_account_token
     if pod.priority_class_name:
         pod_spec["priorityClassName"] = pod.priority_class_name
     if pod.image_pull_secrets:
