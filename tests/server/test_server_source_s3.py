@@ -10,7 +10,9 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
+import httpx
 import pytest
 
 from siesta_server.source import ModelSource, ModelSourceError, cache_path, fetch_model, s3
@@ -166,3 +168,48 @@ def test_wrong_checksum_leaves_nothing_to_trust(
 def test_malformed_uris(uri: str) -> None:
     with pytest.raises(ModelSourceError, match="malformed S3 URI"):
         s3.parse(uri)
+
+
+@pytest.mark.llama
+def test_siesta_server_by_hand_with_the_endpoint_variable(
+    store: Store, tmp_path: Path, tiny_model: Path, launch_server: Any
+) -> None:
+    """`AWS_ENDPOINT_URL_S3=... siesta-server --model s3://...`, as a person would run it."""
+    payload = tiny_model.read_bytes()
+    store.store.enforce_auth(unsigned_first=1)  # let the upload through unsigned
+    store.store.client("s3").put_object(Bucket=BUCKET, Key="tiny.gguf", Body=payload)
+    environment = {
+        name: value
+        for name, value in store.store.aws_environment(tmp_path).items()
+        if name != "AWS_ENDPOINT_URL"
+    }
+    environment |= {
+        "AWS_ENDPOINT_URL_S3": store.store.url,
+        "AWS_ACCESS_KEY_ID": store.reader.access_key_id,
+        "AWS_SECRET_ACCESS_KEY": store.reader.secret_access_key,
+        "SIESTA_CACHE_DIR": str(tmp_path / "cache"),
+    }
+    server = launch_server(
+        "--model",
+        f"s3://{BUCKET}/tiny.gguf",
+        "--sha256",
+        hashlib.sha256(payload).hexdigest(),
+        env=environment,
+    )
+    assert server.metric("siesta_server_download_bytes_total") == len(payload)
+    assert server.metric("siesta_server_download_bytes_per_second") > 0
+    models = httpx.get(f"{server.api_url}/models", timeout=5).json()
+    assert [m["id"] for m in models["data"]] == ["tiny.gguf"]
+
+
+@pytest.mark.llama
+def test_siesta_server_exits_with_the_reason_when_the_object_is_missing(
+    store: Store, tmp_path: Path, tiny_model: Path, launch_server: Any
+) -> None:
+    environment = store.store.aws_environment(tmp_path) | {
+        "AWS_ACCESS_KEY_ID": store.reader.access_key_id,
+        "AWS_SECRET_ACCESS_KEY": store.reader.secret_access_key,
+    }
+    server = launch_server("--model", f"s3://{BUCKET}/missing.gguf", env=environment, wait=False)
+    assert server.process.wait(60) == 1
+    assert "s3://clinic-models/missing.gguf: no such object" in server.log()
