@@ -9,7 +9,7 @@ import holidays
 import pytest
 from pydantic import ValidationError
 
-from siesta.policy import CompiledSchedule, Memory, Observed, Signals, decide
+from siesta.policy import CompiledSchedule, Memory, Observed, ScheduleError, Signals, decide
 from support.specs import make_spec, utc
 
 BERLIN = {"country": "DE", "subdivision": "BE"}
@@ -149,19 +149,44 @@ def test_demand_and_load_still_wake_the_model_on_a_holiday() -> None:
 @pytest.mark.parametrize(
     ("holidays", "message"),
     [
-        ({"country": "XX"}, "'XX' is not a country the holidays package knows"),
-        (
-            {"country": "DE", "subdivision": "ZZ"},
-            r"'ZZ' is not a subdivision of DE \(known: BB, BE",
-        ),
         ({"subdivision": "BE"}, "holidays.subdivision needs holidays.country"),
         ({"dates": ["2026-02-30"]}, "2026-02-30 is not a date"),
         ({"dates": ["2026-2-3"]}, "String should match pattern"),
         ({"country": "de"}, "String should match pattern"),
     ],
 )
-def test_invalid_calendars_are_rejected_with_a_clear_message(
+def test_malformed_calendars_are_rejected_with_a_clear_message(
     holidays: dict[str, Any], message: str
 ) -> None:
     with pytest.raises(ValidationError, match=message):
         make_spec(schedule=schedule(OFFICE, holidays=holidays))
+
+
+@pytest.mark.parametrize(
+    ("holidays", "message"),
+    [
+        ({"country": "XX"}, "'XX' is not a country the holidays package knows"),
+        (
+            {"country": "DE", "subdivision": "ZZ"},
+            r"'ZZ' is not a subdivision of DE \(known: BB, BE",
+        ),
+    ],
+)
+def test_unknown_countries_make_the_schedule_invalid(
+    holidays: dict[str, Any], message: str
+) -> None:
+    """Well-formed but unknown: the operator reports ScheduleValid=False (like a bad time zone)."""
+    with pytest.raises(ScheduleError, match=message):
+        compiled(schedule(OFFICE, holidays=holidays))
+    spec = make_spec(schedule=schedule(OFFICE, holidays=holidays), replicas={"min": 0, "max": 3})
+    decision = decide(
+        spec,
+        Observed(),
+        Signals(load=0.0, pending_requests=1),
+        utc("2026-12-25T10:00+01:00"),
+        Memory(),
+    )
+    assert decision.desired == 1  # demand still wakes it
+    (invalid,) = [c for c in decision.conditions if c.type == "ScheduleValid"]
+    assert not invalid.status
+    assert "'XX'" in invalid.message or "'ZZ'" in invalid.message

@@ -370,27 +370,7 @@ class Holidays(ApiModel):
                 date.fromisoformat(value)
             except ValueError:
                 raise ValueError(f"holidays.dates: {value} is not a date (YYYY-MM-DD)") from None
-        if self.country:
-            check_holiday_region(self.country, self.subdivision)
         return self
-
-
-def check_holiday_region(country: str, subdivision: str | None) -> None:
-    """Raise ValueError unless the `holidays` package knows the country (and subdivision)."""
-    import holidays  # only when a calendar is given: the package is large
-
-    supported: dict[str, list[str]] = holidays.list_supported_countries()
-    if country not in supported:
-        raise ValueError(
-            f"holidays.country: {country!r} is not a country the holidays package knows "
-            "(ISO 3166-1 alpha-2, e.g. DE, AT, US)"
-        )
-    if subdivision and subdivision not in supported[country]:
-        known = ", ".join(supported[country]) or "none"
-        raise ValueError(
-            f"holidays.subdivision: {subdivision!r} is not a subdivision of {country} "
-            f"(known: {known})"
-        )
 
 
 class Schedule(ApiModel):

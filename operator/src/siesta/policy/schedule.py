@@ -24,7 +24,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from croniter import CroniterBadDateError, croniter
 
-from siesta.api.models import Holidays, Schedule, ScheduleWindow, check_holiday_region
+from siesta.api.models import Holidays, Schedule, ScheduleWindow
 
 # How far ahead next_change looks. A change further away is found on a later look: the
 # caller re-evaluates at the horizon (see decide), so a yearly window still opens on time.
@@ -77,6 +77,28 @@ def _check_cron(expression: str, where: str) -> None:
         ) from error
 
 
+def check_holiday_region(country: str, subdivision: str | None) -> None:
+    """Raise ScheduleError unless the `holidays` package knows the country (and subdivision).
+
+    Checked here, not by the API: a name a later package version drops must not make the
+    whole spec invalid; the schedule is reported invalid and the rest keeps working.
+    """
+    import holidays  # only when a calendar is given: the package is large
+
+    supported: dict[str, list[str]] = holidays.list_supported_countries()
+    if country not in supported:
+        raise ScheduleError(
+            f"holidays.country: {country!r} is not a country the holidays package knows "
+            "(ISO 3166-1 alpha-2, e.g. DE, AT, US)"
+        )
+    if subdivision and subdivision not in supported[country]:
+        known = ", ".join(supported[country]) or "none"
+        raise ScheduleError(
+            f"holidays.subdivision: {subdivision!r} is not a subdivision of {country} "
+            f"(known: {known})"
+        )
+
+
 class ClosedDays:
     """Which calendar days are closed, and why: public holidays plus extra dates."""
 
@@ -84,10 +106,7 @@ class ClosedDays:
         self.extra = {date.fromisoformat(value) for value in calendar.dates} if calendar else set()
         self._public: Any = None
         if calendar is not None and calendar.country:
-            try:
-                check_holiday_region(calendar.country, calendar.subdivision)
-            except ValueError as error:
-                raise ScheduleError(str(error)) from None
+            check_holiday_region(calendar.country, calendar.subdivision)
             import holidays  # the package's rules are data: computing them does no I/O
 
             self._public = holidays.country_holidays(
