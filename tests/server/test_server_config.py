@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -96,3 +98,22 @@ def test_unknown_flags_list_the_valid_ones(argv: list[str], hint: str) -> None:
 def test_a_bad_value_is_a_config_error_not_an_exit() -> None:
     with pytest.raises(ConfigError, match="--port: invalid int value"):
         parse_config(["--model", "m.gguf", "--port", "eighty"], environ={})
+
+
+@pytest.mark.llama
+def test_llama_cpp_flags_in_extra_args_stop_the_pod_with_the_valid_ones(tmp_path: Path) -> None:
+    """What a ModelDeployment with extraArgs: [-ngl, "99"] shows in its termination message."""
+    message = tmp_path / "termination-log"
+    result = subprocess.run(
+        [sys.executable, "-m", "siesta_server", "--model", "/m.gguf", "-ngl", "99"],
+        env={"SIESTA_TERMINATION_LOG": str(message), "PATH": "/usr/bin:/bin"},
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert result.returncode == 2
+    written = message.read_text()
+    assert "-ngl is --gpu-layers here" in written
+    assert "Valid flags: --model" in written
+    assert written in result.stderr
