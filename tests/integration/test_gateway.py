@@ -226,6 +226,57 @@ def test_cold_request_is_held_demand_recorded_then_served(
     assert held == 3
 
 
+def test_an_adapter_name_wakes_and_reaches_its_base_model(
+    cluster: Cluster,
+    gateway: Proc,
+    namespace: str,
+    tiny_model: Path,
+    tmp_path: Path,
+) -> None:
+    """A request for a LoRA adapter is held as demand for the base model, then served there."""
+    from support.tiny_gguf import write_tiny_lora
+
+    lora = write_tiny_lora(tmp_path / "support.gguf")
+    adapters = [{"name": "support-chat", "uri": "file:///models/support.gguf"}]
+    add_model(cluster, gateway, namespace, "tuned", alias="tuned-base",
+              extra_spec={"adapters": adapters})  # fmt: skip
+    wait_for(
+        lambda: "support-chat" in {m["id"] for m in get_json(f"{gateway.url}/v1/models")["data"]},
+        10,
+        "gateway lists the adapter",
+    )
+    listed = get_json(f"{gateway.url}/v1/models/support-chat")
+    assert listed["parent"] == "tuned-base"
+    assert listed["siesta"]["name"] == "tuned"
+    with concurrent.futures.ThreadPoolExecutor(1) as pool:
+        future = pool.submit(
+            lambda: client(gateway, timeout=60).completions.create(
+                model="support-chat", prompt="hello", max_tokens=4
+            )
+        )
+        wait_for(
+            lambda: any(
+                lease["metadata"]["annotations"].get("siesta.dev/pending-requests") == "1"
+                for lease in demand_leases(cluster, namespace, "tuned")
+            ),
+            10,
+            "demand for the base model",
+        )
+        address = pod_address(NODE_INDEX, 9)
+        add_local_address(address)
+        server = start_server(
+            tiny_model, alias="tuned-base", host=address, port=8080, log_dir=tmp_path,
+            name="server-tuned", args=["--ctx-size", "1024", "--lora", f"support-chat={lora}"],
+        )  # fmt: skip
+        try:
+            publish(cluster, namespace, "tuned", address)
+            completion = future.result(timeout=60)
+        finally:
+            server.stop()
+            remove_local_address(address)
+    assert completion.model == "support-chat"
+
+
 def test_streaming_client_gets_keepalives_while_the_model_wakes(
     cluster: Cluster, gateway: Proc, namespace: str, servers: ServerFactory
 ) -> None:

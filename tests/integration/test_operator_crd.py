@@ -169,6 +169,26 @@ BAD: list[tuple[str, dict[str, Any], str]] = [
     ),
     ("no-model", {"replicas": {"max": 1}}, "spec.model: Required value"),
     ("bad-sha", with_model(model={"uri": "/m.gguf", "sha256": "abc"}), "spec.model.sha256"),
+    (
+        "duplicate-adapters",
+        with_model(adapters=[{"name": "a", "uri": "/a.gguf"}, {"name": "a", "uri": "/b.gguf"}]),
+        "adapter names must be unique",
+    ),
+    (
+        "adapter-ftp-uri",
+        with_model(adapters=[{"name": "a", "uri": "ftp://x/a.gguf"}]),
+        "uri must start with https://",
+    ),
+    (
+        "adapter-named-like-alias",
+        {"model": {"uri": "/m.gguf", "alias": "base"}, "adapters": [{"name": "base", "uri": "/a"}]},
+        "an adapter cannot be named like the model's alias",
+    ),
+    (
+        "adapter-name-not-dns",
+        with_model(adapters=[{"name": "Sales_7B", "uri": "/a.gguf"}]),
+        "spec.adapters[0].name",
+    ),
 ]
 
 

@@ -62,6 +62,18 @@ WINDOW = {"name": "w", "start": "0 8 * * *", "duration": "1h"}
         ({"model": {"uri": "https://x/m.gguf", "sha256": "abc"}}, "spec.model.sha256"),
         ({"gpu": {"count": -1}}, "spec.gpu.count"),
         ({"replica": {"max": 2}}, "spec.replica: Extra inputs are not permitted"),
+        (
+            {"adapters": [{"name": "a", "uri": "/a.gguf"}, {"name": "a", "uri": "/b.gguf"}]},
+            "adapter names must be unique (repeated: a)",
+        ),
+        ({"adapters": [{"name": "Support_7B", "uri": "/a.gguf"}]}, "spec.adapters.0.name"),
+        ({"adapters": [{"name": "a", "uri": "ftp://x/a.gguf"}]}, "uri must start with https://"),
+        ({"adapters": [{"name": "a", "uri": "/a.gguf", "scale": 0}]}, "spec.adapters.0.scale"),
+        ({"adapters": [{"name": "m", "uri": "/a.gguf"}]}, "adapter 'm' is named like the model"),
+        (
+            {"adapters": [{"name": f"a{i}", "uri": "/a.gguf"} for i in range(33)]},
+            "spec.adapters: List should have at most 32 items",
+        ),
     ],
 )
 def test_invalid_specs_name_the_field(spec: dict[str, Any], message: str) -> None:

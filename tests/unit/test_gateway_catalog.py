@@ -104,3 +104,24 @@ def test_relist_of_one_namespace_keeps_the_others() -> None:
     assert len(catalog.endpoints(("b", "y"))) == 1
     catalog.replace_slices([], "b")
     assert catalog.endpoints(("b", "y")) == []
+
+
+def test_adapter_names_route_to_their_base_model() -> None:
+    catalog = Catalog()
+    adapters = [{"name": "support", "uri": "file:///s.gguf"}, {"name": "sales", "uri": "/x"}]
+    catalog.replace_models(
+        [
+            md("base", alias="llama-7b", adapters=adapters),
+            # Younger: its adapter "support" loses to base's, its alias "sales" beats an adapter.
+            md("other", alias="sales", adapters=[{"name": "support", "uri": "/y"}],
+               created="2026-02-01T00:00:00Z"),
+        ]
+    )  # fmt: skip
+    support = catalog.model("support")
+    assert support is not None
+    assert support.name == "base"
+    sales = catalog.model("sales")
+    assert sales is not None
+    assert sales.name == "other"
+    assert [(name, m.name) for name, m in catalog.adapters()] == [("support", "base")]
+    assert [m.alias for m in catalog.models()] == ["llama-7b", "sales"]

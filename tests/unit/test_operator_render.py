@@ -200,6 +200,49 @@ def test_model_inside_the_image_needs_no_claim() -> None:
         assert volume["emptyDir"]["medium"] == "Memory"  # never blocks the autoscaler
 
 
+def test_adapters_become_lora_flags_before_extra_args() -> None:
+    sts = statefulset(
+        adapters=[
+            {"name": "support", "uri": "https://models.example.com/support.gguf"},
+            {"name": "sales", "uri": "/opt/sales.gguf", "scale": 0.5, "sha256": "AB" * 32},
+        ],
+        server={"extraArgs": ["--threads", "8"]},
+    )
+    assert container(sts)["args"] == [
+        "--lora", "support=https://models.example.com/support.gguf@1",
+        "--lora", "sales=/opt/sales.gguf@0.5",
+        "--lora-sha256", "sales=" + "ab" * 32,
+        "--threads", "8",
+    ]  # fmt: skip
+
+
+def test_pvc_adapters_mount_each_claim_once() -> None:
+    sts = statefulset(
+        model={"uri": "pvc://shared-models/llama/7b.gguf"},
+        adapters=[
+            {"name": "a", "uri": "pvc://shared-models/loras/a.gguf"},
+            {"name": "b", "uri": "pvc://team-loras/b.gguf"},
+        ],
+    )
+    volumes = {v["name"]: v for v in pod_spec(sts)["volumes"]}
+    assert volumes["model-source-1"]["persistentVolumeClaim"]["claimName"] == "team-loras"
+    assert len([v for v in volumes.values() if "persistentVolumeClaim" in v]) == 2
+    assert container(sts)["args"] == [
+        "--lora", "a=/model-source/loras/a.gguf@1",
+        "--lora", "b=/model-source-1/b.gguf@1",
+    ]  # fmt: skip
+    assert env(sts)["SIESTA_MODEL"] == "/model-source/llama/7b.gguf"
+
+
+def test_a_remote_adapter_of_a_local_model_gets_the_cache_claim() -> None:
+    sts = statefulset(
+        model={"uri": "file:///opt/models/base.gguf"},
+        adapters=[{"name": "a", "uri": "https://models.example.com/a.gguf"}],
+    )
+    (claim,) = sts["spec"]["volumeClaimTemplates"]
+    assert claim["metadata"]["name"] == "model-cache"
+
+
 def test_probes_never_kill_a_loading_pod_and_drain_has_time() -> None:
     sts = statefulset()
     server = container(sts)

@@ -81,3 +81,23 @@ def test_the_simulator_imports_no_kubernetes_client_and_no_matplotlib() -> None:
     )
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert done.stdout.strip() == "[]"
+
+
+def test_fine_tune_traces_compare_deployments_with_adapters(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    traces = []
+    for index in range(3):
+        path = tmp_path / f"tune-{index}.csv"
+        path.write_text(TRACE)
+        traces += ["--fine-tune-trace", str(path)]
+    example = str(EXAMPLES / "t4-three-fine-tunes.yaml")
+    assert main(["simulate", "-f", example, *traces, "-o", "json"]) == 0
+    report = json.loads(capsys.readouterr().out)
+    separate, adapters = report["setups"]
+    assert (separate["deployments"], adapters["deployments"]) == (3, 1)
+    assert separate["requests"] == adapters["requests"] == 9
+    # The same traffic three times: one node does what three did.
+    assert adapters["nodeHours"] == pytest.approx(separate["nodeHours"] / 3, rel=0.01)
+    assert main(["simulate", "-f", example, *traces[:2]]) == 2  # one trace is no comparison
+    assert "at least two" in capsys.readouterr().err

@@ -146,6 +146,42 @@ class ModelSource(ApiModel):
     )
 
 
+MAX_ADAPTERS = 32
+
+
+class LoraAdapter(ApiModel):
+    """A fine-tune of spec.model as a LoRA adapter, served by the same pods under its own name."""
+
+    name: DnsLabel = Field(
+        description=(
+            "The OpenAI `model` name of this fine-tune (a DNS label). Like aliases, unique "
+            "across the gateway: the gateway routes it to this model's pods."
+        )
+    )
+    uri: Annotated[str, StringConstraints(max_length=2048)] = Field(
+        description=(
+            "Where the LoRA adapter GGUF comes from (general.type=adapter, converted against "
+            "spec.model); the same schemes as spec.model.uri."
+        ),
+        json_schema_extra=ModelSource.model_fields["uri"].json_schema_extra,
+    )
+    sha256: Annotated[str, StringConstraints(pattern=r"^[a-fA-F0-9]{64}$")] | None = Field(
+        default=None, description="Expected SHA-256 of the adapter file, checked after download."
+    )
+    scale: float = Field(
+        default=1.0,
+        gt=0,
+        le=100,
+        description="How strongly the adapter applies (llama.cpp's LoRA scale; 1 = as trained).",
+    )
+
+    @field_validator("uri")
+    @classmethod
+    def _known_scheme(cls, uri: str) -> str:
+        ModelSource.model_validate({"uri": uri})  # one rule for model and adapter URIs
+        return uri
+
+
 class ResourceRequirements(ApiModel):
     model_config = ConfigDict(
         json_schema_extra={
@@ -750,10 +786,32 @@ class ModelDeploymentSpec(ApiModel):
                     "self.pod.nodeSelector[k])",
                     "pod.nodeSelector and gpu.nodeSelector disagree on a label",
                 ),
+                cel(
+                    "!has(self.adapters) || !has(self.model.alias) || "
+                    "self.adapters.all(a, a.name != self.model.alias)",
+                    "an adapter cannot be named like the model's alias",
+                ),
             ]
         }
     )
     model: ModelSource
+    adapters: list[LoraAdapter] = Field(
+        default_factory=list,
+        max_length=MAX_ADAPTERS,
+        description=(
+            "LoRA fine-tunes of spec.model, served by the same pods: each request picks one "
+            "by `model` name, and requests for different adapters share the GPU and its "
+            "batches. Adding or removing one rolls the pods."
+        ),
+        json_schema_extra={
+            "x-kubernetes-validations": [
+                cel(
+                    "self.all(a, self.exists_one(b, a.name == b.name))",
+                    "adapter names must be unique",
+                )
+            ]
+        },
+    )
     server: ServerSettings = Field(default_factory=ServerSettings)
     gpu: GpuSettings = Field(default_factory=GpuSettings)
     cache: CacheSettings = Field(default_factory=CacheSettings)
@@ -773,6 +831,16 @@ class ModelDeploymentSpec(ApiModel):
                 raise ValueError(
                     f"pod.nodeSelector and gpu.nodeSelector disagree on a label ({key})"
                 )
+        return self
+
+    @model_validator(mode="after")
+    def _adapter_names(self) -> ModelDeploymentSpec:
+        names = [adapter.name for adapter in self.adapters]
+        duplicates = sorted({name for name in names if names.count(name) > 1})
+        if duplicates:
+            raise ValueError(f"adapter names must be unique (repeated: {', '.join(duplicates)})")
+        if self.model.alias is not None and self.model.alias in names:
+            raise ValueError(f"adapter {self.model.alias!r} is named like the model's alias")
         return self
 
     @model_validator(mode="after")
@@ -868,6 +936,12 @@ class ModelDeployment(BaseModel):
     metadata: dict[str, Any]
     spec: ModelDeploymentSpec
     status: ModelDeploymentStatus | None = None
+
+    @model_validator(mode="after")
+    def _adapters_not_named_like_the_model(self) -> ModelDeployment:
+        if any(adapter.name == self.alias for adapter in self.spec.adapters):
+            raise ValueError(f"adapter {self.alias!r} is named like the model (its alias)")
+        return self
 
     @property
     def name(self) -> str:

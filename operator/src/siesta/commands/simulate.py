@@ -10,10 +10,12 @@ from typing import Any
 
 from siesta.api.durations import format_duration, parse_duration
 from siesta.api.loader import load_one
+from siesta.api.models import ModelDeploymentSpec
 from siesta.commands.timeparse import in_zone, parse_instant
 from siesta.errors import UsageError
 from siesta.policy import CompiledSchedule, ScheduleError
 from siesta.sim.compare import Comparison, compare
+from siesta.sim.fine_tunes import compare_fine_tunes, fine_tunes_json, format_fine_tunes
 from siesta.sim.policies import POLICY_NAMES
 from siesta.sim.report import format_table, to_json
 from siesta.sim.traces import TraceError, load_trace
@@ -32,7 +34,17 @@ def register(subparsers: Any) -> None:
     parser.add_argument("-f", "--filename", required=True, type=Path, help="ModelDeployment YAML")
     parser.add_argument("--name", help="which ModelDeployment, if the file has several")
     parser.add_argument(
-        "--trace", required=True, type=Path, help="request trace CSV (timestamp[,duration,tokens])"
+        "--trace", type=Path, help="request trace CSV (timestamp[,duration,tokens])"
+    )
+    parser.add_argument(
+        "--fine-tune-trace",
+        action="append",
+        type=Path,
+        metavar="TRACE",
+        help=(
+            "instead of --trace: one trace per fine-tune (repeat, at least two); compares N "
+            "ModelDeployments with one base + N LoRA adapters (spec.adapters)"
+        ),
     )
     parser.add_argument(
         "--policy",
@@ -90,6 +102,8 @@ def _duration_seconds(text: str | None, option: str) -> float | None:
 
 def run(args: argparse.Namespace) -> int:
     md = load_one(args.filename, args.name)
+    if (args.trace is None) == (args.fine_tune_trace is None):
+        raise UsageError("give either --trace or --fine-tune-trace (repeated)")
     overrides: dict[str, object] = {
         "instance_type": args.instance_type,
         "price_per_hour": args.price,
@@ -110,6 +124,8 @@ def run(args: argparse.Namespace) -> int:
     end = parse_instant(args.end, "--end") if args.end else None
     if start and end and end <= start:
         raise UsageError("--end must be after --start")
+    if args.fine_tune_trace is not None:
+        return _run_fine_tunes(md.name, md.spec, args, overrides, start, end)
     try:
         world = load_world(args.world, overrides)
         trace = load_trace(args.trace)
@@ -140,6 +156,48 @@ def run(args: argparse.Namespace) -> int:
         print(format_table(comparison.reports))
     if args.plot is not None and args.output != "json":
         print(f"\nplot: {args.plot}")
+    return 0
+
+
+def _run_fine_tunes(
+    name: str,
+    spec: ModelDeploymentSpec,
+    args: argparse.Namespace,
+    overrides: dict[str, object],
+    start: datetime | None,
+    end: datetime | None,
+) -> int:
+    if len(args.fine_tune_trace) < 2:
+        raise UsageError("--fine-tune-trace: give one trace per fine-tune, at least two")
+    if args.plot is not None or args.policy:
+        raise UsageError("--plot and --policy do not apply to --fine-tune-trace")
+    try:
+        world = load_world(args.world, overrides)
+        traces = [load_trace(path) for path in args.fine_tune_trace]
+        comparison = compare_fine_tunes(spec, traces, world, start=start, end=end, seed=args.seed)
+    except (TraceError, WorldError) as error:
+        raise UsageError(str(error)) from error
+    zone = spec.schedule.timezone
+    if args.output == "json":
+        meta = {
+            "modelDeployment": name,
+            "traces": [str(path) for path in args.fine_tune_trace],
+            "start": in_zone(comparison.start, zone),
+            "end": in_zone(comparison.end, zone),
+            "seed": args.seed,
+            "world": comparison.world.model_dump(by_alias=True),
+        }
+        print(json.dumps(fine_tunes_json(comparison, meta), indent=2))
+        return 0
+    world_line = comparison.world
+    print(
+        f"{name}: {len(traces)} fine-tunes, {comparison.separate.requests} requests, "
+        f"{in_zone(comparison.start, zone)} .. {in_zone(comparison.end, zone)}; "
+        f"{world_line.instance_type} at ${world_line.price_per_hour:.3f}/h, "
+        f"{world_line.concurrency} requests per replica, policy: the spec as written"
+    )
+    print()
+    print(format_fine_tunes(comparison))
     return 0
 
 

@@ -90,12 +90,17 @@ class Gateway:
             return web.json_response({"status": "unavailable", "reason": reason}, status=503)
         return web.json_response({"status": "ok"})
 
-    def _model_entry(self, model: ModelInfo) -> dict[str, Any]:
-        return {
-            "id": model.alias,
+    def _model_entry(self, model: ModelInfo, adapter: str | None = None) -> dict[str, Any]:
+        """An OpenAI model object; an adapter carries its base model's state (`parent`)."""
+        entry: dict[str, Any] = {
+            "id": adapter or model.alias,
             "object": "model",
             "created": _epoch(model.created),
             "owned_by": "siesta",
+        }
+        if adapter is not None:
+            entry["parent"] = model.alias
+        return entry | {
             "siesta": {
                 "namespace": model.namespace,
                 "name": model.name,
@@ -111,15 +116,17 @@ class Gateway:
         if (denied := self._check_key(request)) is not None:
             return denied
         data = [self._model_entry(m) for m in self.catalog.models()]
+        data += [self._model_entry(m, adapter) for adapter, m in self.catalog.adapters()]
         return web.json_response({"object": "list", "data": data})
 
     async def handle_model(self, request: web.Request) -> web.Response:
         if (denied := self._check_key(request)) is not None:
             return denied
-        model = self.catalog.model(request.match_info["alias"])
+        name = request.match_info["alias"]
+        model = self.catalog.model(name)
         if model is None:
-            return self._unknown_model(request.match_info["alias"])
-        return web.json_response(self._model_entry(model))
+            return self._unknown_model(name)
+        return web.json_response(self._model_entry(model, None if name == model.alias else name))
 
     # --- errors -------------------------------------------------------------------------
 

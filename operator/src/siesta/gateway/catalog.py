@@ -1,5 +1,8 @@
 """What the gateway knows about the cluster: models by alias and their ready endpoints.
 
+A model's LoRA adapters (spec.adapters) are names of that model too: a request for an
+adapter goes to the model's pods, wakes it, and counts as the model's demand and load.
+
 Fed from watch events (ModelDeployments, EndpointSlices); read on every request without
 any API call. No I/O here: `kube` feeds it, tests feed it dictionaries.
 """
@@ -37,6 +40,7 @@ class ModelInfo:
     created: str = ""
     failure: str = ""
     """Why the model's replicas fail right now (its ModelServing condition), else ""."""
+    adapters: tuple[str, ...] = ()  # LoRA adapter names served by the same pods
 
     @property
     def key(self) -> ModelKey:
@@ -75,6 +79,11 @@ def model_from_object(obj: Obj) -> ModelInfo:
     status = obj.get("status") or {}
     name = str(metadata.get("name", ""))
     alias = (spec.get("model") or {}).get("alias") or name
+    adapters = tuple(
+        str(adapter["name"])
+        for adapter in spec.get("adapters") or []
+        if isinstance(adapter, dict) and adapter.get("name")
+    )
     wake_text = (spec.get("scaling") or {}).get("wakeTimeout")
     try:
         wake_timeout = (
@@ -99,6 +108,7 @@ def model_from_object(obj: Obj) -> ModelInfo:
         ready_replicas=int(status.get("readyReplicas") or 0),
         created=str(metadata.get("creationTimestamp", "")),
         failure=failure_from_status(status),
+        adapters=adapters,
     )
 
 
@@ -136,6 +146,7 @@ class Catalog:
     def __init__(self, on_endpoints: Callable[[ModelKey], None] | None = None) -> None:
         self._models: dict[ModelKey, ModelInfo] = {}
         self._by_alias: dict[str, ModelInfo] = {}
+        self._by_name: dict[str, ModelInfo] = {}  # aliases and adapter names
         # EndpointSlice (namespace, name) -> (service key, endpoints)
         self._slices: dict[ModelKey, tuple[ModelKey, list[Endpoint]]] = {}
         self._endpoints: dict[ModelKey, list[Endpoint]] = {}
@@ -167,14 +178,27 @@ class Catalog:
 
     def _reindex(self) -> None:
         # Two models with one alias (different namespaces): the oldest wins, deterministically.
+        # Aliases come before adapter names, so an adapter never shadows a model.
         ordered = sorted(self._models.values(), key=lambda m: (m.created, m.namespace, m.name))
         by_alias: dict[str, ModelInfo] = {}
         for model in ordered:
             by_alias.setdefault(model.alias, model)
+        by_name = dict(by_alias)
+        for model in ordered:
+            for adapter in model.adapters:
+                by_name.setdefault(adapter, model)
         self._by_alias = by_alias
+        self._by_name = by_name
 
-    def model(self, alias: str) -> ModelInfo | None:
-        return self._by_alias.get(alias)
+    def model(self, name: str) -> ModelInfo | None:
+        """The model serving `name`: its alias, or one of its adapters."""
+        return self._by_name.get(name)
+
+    def adapters(self) -> list[tuple[str, ModelInfo]]:
+        """(adapter name, the model serving it), for the adapters that won their name."""
+        return sorted(
+            (name, model) for name, model in self._by_name.items() if name not in self._by_alias
+        )
 
     def models(self) -> list[ModelInfo]:
         return sorted(self._by_alias.values(), key=lambda m: m.alias)

@@ -28,7 +28,8 @@ def error_response(
 def unknown_model(catalog: Catalog, metrics: GatewayMetrics, alias: str) -> web.Response:
     """404 that names the models clients can use instead."""
     metrics.rejected.labels("unknown_model").inc()
-    known = ", ".join(m.alias for m in catalog.models()) or "none"
+    names = [m.alias for m in catalog.models()] + [name for name, _ in catalog.adapters()]
+    known = ", ".join(sorted(names)) or "none"
     return error_response(
         404,
         f"The model {alias!r} does not exist. Known models: {known}.",

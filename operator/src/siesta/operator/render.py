@@ -206,13 +206,49 @@ def _pvc_source(uri: str) -> tuple[str, str]:
     return claim, path
 
 
+def _uris(spec: ModelDeploymentSpec) -> list[str]:
+    """Every file the server reads: the model, then its LoRA adapters."""
+    return [spec.model.uri, *(adapter.uri for adapter in spec.adapters)]
+
+
+def _claims(spec: ModelDeploymentSpec) -> list[str]:
+    """The PersistentVolumeClaims that files come from, each mounted once, in order."""
+    claims: list[str] = []
+    for uri in _uris(spec):
+        if model_source_kind(uri) == "pvc" and _pvc_source(uri)[0] not in claims:
+            claims.append(_pvc_source(uri)[0])
+    return claims
+
+
+def _source_mount(index: int) -> tuple[str, str]:
+    """(volume name, mount path) of the index-th claim; the first keeps the historic names."""
+    if index == 0:
+        return "model-source", SOURCE_DIR
+    return f"model-source-{index}", f"{SOURCE_DIR}-{index}"
+
+
+def _server_path(uri: str, claims: list[str]) -> str:
+    """What the server is given for a URI: pvc:// becomes the path where the claim is mounted."""
+    if model_source_kind(uri) != "pvc":
+        return uri
+    claim, path = _pvc_source(uri)
+    return f"{_source_mount(claims.index(claim))[1]}/{path}"
+
+
+def _adapter_args(spec: ModelDeploymentSpec) -> list[str]:
+    claims = _claims(spec)
+    args: list[str] = []
+    for adapter in spec.adapters:
+        args += ["--lora", f"{adapter.name}={_server_path(adapter.uri, claims)}@{adapter.scale:g}"]
+        if adapter.sha256:
+            args += ["--lora-sha256", f"{adapter.name}={adapter.sha256.lower()}"]
+    return args
+
+
 def _environment(
     owner: Owner, spec: ModelDeploymentSpec, settings: OperatorSettings
 ) -> list[dict[str, str]]:
-    uri = spec.model.uri
-    model = uri
-    if model_source_kind(uri) == "pvc":
-        model = f"{SOURCE_DIR}/{_pvc_source(uri)[1]}"
+    model = _server_path(spec.model.uri, _claims(spec))
     values = {
         "SIESTA_MODEL": model,
         "SIESTA_SHA256": spec.model.sha256 or "",
@@ -240,22 +276,13 @@ def _volumes(
     ]
     mounts: list[Manifest] = [{"name": "tmp", "mountPath": "/tmp"}]
     templates: list[Manifest] = []
-    kind = model_source_kind(spec.model.uri)
-    if kind == "pvc":
-        claim, _ = _pvc_source(spec.model.uri)
+    for index, claim in enumerate(_claims(spec)):
+        name, path = _source_mount(index)
         volumes.append(
-            {
-                "name": "model-source",
-                "persistentVolumeClaim": {"claimName": claim, "readOnly": True},
-            }
+            {"name": name, "persistentVolumeClaim": {"claimName": claim, "readOnly": True}}
         )
-        mounts.append({"name": "model-source", "mountPath": SOURCE_DIR, "readOnly": True})
-        # The server still needs a writable cache directory (nothing is downloaded).
-        volumes.append(
-            {"name": CACHE_VOLUME, "emptyDir": {"medium": "Memory", "sizeLimit": "16Mi"}}
-        )
-        mounts.append({"name": CACHE_VOLUME, "mountPath": CACHE_DIR})
-    elif kind == "remote":
+        mounts.append({"name": name, "mountPath": path, "readOnly": True})
+    if any(model_source_kind(uri) == "remote" for uri in _uris(spec)):
         claim_spec: dict[str, Any] = {
             "accessModes": ["ReadWriteOnce"],
             "resources": {"requests": {"storage": str(spec.cache.size)}},
@@ -272,6 +299,7 @@ def _volumes(
         )
         mounts.append({"name": CACHE_VOLUME, "mountPath": CACHE_DIR})
     else:
+        # Nothing is downloaded, but the server still needs a writable cache directory.
         volumes.append(
             {"name": CACHE_VOLUME, "emptyDir": {"medium": "Memory", "sizeLimit": "16Mi"}}
         )
@@ -290,7 +318,7 @@ def _container(
     container: Manifest = {
         "name": CONTAINER_NAME,
         "image": spec.server.image or settings.server_image,
-        "args": list(spec.server.extra_args),
+        "args": [*_adapter_args(spec), *spec.server.extra_args],
         "env": _environment(owner, spec, settings),
         "ports": [{"name": HTTP_PORT_NAME, "containerPort": HTTP_PORT, "protocol": "TCP"}],
         "resources": _resources(spec),
