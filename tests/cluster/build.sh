@@ -93,5 +93,10 @@ if ! up_to_date helm "$HELM_VERSION"; then
     "helm.sh/helm/v3/cmd/helm@$HELM_VERSION"
 fi
 
+# --- Karpenter (kwok provider) and its CRDs: tests/cluster/karpenter.sh ---
+# shellcheck source=karpenter.sh
+. "$HERE/karpenter.sh"
+karpenter_build
+
 log "binaries up to date in $CLUSTER_BIN_DIR"
 echo "$CLUSTER_BIN_DIR"

@@ -5,11 +5,15 @@ set -euo pipefail
 HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 # shellcheck source=env.sh
 . "$HERE/env.sh"
+# shellcheck source=karpenter.sh
+. "$HERE/karpenter.sh"
 
 if [[ ! -d $CLUSTER_DIR ]]; then
   log "no cluster '$SIESTA_CLUSTER_NAME'"
   exit 0
 fi
+# Karpenter first: it must not react to the cluster going away.
+karpenter_down
 # The pids kwokctl recorded for the processes it started, to check after the delete.
 pids=()
 for f in "$CLUSTER_DIR"/pids/*.pid; do

@@ -6,12 +6,15 @@
 # kubeconfig path.
 #
 # Env: SIESTA_CLUSTER_NAME (default siesta), SIESTA_CACHE (default ~/.cache/siesta),
-#      SIESTA_GPU_NODES_PER_POOL (default 1), SIESTA_CLUSTER_WAIT (default 5m).
+#      SIESTA_GPU_NODES_PER_POOL (default 1), SIESTA_CLUSTER_WAIT (default 5m),
+#      SIESTA_KARPENTER (default 1: also start Karpenter, see karpenter.sh).
 set -euo pipefail
 HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 ROOT=$(cd "$HERE/../.." && pwd)
 # shellcheck source=env.sh
 . "$HERE/env.sh"
+# shellcheck source=karpenter.sh
+. "$HERE/karpenter.sh"
 
 "$HERE/build.sh" >/dev/null
 mkdir -p "$KWOK_WORKDIR"
@@ -34,7 +37,7 @@ cluster_healthy() {
     [[ -f $f ]] && kill -0 "$(cat "$f")" 2>/dev/null || return 1
     n=$((n + 1))
   done
-  ((n == 5)) && "${KUBECTL[@]}" get --raw /readyz >/dev/null 2>&1
+  ((n == 5)) && karpenter_cluster_fits && "${KUBECTL[@]}" get --raw /readyz >/dev/null 2>&1
 }
 
 t0=$SECONDS
@@ -66,8 +69,10 @@ else
     --extra-args kube-apiserver=service-cluster-ip-range=10.96.0.0/16 \
     --extra-args kwok-controller=manage-all-nodes=false \
     --extra-args kwok-controller=manage-nodes-with-annotation-selector=kwok.x-k8s.io/node=fake \
+    "${KARPENTER_KWOK_ARGS[@]}" \
     >&2 9>&-  # the cluster's processes must not inherit (and hold) the lock
   rm -f "$CLUSTER_DIR/.siesta-fleet"
+  karpenter_mark_cluster
 fi
 
 # The controller manager and the scheduler must run (StatefulSets create pods, the
@@ -95,6 +100,9 @@ if [[ ! -f $CLUSTER_DIR/.siesta-fleet ]]; then
     "$CLUSTER_KUBECONFIG" "${SIESTA_GPU_NODES_PER_POOL:-1}")
   touch "$CLUSTER_DIR/.siesta-fleet"
 fi
+
+# Karpenter (tests/cluster/karpenter.sh), after the fleet: it must see the static nodes.
+karpenter_up "${KUBECTL[@]}" 9>&-
 
 log "cluster '$SIESTA_CLUSTER_NAME' ready in $((SECONDS - t0))s; kubectl: $BIN/kubectl"
 echo "$CLUSTER_KUBECONFIG"
