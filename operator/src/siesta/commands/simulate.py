@@ -77,6 +77,14 @@ def register(subparsers: Any) -> None:
     world.add_argument("--model-load", help="pod on a ready node -> model ready (default 60s)")
     world.add_argument("--node-unneeded", help="empty node removed after (default 10m)")
     world.add_argument(
+        "--autoscaler",
+        choices=["cluster-autoscaler", "karpenter"],
+        help="who removes empty nodes (default cluster-autoscaler)",
+    )
+    world.add_argument(
+        "--consolidate-after", help="Karpenter's consolidateAfter (default 1m, with karpenter)"
+    )
+    world.add_argument(
         "--concurrency",
         type=int,
         help="requests per replica at once (default spec.server.parallel)",
@@ -111,6 +119,10 @@ def run(args: argparse.Namespace) -> int:
         "node_provision_jitter_seconds": _duration_seconds(args.node_jitter, "--node-jitter"),
         "model_load_seconds": _duration_seconds(args.model_load, "--model-load"),
         "node_unneeded_seconds": _duration_seconds(args.node_unneeded, "--node-unneeded"),
+        "autoscaler": args.autoscaler,
+        "consolidate_after_seconds": _duration_seconds(
+            args.consolidate_after, "--consolidate-after"
+        ),
         "concurrency": args.concurrency,
         "default_request_seconds": _duration_seconds(args.request_seconds, "--request-seconds"),
     }
@@ -243,7 +255,7 @@ def _heading(name: str, args: argparse.Namespace, comparison: Comparison) -> str
             f"world: {world.instance_type} at ${world.price_per_hour:.3f}/h; node ready "
             f"{world.node_provision_seconds:g}s after request, "
             f"model load {world.model_load_seconds:g}s, "
-            f"empty node removed after {world.node_unneeded_seconds:g}s; "
+            f"empty node removed after {world.node_unneeded_seconds:g}s ({world.autoscaler}); "
             f"{world.concurrency} requests per replica; "
             f"wakeTimeout {world.wake_timeout_seconds:g}s",
             f"waits: seconds until a replica starts serving (timeouts count at wakeTimeout); "

@@ -8,7 +8,7 @@ A `--world` YAML file or command-line flags override any of them.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Literal
 
 import yaml
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError
@@ -44,6 +44,14 @@ PRODUCT_INSTANCE: dict[str, str] = {
     "nvidia-a10g": "g5.xlarge",
 }
 DEFAULT_INSTANCE = "g4dn.xlarge"
+
+# Karpenter removes an empty node `consolidateAfter` after its last pod left, plus its
+# disruption loop's own time: it looks every 10 s (5 s on average) and re-validates an
+# emptiness decision for 15 s before deleting the NodeClaim (sigs.k8s.io/karpenter
+# pkg/controllers/disruption); tests/e2e/test_karpenter.py measures it.
+KARPENTER_CONSOLIDATION_LATENCY_SECONDS = 20.0
+KARPENTER_CONSOLIDATE_AFTER_SECONDS = 60.0  # deploy/nodegroups/karpenter-gpu.yaml, gpu-t4
+AUTOSCALERS = ("cluster-autoscaler", "karpenter")
 
 
 class WorldError(ValueError):
@@ -89,6 +97,11 @@ class World(BaseModel):
         default=60.0,
         description="Pod placed on a ready node -> /health 200 (image start, cached GGUF load).",
     )
+    autoscaler: Literal["cluster-autoscaler", "karpenter"] = Field(
+        default="cluster-autoscaler",
+        description="Who removes empty nodes: cluster-autoscaler (nodeUnneededSeconds, "
+        "scaleDownDelayAfterAddSeconds) or Karpenter (consolidateAfterSeconds).",
+    )
     node_unneeded_seconds: Seconds = Field(
         default=600.0,
         description="cluster-autoscaler scale-down-unneeded-time: an empty node lives this long.",
@@ -96,6 +109,14 @@ class World(BaseModel):
     scale_down_delay_after_add_seconds: Seconds = Field(
         default=600.0,
         description="cluster-autoscaler scale-down-delay-after-add: no removal soon after an add",
+    )
+    consolidate_after_seconds: Seconds = Field(
+        default=KARPENTER_CONSOLIDATE_AFTER_SECONDS,
+        description="Karpenter NodePool consolidateAfter (with autoscaler: karpenter).",
+    )
+    consolidation_latency_seconds: Seconds = Field(
+        default=KARPENTER_CONSOLIDATION_LATENCY_SECONDS,
+        description="Karpenter: consolidateAfter -> node deleted (polling and validation).",
     )
     metric_interval_seconds: Seconds = Field(
         default=30.0,
@@ -141,14 +162,20 @@ class World(BaseModel):
         wake = self.wake_timeout_seconds
         if wake is None:
             wake = spec.scaling.wake_timeout_delta.total_seconds()
+        unneeded, after_add = self.node_unneeded_seconds, self.scale_down_delay_after_add_seconds
+        if self.autoscaler == "karpenter":
+            # Each node is judged on its own: no cluster-wide pause after an added node.
+            unneeded = self.consolidate_after_seconds + self.consolidation_latency_seconds
+            after_add = 0.0
         return ResolvedWorld(
+            autoscaler=self.autoscaler,
             instance_type=instance,
             price_per_hour=price,
             node_provision_seconds=provision,
             node_provision_jitter_seconds=self.node_provision_jitter_seconds,
             model_load_seconds=self.model_load_seconds,
-            node_unneeded_seconds=self.node_unneeded_seconds,
-            scale_down_delay_after_add_seconds=self.scale_down_delay_after_add_seconds,
+            node_unneeded_seconds=unneeded,
+            scale_down_delay_after_add_seconds=after_add,
             metric_interval_seconds=max(self.metric_interval_seconds, 1.0),
             concurrency=self.concurrency or spec.server.parallel,
             default_request_seconds=self.default_request_seconds,
@@ -165,6 +192,7 @@ class ResolvedWorld(BaseModel):
         alias_generator=to_camel, populate_by_name=True, extra="forbid", frozen=True
     )
 
+    autoscaler: str
     instance_type: str
     price_per_hour: float
     node_provision_seconds: float
