@@ -47,6 +47,7 @@ images:
 	PYTHON=$(CURDIR)/$(PY) scripts/images.sh
 
 -include tests/cluster/cluster.mk
+-include tests/cluster/karpenter.mk
 -include scripts/demo.mk
 
 ## chart-golden: rewrite the chart's golden renders (tests/chart/golden/) after an intended change

@@ -10,6 +10,12 @@ kubelet for one fake GPU node (pods there are real siesta-server processes), app
 ModelDeployment backed by a tiny model (or the GGUF given), sends one request through the
 gateway while the model is at zero, and prints what happens until the model is back at
 zero. Everything keeps running afterwards so it can be tried by hand; `down` stops it.
+
+With `--autoscaler karpenter` (`make demo AUTOSCALER=karpenter`) there is no GPU node at
+first: the demo applies the documented NodePools (deploy/nodegroups/karpenter-gpu.yaml,
+with a KWOKNodeClass), Karpenter launches a g4dn node for the waking model's pod, a
+stand-in for the GPU Operator labels it, and after the model sleeps Karpenter removes it
+again (consolidateAfter 1m); the timeline shows each step.
 """
 
 from __future__ import annotations
@@ -35,6 +41,7 @@ MODEL = "tiny-chat"
 NODE = "demo-gpu-0"
 NODE_LABEL = {"siesta.test/kubelet": "demo"}
 NODE_INDEX = 3
+BACKGROUND = ("gateway", "operator", "kubelet", "karpenter-nodes")
 
 
 def say(text: str = "") -> None:
@@ -98,9 +105,11 @@ class Timeline:
 class Api:
     """Direct API reads (the kubernetes package): fast enough to poll 20 times a second."""
 
-    def __init__(self, kubeconfig: Path) -> None:
+    def __init__(self, kubeconfig: Path, karpenter: bool = False) -> None:
         from kubernetes import client, config
 
+        self.karpenter = karpenter
+        self.nodes_seen: set[str] = set()
         api_client = config.new_client_from_config(config_file=str(kubeconfig))
         self.core = client.CoreV1Api(api_client)
         self.apps = client.AppsV1Api(api_client)
@@ -153,8 +162,13 @@ def watch(api: Api, timeline: Timeline, stop: threading.Event) -> None:
             timeline.mark("down", "operator scaled the StatefulSet 1 -> 0")
         for pod in pods:
             _narrate_pod(pod, timeline, pod_seen_at)
+        if api.karpenter:
+            _narrate_karpenter_nodes(api, timeline)
         if "down" in timeline.seen and not pods:
-            timeline.mark("gone", "pod gone: the GPU node is idle and could be scaled away")
+            if api.karpenter:
+                timeline.mark("gone", "pod gone: the GPU node is empty; Karpenter will remove it")
+            else:
+                timeline.mark("gone", "pod gone: the GPU node is idle and could be scaled away")
         reasons = (md.get("status") or {}).get("reasons") or []
         idle = [r for r in reasons if "idle" in r]
         if "answered" in timeline.seen and idle:
@@ -191,6 +205,34 @@ def _narrate_pod(pod: Any, timeline: Timeline, seen_at: dict[str, float]) -> Non
         timeline.mark(f"{uid}-term", f"pod {name} terminating: draining, then SIGTERM")
 
 
+def _narrate_karpenter_nodes(api: Api, timeline: Timeline) -> None:
+    """Karpenter's nodes: launched, GPU labelled, Ready, removed."""
+    nodes = api.core.list_node(label_selector="karpenter.sh/nodepool").items
+    names = set()
+    for node in nodes:
+        name, labels = node.metadata.name, node.metadata.labels or {}
+        names.add(name)
+        api.nodes_seen.add(name)
+        timeline.mark(
+            f"node-{name}",
+            f"Karpenter launched node {name}: {labels.get('node.kubernetes.io/instance-type')} "
+            f"in {labels.get('topology.kubernetes.io/zone')} (NodePool "
+            f"{labels.get('karpenter.sh/nodepool')})",
+        )
+        if (node.status.allocatable or {}).get("nvidia.com/gpu") and labels.get(
+            "nvidia.com/gpu.memory"
+        ):
+            timeline.mark(
+                f"node-{name}-gpu",
+                f"node {name}: GPU Operator labels set ({labels.get('nvidia.com/gpu.product')}),"
+                " nvidia.com/gpu allocatable",
+            )
+        if node.spec.taints and any(t.key == "karpenter.sh/disrupted" for t in node.spec.taints):
+            timeline.mark(f"node-{name}-disrupted", f"Karpenter consolidates node {name} (empty)")
+    for name in api.nodes_seen - names:
+        timeline.mark(f"node-{name}-gone", f"node {name} deleted: no GPU node is running")
+
+
 # --- up / down ----------------------------------------------------------------------------
 
 
@@ -210,15 +252,13 @@ def model_file(given: str | None) -> Path:
 
 
 def up(args: argparse.Namespace) -> int:
-    from support import process_kubelet
     from support.cluster import start_cluster
     from support.gateway_env import gateway_kubeconfig, model_manifest, wait_for
-    from support.nodes import node_ready
     from support.operator_env import install, operator_kubeconfig
     from support.procs import BIN, free_port, http_status
 
     STATE.mkdir(parents=True, exist_ok=True)
-    for name in ("gateway", "operator", "kubelet"):
+    for name in BACKGROUND:
         stop_background(name)
     cluster = start_cluster()
     model = model_file(args.model)
@@ -229,12 +269,8 @@ def up(args: argparse.Namespace) -> int:
     operator_config = operator_kubeconfig(cluster, STATE / "operator.kubeconfig")
     gateway_config = gateway_kubeconfig(cluster, STATE / "gateway.kubeconfig")
 
-    say(f"==> GPU node {NODE}: pods there run as local processes (process kubelet)")
-    kubelet_argv = process_kubelet.command(
-        cluster.kubeconfig, NODE, NODE_INDEX, model.parent, STATE / "pods", NODE_LABEL
-    )
-    start_background("kubelet", kubelet_argv, {"PYTHONPATH": str(ROOT / "tests")})
-    wait_for(lambda: _quiet(node_ready, cluster.kubeconfig, NODE), 60, f"node {NODE} Ready")
+    karpenter = args.autoscaler == "karpenter"
+    gpu = start_karpenter_nodes(cluster, model) if karpenter else start_static_node(cluster, model)
 
     say("==> starting the operator and the gateway (as their ServiceAccounts)")
     start_background(
@@ -275,7 +311,7 @@ def up(args: argparse.Namespace) -> int:
         uri=f"file:///models/{model.name}",
         idle_timeout=args.idle,
         scale_down_delay="1s",
-        node_selector=NODE_LABEL,
+        extra_spec={"gpu": gpu},
     )
     cluster.apply(manifest)
     say(f"==> ModelDeployment {NAMESPACE}/{MODEL}: {model} (idleTimeout {args.idle}, min 0, max 1)")
@@ -290,7 +326,7 @@ def up(args: argparse.Namespace) -> int:
     import openai
 
     client = openai.OpenAI(base_url=f"{gateway_url}/v1", api_key="demo", timeout=600, max_retries=0)
-    api = Api(cluster.kubeconfig)
+    api = Api(cluster.kubeconfig, karpenter=karpenter)
     api.snapshot()  # connect before the clock starts
     timeline = Timeline()
     stop = threading.Event()
@@ -299,6 +335,12 @@ def up(args: argparse.Namespace) -> int:
     answer = _ask(client, timeline)
     timeline.mark("answered", f"response complete: {answer!r} (random weights: no meaning)")
     wait_for(lambda: "gone" in timeline.seen, 600, "the model back at zero")
+    if karpenter:
+        wait_for(
+            lambda: any(key.endswith("-gone") for key in timeline.seen),
+            300,
+            "Karpenter removing the empty node",
+        )
     stop.set()
     watcher.join()
 
@@ -315,8 +357,54 @@ def up(args: argparse.Namespace) -> int:
         f" get md,sts,pods,leases -n {NAMESPACE}"
     )
     say(f"  logs: {STATE}/{{operator,gateway,kubelet}}.log, pods: {STATE}/pods/")
+    if karpenter:
+        say(
+            f"  {cluster.kubectl_path} --kubeconfig {cluster.kubeconfig}"
+            " get nodepools,nodeclaims,nodes -L node.kubernetes.io/instance-type"
+        )
+        say(f"  Karpenter's log: {KARPENTER_LOG.format(cluster=cluster.kubeconfig.parent)}")
     say("Stop everything with: make demo-down")
     return 0
+
+
+def start_static_node(cluster: Any, model: Path) -> dict[str, Any]:
+    """One GPU node that is always there, run by a process kubelet; returns spec.gpu."""
+    from support import process_kubelet
+    from support.gateway_env import wait_for
+    from support.nodes import PROCESS_KUBELET_TOLERATIONS, node_ready
+
+    say(f"==> GPU node {NODE}: pods there run as local processes (process kubelet)")
+    kubelet_argv = process_kubelet.command(
+        cluster.kubeconfig, NODE, NODE_INDEX, model.parent, STATE / "pods", NODE_LABEL
+    )
+    start_background("kubelet", kubelet_argv, {"PYTHONPATH": str(ROOT / "tests")})
+    wait_for(lambda: _quiet(node_ready, cluster.kubeconfig, NODE), 60, f"node {NODE} Ready")
+    return {"count": 1, "nodeSelector": NODE_LABEL, "tolerations": PROCESS_KUBELET_TOLERATIONS}
+
+
+KARPENTER_LOG = "{cluster}/karpenter/karpenter.log"
+
+
+def start_karpenter_nodes(cluster: Any, model: Path) -> dict[str, Any]:
+    """The documented NodePools and the node agent (kubelet + GPU Operator stand-in for
+    each node Karpenter launches); returns spec.gpu for a T4 model on Karpenter's nodes."""
+    from support.karpenter import apply_nodepools, gpu_spec
+    from support.karpenter_nodes import command
+
+    if cluster.kubectl("get", "crd", "nodepools.karpenter.sh", check=False).returncode != 0:
+        sys.exit("demo: Karpenter is not running: start the cluster without SIESTA_KARPENTER=0")
+    say("==> Karpenter: NodePools gpu-t4 and gpu-a10g (deploy/nodegroups/karpenter-gpu.yaml)")
+    apply_nodepools(cluster)
+    argv = command(
+        cluster.kubeconfig,
+        STATE / "pods",
+        {"/models": model.parent},
+        float(os.environ.get("SIESTA_GPU_DELAY", "5")),
+        STATE / "node-events.jsonl",
+    )
+    start_background("karpenter-nodes", argv, {"PYTHONPATH": str(ROOT / "tests")})
+    say("    no GPU node yet: Karpenter launches one when a model's pod is Pending")
+    return gpu_spec("Tesla-T4")
 
 
 def _quiet(fn: Any, *args: Any) -> Any:
@@ -365,7 +453,7 @@ def _ask(client: Any, timeline: Timeline) -> str:
 
 
 def down(_: argparse.Namespace) -> int:
-    for name in ("gateway", "operator", "kubelet"):
+    for name in BACKGROUND:
         stop_background(name)
     say("demo processes stopped")
     return 0
@@ -378,6 +466,12 @@ def main() -> int:
     up_parser.add_argument("--model", default=os.environ.get("MODEL") or None, help="a GGUF file")
     up_parser.add_argument("--port", type=int, default=int(os.environ.get("GATEWAY_PORT", "8080")))
     up_parser.add_argument("--idle", default=os.environ.get("IDLE", "20s"), help="idleTimeout")
+    up_parser.add_argument(
+        "--autoscaler",
+        choices=["karpenter", "none"],
+        default=os.environ.get("AUTOSCALER") or "karpenter",
+        help="karpenter: GPU nodes come and go; none: one fixed GPU node",
+    )
     up_parser.set_defaults(handler=up)
     commands.add_parser("down").set_defaults(handler=down)
     args = parser.parse_args()

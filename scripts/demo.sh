@@ -4,6 +4,8 @@
 #   MODEL=path/to/model.gguf   serve this GGUF instead of the tiny random-weight model
 #   GATEWAY_PORT=8080          where the gateway listens (127.0.0.1)
 #   IDLE=20s                   the demo model's idleTimeout
+#   AUTOSCALER=karpenter       Karpenter launches the GPU node and removes it (the default);
+#   AUTOSCALER=none            one fixed GPU node instead
 # `make demo-down` (scripts/demo.sh down) stops the demo and its control plane.
 set -euo pipefail
 cd "$(dirname "$0")/.."

@@ -1,0 +1,296 @@
+"""What boots on a node Karpenter launches in the test cluster: a kubelet and the GPU Operator.
+
+Karpenter's kwok provider only creates the Node object (tests/cluster/karpenter.sh). In a
+real cluster the instance then boots, its kubelet registers (capacity without GPUs, since
+the device plugin is not running yet), and the NVIDIA GPU Operator's GPU Feature Discovery
+labels the node and its device plugin makes ``nvidia.com/gpu`` allocatable, minutes later.
+This agent plays that part for every node labelled ``karpenter.sh/nodepool``:
+
+1. "kubelet registers": the node's capacity and allocatable without ``nvidia.com/gpu``, and
+   a process kubelet (tests/support/process_kubelet.py) started for it: it keeps the node
+   Ready and runs its pods as real ``siesta-server`` processes;
+2. after ``--gpu-delay`` seconds, the GPU Feature Discovery stand-in: the labels the GPU
+   Operator sets (:func:`gfd_labels`, by instance family) and ``nvidia.com/gpu`` in the
+   node's capacity and allocatable;
+3. when the node object is gone (Karpenter consolidated it), the process kubelet stops.
+
+    PYTHONPATH=tests python -m support.karpenter_nodes --kubeconfig K \
+        --path-map /models=/tmp/models --log-dir /tmp/karpenter-nodes --gpu-delay 3
+
+Each step is appended to ``--events`` (JSON lines: node, event, unix time), so that tests
+and the demo can split a cold start into node launch, GPU labelling and pod start.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import json
+import logging
+import os
+import signal
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from siesta.gateway.kube import ApiError, KubeClient, load_config
+from support.nodes import GPU_RESOURCE, POOLS
+
+log = logging.getLogger("karpenter-nodes")
+Obj = dict[str, Any]
+MERGE = "application/merge-patch+json"
+NODEPOOL_LABEL = "karpenter.sh/nodepool"
+INSTANCE_TYPE_LABEL = "node.kubernetes.io/instance-type"
+# Pods on these nodes get 10.244.INDEX.M; 100+ keeps clear of the fixed nodes' indexes.
+FIRST_NODE_INDEX = 100
+LAST_NODE_INDEX = 199
+
+
+def instance_family(instance_type: str) -> str:
+    return instance_type.split(".", 1)[0]
+
+
+def gfd_labels(instance_type: str) -> dict[str, str]:
+    """The labels GPU Feature Discovery (GPU Operator) puts on a node of this instance type."""
+    pool = POOLS.get(instance_family(instance_type))
+    if pool is None or not pool.is_gpu:
+        return {}
+    return {
+        "nvidia.com/gpu.present": "true",
+        "nvidia.com/gpu.product": str(pool.gpu_product),
+        "nvidia.com/gpu.count": str(pool.gpu_count),
+        "nvidia.com/gpu.memory": str(pool.gpu_memory_mib),
+        "nvidia.com/gpu.family": pool.gpu_family,
+        "nvidia.com/gpu.machine": instance_type,
+        "nvidia.com/gpu.deploy.device-plugin": "true",
+    }
+
+
+def registered_resources(allocatable: dict[str, str]) -> dict[str, str | None]:
+    """What a kubelet reports before the device plugin runs: everything but the GPUs.
+
+    A merge patch: ``None`` removes the key that Karpenter's provider filled in."""
+    resources: dict[str, str | None] = {k: v for k, v in allocatable.items() if k != GPU_RESOURCE}
+    resources[GPU_RESOURCE] = None
+    return resources
+
+
+def gpu_count(instance_type: str) -> int:
+    pool = POOLS.get(instance_family(instance_type))
+    return pool.gpu_count if pool is not None else 0
+
+
+@dataclass
+class AgentConfig:
+    kubeconfig: Path
+    log_dir: Path
+    gpu_delay: float
+    path_map: list[str] = field(default_factory=list)
+    events: Path | None = None
+
+
+@dataclass
+class BootedNode:
+    name: str
+    index: int
+    task: asyncio.Task[None]
+    kubelet: asyncio.subprocess.Process | None = None
+
+
+class Agent:
+    def __init__(self, config: AgentConfig, client: KubeClient) -> None:
+        self.config = config
+        self.client = client
+        self.nodes: dict[str, BootedNode] = {}
+        self._background: set[asyncio.Future[None]] = set()
+
+    def record(self, node: str, event: str) -> None:
+        log.info("%s: %s", node, event)
+        if self.config.events is not None:
+            with self.config.events.open("a") as out:
+                out.write(json.dumps({"node": node, "event": event, "time": time.time()}) + "\n")
+
+    def _free_index(self) -> int:
+        used = {n.index for n in self.nodes.values()}
+        for index in range(FIRST_NODE_INDEX, LAST_NODE_INDEX + 1):
+            if index not in used:
+                return index
+        raise RuntimeError("no free node index")
+
+    async def _patch_status(self, name: str, status: Obj) -> None:
+        await self.client.request(
+            "PATCH", f"/api/v1/nodes/{name}/status", {"status": status}, content_type=MERGE
+        )
+
+    async def boot(self, node: Obj, booted: BootedNode) -> None:
+        name = node["metadata"]["name"]
+        instance_type = node["metadata"].get("labels", {}).get(INSTANCE_TYPE_LABEL, "")
+        # A node this agent booted before it restarted keeps its GPUs (and its pods).
+        booted_before = "nvidia.com/gpu.memory" in node["metadata"].get("labels", {})
+        self.record(name, "created")
+        if not booted_before:
+            allocatable = node.get("status", {}).get("allocatable") or {}
+            resources = registered_resources(allocatable)
+            await self._patch_status(name, {"capacity": resources, "allocatable": resources})
+        argv = [
+            sys.executable, "-m", "support.process_kubelet",
+            "--kubeconfig", str(self.config.kubeconfig),
+            "--node", name,
+            "--node-index", str(booted.index),
+            "--log-dir", str(self.config.log_dir / name),
+        ]  # fmt: skip
+        for mapping in self.config.path_map:
+            argv += ["--path-map", mapping]
+        log_path = self.config.log_dir / f"kubelet-{name}.log"
+        with log_path.open("ab") as out:
+            booted.kubelet = await asyncio.create_subprocess_exec(
+                *argv, stdout=out, stderr=out, start_new_session=True
+            )
+        self.record(name, "kubelet-started")
+        if booted_before:
+            return
+        await asyncio.sleep(self.config.gpu_delay)
+        gpus = gpu_count(instance_type)
+        labels = gfd_labels(instance_type)
+        await self.client.request(
+            "PATCH", f"/api/v1/nodes/{name}", {"metadata": {"labels": labels}}, content_type=MERGE
+        )
+        if gpus:
+            gpu = {GPU_RESOURCE: str(gpus)}
+            await self._patch_status(name, {"capacity": gpu, "allocatable": gpu})
+        self.record(name, "gpu-ready")
+
+    def on_node(self, event_type: str, node: Obj) -> None:
+        name = node["metadata"]["name"]
+        if event_type == "DELETED":
+            booted = self.nodes.pop(name, None)
+            if booted is not None:
+                task = asyncio.ensure_future(self.shut_down(booted))
+                self._background.add(task)
+                task.add_done_callback(self._background.discard)
+            return
+        if name in self.nodes:
+            return
+        booted = BootedNode(name, self._free_index(), asyncio.ensure_future(asyncio.sleep(0)))
+        self.nodes[name] = booted
+        booted.task = asyncio.create_task(self._boot_logged(node, booted), name=f"boot-{name}")
+
+    async def _boot_logged(self, node: Obj, booted: BootedNode) -> None:
+        try:
+            await self.boot(node, booted)
+        except ApiError as error:
+            if error.status != 404:  # deleted while booting: nothing to do
+                log.error("%s: boot failed: %s", booted.name, error)
+
+    async def shut_down(self, booted: BootedNode, grace: float = 30.0) -> None:
+        booted.task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await booted.task
+        process = booted.kubelet
+        if process is not None and process.returncode is None:
+            with contextlib.suppress(ProcessLookupError):
+                process.send_signal(signal.SIGTERM)
+            try:
+                await asyncio.wait_for(process.wait(), grace)
+            except TimeoutError:
+                with contextlib.suppress(ProcessLookupError):
+                    process.kill()
+                await process.wait()
+        self.record(booted.name, "gone")
+
+    async def watch_nodes(self) -> None:
+        path = "/api/v1/nodes"
+        params = {"labelSelector": NODEPOOL_LABEL}
+        while True:
+            try:
+                listed = await self.client.request("GET", path, params=params)
+                names = set()
+                for node in listed.get("items") or []:
+                    names.add(node["metadata"]["name"])
+                    self.on_node("ADDED", node)
+                for gone in set(self.nodes) - names:
+                    self.on_node("DELETED", {"metadata": {"name": gone}})
+                version = listed["metadata"]["resourceVersion"]
+                async for event in self.client.watch(path, {**params, "resourceVersion": version}):
+                    if event.get("type") == "ERROR":
+                        raise ApiError(int(event["object"].get("code") or 500), "watch error")
+                    if event.get("type") != "BOOKMARK":
+                        self.on_node(event["type"], event["object"])
+            except (ApiError, OSError, TimeoutError, json.JSONDecodeError) as error:
+                log.warning("node watch: %s; listing again", error)
+                await asyncio.sleep(0.5)
+
+    async def shutdown(self) -> None:
+        booted = list(self.nodes.values())
+        self.nodes.clear()
+        await asyncio.gather(*(self.shut_down(b, grace=10) for b in booted), *self._background)
+
+
+async def main_async(args: argparse.Namespace) -> None:
+    config = AgentConfig(
+        kubeconfig=Path(args.kubeconfig),
+        log_dir=Path(args.log_dir),
+        gpu_delay=args.gpu_delay,
+        path_map=list(args.path_map),
+        events=Path(args.events) if args.events else None,
+    )
+    config.log_dir.mkdir(parents=True, exist_ok=True)
+    client = KubeClient(load_config(args.kubeconfig))
+    agent = Agent(config, client)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    watcher = asyncio.create_task(agent.watch_nodes())
+    print("karpenter node agent watching nodes", flush=True)
+    await stop.wait()
+    watcher.cancel()
+    await agent.shutdown()
+    await client.close()
+
+
+def command(
+    kubeconfig: Path, log_dir: Path, path_map: dict[str, Path], gpu_delay: float, events: Path
+) -> list[str]:
+    """The command line of the agent (run it with `tests/` on PYTHONPATH)."""
+    argv = [
+        sys.executable, "-m", "support.karpenter_nodes",
+        "--kubeconfig", str(kubeconfig),
+        "--log-dir", str(log_dir),
+        "--gpu-delay", str(gpu_delay),
+        "--events", str(events),
+    ]  # fmt: skip
+    for container_path, local in path_map.items():
+        argv += ["--path-map", f"{container_path}={local}"]
+    return argv
+
+
+def read_events(path: Path) -> list[dict[str, Any]]:
+    if not path.exists():
+        return []
+    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--kubeconfig", required=True)
+    parser.add_argument("--log-dir", default="/tmp/siesta-karpenter-nodes")
+    parser.add_argument(
+        "--gpu-delay",
+        type=float,
+        default=float(os.environ.get("SIESTA_GPU_DELAY", "3")),
+        help="seconds from kubelet start to GPU labels and nvidia.com/gpu (real: minutes)",
+    )
+    parser.add_argument("--path-map", action="append", default=[], help="passed to kubelets")
+    parser.add_argument("--events", help="append node events here (JSON lines)")
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
+    asyncio.run(main_async(args))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
