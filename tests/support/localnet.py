@@ -62,28 +62,39 @@ def _network_is_up() -> bool:
 def ensure_pod_network() -> None:
     """Create the namespace and its veth pair once (idempotent, safe across processes)."""
     with _machine_lock():
-        if _network_is_up():
-            return
-        _ip("netns", "del", NETNS)  # a half-made one from an interrupted run
-        _ip("link", "del", HOST_LINK)
-        _ip("netns", "add", NETNS, check=True)
+        if not _network_is_up():
+            _create_pod_network()
+        # Linux deletes every secondary address of a subnet with its primary (the first one
+        # added) unless secondaries are promoted: one kubelet (node address) leaving would
+        # take every other node's pod addresses with it.
         _ip(
-            "link",
-            "add",
-            HOST_LINK,
-            "type",
-            "veth",
-            "peer",
-            "name",
-            POD_LINK,
-            "netns",
-            NETNS,
+            "netns", "exec", NETNS, "sh", "-c",
+            f"echo 1 > /proc/sys/net/ipv4/conf/{POD_LINK}/promote_secondaries",
             check=True,
-        )
-        _ip("addr", "add", f"{HOST_ADDRESS}/{PREFIX_LENGTH}", "dev", HOST_LINK, check=True)
-        _ip("link", "set", HOST_LINK, "up", check=True)
-        _ip("-n", NETNS, "link", "set", "lo", "up", check=True)
-        _ip("-n", NETNS, "link", "set", POD_LINK, "up", check=True)
+        )  # fmt: skip
+
+
+def _create_pod_network() -> None:
+    _ip("netns", "del", NETNS)  # a half-made one from an interrupted run
+    _ip("link", "del", HOST_LINK)
+    _ip("netns", "add", NETNS, check=True)
+    _ip(
+        "link",
+        "add",
+        HOST_LINK,
+        "type",
+        "veth",
+        "peer",
+        "name",
+        POD_LINK,
+        "netns",
+        NETNS,
+        check=True,
+    )
+    _ip("addr", "add", f"{HOST_ADDRESS}/{PREFIX_LENGTH}", "dev", HOST_LINK, check=True)
+    _ip("link", "set", HOST_LINK, "up", check=True)
+    _ip("-n", NETNS, "link", "set", "lo", "up", check=True)
+    _ip("-n", NETNS, "link", "set", POD_LINK, "up", check=True)
 
 
 def add_local_address(address: str) -> None:
