@@ -13,6 +13,7 @@ from __future__ import annotations
 import concurrent.futures
 import http.server
 import json
+import os
 import threading
 import time
 from datetime import UTC, datetime
@@ -36,6 +37,13 @@ from support.localnet import HOST_ADDRESS, ensure_pod_network
 from support.operator_env import sts_replicas
 
 pytestmark = [pytest.mark.e2e, pytest.mark.cluster, pytest.mark.llama]
+
+# The core (a window brings a node, the node goes after it) runs in every `make test`; the
+# longer ones (each waits out consolidateAfter once more) with `make test-karpenter`.
+full_set_only = pytest.mark.skipif(
+    os.environ.get("SIESTA_KARPENTER_ALL") != "1",
+    reason="one more consolidateAfter each: run with `make test-karpenter`",
+)
 
 # An empty node lives consolidateAfter, then Karpenter's disruption loop (polls every 10 s)
 # validates the decision for 15 s and deletes the NodeClaim; termination takes seconds more.
@@ -168,6 +176,7 @@ def test_window_opens_karpenter_launches_a_t4_node_and_removes_it_after_the_wind
     assert events == ["created", "kubelet-started", "gpu-ready", "gone"]
 
 
+@full_set_only
 def test_night_requests_bring_each_product_its_own_node_and_only_the_sleeping_ones_goes(
     karpenter_loop: Loop, karpenter: NodeAgent
 ) -> None:
@@ -259,6 +268,7 @@ class _Drip(http.server.BaseHTTPRequestHandler):
         pass
 
 
+@full_set_only
 def test_a_node_whose_pod_is_still_loading_is_not_consolidated(
     karpenter_loop: Loop, karpenter: NodeAgent, model_dir: Path
 ) -> None:
