@@ -67,12 +67,6 @@ class Sent:
     error: str = ""
 
 
-def operator_day_start(offset: float) -> datetime:
-    """The operator-clock instant of DAY_START today."""
-    now = datetime.fromtimestamp(time.time() + offset, UTC)
-    return now.replace(hour=DAY_START[0], minute=DAY_START[1], second=DAY_START[2], microsecond=0)
-
-
 def planned_requests() -> list[float]:
     """Seconds after the day start at which a request is sent."""
     times = [NIGHT_REQUEST]
