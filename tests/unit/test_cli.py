@@ -67,6 +67,20 @@ def test_explain_json_shape() -> None:
     }
 
 
+def test_explain_writes_lists_the_operators_plan() -> None:
+    result = siesta(
+        "explain", "-f", str(OFFICE), "--at", "2026-11-28T22:30:00+01:00", "--pending", "1",
+        "--writes", "-o", "json",
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    writes = json.loads(result.stdout)["writes"]
+    assert [line.split(" (")[0].split(":")[0] for line in writes] == [
+        "scale StatefulSet to 1",
+        "event ScaledUp",
+        "status",
+    ]
+
+
 def test_explain_unavailable_metric_holds() -> None:
     result = siesta(
         "explain",

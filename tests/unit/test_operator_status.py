@@ -10,7 +10,7 @@ import pytest
 from siesta.api.contract import MODEL_LABEL
 from siesta.api.crd import render_crd
 from siesta.api.models import ColdStart, ModelDeploymentStatus, Phase
-from siesta.operator.reconcile import effective_spec
+from siesta.operator.plan import effective_spec
 from siesta.operator.settings import OperatorSettings, SettingsError
 from siesta.operator.status import (
     Situation,

@@ -4,12 +4,20 @@ from __future__ import annotations
 
 import argparse
 import json
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
 from siesta.api.loader import load_one
+from siesta.api.models import ModelDeployment
 from siesta.commands.timeparse import in_zone, parse_instant
 from siesta.errors import UsageError
+from siesta.operator import render
+from siesta.operator.demand import LeaseView
+from siesta.operator.metrics_source import LoadReading
+from siesta.operator.observe import PodView, child_view
+from siesta.operator.plan import Model, Remembered, Views, effective_spec, plan
+from siesta.operator.settings import OperatorSettings
 from siesta.policy import Memory, Observed, Signals, decide, forecast
 
 
@@ -27,6 +35,12 @@ def register(subparsers: Any) -> None:
     parser.add_argument(
         "--starting", type=int, default=0, help="replicas still starting or loading"
     )
+    parser.add_argument(
+        "--writes",
+        action="store_true",
+        help="also list what the operator would write (its plan), with the owned objects "
+        "in place and --replicas running",
+    )
     parser.add_argument("-o", "--output", choices=["text", "json"], default="text")
     parser.set_defaults(handler=run)
 
@@ -38,6 +52,46 @@ def _load_value(text: str) -> float | None:
         return float(text)
     except ValueError as error:
         raise UsageError(f"--metric: {text!r} is neither a number nor 'unavailable'") from error
+
+
+def _plan_writes(
+    md: ModelDeployment,
+    observed: Observed,
+    load: float | None,
+    pending: int,
+    last_active: datetime | None,
+    now: datetime,
+) -> list[str]:
+    """The operator's plan for this moment: children in place, `observed` pods running."""
+    settings = OperatorSettings()
+    owner = render.Owner(name=md.name, namespace=md.namespace, uid="")
+    model = Model(owner, None, effective_spec(md.spec, settings))
+    children = []
+    for manifest in render.children(owner, md.spec, settings):
+        manifest["spec"]["replicas"] = observed.replicas
+        children.append(child_view(manifest))
+    pods = [
+        PodView(
+            name=f"{md.name}-{ordinal}",
+            uid=str(ordinal),
+            ordinal=ordinal,
+            created=now,
+            phase="Running",
+            ready=ordinal < observed.ready,
+            ready_since=now if ordinal < observed.ready else None,
+            scheduled_at=now,
+            unschedulable=False,
+            unschedulable_message="",
+            failing=None,
+            terminating=False,
+        )
+        for ordinal in range(observed.replicas)
+    ]
+    leases = [LeaseView("explain", now, 30, pending, 0)] if pending else []
+    remembered = Remembered(memory=Memory(desired=observed.replicas, last_active_time=last_active))
+    reading = LoadReading(load, "" if load is not None else "given as unavailable")
+    planned = plan(model, Views.build(pods, leases, children), remembered, reading, settings, now)
+    return planned.writes()
 
 
 def run(args: argparse.Namespace) -> int:
@@ -58,12 +112,17 @@ def run(args: argparse.Namespace) -> int:
     decision = decide(md.spec, observed, signals, now, Memory(last_active_time=last_active))
     zone = md.spec.schedule.timezone
     next_change = in_zone(decision.next_change, zone) if decision.next_change else None
+    writes = (
+        _plan_writes(md, observed, load, args.pending, last_active, now) if args.writes else None
+    )
     if args.output == "json":
-        payload = {
+        payload: dict[str, Any] = {
             "desiredReplicas": decision.desired,
             "reasons": decision.reasons,
             "nextChange": next_change,
         }
+        if writes is not None:
+            payload["writes"] = writes
         print(json.dumps(payload, indent=2))
         return 0
     print(f"{md.name} at {in_zone(now, zone)}: {decision.desired} replica(s)")
@@ -79,4 +138,8 @@ def run(args: argparse.Namespace) -> int:
         )
     elif next_change:
         print(f"re-evaluated at {next_change}")
+    if writes is not None:
+        print("the operator would write:" if writes else "the operator would write nothing")
+        for line in writes:
+            print(f"  > {line}")
     return 0

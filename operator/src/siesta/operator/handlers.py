@@ -16,9 +16,10 @@ import kopf
 from siesta.api.contract import GROUP, MODEL_LABEL, PLURAL, VERSION, ModelKey
 from siesta.operator import telemetry
 from siesta.operator.demand import lease_view
-from siesta.operator.kube import ChildView, Kube, RetryLater, child_view, load_credentials
-from siesta.operator.observe import PodView, pod_view
-from siesta.operator.reconcile import ModelLoop, Runtime, Views, sleep_until_woken
+from siesta.operator.kube import Kube, RetryLater, load_credentials
+from siesta.operator.observe import ChildView, PodView, child_view, pod_view
+from siesta.operator.plan import Views
+from siesta.operator.reconcile import ModelLoop, Runtime, sleep_until_woken
 from siesta.operator.settings import OperatorSettings
 
 FINALIZER = "siesta.dev/operator"

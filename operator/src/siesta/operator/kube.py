@@ -22,7 +22,7 @@ from typing import Any
 from kubernetes import client, config
 from kubernetes.client.exceptions import ApiException
 
-from siesta.api.contract import API_VERSION, CONFIG_HASH_ANNOTATION, GROUP, KIND, PLURAL, VERSION
+from siesta.api.contract import API_VERSION, GROUP, KIND, PLURAL, VERSION
 from siesta.operator import render
 from siesta.operator.observe import format_time
 from siesta.operator.telemetry import API_CALLS
@@ -49,26 +49,6 @@ class RetryLater(Exception):
 
 
 @dataclass(frozen=True)
-class ChildView:
-    """What the operator keeps of a StatefulSet or Service it owns (the children index)."""
-
-    kind: str
-    name: str
-    config_hash: str
-    replicas: int = 0
-
-
-def child_view(body: dict[str, Any]) -> ChildView:
-    meta = body.get("metadata") or {}
-    return ChildView(
-        kind=str(body.get("kind") or ""),
-        name=str(meta.get("name", "")),
-        config_hash=str((meta.get("annotations") or {}).get(CONFIG_HASH_ANNOTATION, "")),
-        replicas=int((body.get("spec") or {}).get("replicas") or 0),
-    )
-
-
-@dataclass(frozen=True)
 class ChildApi:
     """The calls for one kind of child, and the plural they are counted under."""
 
@@ -76,6 +56,19 @@ class ChildApi:
     read: Callable[..., Any]
     create: Callable[..., Any]
     replace: Callable[..., Any]
+
+
+def _replacement(desired: dict[str, Any], current: dict[str, Any]) -> dict[str, Any]:
+    """`desired` as a replacement for `current`: what the server owns is carried over."""
+    body = copy.deepcopy(desired)
+    body["metadata"]["resourceVersion"] = current["metadata"]["resourceVersion"]
+    if desired["kind"] == "Service":
+        for key in ("clusterIP", "clusterIPs"):
+            if key in current["spec"]:
+                body["spec"][key] = current["spec"][key]
+    else:
+        body["spec"]["replicas"] = int(current["spec"].get("replicas") or 0)  # owned by /scale
+    return body
 
 
 def load_credentials() -> None:
@@ -124,61 +117,40 @@ class Kube:
 
     # --- children -----------------------------------------------------------------------
 
-    async def ensure(
-        self, desired: dict[str, Any], existing: ChildView | None, replicas: int = 0
-    ) -> bool:
-        """Create or update one child so it matches `desired`; returns whether it wrote.
+    async def update(self, desired: dict[str, Any], replicas: int = 0) -> None:
+        """Replace a child with `desired`, keeping what the server owns; conflicts are retried.
 
-        `replicas` is used only when a StatefulSet is (re-)created: the last decided count,
-        so that re-creating one never scales the model.
+        `replicas` is used only if the child turns out to be gone: then it is created.
         """
-        wanted_hash = desired["metadata"]["annotations"][CONFIG_HASH_ANNOTATION]
-        if existing is not None and existing.config_hash == wanted_hash:
-            return False
-        if existing is None:
-            await self._create(desired, replicas)
-            return True
         kind, meta = desired["kind"], desired["metadata"]
         api = self.children[kind]
         for _ in range(CONFLICT_RETRIES):
             current = await self._read(api, meta["name"], meta["namespace"])
             if current is None:
-                await self._create(desired, replicas)
-                return True
-            body = await self._update_body(desired, current)
+                await self.create(desired, replicas)
+                return
             try:
                 await self._call(
-                    "update", api.resource, api.replace, meta["name"], meta["namespace"], body
+                    "update",
+                    api.resource,
+                    api.replace,
+                    meta["name"],
+                    meta["namespace"],
+                    _replacement(desired, current),
                 )
-                return True
+                return
             except ApiException as error:
                 if error.status == 409:
                     continue
                 if error.status == 404:
-                    await self._create(desired, replicas)
-                    return True
+                    await self.create(desired, replicas)
+                    return
                 raise
         raise RetryLater(f"{kind} {meta['name']}: conflicts on every update attempt", 1.0)
 
-    async def _update_body(
-        self, desired: dict[str, Any], current: dict[str, Any]
-    ) -> dict[str, Any]:
-        """`desired` as a replacement for `current`: what the server owns is carried over."""
-        body = copy.deepcopy(desired)
-        body["metadata"]["resourceVersion"] = current["metadata"]["resourceVersion"]
-        if desired["kind"] == "Service":
-            for key in ("clusterIP", "clusterIPs"):
-                if key in current["spec"]:
-                    body["spec"][key] = current["spec"][key]
-            return body
-        namespace, name = desired["metadata"]["namespace"], desired["metadata"]["name"]
-        current_replicas = int(current["spec"].get("replicas") or 0)
-        if render.immutable_fields_differ(desired, current["spec"]):
-            # Orphan the pods (they keep serving) and create the new StatefulSet,
-            # which adopts them; replicas carry over so nothing is scaled by this.
-            logger.info(
-                "re-creating StatefulSet %s/%s: an immutable field changed", namespace, name
-            )
+    async def delete_orphaning_pods(self, namespace: str, name: str) -> None:
+        """Delete a StatefulSet but not its pods (they keep serving; a new one adopts them)."""
+        try:
             await self._call(
                 "delete",
                 "statefulsets",
@@ -187,11 +159,9 @@ class Kube:
                 namespace,
                 body=client.V1DeleteOptions(propagation_policy="Orphan"),
             )
-            raise RetryLater(
-                f"StatefulSet {name} deleted for re-creation with {current_replicas} replicas", 1.0
-            )
-        body["spec"]["replicas"] = current_replicas  # replicas belong to /scale
-        return body
+        except ApiException as error:
+            if error.status != 404:  # already gone: what we wanted
+                raise
 
     async def _read(self, api: ChildApi, name: str, namespace: str) -> dict[str, Any] | None:
         try:
@@ -203,7 +173,8 @@ class Kube:
         result: dict[str, Any] = self.api_client.sanitize_for_serialization(found)  # type: ignore[no-untyped-call]
         return result
 
-    async def _create(self, desired: dict[str, Any], replicas: int = 0) -> None:
+    async def create(self, desired: dict[str, Any], replicas: int = 0) -> None:
+        """Create a child; a StatefulSet gets `replicas` (later, replicas go through /scale)."""
         kind, namespace = desired["kind"], desired["metadata"]["namespace"]
         api = self.children[kind]
         body = copy.deepcopy(desired)

@@ -12,9 +12,6 @@ import math
 from dataclasses import dataclass
 from typing import Any
 
-from prometheus_api_client import PrometheusConnect
-from urllib3.util.retry import Retry
-
 DEFAULT_QUERY = (
     'sum(llamacpp:requests_processing{namespace="$namespace",modeldeployment="$name"})'
     ' + sum(llamacpp:requests_deferred{namespace="$namespace",modeldeployment="$name"})'
@@ -64,6 +61,10 @@ class PrometheusSource:
     """One Prometheus endpoint; queries run in a thread so the event loop never blocks."""
 
     def __init__(self, url: str, timeout: float = 5.0) -> None:
+        # Imported here: the pure parts of this module (and `siesta explain`) need no client.
+        from prometheus_api_client import PrometheusConnect
+        from urllib3.util.retry import Retry
+
         self.url = url
         self.timeout = timeout
         # No retries: a failed query is reported at once and retried on the next cycle.

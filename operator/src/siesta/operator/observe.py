@@ -1,4 +1,4 @@
-"""Pods and StatefulSets as the policy sees them: pure functions, no I/O.
+"""Pods and owned objects as the operator sees them: pure functions, no I/O.
 
 A pod the scheduler cannot place (PodScheduled=False, Unschedulable) is waiting for a GPU
 node; any other pod that is not ready is starting (pulling, downloading, loading). Pods that
@@ -12,7 +12,9 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
+from siesta.api.contract import CONFIG_HASH_ANNOTATION
 from siesta.api.models import ColdStart
+from siesta.operator.render import STATEFULSET_IMMUTABLE_FIELDS
 from siesta.policy import Observed
 
 FAILING_REASONS = frozenset(
@@ -59,6 +61,36 @@ class PodView:
     unschedulable_message: str
     failing: str | None
     terminating: bool
+
+
+@dataclass(frozen=True)
+class ChildView:
+    """What the operator keeps of a StatefulSet or Service it owns (the children index)."""
+
+    kind: str
+    name: str
+    config_hash: str
+    replicas: int = 0
+    immutable: Mapping[str, Any] | None = None
+    """A StatefulSet's fields that cannot change in place (to tell update from re-create)."""
+
+
+def child_view(body: Mapping[str, Any]) -> ChildView:
+    meta = body.get("metadata") or {}
+    spec = body.get("spec") or {}
+    kind = str(body.get("kind") or "")
+    immutable = (
+        {key: spec[key] for key in STATEFULSET_IMMUTABLE_FIELDS if key in spec}
+        if kind == "StatefulSet"
+        else None
+    )
+    return ChildView(
+        kind=kind,
+        name=str(meta.get("name", "")),
+        config_hash=str((meta.get("annotations") or {}).get(CONFIG_HASH_ANNOTATION, "")),
+        replicas=int(spec.get("replicas") or 0),
+        immutable=immutable,
+    )
 
 
 def _condition(status: Mapping[str, Any], kind: str) -> Mapping[str, Any] | None:

@@ -484,6 +484,14 @@ def children(owner: Owner, spec: ModelDeploymentSpec, settings: OperatorSettings
 
 # Fields of a StatefulSet the API server refuses to change: a change means re-creating it
 # (pods are orphaned and adopted again, so they keep running).
+STATEFULSET_IMMUTABLE_FIELDS = (
+    "serviceName",
+    "podManagementPolicy",
+    "selector",
+    "volumeClaimTemplates",
+)
+
+
 def immutable_fields_differ(desired: Manifest, existing_spec: dict[str, Any]) -> bool:
     """Whether `desired` changes a field that cannot be updated in place."""
     wanted = desired["spec"]

@@ -1,0 +1,424 @@
+"""One model's reconcile as data: what to write, given what was observed. Pure.
+
+`plan` turns the ModelDeployment, the operator's views of what it owns, what the loop
+remembers, the load reading and the time into a `Plan`: the child objects to create, update
+or re-create, the manual override to clear, the replica write, the events, the status patch,
+what to remember and when to look again. `siesta.operator.execute` performs it;
+`siesta.operator.reconcile` gathers the inputs. No kopf, no Kubernetes client, no clock.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field, replace
+from datetime import datetime
+from typing import Any, Literal
+
+from pydantic import ValidationError
+
+from siesta.api.contract import CONFIG_HASH_ANNOTATION
+from siesta.api.loader import describe_validation_error
+from siesta.api.models import ColdStart, ModelDeploymentSpec, Phase
+from siesta.operator import render
+from siesta.operator.demand import LeaseView, demand
+from siesta.operator.metrics_source import LoadReading, render_query
+from siesta.operator.observe import (
+    ChildView,
+    PodView,
+    cold_start,
+    failing_pods,
+    observe,
+    waiting_message,
+)
+from siesta.operator.settings import OperatorSettings
+from siesta.operator.status import Situation, build_status, memory_from_status, status_changed
+from siesta.policy import Decision, Memory, Observed, Signals, decide, forecast
+
+MIN_SLEEP_SECONDS = 0.05
+RECREATE_RETRY_SECONDS = 1.0
+"""After orphaning a StatefulSet for re-creation: look again once the watch has seen it go."""
+
+
+@dataclass(frozen=True)
+class Views:
+    """This model's slice of the operator's indexes (kept current by kopf's watches)."""
+
+    pods: list[PodView] = field(default_factory=list)
+    leases: list[LeaseView] = field(default_factory=list)
+    children: dict[tuple[str, str], ChildView] = field(default_factory=dict)
+
+    @classmethod
+    def build(
+        cls, pods: Iterable[PodView], leases: Iterable[LeaseView], children: Iterable[ChildView]
+    ) -> Views:
+        return cls(list(pods), list(leases), {(c.kind, c.name): c for c in children})
+
+
+@dataclass(frozen=True)
+class Remembered:
+    """What one model's loop keeps between steps (all of it recoverable from the cluster)."""
+
+    status: Mapping[str, Any] = field(default_factory=dict)
+    """The status as last written."""
+    memory: Memory = field(default_factory=Memory)
+    """What the last decision left behind."""
+    replicas_written: int | None = None
+    """Replicas written that the StatefulSet watch has not shown yet (read-your-writes)."""
+    seen_ready: frozenset[str] | None = None
+    """Pods whose cold start is already measured; None until the first step."""
+
+    @classmethod
+    def from_status(cls, status: Mapping[str, Any]) -> Remembered:
+        return cls(status=dict(status), memory=memory_from_status(status))
+
+
+@dataclass(frozen=True)
+class Model:
+    """The ModelDeployment as this step reads it: its spec with operator defaults, or why not."""
+
+    owner: render.Owner
+    generation: int | None
+    spec: ModelDeploymentSpec | None
+    spec_error: str = ""
+
+    @classmethod
+    def read(
+        cls, body: Mapping[str, Any], owner: render.Owner, settings: OperatorSettings
+    ) -> Model:
+        generation = (body.get("metadata") or {}).get("generation")
+        try:
+            spec = ModelDeploymentSpec.model_validate(body.get("spec") or {})
+        except ValidationError as error:
+            return cls(owner, generation, None, describe_validation_error(error, "spec."))
+        return cls(owner, generation, effective_spec(spec, settings))
+
+
+def effective_spec(spec: ModelDeploymentSpec, settings: OperatorSettings) -> ModelDeploymentSpec:
+    """The spec with operator defaults filled in (idleTimeout)."""
+    if spec.scaling.idle_timeout is not None:
+        return spec
+    scaling = spec.scaling.model_copy(update={"idle_timeout": settings.default_idle_timeout})
+    return spec.model_copy(update={"scaling": scaling})
+
+
+@dataclass(frozen=True)
+class ChildWrite:
+    """Make one owned object match `manifest`."""
+
+    action: Literal["create", "update", "recreate"]
+    """recreate: orphan the pods and delete the StatefulSet (an immutable field changed); the
+    next step creates it again and the new one adopts the pods."""
+    manifest: render.Manifest
+    replicas: int = 0
+    """A StatefulSet created now gets the last decided count, so re-creating never scales."""
+
+    @property
+    def kind(self) -> str:
+        return str(self.manifest["kind"])
+
+    @property
+    def name(self) -> str:
+        return str(self.manifest["metadata"]["name"])
+
+
+@dataclass(frozen=True)
+class Scale:
+    current: int
+    desired: int
+    rule: str
+    reasons: tuple[str, ...]
+
+    @property
+    def up(self) -> bool:
+        return self.desired > self.current
+
+    @property
+    def message(self) -> str:
+        return f"{self.current} -> {self.desired}: {'; '.join(self.reasons[:2])}"
+
+
+@dataclass(frozen=True)
+class Event:
+    reason: str
+    message: str
+    warning: bool = False
+
+
+@dataclass(frozen=True)
+class LoadQuery:
+    """The load query to send for this step (None in its place: no Prometheus configured)."""
+
+    url: str
+    query: str
+    ready: int
+
+    def same_answer(self, other: LoadQuery) -> bool:
+        """Whether `other` gets the same reading (ready only matters as "any ready")."""
+        return (self.url, self.query, self.ready > 0) == (other.url, other.query, other.ready > 0)
+
+
+@dataclass(frozen=True)
+class Plan:
+    remember: Remembered
+    """What the loop keeps once the plan has been carried out."""
+    next_look: float | None
+    """Seconds until the answer can change without an event (None: only on events)."""
+    phase: Phase | None = None
+    children: tuple[ChildWrite, ...] = ()
+    clear_manual_replicas: bool = False
+    scale: Scale | None = None
+    events: tuple[Event, ...] = ()
+    status: dict[str, Any] | None = None
+    """The status merge patch; None when nothing in it changed."""
+    decision: Decision | None = None
+    observed: Observed | None = None
+    load: LoadReading | None = None
+    cold_starts: tuple[tuple[str, float], ...] = ()
+    """(phase, seconds) of cold starts completed since the last step."""
+
+    def writes(self) -> list[str]:
+        """What executing the plan writes, one line each (for logs and `siesta explain`)."""
+        lines = [f"{c.action} {c.kind} {c.name}" for c in self.children]
+        if self.clear_manual_replicas:
+            lines.append("clear spec.manualReplicas (the override expired)")
+        if self.scale is not None:
+            lines.append(f"scale StatefulSet to {self.scale.desired} ({self.scale.message})")
+        lines += [f"event {e.reason}: {e.message}" for e in self.events]
+        if self.status is not None:
+            lines.append(f"status: phase {self.status['phase']}, reason {self.status['reason']!r}")
+        return lines
+
+
+# --- the parts ---------------------------------------------------------------------------
+
+
+def child_writes(
+    owner: render.Owner,
+    spec: ModelDeploymentSpec,
+    settings: OperatorSettings,
+    views: Views,
+    replicas: int,
+) -> tuple[ChildWrite, ...]:
+    """The children whose manifest changed, in creation order; a re-create ends the list."""
+    writes: list[ChildWrite] = []
+    for manifest in render.children(owner, spec, settings):
+        existing = views.children.get((manifest["kind"], manifest["metadata"]["name"]))
+        wanted_hash = manifest["metadata"]["annotations"][CONFIG_HASH_ANNOTATION]
+        if existing is None:
+            writes.append(ChildWrite("create", manifest, replicas))
+        elif existing.config_hash == wanted_hash:
+            continue
+        elif existing.immutable is not None and render.immutable_fields_differ(
+            manifest, dict(existing.immutable)
+        ):
+            writes.append(ChildWrite("recreate", manifest, replicas))
+            break
+        else:
+            writes.append(ChildWrite("update", manifest, replicas))
+    return tuple(writes)
+
+
+def read_your_writes(statefulset: ChildView | None, written: int | None) -> tuple[int, int | None]:
+    """The StatefulSet's replicas, trusting our own write until the watch shows it.
+
+    Returns (replicas, what is still unconfirmed)."""
+    if written is None:
+        return (statefulset.replicas if statefulset else 0), None
+    if statefulset is not None and statefulset.replicas == written:
+        return written, None  # the watch has caught up with our write
+    return written, written
+
+
+def _replicas_after(
+    model: Model, views: Views, remembered: Remembered, children: tuple[ChildWrite, ...]
+) -> tuple[int, int | None]:
+    written = remembered.replicas_written
+    for write in children:
+        if write.kind == "StatefulSet" and write.action == "create":
+            written = write.replicas
+    return read_your_writes(views.children.get(("StatefulSet", model.owner.name)), written)
+
+
+def _children(
+    model: Model, views: Views, remembered: Remembered, settings: OperatorSettings
+) -> tuple[ChildWrite, ...]:
+    assert model.spec is not None
+    return child_writes(model.owner, model.spec, settings, views, remembered.memory.desired or 0)
+
+
+def load_query(
+    model: Model, views: Views, remembered: Remembered, settings: OperatorSettings
+) -> LoadQuery | None:
+    """What to ask Prometheus before planning (None: no Prometheus configured)."""
+    if model.spec is None:
+        return None
+    metric = model.spec.scaling.metric
+    url = (metric.prometheus_url if metric else None) or settings.prometheus_url
+    if not url:
+        return None
+    children = _children(model, views, remembered, settings)
+    replicas, _ = _replicas_after(model, views, remembered, children)
+    owner = model.owner
+    query = render_query(metric.query if metric else None, owner.namespace, owner.name)
+    return LoadQuery(url, query, observe(replicas, views.pods).ready)
+
+
+def new_cold_starts(
+    pods: list[PodView], seen: frozenset[str] | None
+) -> tuple[tuple[tuple[str, float], ...], frozenset[str]]:
+    """Cold starts of pods that became ready since the last step, and the pods now seen."""
+    ready = {p.uid: p for p in pods if p.ready and not p.terminating}
+    if seen is None:  # started (or restarted): those were measured before
+        return (), frozenset(ready)
+    found: list[tuple[str, float]] = []
+    now_seen = set(seen)
+    for uid, pod in ready.items():
+        if uid in now_seen or pod.created is None or pod.ready_since is None:
+            continue
+        now_seen.add(uid)
+        scheduled = pod.scheduled_at or pod.created
+        for phase, seconds in (
+            ("pending", (scheduled - pod.created).total_seconds()),
+            ("loading", (pod.ready_since - scheduled).total_seconds()),
+            ("total", (pod.ready_since - pod.created).total_seconds()),
+        ):
+            found.append((phase, max(seconds, 0.0)))
+    return tuple(found), frozenset(now_seen & (set(ready) | {p.uid for p in pods}))
+
+
+def previous_cold_start(status: Mapping[str, Any]) -> ColdStart | None:
+    raw = status.get("coldStart")
+    if not raw:
+        return None
+    try:
+        return ColdStart.model_validate(raw)
+    except ValidationError:
+        return None
+
+
+def _with_status(
+    remembered: Remembered, decision: Decision | None, situation: Situation, now: datetime
+) -> tuple[dict[str, Any] | None, Mapping[str, Any], Phase]:
+    """(the patch, or None if nothing changed; the status after it; its phase)."""
+    status = build_status(decision, situation, remembered.status, now)
+    phase = Phase(status["phase"])
+    if not status_changed(remembered.status, status):
+        return None, remembered.status, phase
+    return status, {k: v for k, v in status.items() if v is not None}, phase
+
+
+def _sleep(wake_times: list[datetime], now: datetime) -> float | None:
+    if not wake_times:
+        return None
+    return max((min(wake_times) - now).total_seconds(), MIN_SLEEP_SECONDS)
+
+
+# --- the plans ---------------------------------------------------------------------------
+
+
+def plan(
+    model: Model,
+    views: Views,
+    remembered: Remembered,
+    load: LoadReading | None,
+    settings: OperatorSettings,
+    now: datetime,
+) -> Plan:
+    """One step for one model. `load` is the answer to `load_query` (None: not configured)."""
+    if model.spec is None:
+        return status_only(model, views, remembered, now, spec_error=model.spec_error)
+    spec = model.spec
+    children = _children(model, views, remembered, settings)
+    if children and children[-1].action == "recreate":
+        # Nothing else until the new StatefulSet exists: replicas carry over through memory.
+        return Plan(remember=remembered, next_look=RECREATE_RETRY_SECONDS, children=children)
+
+    replicas, written = _replicas_after(model, views, remembered, children)
+    observed = observe(replicas, views.pods)
+    wanted = demand(views.leases, now)
+    reading = load if load is not None else LoadReading(0.0)
+    signals = Signals(
+        load=reading.value,
+        load_error=reading.error,
+        pending_requests=wanted.pending_requests,
+        last_request_time=wanted.last_request_time,
+    )
+    decision = decide(spec, observed, signals, now, remembered.memory)
+    clear_override = decision.clear_manual_replicas and spec.manual_replicas is not None
+
+    scale: Scale | None = None
+    events: tuple[Event, ...] = ()
+    if decision.desired != observed.replicas:
+        scale = Scale(observed.replicas, decision.desired, decision.rule, tuple(decision.reasons))
+        events = (Event("ScaledUp" if scale.up else "ScaledDown", scale.message),)
+        written = decision.desired
+        observed = observe(decision.desired, views.pods)
+
+    situation = Situation(
+        observed=observed,
+        paused=spec.paused,
+        metrics_configured=load is not None,
+        failing=tuple(
+            f"{p.name}: {p.failing}" for p in failing_pods(observed.replicas, views.pods)
+        ),
+        waiting_message=waiting_message(observed.replicas, views.pods),
+        cold_start=cold_start(views.pods, previous_cold_start(remembered.status)),
+        transition=forecast(spec, decision, signals),
+        generation=model.generation,
+        selector=render.status_selector(model.owner.name),
+        last_scale_time=now if scale else None,
+    )
+    patch, status, phase = _with_status(remembered, decision, situation, now)
+    cold_starts, seen_ready = new_cold_starts(views.pods, remembered.seen_ready)
+
+    wake_times = [t for t in (decision.next_change, wanted.next_expiry) if t is not None]
+    # The default query measures the model's own servers: at zero replicas it is 0 by
+    # definition, so only a custom query is worth polling then.
+    custom_query = spec.scaling.metric is not None and spec.scaling.metric.query is not None
+    if load is not None and (observed.replicas > 0 or custom_query):
+        wake_times.append(now + settings.metric_interval)
+
+    return Plan(
+        remember=Remembered(status, decision.memory, written, seen_ready),
+        next_look=_sleep(wake_times, now),
+        phase=phase,
+        children=children,
+        clear_manual_replicas=clear_override,
+        scale=scale,
+        events=events,
+        status=patch,
+        decision=decision,
+        observed=observed,
+        load=reading,
+        cold_starts=cold_starts,
+    )
+
+
+def status_only(
+    model: Model,
+    views: Views,
+    remembered: Remembered,
+    now: datetime,
+    *,
+    spec_error: str = "",
+    children_error: str = "",
+) -> Plan:
+    """Say why nothing else can be done: the spec is invalid, or owned objects cannot be
+    written (the API server's words); replicas and memory stay as they are."""
+    statefulset = views.children.get(("StatefulSet", model.owner.name))
+    replicas, written = read_your_writes(statefulset, remembered.replicas_written)
+    situation = Situation(
+        observed=observe(replicas, views.pods),
+        spec_error=spec_error,
+        children_error=children_error,
+        cold_start=previous_cold_start(remembered.status) if children_error else None,
+        generation=model.generation,
+        selector=render.status_selector(model.owner.name),
+    )
+    patch, status, phase = _with_status(remembered, None, situation, now)
+    return Plan(
+        remember=replace(remembered, status=status, replicas_written=written),
+        next_look=None,
+        phase=phase,
+        status=patch,
+    )
