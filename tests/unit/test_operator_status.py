@@ -11,7 +11,7 @@ from siesta.api.contract import MODEL_LABEL
 from siesta.api.crd import render_crd
 from siesta.api.models import ColdStart, ModelDeploymentStatus, Phase
 from siesta.operator.plan import effective_spec
-from siesta.operator.settings import OperatorSettings, SettingsError
+from siesta.operator.settings import OperatorSettings, SettingsError, settings_from
 from siesta.operator.status import (
     Situation,
     build_status,
@@ -208,3 +208,10 @@ def test_committed_crds_match_the_models() -> None:
     assert committed == render_crd(), (
         "crds/ is stale: run `make generate` (siesta crds --output-dir crds)"
     )
+
+
+def test_operator_flags_win_over_the_environment() -> None:
+    environ = {"SIESTA_PROMETHEUS_URL": "http://env:9090", "SIESTA_PEERING": "standalone"}
+    flags = {"SIESTA_PROMETHEUS_URL": "http://flag:9090", "SIESTA_PEERING": None}
+    settings = settings_from(flags, environ)
+    assert (settings.prometheus_url, settings.peering) == ("http://flag:9090", "")

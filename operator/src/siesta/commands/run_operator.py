@@ -4,13 +4,12 @@ from __future__ import annotations
 
 import argparse
 import logging
-import os
 import random
 import time
 from typing import Any
 
 from siesta.errors import UsageError
-from siesta.operator.settings import OperatorSettings, SettingsError
+from siesta.operator.settings import SettingsError, settings_from
 
 
 def register(subparsers: Any) -> None:
@@ -50,17 +49,14 @@ def register(subparsers: Any) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    overrides = {
+    flags = {
         "SIESTA_METRICS_PORT": None if args.metrics_port is None else str(args.metrics_port),
         "SIESTA_PROMETHEUS_URL": args.prometheus_url,
         "SIESTA_PEERING": args.peering,
         "SIESTA_NAMESPACES": ",".join(args.namespace) if args.namespace else None,
     }
-    for key, value in overrides.items():
-        if value is not None:
-            os.environ[key] = value
     try:
-        settings = OperatorSettings.from_env()
+        settings = settings_from(flags)
     except SettingsError as error:
         raise UsageError(str(error)) from error
 
@@ -88,5 +84,6 @@ def run(args: argparse.Namespace) -> int:
         peering_name=settings.peering or None,
         priority=priority,
         liveness_endpoint=args.liveness,
+        memo=kopf.Memo(settings=settings),  # the handlers' startup reads it (handlers.configure)
     )
     return 0

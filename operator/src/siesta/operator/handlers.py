@@ -31,7 +31,8 @@ logger = logging.getLogger(__name__)
 
 @kopf.on.startup()
 def configure(settings: kopf.OperatorSettings, memo: Any, **_: Any) -> None:
-    own = OperatorSettings.from_env()
+    # Built once by `siesta operator` (flags over environment); `kopf run -m` has no flags.
+    own: OperatorSettings = getattr(memo, "settings", None) or OperatorSettings.from_env()
     load_credentials()
     memo.runtime = Runtime(own, Kube())
     settings.persistence.finalizer = FINALIZER

@@ -1,4 +1,7 @@
-"""Operator settings from the environment (table in docs/contracts.md)."""
+"""Operator settings: flags over SIESTA_* environment variables over defaults (docs/contracts.md).
+
+Built once by `siesta operator` and handed to kopf in its memo; nothing writes os.environ.
+"""
 
 from __future__ import annotations
 
@@ -76,3 +79,13 @@ class OperatorSettings:
             drain_timeout=duration("SIESTA_SERVER_DRAIN_TIMEOUT", "60s"),
             prometheus_timeout=number("SIESTA_PROMETHEUS_TIMEOUT", 5.0),
         )
+
+
+def settings_from(
+    flags: Mapping[str, str | None], environ: Mapping[str, str] | None = None
+) -> OperatorSettings:
+    """Flags (keyed by the environment variable they override; None = not given) win over
+    the environment."""
+    env = dict(os.environ if environ is None else environ)
+    env.update({name: value for name, value in flags.items() if value is not None})
+    return OperatorSettings.from_env(env)
