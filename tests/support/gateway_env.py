@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import re
-import subprocess
 import time
 import urllib.request
 from pathlib import Path
@@ -123,10 +122,6 @@ def metric(base_url: str, name: str, labels: dict[str, str] | None = None) -> fl
         if all(sample_labels.get(k) == v for k, v in (labels or {}).items()):
             total += float(match.group(3))
     return total
-
-
-def kubectl_quiet(cluster: Cluster, *args: str) -> subprocess.CompletedProcess[str]:
-    return cluster.kubectl(*args, check=False)
 
 
 GATEWAY_RBAC = Path(__file__).resolve().parents[2] / "deploy" / "rbac" / "gateway-rbac.yaml"

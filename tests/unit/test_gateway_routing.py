@@ -52,3 +52,10 @@ def test_cooling_endpoint_is_skipped_until_its_cooldown_ends() -> None:
 
 def test_exclude() -> None:
     assert Router().choose([A, B], now=0.0, exclude={A.key}) == B
+
+
+def test_forget_drops_cooldowns_that_ended() -> None:
+    router = Router(cooldown=2.0)
+    router.cool(A, now=10.0)
+    router.forget(now=12.0)
+    assert router.next_cooldown_end([A], now=0.0) is None

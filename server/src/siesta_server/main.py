@@ -303,21 +303,26 @@ class Runner:
         self.state.start_draining()
         loaded = self.state.loaded
         if not was_loading and loaded is not None:
-            deadline = time.monotonic() + self.config.drain_timeout
-            while self.state.in_flight or loaded.engine.outstanding:
-                if time.monotonic() >= deadline:
-                    log.warning(
-                        "drain timeout (%.0fs): cancelling %d requests",
-                        self.config.drain_timeout,
-                        loaded.engine.outstanding,
-                    )
-                    await asyncio.to_thread(loaded.engine.stop)
-                    await asyncio.sleep(0.2)  # let the failed streams write their last event
-                    break
-                await asyncio.sleep(0.05)
-            else:
+            try:
+                await asyncio.wait_for(_idle(self.state, loaded), self.config.drain_timeout)
                 log.info("drained: no requests in flight")
+            except TimeoutError:
+                log.warning(
+                    "drain timeout (%.0fs): cancelling %d requests",
+                    self.config.drain_timeout,
+                    loaded.engine.outstanding,
+                )
+                await asyncio.to_thread(loaded.engine.stop)
+                await asyncio.sleep(0.2)  # let the failed streams write their last event
         self._server.should_exit = True
+
+
+async def _idle(state: ServerState, loaded: Loaded) -> None:
+    """No request in flight, and the engine has finished every job."""
+    await state.wait_idle()
+    # A request that ended early (client gone) leaves its job a step to notice the cancel.
+    while loaded.engine.outstanding:  # noqa: ASYNC110 - the engine thread has no event
+        await asyncio.sleep(0.05)
 
 
 def entrypoint() -> None:

@@ -46,6 +46,7 @@ class Held:
     ticket: Ticket | None = None
     held_since: float | None = None
     status: int | None = None  # once the status line has been sent
+    refused: QueueFull | None = None  # why it could not be held
 
 
 class Forwarder:
@@ -80,6 +81,7 @@ class Forwarder:
             await self._session.close()
 
     def endpoints_changed(self, key: ModelKey) -> None:
+        self.router.forget(asyncio.get_running_loop().time())  # endpoints come and go
         self.queues.wake(key)
 
     def start_draining(self) -> None:
@@ -91,11 +93,10 @@ class Forwarder:
 
     async def serve(self, model: ModelInfo, held: Held, body: bytes) -> web.StreamResponse:
         loop = asyncio.get_running_loop()
-        key = model.key
         if model.failure and not self.catalog.endpoints(model.key):
             # Not counted as demand: a request no replica can serve must not keep it awake.
             return await self._failing(model, held)
-        self.demand.seen(key, time.time(), warm_interval(model.idle_timeout))
+        self.demand.seen(model.key, time.time(), warm_interval(model.idle_timeout))
         arrival = loop.time()
         deadline = arrival + model.wake_timeout
         next_keepalive = arrival + self.settings.keepalive_interval
@@ -109,28 +110,21 @@ class Forwarder:
             endpoints = self.catalog.endpoints(model.key)
             endpoint = self.router.choose(endpoints, now)
             if endpoint is not None:
-                self.leave_queue(model, held, "forwarded")
+                self._step_out(model, held)  # not waiting while it is tried
                 result = await self._try(model, held, endpoint, body)
                 if result is not None:
                     return result
-                continue  # not reached or unavailable: another replica, or hold
+                self._step_back(model, held)  # not reached or unavailable: it keeps its place
+                continue
             if model.failure:
                 self.leave_queue(model, held, "failing")
                 return await self._failing(model, held)
-            if held.ticket is None:
-                try:
-                    held.ticket = self.queues.admit(key)
-                except QueueFull as full:
-                    self.metrics.rejected.labels(
-                        "queue_full" if full.scope == "model" else "held_cap"
-                    ).inc()
-                    return await self._unavailable(
-                        held,
-                        f"Too many requests waiting for model {model.alias!r} ({full}).",
-                        "queue_full",
-                    )
-                held.held_since = held.held_since or now
-                self._counts_changed(model)
+            if held.ticket is None and not self._admit(model, held, now):
+                return await self._unavailable(
+                    held,
+                    f"Too many requests waiting for model {model.alias!r} ({held.refused}).",
+                    "queue_full",
+                )
             if now >= deadline:
                 self.metrics.timeouts.labels(model.alias).inc()
                 self.leave_queue(model, held, "timeout")
@@ -144,24 +138,40 @@ class Forwarder:
             cooldown_end = self.router.next_cooldown_end(endpoints, now)
             if cooldown_end is not None:
                 wake_at = min(wake_at, cooldown_end)
+            assert held.ticket is not None  # admitted above
             await self.queues.wait(held.ticket, wake_at - now)
             if held.streaming and loop.time() >= next_keepalive:
                 await self._keepalive(held)
                 next_keepalive = loop.time() + self.settings.keepalive_interval
             current = self.catalog.model_by_key(model.key)
             if current is None:  # deleted while its requests were held
-                self.leave_queue(model, held, "abandoned")
-                if held.sse is not None:
-                    body = error_json(
-                        f"The model {model.alias!r} was deleted.",
-                        "invalid_request_error",
-                        "model_not_found",
-                    )
-                    await held.sse.write(sse_error_event(body))
-                    await held.sse.write_eof()
-                    return held.sse
-                return unknown_model(self.catalog, self.metrics, model.alias)
+                return await self._deleted(model, held)
             model = current  # wakeTimeout may have changed
+
+    def _admit(self, model: ModelInfo, held: Held, now: float) -> bool:
+        """Hold the request in its model's queue; False (and `held.refused`) when full."""
+        try:
+            held.ticket = self.queues.admit(model.key)
+        except QueueFull as full:
+            self.metrics.rejected.labels(
+                "queue_full" if full.scope == "model" else "held_cap"
+            ).inc()
+            held.refused = full
+            return False
+        held.held_since = held.held_since or now
+        self._counts_changed(model)
+        return True
+
+    async def _deleted(self, model: ModelInfo, held: Held) -> web.StreamResponse:
+        self.leave_queue(model, held, "abandoned")
+        if held.sse is None:
+            return unknown_model(self.catalog, self.metrics, model.alias)
+        gone = error_json(
+            f"The model {model.alias!r} was deleted.", "invalid_request_error", "model_not_found"
+        )
+        await held.sse.write(sse_error_event(gone))
+        await held.sse.write_eof()
+        return held.sse
 
     async def _try(
         self, model: ModelInfo, held: Held, endpoint: Endpoint, body: bytes
@@ -169,6 +179,7 @@ class Forwarder:
         """Forward to one replica; None when it never did the work (try elsewhere)."""
         key = model.key
         loop = asyncio.get_running_loop()
+        attempt = loop.time()
         self.router.started(endpoint)
         self.in_flight[key] = self.in_flight.get(key, 0) + 1
         self.metrics.in_flight.labels(model.alias).inc()
@@ -190,8 +201,10 @@ class Forwarder:
                 self.router.cool(endpoint, loop.time())
                 return None
             except (aiohttp.ClientError, TimeoutError) as error:
+                self.leave_queue(model, held, "forwarded", attempt)
                 self.metrics.upstream_errors.labels(model.alias, "broken").inc()
                 return await self._bad_gateway(held, f"Replica failed: {error}")
+            self.leave_queue(model, held, "forwarded", attempt)
             return await self._relay(model, held, upstream)
         finally:
             self.router.finished(endpoint)
@@ -244,17 +257,34 @@ class Forwarder:
 
     # --- holding helpers ----------------------------------------------------------------
 
-    def leave_queue(self, model: ModelInfo, held: Held, outcome: str) -> None:
+    def leave_queue(
+        self, model: ModelInfo, held: Held, outcome: str, at: float | None = None
+    ) -> None:
+        """The request stops being held (`at`: when, if not now); its hold time is observed
+        here, once."""
         if held.ticket is None:
             return
         self.queues.leave(held.ticket)
         held.ticket = None
         if held.held_since is not None:
-            waited = asyncio.get_running_loop().time() - held.held_since
+            end = asyncio.get_running_loop().time() if at is None else at
+            waited = end - held.held_since
             self.metrics.hold_seconds.labels(model.alias, outcome).observe(waited)
             held.held_since = None
             log.info("%s: request held %.3fs: %s", model.alias, waited, outcome)
         self._counts_changed(model)
+
+    def _step_out(self, model: ModelInfo, held: Held) -> None:
+        """While a held request is tried it is not waiting: out of the queue, ticket kept."""
+        if held.ticket is not None:
+            self.queues.leave(held.ticket)
+            self._counts_changed(model)
+
+    def _step_back(self, model: ModelInfo, held: Held) -> None:
+        """A try that reached no replica: back into the queue at the place it had."""
+        if held.ticket is not None:
+            self.queues.readmit(held.ticket)
+            self._counts_changed(model)
 
     def _counts_changed(self, model: ModelInfo) -> None:
         key = model.key

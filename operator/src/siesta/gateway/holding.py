@@ -58,6 +58,17 @@ class HoldQueues:
             if not queue:
                 del self._queues[ticket.model]
 
+    def readmit(self, ticket: Ticket) -> None:
+        """Put back a ticket that stepped out (a try that reached no replica), in its place:
+        arrival order. It was admitted once, so the caps do not turn it away."""
+        queue = self._queues.setdefault(ticket.model, OrderedDict())
+        if ticket.number in queue:
+            return
+        queue[ticket.number] = ticket
+        self._total += 1
+        for number in sorted(n for n in queue if n > ticket.number):
+            queue.move_to_end(number)
+
     def wake(self, model: ModelKey) -> None:
         """Wake every waiter of `model`, oldest first."""
         for ticket in self._queues.get(model, {}).values():
@@ -79,17 +90,3 @@ class HoldQueues:
 
     def pending(self, model: ModelKey) -> int:
         return len(self._queues.get(model, ()))
-
-    def position(self, ticket: Ticket) -> int:
-        """0 for the oldest held request of its model."""
-        for index, number in enumerate(self._queues.get(ticket.model, {})):
-            if number == ticket.number:
-                return index
-        return -1
-
-    @property
-    def total(self) -> int:
-        return self._total
-
-    def models(self) -> list[ModelKey]:
-        return list(self._queues)
