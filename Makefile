@@ -18,11 +18,12 @@ test: setup
 test-unit:
 	$(PY) -m pytest tests -m "not cluster and not prometheus and not llama and not e2e" $(PYTEST_ARGS)
 
-## lint: ruff (format + lint), mypy strict, import rules, actionlint (.github/workflows)
+## lint: ruff (format + lint), mypy strict, import rules (pyproject.toml [tool.importlinter]), actionlint (.github/workflows)
 lint:
 	$(VENV)/bin/ruff format --check .
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/mypy
+	$(VENV)/bin/lint-imports
 	scripts/actionlint.sh
 
 fmt:

@@ -10,7 +10,7 @@ import pytest
 from siesta.api.contract import IN_FLIGHT_ANNOTATION, PENDING_ANNOTATION
 from siesta.api.models import ColdStart
 from siesta.operator.demand import LeaseView, demand, lease_view
-from siesta.operator.metrics_source import DEFAULT_QUERY, LoadReading, interpret, render_query
+from siesta.operator.load import DEFAULT_QUERY, LoadReading, interpret, render_query
 from siesta.operator.observe import (
     PodView,
     cold_start,

@@ -12,7 +12,7 @@ from typing import Any
 from siesta.api.contract import CONFIG_HASH_ANNOTATION
 from siesta.operator import render
 from siesta.operator.demand import LeaseView
-from siesta.operator.metrics_source import LoadReading
+from siesta.operator.load import LoadReading
 from siesta.operator.observe import ChildView, PodView, child_view
 from siesta.operator.plan import (
     RECREATE_RETRY_SECONDS,

@@ -14,7 +14,7 @@ from siesta.commands.timeparse import in_zone, parse_instant
 from siesta.errors import UsageError
 from siesta.operator import render
 from siesta.operator.demand import LeaseView
-from siesta.operator.metrics_source import LoadReading
+from siesta.operator.load import LoadReading
 from siesta.operator.observe import PodView, child_view
 from siesta.operator.plan import Model, Remembered, Views, effective_spec, plan
 from siesta.operator.settings import OperatorSettings

@@ -1,9 +1,11 @@
 """The Kubernetes operator: kopf handlers and the only Kubernetes/Prometheus I/O.
 
-Pure parts (no I/O, unit-tested): `settings` (environment), `render` (StatefulSet and
-Services from a ModelDeployment), `observe` (pods -> policy.Observed), `demand` (gateway
-Leases -> signals), `metrics_source.interpret`, `status` (the status patch).
-I/O adapters: `kube` (Kubernetes API calls, counted), `metrics_source.PrometheusSource`.
-`reconcile` runs one model's loop (gather -> decide -> apply); `handlers` wires it into kopf:
-run it with `siesta operator` or `kopf run -m siesta.operator.handlers`.
+Pure parts (no I/O, unit-tested): `settings` (flags and environment), `render` (StatefulSet
+and Services from a ModelDeployment), `observe` (pods and children -> what the policy sees),
+`demand` (gateway Leases -> signals), `load` (the load query and its answer), `status` (the
+status patch) and `plan` (one model's reconcile as data).
+I/O adapters: `kube` (Kubernetes API calls, counted), `metrics_source.PrometheusSource`,
+`execute` (carries out a plan). `reconcile` runs one model's loop (gather -> plan ->
+execute); `handlers` wires it into kopf: run it with `siesta operator` or
+`kopf run -m siesta.operator.handlers`.
 """

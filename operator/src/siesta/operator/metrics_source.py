@@ -1,70 +1,19 @@
-"""Load from Prometheus (PromQL through prometheus-api-client): a value, or why there is none.
-
-Empty-result semantics (docs/contracts.md): an empty result while no replica is ready means
-load 0 (nobody exports the series); while replicas are ready it means "no data", and the
-policy holds replicas rather than scale down on missing data.
-"""
+"""Load from Prometheus (PromQL through prometheus-api-client); `load` reads the answer."""
 
 from __future__ import annotations
 
 import asyncio
-import math
-from dataclasses import dataclass
-from typing import Any
 
-DEFAULT_QUERY = (
-    'sum(llamacpp:requests_processing{namespace="$namespace",modeldeployment="$name"})'
-    ' + sum(llamacpp:requests_deferred{namespace="$namespace",modeldeployment="$name"})'
-)
+from prometheus_api_client import PrometheusConnect
+from urllib3.util.retry import Retry
 
-
-@dataclass(frozen=True)
-class LoadReading:
-    value: float | None
-    error: str = ""
-
-
-def render_query(template: str | None, namespace: str, name: str) -> str:
-    return (template or DEFAULT_QUERY).replace("$namespace", namespace).replace("$name", name)
-
-
-def _number(text: Any) -> float:
-    value = float(text)
-    if math.isnan(value) or math.isinf(value):
-        raise ValueError(f"query returned {text}")
-    return value
-
-
-def interpret(result: Any, ready: int) -> LoadReading:
-    """Turn a /api/v1/query `result` into a reading (several series are summed)."""
-    if isinstance(result, list) and len(result) == 2 and not isinstance(result[0], dict):
-        try:  # a scalar: [time, "value"]
-            return LoadReading(_number(result[1]))
-        except (TypeError, ValueError) as error:
-            return LoadReading(None, f"query returned an unusable value: {error}")
-    if not isinstance(result, list):
-        return LoadReading(None, "query returned an unexpected result type")
-    if not result:
-        if ready > 0:
-            return LoadReading(None, "query returned no data while replicas are ready")
-        return LoadReading(0.0)
-    total = 0.0
-    try:
-        for series in result:
-            total += _number(series["value"][1])
-    except (KeyError, IndexError, TypeError, ValueError) as error:
-        return LoadReading(None, f"query returned an unusable value: {error}")
-    return LoadReading(total)
+from siesta.operator.load import LoadReading, interpret
 
 
 class PrometheusSource:
     """One Prometheus endpoint; queries run in a thread so the event loop never blocks."""
 
     def __init__(self, url: str, timeout: float = 5.0) -> None:
-        # Imported here: the pure parts of this module (and `siesta explain`) need no client.
-        from prometheus_api_client import PrometheusConnect
-        from urllib3.util.retry import Retry
-
         self.url = url
         self.timeout = timeout
         # No retries: a failed query is reported at once and retried on the next cycle.

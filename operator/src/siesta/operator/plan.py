@@ -21,7 +21,7 @@ from siesta.api.loader import describe_validation_error
 from siesta.api.models import ColdStart, ModelDeploymentSpec, Phase
 from siesta.operator import render
 from siesta.operator.demand import LeaseView, demand
-from siesta.operator.metrics_source import LoadReading, render_query
+from siesta.operator.load import LoadReading, render_query
 from siesta.operator.observe import (
     ChildView,
     PodView,

@@ -20,7 +20,8 @@ from siesta.api.contract import ModelKey
 from siesta.operator import render, telemetry
 from siesta.operator.execute import ChildrenFailed, execute, record
 from siesta.operator.kube import Kube
-from siesta.operator.metrics_source import LoadReading, PrometheusSource
+from siesta.operator.load import LoadReading
+from siesta.operator.metrics_source import PrometheusSource
 from siesta.operator.plan import (
     LoadQuery,
     Model,

@@ -1,6 +1,7 @@
 """Pure scaling policy: schedules, load, demand, idleness. No I/O, no clock, no kopf.
 
-An import test (tests/unit/test_purity.py) keeps this package free of kopf, Kubernetes
+Import rules (pyproject.toml [tool.importlinter], run by `make lint`) and tests/unit/test_purity.py
+keep this package free of kopf, Kubernetes
 clients, network libraries and clock reads.
 """
 
