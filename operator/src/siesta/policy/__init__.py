@@ -1,8 +1,8 @@
 """Pure scaling policy: schedules, load, demand, idleness. No I/O, no clock, no kopf.
 
-Import rules (pyproject.toml [tool.importlinter], run by `make lint`) and tests/unit/test_purity.py
-keep this package free of kopf, Kubernetes
-clients, network libraries and clock reads.
+Import rules (pyproject.toml [tool.importlinter], run by `make lint`) and
+tests/unit/test_purity.py keep this package free of kopf, Kubernetes clients, network
+libraries and clock reads.
 """
 
 from siesta.policy.decide import decide, forecast
