@@ -45,9 +45,9 @@ import httpx
 
 from siesta.api.contract import MODEL_LABEL
 from siesta.gateway.kube import ApiError, KubeClient, load_config
-from support.cluster import start_cluster
+from support.cluster import start_cluster, wait_for
 from support.full_loop import start_process_kubelet
-from support.gateway_env import gateway_kubeconfig, model_manifest, wait_for
+from support.gateway_env import gateway_kubeconfig, model_manifest
 from support.operator_env import install, operator_kubeconfig
 from support.procs import BIN, free_port, http_status, start, start_gateway, start_server
 
@@ -127,7 +127,7 @@ def sts_replicas(obj: dict[str, Any]) -> int:
 def cold_start(
     gateway: str, recorder: Recorder, cluster: Any, kubelet_log: Path, gateway_log: Path
 ) -> dict[str, float]:
-    wait_for(lambda: _replicas(cluster) == 0 and not _pods(cluster), 180, "model at zero")
+    wait_for("model at zero", lambda: _replicas(cluster) == 0 and not _pods(cluster), 180)
     sent = time.monotonic()
     sent_wall = time.time()
     with httpx.stream(
@@ -290,7 +290,7 @@ def main() -> int:
         )
         recorder = Recorder()
         start_watches(cluster.kubeconfig, recorder)
-        wait_for(lambda: _replicas(cluster) == 0, 60, "StatefulSet created")
+        wait_for("StatefulSet created", lambda: _replicas(cluster) == 0, 60)
         time.sleep(1)
         runs = []
         for index in range(args.cold):

@@ -14,8 +14,9 @@ import httpx
 import openai
 import pytest
 
+from support.cluster import wait_for
 from support.full_loop import NOWHERE, Loop, run_concurrently
-from support.gateway_env import demand_leases, metric, wait_for
+from support.gateway_env import demand_leases, metric
 
 pytestmark = [pytest.mark.e2e, pytest.mark.cluster, pytest.mark.llama]
 
@@ -34,8 +35,8 @@ def test_a_request_wakes_the_model_and_it_sleeps_again(loop: Loop) -> None:
     assert loop.replicas("chat") == 1
     assert metric(loop.gateway.url, "siesta_gateway_hold_seconds_count", {"model": alias}) == 1
     # Idle for idleTimeout: back to zero, and the pod is gone.
-    wait_for(lambda: loop.replicas("chat") == 0, 90, "scaled back to zero")
-    wait_for(lambda: loop.pods("chat") == [], 60, "pod gone")
+    wait_for("scaled back to zero", lambda: loop.replicas("chat") == 0, 90)
+    wait_for("pod gone", lambda: loop.pods("chat") == [], 60)
 
 
 def test_fifty_concurrent_requests_during_a_cold_start_are_all_served(loop: Loop) -> None:
@@ -49,6 +50,7 @@ def test_fifty_concurrent_requests_during_a_cold_start_are_all_served(loop: Loop
     assert failures == [], f"{len(failures)} failed, first: {failures[:1]}\n{loop.logs()}"
     assert len(results) == 50
     wait_for(
+        "50 answers counted by the gateway",
         lambda: (
             metric(
                 loop.gateway.url, "siesta_gateway_requests_total", {"model": alias, "code": "200"}
@@ -56,7 +58,6 @@ def test_fifty_concurrent_requests_during_a_cold_start_are_all_served(loop: Loop
             == 50
         ),
         5,
-        "50 answers counted by the gateway",
     )
 
 
@@ -66,7 +67,7 @@ def test_a_request_during_scale_down_is_not_lost(loop: Loop) -> None:
     alias = loop.add_model("fading", **SLEEPY)
     assert loop.chat(alias)
     # Wait for the scale-down to start: replicas 0, pod terminating (draining).
-    wait_for(lambda: loop.replicas("fading") == 0, 90, "scale-down started")
+    wait_for("scale-down started", lambda: loop.replicas("fading") == 0, 90)
 
     assert loop.chat(alias)  # held, the model woken again, then served
 
@@ -114,8 +115,7 @@ def test_gateway_restart_while_requests_are_held(loop: Loop) -> None:
     threads = [threading.Thread(target=plain), threading.Thread(target=streaming)]
     for thread in threads:
         thread.start()
-    wait_for(lambda: metric(first.url, "siesta_gateway_queued_requests", {"model": alias}) == 2,
-             10, "both requests held")  # fmt: skip
+    wait_for("both requests held", lambda: metric(first.url, "siesta_gateway_queued_requests", {"model": alias}) == 2, 10)  # fmt: skip
     time.sleep(1.5)  # the streaming client has had a keep-alive: its response has started
     started = time.monotonic()
     first.signal(signal.SIGTERM)
@@ -144,11 +144,11 @@ def test_operator_restart_during_a_cold_start(loop: Loop) -> None:
     results: list[object] = []
     thread = threading.Thread(target=lambda: results.append(loop.chat(alias)))
     thread.start()
-    wait_for(lambda: demand_leases(loop.cluster, loop.namespace, "restarted"), 10, "demand Lease")
+    wait_for("demand Lease", lambda: demand_leases(loop.cluster, loop.namespace, "restarted"), 10)
     assert loop.replicas("restarted") == 0
     loop.start_operator()  # a new operator finds the demand and wakes the model
     thread.join(timeout=120)
 
     assert results
     assert isinstance(results[0], str)
-    wait_for(lambda: loop.replicas("restarted") == 0, 90, "back to zero after the restart")
+    wait_for("back to zero after the restart", lambda: loop.replicas("restarted") == 0, 90)

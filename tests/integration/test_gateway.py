@@ -20,7 +20,7 @@ import openai
 import pytest
 
 from siesta.api.contract import PENDING_ANNOTATION
-from support.cluster import Cluster
+from support.cluster import Cluster, wait_for
 from support.gateway_env import (
     demand_leases,
     endpoint_slice,
@@ -28,7 +28,6 @@ from support.gateway_env import (
     install_crd,
     metric,
     model_manifest,
-    wait_for,
 )
 from support.localnet import (
     add_local_address,
@@ -104,9 +103,9 @@ def add_model(cluster: Cluster, gateway: Proc, namespace: str, name: str, **kwar
     cluster.apply(manifest)
     alias = str(manifest["spec"]["model"].get("alias") or name)
     wait_for(
+        f"gateway lists {alias}",
         lambda: alias in {m["id"] for m in get_json(f"{gateway.url}/v1/models")["data"]},
         10,
-        f"gateway lists {alias}",
     )
     return alias
 
@@ -159,9 +158,9 @@ def test_warm_requests_are_forwarded_and_streamed(
     servers(alias, 1)
     publish(cluster, namespace, "warm", pod_address(NODE_INDEX, 1))
     wait_for(
+        "endpoint seen",
         lambda: get_json(f"{gateway.url}/v1/models/{alias}")["siesta"]["readyEndpoints"] == 1,
         10,
-        "endpoint seen",
     )
     assert chat(gateway, alias)
 
@@ -177,13 +176,13 @@ def test_warm_requests_are_forwarded_and_streamed(
 
     embedding = client(gateway).embeddings.create(model=alias, input="hello world")
     assert len(embedding.data[0].embedding) > 0
-    wait_for(  # counted once the handler returns, a moment after the client has the answer
+    wait_for(
+        "three requests counted",
         lambda: (
             metric(gateway.url, "siesta_gateway_requests_total", {"model": alias, "code": "200"})
             >= 3
         ),
         5,
-        "three requests counted",
     )
 
 
@@ -200,7 +199,7 @@ def test_cold_request_is_held_demand_recorded_then_served(
                     return lease
             return None
 
-        lease = wait_for(pending_lease, 10, "a demand Lease with 3 pending requests")
+        lease = wait_for("a demand Lease with 3 pending requests", pending_lease, 10)
         model_uid = cluster.get_json("md", "cold", "-n", namespace)["metadata"]["uid"]
         assert lease["metadata"]["ownerReferences"][0]["uid"] == model_uid
         assert lease["metadata"]["labels"]["app.kubernetes.io/managed-by"] == "siesta-gateway"
@@ -214,12 +213,12 @@ def test_cold_request_is_held_demand_recorded_then_served(
         assert all(f.result(timeout=60) for f in futures)
 
     wait_for(
+        "pending back to 0 in the Lease",
         lambda: any(
             lease["metadata"]["annotations"][PENDING_ANNOTATION] == "0"
             for lease in demand_leases(cluster, namespace, "cold")
         ),
         10,
-        "pending back to 0 in the Lease",
     )
     assert metric(gateway.url, "siesta_gateway_queued_requests", {"model": alias}) == 0
     held = metric(gateway.url, "siesta_gateway_hold_seconds_count", {"model": alias})
@@ -338,12 +337,12 @@ def test_full_queue_answers_503_and_gone_clients_leave_the_queue(
             for _ in range(QUEUE_SIZE)
         ]
         wait_for(
+            "queue filled",
             lambda: (
                 metric(gateway.url, "siesta_gateway_queued_requests", {"model": alias})
                 == QUEUE_SIZE
             ),
             5,
-            "queue filled",
         )
         rejected = httpx.post(f"{gateway.url}/v1/completions", json=body, timeout=10)
         assert rejected.status_code == 503
@@ -353,9 +352,9 @@ def test_full_queue_answers_503_and_gone_clients_leave_the_queue(
             with pytest.raises(httpx.ReadTimeout):
                 future.result()
     wait_for(
+        "clients that hung up left the queue",
         lambda: metric(gateway.url, "siesta_gateway_queued_requests", {"model": alias}) == 0,
         5,
-        "clients that hung up left the queue",
     )
 
 
@@ -370,9 +369,9 @@ def test_refused_connection_is_retried_on_another_replica(
         publish(cluster, namespace, "flaky", dead)
         publish(cluster, namespace, "flaky", pod_address(NODE_INDEX, 4))
         wait_for(
+            "both endpoints seen",
             lambda: get_json(f"{gateway.url}/v1/models/{alias}")["siesta"]["readyEndpoints"] == 2,
             10,
-            "both endpoints seen",
         )
         for _ in range(4):
             assert chat(gateway, alias)
@@ -401,7 +400,7 @@ def test_api_keys_and_body_limit(
         with pytest.raises(openai.AuthenticationError):
             openai.OpenAI(base_url=f"{proc.url}/v1", api_key="wrong", max_retries=0).models.list()
         allowed = openai.OpenAI(base_url=f"{proc.url}/v1", api_key="secret-two", max_retries=0)
-        wait_for(lambda: [m.id for m in allowed.models.list().data] == ["locked"], 10, "listed")
+        wait_for("listed", lambda: [m.id for m in allowed.models.list().data] == ["locked"], 10)
         too_big = httpx.post(
             f"{proc.url}/v1/completions",
             headers={"Authorization": "Bearer secret-one"},
@@ -476,9 +475,9 @@ def test_requests_are_spread_over_ready_replicas(
     for index in (5, 6):
         publish(cluster, namespace, "pair", pod_address(NODE_INDEX, index))
     wait_for(
+        "both endpoints seen",
         lambda: get_json(f"{gateway.url}/v1/models/{alias}")["siesta"]["readyEndpoints"] == 2,
         10,
-        "both endpoints seen",
     )
     with concurrent.futures.ThreadPoolExecutor(8) as pool:
         assert all(pool.map(lambda _: chat(gateway, alias), range(8)))
@@ -514,9 +513,9 @@ def test_a_request_that_reached_a_replica_is_never_retried(
         publish(cluster, namespace, "once", broken_address)
         publish(cluster, namespace, "once", pod_address(NODE_INDEX, 7))
         wait_for(
+            "both endpoints seen",
             lambda: get_json(f"{gateway.url}/v1/models/{alias}")["siesta"]["readyEndpoints"] == 2,
             10,
-            "both endpoints seen",
         )
         body = {"model": alias, "prompt": "the", "max_tokens": 2}
         codes = [
@@ -549,9 +548,9 @@ def test_held_requests_get_404_when_their_model_is_deleted(
             timeout=30,
         )
         wait_for(
+            "request held",
             lambda: metric(gateway.url, "siesta_gateway_queued_requests", {"model": alias}) == 1,
             5,
-            "request held",
         )
         cluster.kubectl("delete", "md", "doomed", "-n", namespace)
         response = future.result(timeout=10)
@@ -566,9 +565,9 @@ def test_each_gateway_replica_reports_demand_in_its_own_lease(
     second = start_gateway(cluster.kubeconfig, log_dir=tmp_path, name="gateway-b")
     try:
         wait_for(
+            "second gateway lists the model",
             lambda: alias in {m["id"] for m in get_json(f"{second.url}/v1/models")["data"]},
             10,
-            "second gateway lists the model",
         )
         body = {"model": alias, "prompt": "x"}
         with concurrent.futures.ThreadPoolExecutor(2) as pool:
@@ -580,7 +579,7 @@ def test_each_gateway_replica_reports_demand_in_its_own_lease(
                 pending = [lease["metadata"]["annotations"][PENDING_ANNOTATION] for lease in leases]
                 return len(leases) == 2 and pending == ["1", "1"]
 
-            wait_for(two_pending_leases, 10, "one Lease per gateway replica, 1 pending each")
+            wait_for("one Lease per gateway replica, 1 pending each", two_pending_leases, 10)
         holders = {
             lease["spec"]["holderIdentity"] for lease in demand_leases(cluster, namespace, "shared")
         }

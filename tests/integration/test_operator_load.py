@@ -2,11 +2,9 @@
 
 from __future__ import annotations
 
-import time
-
 import pytest
 
-from support.cluster import Cluster
+from support.cluster import Cluster, holds
 from support.operator_env import (
     OperatorRunner,
     condition,
@@ -111,8 +109,11 @@ def test_prometheus_down_never_scales_down(
     assert unavailable["reason"] == "MetricsUnavailable"
     assert "cannot connect to Prometheus" in unavailable["message"]
     assert unavailable["message"].endswith("holding replicas")
-    time.sleep(8)  # far beyond idleTimeout + scaleDownDelay
-    assert sts_replicas(cluster, "held", namespace) == 2
+    holds(  # far beyond idleTimeout + scaleDownDelay
+        "2 replicas while metrics are unavailable",
+        lambda: sts_replicas(cluster, "held", namespace) == 2,
+        seconds=8,
+    )
     assert any(
         r.startswith("metrics unavailable") for r in status(cluster, "held", namespace)["reasons"]
     )

@@ -7,13 +7,12 @@ deploy/rbac/operator-rbac.yaml), watching only the test's namespace.
 from __future__ import annotations
 
 import json
-import time
 from typing import Any
 
 import pytest
 
 from siesta.api.contract import MODEL_LABEL
-from support.cluster import Cluster
+from support.cluster import Cluster, holds
 from support.nodes import POOL_LABEL, add_node, gpu_node_manifest, remove_node
 from support.operator_env import (
     A10G,
@@ -166,11 +165,21 @@ def test_pod_pending_for_a_gpu_is_waiting_and_not_scaled_away(
     assert (ready["status"], ready["reason"]) == ("False", "WaitingForGPU")
     # Demand is gone and the idle timeout has long passed: the pending pod stays.
     cluster.kubectl("delete", "lease", "late-demand-0a1b2c3d", "-n", namespace)
-    time.sleep(6)
-    assert sts_replicas(cluster, "late", namespace) == 1
-    assert status(cluster, "late", namespace)["phase"] == "WaitingForGPU"
-    assert any(
-        "still starting or loading" in r for r in status(cluster, "late", namespace)["reasons"]
+    # The idle decision has been made (it would scale down) and is held by the starting pod:
+    wait_for(
+        "the scale-down held by the starting pod",
+        lambda: any(
+            "still starting or loading" in r for r in status(cluster, "late", namespace)["reasons"]
+        ),
+        timeout=30,
+    )
+    holds(
+        "1 replica, WaitingForGPU",
+        lambda: (
+            sts_replicas(cluster, "late", namespace) == 1
+            and status(cluster, "late", namespace)["phase"] == "WaitingForGPU"
+        ),
+        seconds=4,
     )
 
     # The node group scales up: the pod lands and becomes ready; the model has been idle far

@@ -6,7 +6,7 @@ import time
 
 import pytest
 
-from support.cluster import Cluster
+from support.cluster import Cluster, holds
 from support.operator_env import (
     OperatorRunner,
     demand_lease,
@@ -124,6 +124,7 @@ def test_operator_killed_mid_scale_converges_without_duplicates(
     cluster.apply(demand_lease("crash", pending=1, duration=60), namespace)
     wait_for("scale written", lambda: sts_replicas(cluster, "crash", namespace) == 1, interval=0.02)
     first.kill()  # right after the /scale write: status and event may or may not be written
+    posted_before = {e["metadata"]["name"] for e in scale_events(cluster, "crash", namespace)}
 
     second = operator_runner.start()
     settled = wait_for(
@@ -132,9 +133,13 @@ def test_operator_killed_mid_scale_converges_without_duplicates(
         timeout=30,
     )
     assert settled["desiredReplicas"] == 1
-    time.sleep(2)
-    assert sts_replicas(cluster, "crash", namespace) == 1
-    assert [e["reason"] for e in scale_events(cluster, "crash", namespace)] in (["ScaledUp"], [])
+    holds("1 replica", lambda: sts_replicas(cluster, "crash", namespace) == 1, seconds=2)
+    posted_after = [
+        e["reason"]
+        for e in scale_events(cluster, "crash", namespace)
+        if e["metadata"]["name"] not in posted_before
+    ]
+    assert posted_after == []
     # The restarted operator never re-scaled what was already right.
     assert second.metric_sum("siesta_operator_scale_changes_total") == 0
 
@@ -165,7 +170,11 @@ def test_peering_lets_one_instance_act(
     cluster.apply(model_deployment("peer", **spec), namespace)
     wait_for("1 replica", lambda: sts_replicas(cluster, "peer", namespace) == 1, timeout=30)
     wait_for("Ready", lambda: status(cluster, "peer", namespace).get("phase") == "Ready")
-    time.sleep(2)
-    assert [e["reason"] for e in scale_events(cluster, "peer", namespace)] == ["ScaledUp"]
+    wait_for("the ScaledUp event", lambda: scale_events(cluster, "peer", namespace))
+    holds(
+        "one ScaledUp event",
+        lambda: [e["reason"] for e in scale_events(cluster, "peer", namespace)] == ["ScaledUp"],
+        seconds=2,
+    )
     assert newer.metric_sum("siesta_operator_scale_changes_total") == 1
     assert older.metric_sum("siesta_operator_scale_changes_total") == 0

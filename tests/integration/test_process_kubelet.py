@@ -9,9 +9,8 @@ from typing import Any
 
 import pytest
 
-from support.cluster import Cluster
+from support.cluster import Cluster, wait_for
 from support.full_loop import start_process_kubelet
-from support.gateway_env import wait_for
 from support.nodes import PROCESS_KUBELET_TOLERATIONS
 from support.procs import Proc, http_status
 
@@ -82,7 +81,7 @@ def test_a_pod_runs_as_a_process_becomes_ready_and_is_published(
         conditions = {c["type"]: c["status"] for c in pod["status"].get("conditions", [])}
         return pod if conditions.get("Ready") == "True" else None
 
-    pod = wait_for(ready_pod, 60, "pod Ready")
+    pod = wait_for("pod Ready", ready_pod, 60)
     status = pod["status"]
     assert status["phase"] == "Running"
     assert pod["spec"]["nodeName"] == NODE
@@ -101,16 +100,16 @@ def test_a_pod_runs_as_a_process_becomes_ready_and_is_published(
             for e in s.get("endpoints") or []
         )
 
-    wait_for(published, 30, "the EndpointSlice controller publishes the ready endpoint")
+    wait_for("the EndpointSlice controller publishes the ready endpoint", published, 30)
 
     started = time.monotonic()
     cluster.kubectl("delete", "pod", "server", "-n", namespace, "--wait=true", timeout=60)
     assert time.monotonic() - started < 15  # preStop 1 s, then SIGTERM; the server drains fast
     assert f"{namespace}/server: SIGTERM" in kubelet.log_path.read_text()
     wait_for(
+        "the kubelet reports the pod terminated",
         lambda: f"{namespace}/server: terminated" in kubelet.log_path.read_text(),
         10,
-        "the kubelet reports the pod terminated",
     )
 
     def address_released() -> bool:
@@ -119,7 +118,7 @@ def test_a_pod_runs_as_a_process_becomes_ready_and_is_published(
         ).stdout
         return f" {address}/32 " not in shown
 
-    wait_for(address_released, 10, "the pod's address removed from the loopback interface")
+    wait_for("the pod's address removed from the loopback interface", address_released, 10)
 
 
 def test_the_node_stays_ready(cluster: Cluster, kubelet: Proc) -> None:

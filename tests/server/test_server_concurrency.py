@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import contextlib
 import threading
-import time
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -14,20 +13,14 @@ import httpx
 import openai
 import pytest
 
+from support.cluster import wait_for
+
 if TYPE_CHECKING:
     from conftest import ServerProcess
 
 pytestmark = pytest.mark.llama
 
 Launcher = Callable[..., "ServerProcess"]
-
-
-def wait_for(condition: Callable[[], bool], timeout: float = 30.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() > deadline:
-            raise AssertionError("condition not met in time")
-        time.sleep(0.02)
 
 
 def test_parallel_requests_share_decode_batches_and_reuse_slots(
@@ -103,7 +96,12 @@ def test_queue_is_bounded_and_a_disconnect_frees_the_slot_at_once(
         next(first)  # the only slot is busy
         waiter = threading.Thread(target=queued_request)
         waiter.start()
-        wait_for(lambda: server.metric("llamacpp:requests_deferred") == 1)
+        wait_for(
+            "one request deferred",
+            lambda: server.metric("llamacpp:requests_deferred") == 1,
+            30,
+            interval=0.02,
+        )
         assert server.metric("llamacpp:requests_processing") == 1
         with pytest.raises(openai.APIStatusError) as raised:
             client.completions.create(model="slow", prompt="third", max_tokens=1)
@@ -112,7 +110,12 @@ def test_queue_is_bounded_and_a_disconnect_frees_the_slot_at_once(
     # The first client hung up mid-stream: its slot goes to the queued request.
     assert queued_first_token.wait(30)
     waiter.join(30)
-    wait_for(lambda: server.metric("llamacpp:requests_processing") == 0)
+    wait_for(
+        "no request processing",
+        lambda: server.metric("llamacpp:requests_processing") == 0,
+        30,
+        interval=0.02,
+    )
     assert server.metric("llamacpp:requests_deferred") == 0
     # The slot is free again for new work.
     done = client.completions.create(model="slow", prompt="again", max_tokens=2)
@@ -128,7 +131,12 @@ def test_non_streaming_client_that_gives_up_frees_its_slot(
     body = {"prompt": "wake", "max_tokens": 8000, "ignore_eos": True}
     with pytest.raises(httpx.ReadTimeout):
         httpx.post(f"{server.url}/v1/completions", json=body, timeout=httpx.Timeout(5, read=0.5))
-    wait_for(lambda: server.metric("llamacpp:requests_processing") == 0, timeout=10)
+    wait_for(
+        "no request processing",
+        lambda: server.metric("llamacpp:requests_processing") == 0,
+        10,
+        interval=0.02,
+    )
     assert 0 < server.metric("llamacpp:tokens_predicted_total") < 8000
     done = httpx.post(
         f"{server.url}/v1/completions", json={"prompt": "again", "max_tokens": 2}, timeout=30

@@ -146,6 +146,20 @@ def wait_for(
         time.sleep(interval)
 
 
+def holds(what: str, probe: Callable[[], Any], seconds: float, interval: float = 0.2) -> None:
+    """Watch ``probe`` for ``seconds`` and fail the moment it is falsy: "nothing happens"
+    asserted over a bound, not after a blind sleep."""
+    deadline = time.monotonic() + seconds
+    while True:
+        if not probe():
+            pytest.fail(
+                f"{what}: no longer true after {seconds - (deadline - time.monotonic()):.1f}s"
+            )
+        if time.monotonic() >= deadline:
+            return
+        time.sleep(interval)
+
+
 def _answers(kubectl: Path, kubeconfig: Path) -> bool:
     if not (kubectl.exists() and kubeconfig.exists()):
         return False

@@ -18,8 +18,8 @@ import openai
 import pytest
 
 from siesta.api.contract import MODEL_LABEL
-from support.cluster import Cluster
-from support.gateway_env import gateway_kubeconfig, get_json, model_manifest, wait_for
+from support.cluster import Cluster, wait_for
+from support.gateway_env import gateway_kubeconfig, get_json, model_manifest
 from support.nodes import node_ready
 from support.operator_env import OperatorRunner, RunningOperator, get
 from support.process_kubelet import command as kubelet_command
@@ -61,7 +61,7 @@ def start_process_kubelet(
             return False
 
     try:
-        wait_for(ready, 60, f"node {node} Ready")
+        wait_for(f"node {node} Ready", ready, 60)
     except BaseException:
         proc.stop(grace=10)
         raise
@@ -118,14 +118,14 @@ class Loop:
         kwargs.setdefault("node_selector", E2E_LABEL)
         manifest = model_manifest(name, self.namespace, **kwargs)
         self.cluster.apply(manifest)
-        wait_for(lambda: self.replicas(name) == 0, 30, f"StatefulSet {name} at 0 replicas")
+        wait_for(f"StatefulSet {name} at 0 replicas", lambda: self.replicas(name) == 0, 30)
         alias = str(manifest["spec"]["model"].get("alias") or name)
         wait_for(
+            f"gateway lists {alias}",
             lambda: any(
                 m["id"] == alias for m in get_json(f"{self.gateway.url}/v1/models")["data"]
             ),
             10,
-            f"gateway lists {alias}",
         )
         return alias
 

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import re
-import time
 import urllib.request
 from pathlib import Path
 from typing import Any
@@ -90,17 +89,6 @@ def endpoint_slice(
 def demand_leases(cluster: Cluster, namespace: str, model: str) -> list[dict[str, Any]]:
     leases = cluster.get_json("leases", "-n", namespace, "-l", f"{MODEL_LABEL}={model}")
     return list(leases.get("items", []))
-
-
-def wait_for(predicate: Any, timeout: float, message: str, interval: float = 0.05) -> Any:
-    deadline = time.monotonic() + timeout
-    while True:
-        value = predicate()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout}s: {message}")
-        time.sleep(interval)
 
 
 def get_json(url: str, timeout: float = 5.0) -> Any:
