@@ -44,7 +44,7 @@ check-generated:
 	$(PY) -m pytest tests/unit/test_generated.py -q
 
 ## images: build the siesta and siesta-server (CPU) images with buildah, cached by content
-images:
+images: setup
 	PYTHON=$(CURDIR)/$(PY) scripts/images.sh
 
 -include tests/cluster/cluster.mk

@@ -19,6 +19,7 @@
 #
 # Env: SIESTA_CACHE (default ~/.cache/siesta), PYTHON (default .venv/bin/python).
 set -euo pipefail
+shopt -s inherit_errexit # a failed step inside $(...) fails the build too
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 cd "$ROOT"
 SIESTA_CACHE=${SIESTA_CACHE:-$HOME/.cache/siesta}
@@ -122,7 +123,10 @@ wheels_for() {
   "$PYTHON" -m pip freeze --exclude-editable >"$dest.constraints"
   "$PYTHON" -m pip wheel -q --wheel-dir "$dest" -c "$dest.constraints" "./$dist" \
     'setuptools>=69' wheel >&2
-  rm -f "$dest"/siesta-[0-9]*.whl "$dest"/siesta_server-[0-9]*.whl # built from src in the image
+  # DIST itself is built from its sources inside the image.
+  local project
+  project=$(sed -n 's/^name = "\(.*\)"/\1/p' "$dist/pyproject.toml" | tr - _)
+  rm -f "$dest/$project"-[0-9]*.whl
 }
 
 # build_image NAME DIST [BUILD_ARG...]: localhost/NAME:<hash> from DIST/Dockerfile. The hash
