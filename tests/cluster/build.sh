@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Builds whatever is missing of the test cluster's binaries into the cache
 # ($SIESTA_CACHE/cluster/<k8s-version>/bin): kube-apiserver, kube-controller-manager,
-# kube-scheduler, kubectl and etcd from this Go module; kwok, kwokctl and helm with
+# kube-scheduler, kubectl and etcd from this Go module (kubelet and kube-proxy for the
+# real node, tests/cluster/node.sh); kwok, kwokctl and helm with
 # `go install pkg@version`. Idempotent: a second run checks version stamps and
 # returns in well under a second. Installs nothing else. Progress goes to stderr;
 # the last line on stdout is the bin directory.
@@ -69,6 +70,26 @@ if ((need_k8s)); then
     k8s.io/kubernetes/cmd/kube-apiserver k8s.io/kubernetes/cmd/kube-controller-manager \
     k8s.io/kubernetes/cmd/kube-scheduler k8s.io/kubernetes/cmd/kubectl ./cmd/etcd
   install_from "$tmp" "$K8S_STAMP" "${k8s_bins[@]}"
+fi
+
+# --- the real node (node.sh): kubelet and kube-proxy, same module and version ---
+node_bins=(kubelet kube-proxy)
+need_node=0
+for b in "${node_bins[@]}"; do up_to_date "$b" "$K8S_STAMP" || need_node=1; done
+if ((need_node)); then
+  minor=${K8S_VERSION#v1.}; minor=${minor%%.*}
+  ld=(-s -w)
+  for pkg in k8s.io/component-base/version k8s.io/client-go/pkg/version; do
+    ld+=(-X "$pkg.gitVersion=$K8S_VERSION" -X "$pkg.gitMajor=1" -X "$pkg.gitMinor=$minor"
+      -X "$pkg.gitTreeState=clean")
+  done
+  tmp_node=$(mktemp -d "$CLUSTER_BIN_DIR/.build.XXXXXX")
+  # shellcheck disable=SC2016 # $1 and $@ belong to the inner shell
+  timed "kubelet + kube-proxy $K8S_VERSION" \
+    bash -c 'cd "$1" && shift && exec go build "$@"' _ "$HERE" "${PFLAG[@]}" -ldflags "${ld[*]}" \
+    -o "$tmp_node/" k8s.io/kubernetes/cmd/kubelet k8s.io/kubernetes/cmd/kube-proxy
+  install_from "$tmp_node" "$K8S_STAMP" "${node_bins[@]}"
+  rm -rf "$tmp_node"
 fi
 
 # --- kwok, kwokctl and helm: `go install pkg@version`, each with its own go.mod ---

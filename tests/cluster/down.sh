@@ -1,12 +1,14 @@
 #!/usr/bin/env bash
-# Stops the test cluster started by up.sh and removes its state; leaves no process
-# behind. Harmless when no cluster runs.
+# Stops the test cluster started by up.sh (and its real node, node.sh) and removes its
+# state; leaves no process behind. Harmless when no cluster runs.
 set -euo pipefail
 HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 # shellcheck source=env.sh
 . "$HERE/env.sh"
 # shellcheck source=karpenter.sh
 . "$HERE/karpenter.sh"
+
+"$HERE/node.sh" down
 
 if [[ ! -d $CLUSTER_DIR ]]; then
   log "no cluster '$SIESTA_CLUSTER_NAME'"

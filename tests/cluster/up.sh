@@ -8,6 +8,7 @@
 # Env: SIESTA_CLUSTER_NAME (default siesta), SIESTA_CACHE (default ~/.cache/siesta),
 #      SIESTA_GPU_NODES_PER_POOL (default 1), SIESTA_CLUSTER_WAIT (default 5m),
 #      SIESTA_KARPENTER (default 1: also start Karpenter, see karpenter.sh).
+#      SIESTA_REAL_NODE=1: also start a real node (kubelet + containerd, node.sh).
 set -euo pipefail
 HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 ROOT=$(cd "$HERE/../.." && pwd)
@@ -40,6 +41,15 @@ cluster_healthy() {
   ((n == 5)) && karpenter_cluster_fits && "${KUBECTL[@]}" get --raw /readyz >/dev/null 2>&1
 }
 
+# A real node's pods reach the API server at this machine's address (node.sh): it must
+# listen there too, not only on loopback; and it reaches the kubelet (logs, exec) by the
+# node's address (the node name resolves nowhere).
+real_node_args=()
+if [[ ${SIESTA_REAL_NODE:-} == 1 ]]; then
+  real_node_args=(--extra-args kube-apiserver=bind-address=0.0.0.0
+    --extra-args kube-apiserver=kubelet-preferred-address-types=InternalIP)
+fi
+
 t0=$SECONDS
 if cluster_healthy; then
   log "cluster '$SIESTA_CLUSTER_NAME' already running"
@@ -70,6 +80,7 @@ else
     --extra-args kwok-controller=manage-all-nodes=false \
     --extra-args kwok-controller=manage-nodes-with-annotation-selector=kwok.x-k8s.io/node=fake \
     "${KARPENTER_KWOK_ARGS[@]}" \
+    "${real_node_args[@]}" \
     >&2 9>&-  # the cluster's processes must not inherit (and hold) the lock
   rm -f "$CLUSTER_DIR/.siesta-fleet"
   karpenter_mark_cluster
@@ -103,6 +114,9 @@ fi
 
 # Karpenter (tests/cluster/karpenter.sh), after the fleet: it must see the static nodes.
 karpenter_up "${KUBECTL[@]}" 9>&-
+if [[ ${SIESTA_REAL_NODE:-} == 1 ]]; then
+  "$HERE/node.sh" up 9>&-
+fi
 
 log "cluster '$SIESTA_CLUSTER_NAME' ready in $((SECONDS - t0))s; kubectl: $BIN/kubectl"
 echo "$CLUSTER_KUBECONFIG"
