@@ -1,0 +1,331 @@
+"""The user's path on a real node: Siesta's images, the chart, a model woken from zero.
+
+`make images` builds the images; a control plane of its own (`<SIESTA_CLUSTER_NAME>-pods`)
+gets a real node (kubelet + containerd + runc + CNI + kube-proxy, tests/cluster/node.sh).
+Then, as a user would: `helm install` of charts/siesta with those images (operator and
+gateway run as containers in pods, in-cluster config, the chart's ServiceAccounts and
+securityContext), a CPU model served over http:// by a file server pod behind a Service
+(download into the cache PVC, sha256 check), woken from zero by the `openai` client through
+the gateway's Service, back to zero with its pod draining on the way out; `helm upgrade` to
+a new image tag rolls the control plane without waking the model; `helm uninstall` leaves
+nothing behind. The tests build on each other, in file order.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import openai
+import pytest
+import yaml
+
+from support.cluster import Cluster, wait_for
+from support.helm import CHART, NAMESPACE, RELEASE, helm
+from support.real_node import (
+    GPU_TOLERATION,
+    NODE,
+    NODE_SELECTOR,
+    chart_values,
+    images,
+    start_real_cluster,
+    stop_real_cluster,
+    tag_in_node,
+)
+from support.tiny_gguf import write_tiny_llama
+
+pytestmark = [pytest.mark.e2e, pytest.mark.cluster, pytest.mark.llama]
+
+MODELS = "ai"
+FILES = "files"
+MODEL = "tiny-real"
+MODEL_LABEL = "siesta.dev/modeldeployment"
+PRESTOP_SECONDS = 5  # operator/render.py: the server's preStop sleep
+
+
+@pytest.fixture(scope="module")
+def built() -> dict[str, str]:
+    try:
+        return images()
+    except Exception as exc:
+        pytest.fail(f"make images failed: {exc}", pytrace=False)
+
+
+@pytest.fixture(scope="module")
+def cluster_name() -> str:
+    return os.environ.get("SIESTA_CLUSTER_NAME", "siesta") + "-pods"
+
+
+@pytest.fixture(scope="module")
+def real(built: dict[str, str], cluster_name: str) -> Iterator[Cluster]:
+    try:
+        running = start_real_cluster(cluster_name)
+    except Exception as exc:
+        pytest.fail(f"cluster with a real node did not start: {exc}", pytrace=False)
+    yield running
+    if running.started_here and os.environ.get("SIESTA_KEEP_CLUSTER") != "1":
+        stop_real_cluster(cluster_name)
+
+
+def _helm(cluster: Cluster, *args: str) -> Any:
+    return helm(*args, "--kubeconfig", str(cluster.kubeconfig), env=cluster.env, timeout=600)
+
+
+def _values_file(cluster: Cluster, built: dict[str, str], path: Path, **kwargs: Any) -> str:
+    path.write_text(yaml.safe_dump(chart_values(cluster, built, **kwargs)))
+    return str(path)
+
+
+def _pods(cluster: Cluster, namespace: str, selector: str) -> list[dict[str, Any]]:
+    items: list[dict[str, Any]] = cluster.get_json("pods", "-n", namespace, "-l", selector)["items"]
+    return items
+
+
+def _service_url(cluster: Cluster, namespace: str, name: str) -> str:
+    service = cluster.get_json("service", name, "-n", namespace)
+    return f"http://{service['spec']['clusterIP']}:{service['spec']['ports'][0]['port']}"
+
+
+def _replicas(cluster: Cluster) -> int:
+    sts = cluster.get_json("statefulset", MODEL, "-n", MODELS)
+    return int(sts["spec"].get("replicas") or 0)
+
+
+def test_install_runs_siesta_in_pods(real: Cluster, built: dict[str, str], tmp_path: Path) -> None:
+    values = _values_file(real, built, tmp_path / "values.yaml")
+    _helm(
+        real, "install", RELEASE, str(CHART), "-n", NAMESPACE, "--create-namespace",
+        "-f", values, "--wait", "--timeout=5m",
+    )  # fmt: skip
+    for component in ("operator", "gateway"):
+        pods = _pods(real, NAMESPACE, f"app.kubernetes.io/component={component}")
+        assert len(pods) == 1, pods
+        pod = pods[0]
+        assert pod["spec"]["nodeName"] == NODE
+        assert pod["spec"]["serviceAccountName"] == f"siesta-{component}"
+        status = pod["status"]["containerStatuses"][0]
+        assert status["ready"], status
+        assert "running" in status["state"], status
+        assert status["image"].endswith(built["SIESTA_IMAGE"].removeprefix("localhost/"))
+        # The chart's hardening, as the container runtime applied it.
+        name = pod["metadata"]["name"]
+        exec_ = ["exec", "-n", NAMESPACE, name, "--"]
+        assert real.kubectl(*exec_, "id", "-u").stdout.strip() == "65532"
+        touch = real.kubectl(*exec_, "touch", "/probe", check=False)
+        assert touch.returncode != 0
+        assert "Read-only file system" in touch.stderr
+        capabilities = real.kubectl(*exec_, "grep", "CapEff", "/proc/self/status").stdout
+        assert capabilities.split()[-1] == "0000000000000000"
+    logs = real.kubectl("logs", "-n", NAMESPACE, "deploy/siesta-operator").stdout
+    assert "Forbidden" not in logs
+
+
+def _file_server(cluster: Cluster, built: dict[str, str], directory: Path) -> str:
+    """A pod serving `directory` over HTTP behind a Service; returns the Service's URL."""
+    cluster.kubectl("create", "namespace", FILES, check=False)
+    cluster.kubectl("wait", "--for=create", "serviceaccount/default", "-n", FILES, "--timeout=60s")
+    labels = {"app": "models"}
+    pod = {
+        "apiVersion": "v1",
+        "kind": "Pod",
+        "metadata": {"name": "models", "namespace": FILES, "labels": labels},
+        "spec": {
+            "nodeSelector": NODE_SELECTOR,
+            "tolerations": [GPU_TOLERATION],
+            "securityContext": {"runAsUser": 1000, "runAsNonRoot": True},
+            "containers": [
+                {
+                    "name": "http",
+                    "image": built["SIESTA_SERVER_IMAGE"],
+                    "imagePullPolicy": "Never",
+                    "command": ["python3", "-m", "http.server", "8000", "--directory", "/srv"],
+                    "ports": [{"containerPort": 8000}],
+                    "readinessProbe": {"tcpSocket": {"port": 8000}, "periodSeconds": 1},
+                    "volumeMounts": [{"name": "files", "mountPath": "/srv", "readOnly": True}],
+                }
+            ],
+            "volumes": [{"name": "files", "hostPath": {"path": str(directory)}}],
+        },
+    }
+    service = {
+        "apiVersion": "v1",
+        "kind": "Service",
+        "metadata": {"name": "models", "namespace": FILES},
+        "spec": {"selector": labels, "ports": [{"port": 80, "targetPort": 8000}]},
+    }
+    # A pod's volumes cannot change: a rerun on a kept cluster replaces it.
+    cluster.kubectl("delete", "pod", "models", "-n", FILES, "--ignore-not-found", "--wait=true")
+    cluster.apply({"apiVersion": "v1", "kind": "List", "items": [pod, service]})
+    cluster.kubectl("wait", "--for=condition=Ready", "pod/models", "-n", FILES, "--timeout=120s")
+    return _service_url(cluster, FILES, "models")
+
+
+def _model(uri: str, sha256: str) -> dict[str, Any]:
+    return {
+        "apiVersion": "siesta.dev/v1alpha1",
+        "kind": "ModelDeployment",
+        "metadata": {"name": MODEL, "namespace": MODELS},
+        "spec": {
+            "model": {"uri": uri, "sha256": sha256},
+            "scaling": {"wakeTimeout": "5m", "idleTimeout": "20s", "scaleDownDelay": "1s"},
+            "replicas": {"min": 0, "max": 1},
+            "cache": {"size": "1Gi"},
+            # The operator's own GPU affinity and toleration put it on the real node's "T4";
+            # the selector keeps it off the kwok nodes of the same pool.
+            "gpu": {"count": 1, "nodeSelector": NODE_SELECTOR},
+        },
+    }
+
+
+class PodWatch:
+    """Samples the model's pods in the background: what ran where, and how it ended."""
+
+    def __init__(self, cluster: Cluster) -> None:
+        self.cluster = cluster
+        self.seen: dict[str, dict[str, Any]] = {}
+        self.terminating_since: dict[str, float] = {}
+        self.gone_at: dict[str, float] = {}
+        self.stop = threading.Event()
+        self.thread = threading.Thread(target=self._run, daemon=True)
+
+    def __enter__(self) -> PodWatch:
+        self.thread.start()
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self.stop.set()
+        self.thread.join()
+
+    def _run(self) -> None:
+        while not self.stop.is_set():
+            result = self.cluster.kubectl(
+                "get", "pods", "-n", MODELS, "-l", f"{MODEL_LABEL}={MODEL}", "-o", "json",
+                check=False,
+            )  # fmt: skip
+            if result.returncode == 0:
+                now = time.monotonic()
+                current = {p["metadata"]["name"]: p for p in json.loads(result.stdout)["items"]}
+                for name, pod in current.items():
+                    self.seen[name] = pod
+                    if pod["metadata"].get("deletionTimestamp"):
+                        self.terminating_since.setdefault(name, now)
+                for name in self.seen:
+                    if name not in current:
+                        self.gone_at.setdefault(name, now)
+            self.stop.wait(0.2)
+
+
+def test_a_request_wakes_a_model_in_a_real_pod(
+    real: Cluster, built: dict[str, str], tmp_path_factory: pytest.TempPathFactory
+) -> None:
+    files = tmp_path_factory.mktemp("files")
+    files.chmod(0o755)
+    gguf = write_tiny_llama(files / "tiny.gguf")
+    gguf.chmod(0o644)
+    sha256 = hashlib.sha256(gguf.read_bytes()).hexdigest()
+    files_url = _file_server(real, built, files)
+    real.kubectl("create", "namespace", MODELS, check=False)
+    real.kubectl("wait", "--for=create", "serviceaccount/default", "-n", MODELS, "--timeout=60s")
+    real.apply(_model(f"{files_url}/tiny.gguf", sha256))
+
+    def phase() -> Any:
+        md = real.get_json("modeldeployment", MODEL, "-n", MODELS)
+        return md.get("status", {}).get("phase") == "ScaledToZero"
+
+    wait_for("the model asleep (ScaledToZero)", phase, timeout=120)
+    gateway = _service_url(real, NAMESPACE, "siesta-gateway")
+    client = openai.OpenAI(base_url=f"{gateway}/v1", api_key="-", timeout=300, max_retries=0)
+    wait_for(
+        "the gateway to list the model",
+        lambda: MODEL in [m.id for m in client.models.list().data],
+        timeout=60,
+    )
+    assert _pods(real, MODELS, f"{MODEL_LABEL}={MODEL}") == []
+
+    with PodWatch(real) as watch:
+        sent = time.monotonic()
+        stream = client.chat.completions.create(
+            model=MODEL,
+            messages=[{"role": "user", "content": "Say hello"}],
+            max_tokens=8,
+            stream=True,
+            extra_body={"ignore_eos": True},
+        )
+        first_token = None
+        text = ""
+        for chunk in stream:
+            if chunk.choices and chunk.choices[0].delta.content:
+                first_token = first_token or time.monotonic() - sent
+                text += chunk.choices[0].delta.content
+        assert text
+        assert first_token is not None
+        print(f"\ncold start through real pods: first token {first_token:.1f}s after the request")
+
+        pod = next(iter(watch.seen.values()))
+        assert pod["spec"]["nodeName"] == NODE
+        assert pod["spec"]["containers"][0]["image"] == built["SIESTA_SERVER_IMAGE"]
+        claim = real.get_json("pvc", "-n", MODELS)["items"][0]
+        assert claim["status"]["phase"] == "Bound"
+        assert claim["spec"]["storageClassName"] == "siesta-local"
+
+        wait_for("the model back at zero", lambda: _replicas(real) == 0, timeout=120)
+        wait_for("its pod gone", lambda: watch.gone_at, timeout=120)
+    name = pod["metadata"]["name"]
+    # The kubelet ran the preStop sleep (the gateway stops routing) before SIGTERM.
+    drained = watch.gone_at[name] - watch.terminating_since[name]
+    assert drained >= PRESTOP_SECONDS - 0.5, f"pod gone {drained:.1f}s after deletion"
+    md = real.get_json("modeldeployment", MODEL, "-n", MODELS)
+    assert md["status"]["phase"] == "ScaledToZero", md["status"]
+
+
+def test_upgrade_rolls_the_control_plane_without_waking_models(
+    real: Cluster, built: dict[str, str], cluster_name: str, tmp_path: Path
+) -> None:
+    new_tag = built["SIESTA_IMAGE"].rpartition(":")[2] + "-next"
+    new_image = built["SIESTA_IMAGE"].rpartition(":")[0] + ":" + new_tag
+    tag_in_node(cluster_name, built["SIESTA_IMAGE"], new_image)
+    values = _values_file(real, built, tmp_path / "values.yaml", tag=new_tag)
+    with PodWatch(real) as watch:
+        _helm(
+            real, "upgrade", RELEASE, str(CHART), "-n", NAMESPACE, "-f", values,
+            "--wait", "--timeout=5m",
+        )  # fmt: skip
+        for component in ("operator", "gateway"):
+            deployment = f"deploy/siesta-{component}"
+            real.kubectl("rollout", "status", deployment, "-n", NAMESPACE, "--timeout=180s")
+            pods = _pods(real, NAMESPACE, f"app.kubernetes.io/component={component}")
+            images_now = {p["spec"]["containers"][0]["image"] for p in pods}
+            assert images_now == {new_image}
+    assert watch.seen == {}  # no model pod while the control plane rolled
+    assert _replicas(real) == 0
+    md = real.get_json("modeldeployment", MODEL, "-n", MODELS)
+    assert md["status"]["phase"] == "ScaledToZero"
+
+
+def test_uninstall_leaves_nothing_behind(real: Cluster) -> None:
+    # Models first, while the operator runs (it removes its finalizer), then the release.
+    real.kubectl("delete", "modeldeployment", MODEL, "-n", MODELS, "--timeout=120s")
+    _helm(real, "uninstall", RELEASE, "-n", NAMESPACE, "--wait", "--timeout=3m")
+    selector = f"app.kubernetes.io/instance={RELEASE}"
+    kinds = "deployments,services,serviceaccounts,configmaps,roles,rolebindings"
+    left = real.kubectl("get", kinds, "-A", "-l", selector, "-o", "name").stdout.split()
+    left += real.kubectl(
+        "get", "clusterroles,clusterrolebindings", "-l", selector, "-o", "name"
+    ).stdout.split()
+    assert left == []
+    wait_for(
+        "the control plane's pods gone",
+        lambda: real.get_json("pods", "-n", NAMESPACE)["items"] == [],
+        timeout=120,
+    )
+    wait_for(
+        "the model's StatefulSet and claims gone",
+        lambda: real.get_json("statefulsets,pvc", "-n", MODELS)["items"] == [],
+        timeout=120,
+    )
