@@ -43,10 +43,12 @@ def images() -> dict[str, str]:
 
 @contextmanager
 def cluster_env(name: str) -> Iterator[None]:
-    """SIESTA_CLUSTER_NAME=name and SIESTA_REAL_NODE=1 for the cluster scripts."""
-    saved = {k: os.environ.get(k) for k in ("SIESTA_CLUSTER_NAME", "SIESTA_REAL_NODE")}
+    """SIESTA_CLUSTER_NAME=name, SIESTA_REAL_NODE=1 (and no Karpenter) for the scripts."""
+    keys = ("SIESTA_CLUSTER_NAME", "SIESTA_REAL_NODE", "SIESTA_KARPENTER")
+    saved = {k: os.environ.get(k) for k in keys}
     os.environ["SIESTA_CLUSTER_NAME"] = name
     os.environ["SIESTA_REAL_NODE"] = "1"
+    os.environ["SIESTA_KARPENTER"] = "0"
     try:
         yield
     finally:
