@@ -10,12 +10,12 @@ and the simulator's error. A script, not a test (about 12 minutes):
 
     make cluster-up && PYTHONPATH=tests .venv/bin/python tests/benchmarks/bench_karpenter_day.py
 
-The day, in the operator's clock (shifted with SIESTA_CLOCK_OFFSET_SECONDS to 07:59:30 UTC):
-a night request at 07:59:45 (a cold start through the gateway), a "morning" window
-08:03-08:05 and an "afternoon" window 08:06-08:08 with a request every 20 s inside them,
-a one-minute lunch dip between them (shorter than consolidateAfter plus Karpenter's
-latency, so the node stays and the afternoon's pod lands on it again), and the evening
-until 08:11 in which the node is removed.
+The day, in minutes after the next full minute B (real time: the gateway's activity
+timestamps and the operator's clock must agree, so no clock offset): a night request at
+B-15 s (a cold start through the gateway), a "morning" window B+3..B+5 and an "afternoon"
+window B+6..B+8 (cron, UTC) with a request every 20 s inside them, a one-minute lunch dip
+between them (shorter than consolidateAfter plus Karpenter's latency, so the node stays and
+the afternoon's pod lands on it again), and the evening until B+11 in which the node goes.
 """
 
 from __future__ import annotations
@@ -52,9 +52,8 @@ from support.procs import BIN, start_gateway
 from support.tiny_gguf import write_tiny_llama
 
 MODEL = "office"
-DAY_START = (7, 59, 30)  # operator clock, UTC
-NIGHT_REQUEST = 15.0  # seconds after the day starts
-WINDOWS = [("morning", 3, 2), ("afternoon", 6, 2)]  # name, minute after 08:00, minutes
+NIGHT_REQUEST = 15.0  # seconds after the day starts (30 s before B)
+WINDOWS = [("morning", 3, 2), ("afternoon", 6, 2)]  # name, minutes after B, minutes
 REQUEST_EVERY = 20.0
 DAY_SECONDS = 11.5 * 60
 PRICES = {"g4dn.xlarge": 0.526, "g4dn.2xlarge": 0.752, "g5.xlarge": 1.006, "g5.2xlarge": 1.212}
@@ -68,20 +67,21 @@ class Sent:
 
 
 def planned_requests() -> list[float]:
-    """Seconds after the day start at which a request is sent."""
+    """Seconds after the day start (B - 30 s) at which a request is sent."""
     times = [NIGHT_REQUEST]
-    opens = 30.0  # 08:00:00 is 30 s after 07:59:30
+    opens = 30.0
     for _, minute, minutes in WINDOWS:
         start = opens + minute * 60
         times += [start + 5 + k * REQUEST_EVERY for k in range(int(minutes * 60 // REQUEST_EVERY))]
     return times
 
 
-def spec_document(namespace: str) -> dict[str, Any]:
-    windows = [
-        {"name": name, "start": f"{minute} 8 * * *", "duration": f"{minutes}m"}
-        for name, minute, minutes in WINDOWS
-    ]
+def spec_document(namespace: str, base: datetime) -> dict[str, Any]:
+    windows = []
+    for name, minute, minutes in WINDOWS:
+        opens = base + timedelta(minutes=minute)
+        start = f"{opens.minute} {opens.hour} * * *"
+        windows.append({"name": name, "start": start, "duration": f"{minutes}m"})
     manifest = model_manifest(
         MODEL,
         namespace,
@@ -123,20 +123,19 @@ def main() -> int:
     runner = OperatorRunner(cluster, access, namespace, out / "logs")
     gateway = None
     try:
-        # Start the day 20 s from now in the operator's clock.
-        wall_start = time.time() + 20
-        target = datetime.now(UTC).replace(
-            hour=DAY_START[0], minute=DAY_START[1], second=DAY_START[2], microsecond=0
-        )
-        offset = target.timestamp() - wall_start
-        runner.start(SIESTA_CLOCK_OFFSET_SECONDS=f"{offset:.3f}", SIESTA_SERVER_DRAIN_TIMEOUT="5s")
+        # B: the first full minute at least 45 s away; the day starts 30 s before it.
+        base_ts = (int(time.time() + 45) // 60 + 1) * 60
+        base = datetime.fromtimestamp(base_ts, UTC)
+        wall_start = base_ts - 30.0
+        offset = 0.0
+        runner.start(SIESTA_SERVER_DRAIN_TIMEOUT="5s")
         gateway = start_gateway(
             gateway_kubeconfig(cluster, out / "gateway.kubeconfig"),
             namespaces=[namespace],
             log_dir=out / "logs",
             args=["--keepalive", "1"],
         )
-        cluster.apply(spec_document(namespace))
+        cluster.apply(spec_document(namespace, base))
         client = openai.OpenAI(base_url=f"{gateway.url}/v1", api_key="x", max_retries=0)
         sent: list[Sent] = []
         with Recorder(cluster, namespace) as seen:
@@ -146,7 +145,8 @@ def main() -> int:
                 sent.append(ask(client))
             time.sleep(max(wall_start + DAY_SECONDS - time.time(), 0))
         wall_end = wall_start + DAY_SECONDS
-        report = compare(cluster, seen, agent, sent, wall_start, wall_end, offset, out)
+        spec = spec_document("default", base)
+        report = compare(seen, agent, sent, wall_start, wall_end, offset, out, spec)
     finally:
         if gateway is not None:
             gateway.stop()
@@ -175,7 +175,6 @@ def ask(client: openai.OpenAI) -> Sent:
 
 
 def compare(
-    cluster: Any,
     seen: Recorder,
     agent: Any,
     sent: list[Sent],
@@ -183,6 +182,7 @@ def compare(
     wall_end: float,
     offset: float,
     out: Path,
+    spec: dict[str, Any],
 ) -> dict[str, Any]:
     # Real: each Karpenter node's life inside the day, at its instance type's price.
     real_seconds = 0.0
@@ -224,7 +224,7 @@ def compare(
     lines += [f"{iso(s.at)},{min(s.seconds, 1.0):.3f}" for s in sent if not s.error]
     (out / "trace.csv").write_text("\n".join(lines) + "\n")
     (out / "world.yaml").write_text(yaml.safe_dump(world))
-    (out / "spec.yaml").write_text(yaml.safe_dump(spec_document("default")))
+    (out / "spec.yaml").write_text(yaml.safe_dump(spec))
     simulated = subprocess.run(
         [str(BIN / "siesta"), "simulate", "-f", str(out / "spec.yaml"),
          "--trace", str(out / "trace.csv"), "--world", str(out / "world.yaml"),
