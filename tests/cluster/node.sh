@@ -264,6 +264,8 @@ down() {
   fi
   stop kubelet 10
   stop kube-proxy 5
+  # Its iptables rules outlive it: remove them (other clusters' Service IPs overlap ours).
+  "$CLUSTER_BIN_DIR/kube-proxy" --cleanup >/dev/null 2>&1 || true
   stop provisioner 5
   if [[ -S $RUN_DIR/containerd.sock ]]; then
     local task

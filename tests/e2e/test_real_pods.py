@@ -299,9 +299,14 @@ def test_upgrade_rolls_the_control_plane_without_waking_models(
         for component in ("operator", "gateway"):
             deployment = f"deploy/siesta-{component}"
             real.kubectl("rollout", "status", deployment, "-n", NAMESPACE, "--timeout=180s")
-            pods = _pods(real, NAMESPACE, f"app.kubernetes.io/component={component}")
-            images_now = {p["spec"]["containers"][0]["image"] for p in pods}
-            assert images_now == {new_image}
+            selector = f"app.kubernetes.io/component={component}"
+
+            def only_new_pods(selector: str = selector) -> bool:
+                # The old pod may still be terminating (draining) after the rollout.
+                pods = _pods(real, NAMESPACE, selector)
+                return {p["spec"]["containers"][0]["image"] for p in pods} == {new_image}
+
+            wait_for(f"the {component}'s old pod gone", only_new_pods, timeout=120)
     assert watch.seen == {}  # no model pod while the control plane rolled
     assert _replicas(real) == 0
     md = real.get_json("modeldeployment", MODEL, "-n", MODELS)
