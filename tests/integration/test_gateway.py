@@ -255,7 +255,7 @@ def test_an_adapter_name_wakes_and_reaches_its_base_model(
         )
         wait_for(
             lambda: any(
-                lease["metadata"]["annotations"].get("siesta.dev/pending-requests") == "1"
+                lease["metadata"]["annotations"].get(PENDING_ANNOTATION) == "1"
                 for lease in demand_leases(cluster, namespace, "tuned")
             ),
             10,

@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 
-from siesta.api.contract import API_VERSION
+from siesta.api.contract import API_VERSION, MODEL_LABEL
 from support.cluster import Cluster
 from support.operator_env import OperatorAccess
 
@@ -98,7 +98,7 @@ BAD: list[tuple[str, dict[str, Any], str]] = [
     ),
     (
         "pod-selector-label",
-        with_model(pod={"labels": {"siesta.dev/modeldeployment": "other"}}),
+        with_model(pod={"labels": {MODEL_LABEL: "other"}}),
         "pod.labels: siesta.dev/*",
     ),
     (
