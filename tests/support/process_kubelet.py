@@ -49,6 +49,10 @@ log = logging.getLogger("process-kubelet")
 Obj = dict[str, Any]
 MERGE = "application/merge-patch+json"
 HEARTBEAT_SECONDS = 10.0
+# What a kubelet keeps of a termination message, and of the log when it falls back to it.
+MESSAGE_BYTES = 4096
+FALLBACK_LOG_LINES = 80
+FALLBACK_LOG_BYTES = 2048
 
 
 def now_rfc3339() -> str:
@@ -109,6 +113,8 @@ class PodRunner:
         self.started_at = now_rfc3339()
         self.container_started_at = ""
         self.last_state: Obj = {}
+        self.waiting: Obj | None = None
+        self.log_offset = 0
 
     @property
     def port(self) -> int:
@@ -141,7 +147,34 @@ class PodRunner:
         # The pod's own address, as if 0.0.0.0 inside its network namespace.
         env["SIESTA_HOST"] = self.address
         env["SIESTA_PORT"] = str(self.port)
+        # A kubelet bind-mounts an empty file at terminationMessagePath; processes here
+        # share one filesystem, so the server is told where its (per-pod) file is instead.
+        env.setdefault("SIESTA_TERMINATION_LOG", str(self.message_file))
         return env
+
+    @property
+    def message_file(self) -> Path:
+        return self.root / "termination-log"
+
+    @property
+    def log_path(self) -> Path:
+        return self.kubelet.config.log_dir / f"{self.namespace}_{self.name}.log"
+
+    def termination_message(self, exit_code: int | None) -> str:
+        """What a kubelet reports: the file's contents, else (FallbackToLogsOnError, failed)
+        the end of this run's log."""
+        with contextlib.suppress(OSError):
+            text = self.message_file.read_bytes()[:MESSAGE_BYTES].decode(errors="replace")
+            if text.strip():
+                return text
+        policy = self.container.get("terminationMessagePolicy", "File")
+        if policy != "FallbackToLogsOnError" or not exit_code:
+            return ""
+        with contextlib.suppress(OSError), self.log_path.open("rb") as handle:
+            handle.seek(self.log_offset)
+            lines = handle.read().decode(errors="replace").splitlines()[-FALLBACK_LOG_LINES:]
+            return "\n".join(lines)[-FALLBACK_LOG_BYTES:]
+        return ""
 
     async def _start_process(self) -> None:
         mounts = {}
@@ -151,12 +184,13 @@ class PodRunner:
             mounts[mount["mountPath"]] = local
         env = self._environment(mounts)
         args = [str(a) for a in self.container.get("args") or []]
-        log_path = self.kubelet.config.log_dir / f"{self.namespace}_{self.name}.log"
-        log_file = log_path.open("ab")
+        self.message_file.write_bytes(b"")  # a fresh, empty file for every container run
+        log_file = self.log_path.open("ab")
         log_file.write(
             f"--- {now_rfc3339()} start (image {self.container.get('image')})\n".encode()
         )
         log_file.flush()
+        self.log_offset = log_file.tell()
         self.process = await asyncio.create_subprocess_exec(
             *in_pod_network([str(self.kubelet.config.server_bin), *args]),
             env=env,
@@ -194,7 +228,7 @@ class PodRunner:
         elif terminated is not None:
             state = {"terminated": terminated}
         else:
-            state = {"waiting": {"reason": "ContainerCreating"}}
+            state = {"waiting": self.waiting or {"reason": "ContainerCreating"}}
         conditions = [
             {"type": "PodReadyToStartContainers", "status": "True"},
             {"type": "Initialized", "status": "True"},
@@ -256,13 +290,27 @@ class PodRunner:
                     "reason": "Error" if code else "Completed",
                     "finishedAt": now_rfc3339(),
                     "startedAt": self.container_started_at,
+                    "containerID": f"process://{self.process.pid}" if self.process else "",
                 }
+                message = self.termination_message(code)
+                if message:
+                    terminated["message"] = message
                 self.last_state = {"terminated": terminated}
                 self.restarts += 1
                 self.ready = False
-                await self._write_status(self._status(running=False, terminated=terminated))
+                # Like a kubelet between restarts: waiting in CrashLoopBackOff, the exit in
+                # lastState (shorter back-offs than a kubelet's 10 s doubling to 5 min).
+                backoff = min(2.0**self.restarts, 10.0)
+                self.waiting = {
+                    "reason": "CrashLoopBackOff",
+                    "message": f"back-off {backoff:.0f}s restarting failed "
+                    f"container={self.container['name']} pod={self.name}_{self.namespace}"
+                    f"({self.uid})",
+                }
+                await self._write_status(self._status(running=False))
                 with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self.deleting.wait(), min(2.0**self.restarts, 10.0))
+                    await asyncio.wait_for(self.deleting.wait(), backoff)
+                self.waiting = None
             await self._terminate()
         finally:
             await self._kill()

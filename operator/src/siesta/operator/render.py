@@ -42,6 +42,7 @@ STARTUP_PROBE_PERIOD = 10
 STARTUP_PROBE_FAILURES = 360
 # Endpoints need a moment to drop a terminating pod before the server stops accepting.
 PRESTOP_SLEEP_SECONDS = 5
+SERVER_UID = 10001
 
 DEFAULT_GPU_TOLERATION = {"key": GPU_RESOURCE, "operator": "Exists", "effect": "NoSchedule"}
 
@@ -344,6 +345,9 @@ def _container(
             "failureThreshold": 6,
         },
         "lifecycle": {"preStop": {"sleep": {"seconds": PRESTOP_SLEEP_SECONDS}}},
+        # The server writes why it exited to /dev/termination-log; anything else that kills
+        # it (a crash in native code, OOM) leaves the end of its log as the message.
+        "terminationMessagePolicy": "FallbackToLogsOnError",
         "securityContext": {
             "allowPrivilegeEscalation": False,
             "readOnlyRootFilesystem": True,
@@ -383,9 +387,11 @@ def statefulset(owner: Owner, spec: ModelDeploymentSpec, settings: OperatorSetti
         "automountServiceAccountToken": False,
         "securityContext": {
             "runAsNonRoot": True,
-            "runAsUser": 1000,
-            "runAsGroup": 1000,
-            "fsGroup": 1000,
+            # The server image's own user (server/Dockerfile); fsGroup makes the cache
+            # volume writable for it.
+            "runAsUser": SERVER_UID,
+            "runAsGroup": SERVER_UID,
+            "fsGroup": SERVER_UID,
             "seccompProfile": {"type": "RuntimeDefault"},
         },
         "containers": [_container(owner, spec, settings, mounts)],
