@@ -113,7 +113,8 @@ class OperatorRunner:
     log_dir: Path
     running: list[RunningOperator] = field(default_factory=list)
 
-    def start(self, **env: str) -> RunningOperator:
+    def start(self, *args: str, **env: str) -> RunningOperator:
+        """`siesta operator` for the test's namespace; `args` are extra flags."""
         port = free_port()
         environment = {
             "KUBECONFIG": str(self.access.kubeconfig),
@@ -122,7 +123,7 @@ class OperatorRunner:
             **env,
         }
         environment.pop("KUBERNETES_SERVICE_HOST", None)
-        argv = [str(BIN / "siesta"), "operator", "--namespace", self.namespace]
+        argv = [str(BIN / "siesta"), "operator", "--namespace", self.namespace, *args]
         name = f"operator-{len(self.running)}"
         proc = start(
             name, argv, env=environment, log_dir=self.log_dir, url=f"http://127.0.0.1:{port}"

@@ -85,15 +85,31 @@ def views(*bodies: dict[str, Any]) -> list[PodView]:
         (0, [], Observed(0, 0, 0, 0)),
         (1, [], Observed(1, 0, 1, 0)),  # the pod is not even created yet: starting
         (1, [pod(ready=True)], Observed(1, 1, 0, 0)),
-        (1, [pod(scheduled=False)], Observed(1, 0, 1, 1)),
-        (1, [pod(scheduled=True)], Observed(1, 0, 1, 0)),  # scheduled, loading
-        (2, [pod("m-0", ready=True), pod("m-1", scheduled=False)], Observed(2, 1, 1, 1)),
+        (1, [pod(scheduled=False)], Observed(1, 0, 1, 1, starting_since=T0)),
+        (1, [pod(scheduled=True)], Observed(1, 0, 1, 0, starting_since=T0)),  # loading
+        (
+            2,
+            [pod("m-0", ready=True), pod("m-1", scheduled=False)],
+            Observed(2, 1, 1, 1, starting_since=T0),
+        ),
         # Scaling down: the pod above the replica count and terminating pods do not count.
         (1, [pod("m-0", ready=True), pod("m-1", ready=True, deleting=True)], Observed(1, 1, 0, 0)),
         (0, [pod("m-0", ready=True, deleting=True)], Observed(0, 0, 0, 0)),
         # A crash-looping pod is neither ready nor starting: it cannot block a scale-down.
-        (1, [pod(waiting="CrashLoopBackOff")], Observed(1, 0, 0, 0)),
-        (1, [pod(waiting="ContainerCreating")], Observed(1, 0, 1, 0)),
+        (
+            1,
+            [pod(waiting="CrashLoopBackOff")],
+            Observed(
+                1,
+                0,
+                0,
+                0,
+                failing=1,
+                failure_reason="CrashLoopBackOff",
+                failure="m-0: CrashLoopBackOff",
+            ),
+        ),
+        (1, [pod(waiting="ContainerCreating")], Observed(1, 0, 1, 0, starting_since=T0)),
     ],
 )
 def test_observe(replicas: int, pods: list[dict[str, Any]], expected: Observed) -> None:

@@ -65,7 +65,6 @@ def decision(desired: int = 1, *, schedule_ok: bool = True, metrics_ok: bool = T
         (Observed(1, 1, 0, 0), 1, {}, Phase.READY),
         (Observed(1, 0, 1, 1), 1, {}, Phase.WAITING_FOR_GPU),
         (Observed(1, 0, 1, 0), 1, {}, Phase.LOADING),
-        (Observed(2, 1, 0, 0), 2, {"failing": ("m-1: CrashLoopBackOff",)}, Phase.DEGRADED),
         (Observed(1, 1, 0, 0), 0, {}, Phase.SCALING),
         (Observed(1, 1, 0, 0), 1, {"paused": True}, Phase.PAUSED),
     ],

@@ -472,6 +472,7 @@ class Scaling(ApiModel):
                 _positive_duration("idleTimeout"),
                 _positive_duration("wakeTimeout"),
                 _positive_duration("overrideDuration"),
+                _positive_duration("startupTimeout"),
             ]
         }
     )
@@ -498,10 +499,18 @@ class Scaling(ApiModel):
             "How long `kubectl scale` pins replicas when no schedule boundary comes sooner."
         ),
     )
+    startup_timeout: Duration = Field(
+        default="30m",
+        description=(
+            "How long a replica may be Pending or loading (GPU node provisioning, image pull, "
+            "model download and load) and still hold a scale-down; after that it counts as "
+            "failing."
+        ),
+    )
 
     @model_validator(mode="after")
     def _positive(self) -> Scaling:
-        for name in ("idle_timeout", "wake_timeout", "override_duration"):
+        for name in ("idle_timeout", "wake_timeout", "override_duration", "startup_timeout"):
             value = getattr(self, name)
             if value is not None and parse_duration(value).total_seconds() <= 0:
                 raise ValueError(
@@ -524,6 +533,10 @@ class Scaling(ApiModel):
     @property
     def override_duration_delta(self) -> timedelta:
         return parse_duration(self.override_duration)
+
+    @property
+    def startup_timeout_delta(self) -> timedelta:
+        return parse_duration(self.startup_timeout)
 
 
 # What Siesta sets on every model pod; spec.pod may add to it but never change it.

@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import argparse
 import json
+from dataclasses import replace
 from datetime import datetime
 from pathlib import Path
 from typing import Any
 
+from siesta.api.durations import parse_duration
 from siesta.api.loader import load_one
 from siesta.api.models import ModelDeployment
 from siesta.commands.timeparse import in_zone, parse_instant
@@ -17,7 +19,7 @@ from siesta.operator.demand import LeaseView
 from siesta.operator.load import LoadReading
 from siesta.operator.observe import PodView, child_view
 from siesta.operator.plan import Model, Remembered, Views, effective_spec, plan
-from siesta.operator.settings import OperatorSettings
+from siesta.operator.settings import OperatorSettings, SettingsError
 from siesta.policy import Memory, Observed, Signals, decide, forecast
 
 
@@ -34,6 +36,19 @@ def register(subparsers: Any) -> None:
     parser.add_argument("--replicas", type=int, default=0, help="current replicas")
     parser.add_argument(
         "--starting", type=int, default=0, help="replicas still starting or loading"
+    )
+    parser.add_argument(
+        "--starting-since", help="when the oldest starting replica was created, ISO 8601"
+    )
+    parser.add_argument(
+        "--failing",
+        type=int,
+        default=0,
+        help="replicas that crash or cannot start (they never hold a scale-down)",
+    )
+    parser.add_argument(
+        "--default-idle-timeout",
+        help="the operator's default idleTimeout (else SIESTA_DEFAULT_IDLE_TIMEOUT, else 15m)",
     )
     parser.add_argument(
         "--writes",
@@ -54,8 +69,25 @@ def _load_value(text: str) -> float | None:
         raise UsageError(f"--metric: {text!r} is neither a number nor 'unavailable'") from error
 
 
+def operator_settings(default_idle_timeout: str | None) -> OperatorSettings:
+    """The settings the operator would run with (its environment), for defaults such as
+    the idle timeout of a spec that sets none."""
+    try:
+        settings = OperatorSettings.from_env()
+    except SettingsError as error:
+        raise UsageError(str(error)) from error
+    if default_idle_timeout is None:
+        return settings
+    try:
+        parse_duration(default_idle_timeout)
+    except ValueError as error:
+        raise UsageError(f"--default-idle-timeout: {error}") from None
+    return replace(settings, default_idle_timeout=default_idle_timeout)
+
+
 def _plan_writes(
     md: ModelDeployment,
+    settings: OperatorSettings,
     observed: Observed,
     load: float | None,
     pending: int,
@@ -63,30 +95,33 @@ def _plan_writes(
     now: datetime,
 ) -> list[str]:
     """The operator's plan for this moment: children in place, `observed` pods running."""
-    settings = OperatorSettings()
     owner = render.Owner(name=md.name, namespace=md.namespace, uid="")
     model = Model(owner, None, effective_spec(md.spec, settings))
     children = []
     for manifest in render.children(owner, md.spec, settings):
         manifest["spec"]["replicas"] = observed.replicas
         children.append(child_view(manifest))
-    pods = [
-        PodView(
+
+    def pod(ordinal: int) -> PodView:
+        ready = ordinal < observed.ready
+        failing = ordinal >= observed.ready + observed.starting
+        return PodView(
             name=f"{md.name}-{ordinal}",
             uid=str(ordinal),
             ordinal=ordinal,
-            created=now,
+            created=now if ready or failing else (observed.starting_since or now),
             phase="Running",
-            ready=ordinal < observed.ready,
-            ready_since=now if ordinal < observed.ready else None,
+            ready=ready,
+            ready_since=now if ready else None,
             scheduled_at=now,
             unschedulable=False,
             unschedulable_message="",
-            failing=None,
+            failing="Failing" if failing else None,
             terminating=False,
+            last_words=observed.failure if failing else "",
         )
-        for ordinal in range(observed.replicas)
-    ]
+
+    pods = [pod(ordinal) for ordinal in range(observed.replicas)]
     leases = [LeaseView("explain", now, 30, pending, 0)] if pending else []
     remembered = Remembered(memory=Memory(desired=observed.replicas, last_active_time=last_active))
     reading = LoadReading(load, "" if load is not None else "given as unavailable")
@@ -98,8 +133,15 @@ def run(args: argparse.Namespace) -> int:
     md = load_one(args.filename, args.name)
     now = parse_instant(args.at, "--at")
     last_active = parse_instant(args.last_active, "--last-active") if args.last_active else None
-    if min(args.pending, args.replicas, args.starting) < 0:
-        raise UsageError("--pending, --replicas and --starting must be >= 0")
+    starting_since = (
+        parse_instant(args.starting_since, "--starting-since") if args.starting_since else None
+    )
+    if min(args.pending, args.replicas, args.starting, args.failing) < 0:
+        raise UsageError("--pending, --replicas, --starting and --failing must be >= 0")
+    if args.starting + args.failing > args.replicas:
+        raise UsageError("--starting plus --failing cannot exceed --replicas")
+    settings = operator_settings(args.default_idle_timeout)
+    spec = effective_spec(md.spec, settings)
     load = _load_value(args.metric)
     signals = Signals(
         load=load,
@@ -107,13 +149,21 @@ def run(args: argparse.Namespace) -> int:
         pending_requests=args.pending,
     )
     observed = Observed(
-        replicas=args.replicas, ready=max(args.replicas - args.starting, 0), starting=args.starting
+        replicas=args.replicas,
+        ready=args.replicas - args.starting - args.failing,
+        starting=args.starting,
+        starting_since=starting_since,
+        failing=args.failing,
+        failure_reason="Failing" if args.failing else "",
+        failure="given as failing" if args.failing else "",
     )
-    decision = decide(md.spec, observed, signals, now, Memory(last_active_time=last_active))
+    decision = decide(spec, observed, signals, now, Memory(last_active_time=last_active))
     zone = md.spec.schedule.timezone
     next_change = in_zone(decision.next_change, zone) if decision.next_change else None
     writes = (
-        _plan_writes(md, observed, load, args.pending, last_active, now) if args.writes else None
+        _plan_writes(md, settings, observed, load, args.pending, last_active, now)
+        if args.writes
+        else None
     )
     if args.output == "json":
         payload: dict[str, Any] = {
@@ -131,7 +181,7 @@ def run(args: argparse.Namespace) -> int:
     for condition in decision.conditions:
         if not condition.status:
             print(f"  ! {condition.type}=False: {condition.message}")
-    transition = forecast(md.spec, decision, signals)
+    transition = forecast(spec, decision, signals)
     if transition is not None:
         print(
             f"next: {transition.replicas} replica(s) at {in_zone(transition.time, zone)} ({transition.reason})"

@@ -63,6 +63,8 @@ def run(args: argparse.Namespace) -> int:
     import kopf  # imported here: the other subcommands do not need it
 
     import siesta.operator.handlers  # noqa: F401 - registers the handlers
+    from siesta.operator.kube import load_credentials
+    from siesta.operator.preflight import run_preflight
 
     logging.basicConfig(
         level=logging.DEBUG if args.verbose else logging.INFO,
@@ -77,13 +79,17 @@ def run(args: argparse.Namespace) -> int:
         else int(time.time() * 1000) + random.randint(0, 999)
     )
     namespaces = list(settings.namespaces)
+    load_credentials()
+    # Say at once what would otherwise be a silent wait (peering object, CRDs).
+    preflight = run_preflight(settings.peering, settings.namespaces)
     kopf.run(
         clusterwide=not namespaces,
         namespaces=namespaces,
-        standalone=not settings.peering,
-        peering_name=settings.peering or None,
+        standalone=preflight.standalone,
+        peering_name=preflight.peering or None,
         priority=priority,
         liveness_endpoint=args.liveness,
-        memo=kopf.Memo(settings=settings),  # the handlers' startup reads it (handlers.configure)
+        # The handlers' startup reads the settings (handlers.configure); /healthz the preflight.
+        memo=kopf.Memo(settings=settings, preflight=preflight),
     )
     return 0

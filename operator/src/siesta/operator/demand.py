@@ -40,6 +40,8 @@ class Demand:
     last_request_time: datetime | None = None
     next_expiry: datetime | None = None
     """When a Lease that counts now stops counting (the answer may change then)."""
+    reporting: bool = False
+    """Some gateway's Lease is current: its in-flight count is a measurement, not silence."""
 
 
 def _count(annotations: Mapping[str, Any], key: str) -> int:
@@ -65,6 +67,7 @@ def lease_view(body: Mapping[str, Any]) -> LeaseView:
 
 def demand(leases: Iterable[LeaseView], now: datetime) -> Demand:
     pending = in_flight = 0
+    reporting = False
     last: datetime | None = None
     expiries: list[datetime] = []
     for lease in leases:
@@ -73,6 +76,7 @@ def demand(leases: Iterable[LeaseView], now: datetime) -> Demand:
         expires = lease.expires
         if expires is None or expires < now:
             continue
+        reporting = True
         pending += lease.pending
         in_flight += lease.in_flight
         if lease.pending or lease.in_flight:
@@ -81,4 +85,4 @@ def demand(leases: Iterable[LeaseView], now: datetime) -> Demand:
         last = now  # a gateway clock ahead of ours must not extend the idle timeout
     if in_flight > 0:
         last = now  # requests still running: the model is in use right now
-    return Demand(pending, in_flight, last, min(expiries) if expiries else None)
+    return Demand(pending, in_flight, last, min(expiries) if expiries else None, reporting)

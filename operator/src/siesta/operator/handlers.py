@@ -59,6 +59,13 @@ def configure(settings: kopf.OperatorSettings, memo: Any, **_: Any) -> None:
     )
 
 
+@kopf.on.probe(id="siesta")
+def report_preflight(memo: Any, **_: Any) -> dict[str, object]:
+    """On /healthz (--liveness): peering mode and what the operator waits for."""
+    preflight = getattr(memo, "preflight", None)
+    return preflight.health() if preflight is not None else {}
+
+
 # --- indexes: the operator's view of what each model owns ---------------------------------
 
 

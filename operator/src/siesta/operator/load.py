@@ -21,6 +21,9 @@ DEFAULT_QUERY = (
 class LoadReading:
     value: float | None
     error: str = ""
+    """Why there is no value, or why it came from a fallback source."""
+    source: str = "prometheus"
+    """Who answered: prometheus, servers (their own /metrics) or gateway (in-flight counts)."""
 
 
 def render_query(template: str | None, namespace: str, name: str) -> str:
@@ -54,3 +57,22 @@ def interpret(result: Any, ready: int) -> LoadReading:
     except (KeyError, IndexError, TypeError, ValueError) as error:
         return LoadReading(None, f"query returned an unusable value: {error}")
     return LoadReading(total)
+
+
+def with_fallback(
+    prometheus: LoadReading, servers: LoadReading | None, gateway_in_flight: int | None
+) -> LoadReading:
+    """Prometheus when it answers; else the servers' own load; else the gateways' in-flight
+    count (None: no gateway reports); unavailable only while none of them answers.
+
+    The servers' sum over the ready pods is what the default query asks Prometheus for. A
+    fallback reading keeps Prometheus's error, so status and reasons say why it is used.
+    """
+    if prometheus.value is not None:
+        return prometheus
+    if servers is not None and servers.value is not None:
+        return LoadReading(servers.value, prometheus.error, "servers")
+    if gateway_in_flight is not None:
+        return LoadReading(float(gateway_in_flight), prometheus.error, "gateway")
+    errors = [prometheus.error] + ([servers.error] if servers is not None else [])
+    return LoadReading(None, "; ".join(e for e in errors if e), prometheus.source)

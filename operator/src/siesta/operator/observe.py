@@ -1,8 +1,13 @@
 """Pods and owned objects as the operator sees them: pure functions, no I/O.
 
-A pod the scheduler cannot place (PodScheduled=False, Unschedulable) is waiting for a GPU
-node; any other pod that is not ready is starting (pulling, downloading, loading). Pods that
-crash or fail to pull are neither: they are reported, and never hold a scale-down forever.
+Every pod of the current replica count is ready, starting or failing:
+- starting: making progress: Pending (the scheduler's reason is kept and classified, see
+  `pending_cause`), or running and loading (`/health` 503) without having restarted;
+- failing: a container that has restarted and is not ready (CrashLoopBackOff, Error,
+  OOMKilled) or cannot start (image pull, config errors). Its container's last words (the
+  termination message, else the waiting message) are kept for the status.
+Starting pods hold a scale-down (rule 5) only within scaling.startupTimeout; failing pods
+never do (siesta.policy.decide).
 """
 
 from __future__ import annotations
@@ -28,6 +33,40 @@ FAILING_REASONS = frozenset(
         "RunContainerError",
     }
 )
+
+# Why a pod is Pending, from the scheduler's message (PodScheduled=False): the first rule
+# with an alternative whose words all appear wins (a pod lacking both a volume and a GPU
+# is blocked first by its volume, which no new node fixes).
+WAITING_FOR_GPU = "WaitingForGPU"
+PENDING_CAUSES: tuple[tuple[str, tuple[tuple[str, ...], ...]], ...] = (
+    ("VolumeNotBound", (("unbound", "persistentvolumeclaim"),)),
+    ("VolumeMissing", (("persistentvolumeclaim", "not found"),)),
+    ("VolumeNodeConflict", (("volume node affinity",),)),
+    ("StorageClassMissing", (("storageclass",),)),
+    ("QuotaExceeded", (("exceeded quota",),)),
+    (
+        WAITING_FOR_GPU,
+        (
+            ("nvidia.com/gpu",),
+            ("node affinity",),
+            ("affinity/selector",),
+            ("node selector",),
+            ("taint",),
+            ("no nodes available",),
+            ("insufficient",),
+        ),
+    ),
+)
+UNSCHEDULABLE = "Unschedulable"
+
+
+def pending_cause(message: str) -> str:
+    """Classify the scheduler's message: WaitingForGPU only when a node could help."""
+    text = message.lower()
+    for cause, alternatives in PENDING_CAUSES:
+        if any(all(word in text for word in words) for words in alternatives):
+            return cause
+    return UNSCHEDULABLE
 
 
 def parse_time(text: str | None) -> datetime | None:
@@ -60,7 +99,19 @@ class PodView:
     unschedulable: bool
     unschedulable_message: str
     failing: str | None
+    """Why the pod is failing (CrashLoopBackOff, OOMKilled, ImagePullBackOff...), or None."""
     terminating: bool
+    address: str = ""
+    """status.podIP: where the operator reads a ready server's own /metrics."""
+    last_words: str = ""
+    """The container's termination message (its log's end with FallbackToLogsOnError) or
+    the kubelet's waiting message: why it is failing, in its own words."""
+    restarts: int = 0
+
+    @property
+    def pending_cause(self) -> str | None:
+        """Why an unscheduled pod waits (see `pending_cause`); None if it is scheduled."""
+        return pending_cause(self.unschedulable_message) if self.unschedulable else None
 
 
 @dataclass(frozen=True)
@@ -105,14 +156,58 @@ def _ordinal(name: str) -> int:
     return int(tail) if tail.isdigit() else -1
 
 
+def _containers(status: Mapping[str, Any]) -> list[Mapping[str, Any]]:
+    return [*(status.get("initContainerStatuses") or []), *(status.get("containerStatuses") or [])]
+
+
 def _failing(status: Mapping[str, Any]) -> str | None:
+    """A reason when a container cannot start or has exited with an error (restarted)."""
     if status.get("phase") == "Failed":
         return str(status.get("reason") or "Failed")
-    for container in status.get("containerStatuses") or []:
-        waiting = (container.get("state") or {}).get("waiting") or {}
+    for container in _containers(status):
+        state = container.get("state") or {}
+        waiting = state.get("waiting") or {}
+        terminated = state.get("terminated") or {}
+        last = (container.get("lastState") or {}).get("terminated") or {}
         if waiting.get("reason") in FAILING_REASONS:
+            # CrashLoopBackOff says that it restarts; the exit says why (OOMKilled, Error).
+            if waiting["reason"] == "CrashLoopBackOff" and last.get("reason") == "OOMKilled":
+                return "OOMKilled"
             return str(waiting["reason"])
+        if terminated and terminated.get("exitCode") not in (None, 0):
+            return str(terminated.get("reason") or "Error")
+        if last and last.get("exitCode") not in (None, 0) and not container.get("ready"):
+            # Restarted and not ready again: the same crash loop as in its back-off.
+            return "OOMKilled" if last.get("reason") == "OOMKilled" else "CrashLoopBackOff"
     return None
+
+
+def _last_words(status: Mapping[str, Any]) -> str:
+    """The newest thing a failing container said: termination message, else waiting message."""
+    for container in _containers(status):
+        state = container.get("state") or {}
+        for terminated in (
+            state.get("terminated") or {},
+            (container.get("lastState") or {}).get("terminated") or {},
+        ):
+            message = str(terminated.get("message") or "").strip()
+            if message and terminated.get("exitCode") not in (None, 0):
+                return _tail_line(message)
+        waiting = state.get("waiting") or {}
+        if waiting.get("reason") in FAILING_REASONS and waiting.get("message"):
+            return _tail_line(str(waiting["message"]))
+    return ""
+
+
+def _tail_line(message: str, limit: int = 400) -> str:
+    """The last non-empty line (a log fallback ends with the error), at most `limit` chars."""
+    lines = [line.strip() for line in message.strip().splitlines() if line.strip()]
+    text = lines[-1] if lines else ""
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+def _restarts(status: Mapping[str, Any]) -> int:
+    return sum(int(c.get("restartCount") or 0) for c in _containers(status))
 
 
 def pod_view(body: Mapping[str, Any]) -> PodView:
@@ -143,8 +238,11 @@ def pod_view(body: Mapping[str, Any]) -> PodView:
         unschedulable_message=str(scheduled.get("message", ""))
         if scheduled and unschedulable
         else "",
-        failing=_failing(status),
+        failing=None if is_ready else _failing(status),
         terminating=bool(meta.get("deletionTimestamp")),
+        last_words=_last_words(status),
+        restarts=_restarts(status),
+        address=str(status.get("podIP") or ""),
     )
 
 
@@ -153,16 +251,37 @@ def _wanted(pods: Iterable[PodView], replicas: int) -> list[PodView]:
     return [p for p in pods if not p.terminating and 0 <= p.ordinal < replicas]
 
 
-def observe(replicas: int, pods: Iterable[PodView]) -> Observed:
-    """The policy's view: a replica that has no pod yet is starting, a failing one is neither."""
+def observe(replicas: int, pods: Iterable[PodView], scaled_at: datetime | None = None) -> Observed:
+    """The policy's view: a replica that has no pod yet is starting, a failing one is not.
+
+    `scaled_at` (the last replica change) is when a replica without a pod object started
+    (the StatefulSet controller may be unable to create it, e.g. over a quota).
+    """
     wanted = _wanted(pods, replicas)
     ready = sum(1 for p in wanted if p.ready)
-    failing = sum(1 for p in wanted if not p.ready and p.failing)
-    waiting = sum(1 for p in wanted if not p.ready and p.unschedulable)
-    starting = max(replicas - ready - failing, 0)
+    failing = failing_pods(replicas, wanted)
+    starting = [p for p in wanted if not p.ready and not p.failing]
+    waiting = sum(1 for p in starting if p.pending_cause == WAITING_FOR_GPU)
+    count = max(replicas - ready - len(failing), 0)
+    created = [p.created for p in starting if p.created is not None]
+    if count > len(starting) and scaled_at is not None:
+        created.append(scaled_at)
     return Observed(
-        replicas=replicas, ready=ready, starting=starting, waiting_for_gpu=min(waiting, starting)
+        replicas=replicas,
+        ready=ready,
+        starting=count,
+        waiting_for_gpu=min(waiting, count),
+        failing=len(failing),
+        failure_reason=str(failing[0].failing) if failing else "",
+        failure=failure_text(failing[0]) if failing else "",
+        starting_since=min(created) if created else None,
     )
+
+
+def failure_text(pod: PodView) -> str:
+    """`pod: reason: last words`, one line."""
+    words = f": {pod.last_words}" if pod.last_words else ""
+    return f"{pod.name}: {pod.failing}{words}"
 
 
 def failing_pods(replicas: int, pods: Iterable[PodView]) -> list[PodView]:
@@ -174,6 +293,15 @@ def waiting_message(replicas: int, pods: Iterable[PodView]) -> str:
         if pod.unschedulable and not pod.ready:
             return pod.unschedulable_message
     return ""
+
+
+def pending_pods(replicas: int, pods: Iterable[PodView]) -> list[PodView]:
+    """Unscheduled pods that wait for something other than a GPU node (volume, quota...)."""
+    return [
+        p
+        for p in _wanted(pods, replicas)
+        if not p.ready and not p.failing and p.pending_cause not in (None, WAITING_FOR_GPU)
+    ]
 
 
 def _seconds(start: datetime | None, end: datetime | None) -> float | None:

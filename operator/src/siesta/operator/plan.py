@@ -16,7 +16,7 @@ from typing import Any, Literal
 
 from pydantic import ValidationError
 
-from siesta.api.contract import CONFIG_HASH_ANNOTATION
+from siesta.api.contract import CONFIG_HASH_ANNOTATION, MODEL_SERVING_CONDITION
 from siesta.api.loader import describe_validation_error
 from siesta.api.models import ColdStart, ModelDeploymentSpec, Phase
 from siesta.operator import render
@@ -26,8 +26,9 @@ from siesta.operator.observe import (
     ChildView,
     PodView,
     cold_start,
-    failing_pods,
     observe,
+    parse_time,
+    pending_pods,
     waiting_message,
 )
 from siesta.operator.settings import OperatorSettings
@@ -263,6 +264,43 @@ def load_query(
     return LoadQuery(url, query, observe(replicas, views.pods).ready)
 
 
+def server_metrics_urls(views: Views) -> list[str] | None:
+    """Where the ready servers report their own load (None: a ready pod has no address)."""
+    ready = [p for p in views.pods if p.ready and not p.terminating]
+    if any(not p.address for p in ready):
+        return None
+    return [f"http://{p.address}:{render.HTTP_PORT}/metrics" for p in ready]
+
+
+def gateway_in_flight(views: Views, now: datetime) -> int | None:
+    """The gateways' in-flight count for the model; None while no gateway's Lease is current."""
+    wanted = demand(views.leases, now)
+    return wanted.in_flight_requests if wanted.reporting else None
+
+
+def failure_event(decision: Decision, previous: Mapping[str, Any]) -> Event | None:
+    """A Warning Event when the model starts failing for a new cause (not on each restart:
+    the cause is compared with the status written before)."""
+    serving = next((c for c in decision.conditions if c.type == MODEL_SERVING_CONDITION), None)
+    if serving is None or serving.status:
+        return None
+    before: Mapping[str, Any] = next(
+        (c for c in previous.get("conditions") or [] if c.get("type") == MODEL_SERVING_CONDITION),
+        {},
+    )
+    if before.get("status") == "False" and _cause(before.get("message")) == _cause(serving.message):
+        return None
+    return Event(serving.reason, serving.message, warning=True)
+
+
+def _cause(message: object) -> str:
+    """The container's own words from `pod: Reason: words` (observe.failure_text): the same
+    words from another pod, or between a crash and its back-off, are not a new cause."""
+    text = str(message or "")
+    parts = text.split(": ", 2)
+    return parts[2] if len(parts) == 3 and " " not in parts[0] + parts[1] else text
+
+
 def new_cold_starts(
     pods: list[PodView], seen: frozenset[str] | None
 ) -> tuple[tuple[tuple[str, float], ...], frozenset[str]]:
@@ -334,12 +372,14 @@ def plan(
         return Plan(remember=remembered, next_look=RECREATE_RETRY_SECONDS, children=children)
 
     replicas, written = _replicas_after(model, views, remembered, children)
-    observed = observe(replicas, views.pods)
+    scaled_at = parse_time(remembered.status.get("lastScaleTime"))
+    observed = observe(replicas, views.pods, scaled_at)
     wanted = demand(views.leases, now)
     reading = load if load is not None else LoadReading(0.0)
     signals = Signals(
         load=reading.value,
         load_error=reading.error,
+        load_source=reading.source,
         pending_requests=wanted.pending_requests,
         last_request_time=wanted.last_request_time,
     )
@@ -347,19 +387,21 @@ def plan(
     clear_override = decision.clear_manual_replicas and spec.manual_replicas is not None
 
     scale: Scale | None = None
-    events: tuple[Event, ...] = ()
+    failure = failure_event(decision, remembered.status)
+    events: tuple[Event, ...] = (failure,) if failure else ()
     if decision.desired != observed.replicas:
         scale = Scale(observed.replicas, decision.desired, decision.rule, tuple(decision.reasons))
-        events = (Event("ScaledUp" if scale.up else "ScaledDown", scale.message),)
+        events = (*events, Event("ScaledUp" if scale.up else "ScaledDown", scale.message))
         written = decision.desired
-        observed = observe(decision.desired, views.pods)
+        observed = observe(decision.desired, views.pods, now)
 
     situation = Situation(
         observed=observed,
         paused=spec.paused,
         metrics_configured=load is not None,
-        failing=tuple(
-            f"{p.name}: {p.failing}" for p in failing_pods(observed.replicas, views.pods)
+        pending=tuple(
+            (p.pending_cause or "", p.unschedulable_message)
+            for p in pending_pods(observed.replicas, views.pods)
         ),
         waiting_message=waiting_message(observed.replicas, views.pods),
         cold_start=cold_start(views.pods, previous_cold_start(remembered.status)),

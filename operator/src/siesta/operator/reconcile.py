@@ -20,21 +20,26 @@ from siesta.api.contract import ModelKey
 from siesta.operator import render, telemetry
 from siesta.operator.execute import ChildrenFailed, execute, record
 from siesta.operator.kube import Kube
-from siesta.operator.load import LoadReading
+from siesta.operator.load import LoadReading, with_fallback
 from siesta.operator.metrics_source import PrometheusSource
 from siesta.operator.plan import (
     LoadQuery,
     Model,
     Remembered,
     Views,
+    gateway_in_flight,
     load_query,
     plan,
+    server_metrics_urls,
     status_only,
 )
+from siesta.operator.server_load import read_servers
 from siesta.operator.settings import OperatorSettings
 
 # Bursts of events (a pod flapping, several gateways) share one Prometheus query.
 LOAD_CACHE_SECONDS = 1.0
+# Reading the servers' own /metrics: short, an unreachable pod must not stall the loop.
+SERVER_METRICS_SECONDS = 2.0
 
 
 class Runtime:
@@ -82,6 +87,8 @@ class ModelLoop:
         settings, now = self.runtime.settings, self.runtime.now()
         model = Model.read(body, self.owner, settings)
         load = await self._read_load(load_query(model, views, self.remembered, settings))
+        if load is not None and load.value is None:
+            load = await self._fallback_load(load, views, now)
         planned = plan(model, views, self.remembered, load, settings, now)
         try:
             await execute(planned, self.runtime.kube, self.owner, now)
@@ -117,6 +124,15 @@ class ModelLoop:
         telemetry.METRIC_QUERIES.labels(*self.owner_key, result).inc()
         self._load = (time.monotonic(), query, reading)
         return reading
+
+    async def _fallback_load(
+        self, reading: LoadReading, views: Views, now: datetime
+    ) -> LoadReading:
+        """Prometheus did not answer: ask the ready servers, then the gateways' Leases."""
+        urls = server_metrics_urls(views)
+        seconds = min(self.runtime.settings.prometheus_timeout, SERVER_METRICS_SECONDS)
+        servers = await read_servers(urls, seconds) if urls is not None else None
+        return with_fallback(reading, servers, gateway_in_flight(views, now))
 
 
 async def sleep_until_woken(

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
+from siesta.api.contract import MODEL_SERVING_CONDITION
 from siesta.api.models import ColdStart, Phase
 from siesta.operator.observe import format_time, parse_time
 from siesta.policy import Condition, Decision, ManualOverride, Memory, Observed, Transition
@@ -42,8 +43,8 @@ class Situation:
     observed: Observed
     paused: bool = False
     metrics_configured: bool = True
-    failing: tuple[str, ...] = ()
-    """`pod: reason` for pods that crash or cannot pull their image."""
+    pending: tuple[tuple[str, str], ...] = ()
+    """(cause, scheduler message) of pods Pending for something no GPU node fixes."""
     waiting_message: str = ""
     cold_start: ColdStart | None = None
     transition: Transition | None = None
@@ -55,12 +56,21 @@ class Situation:
     """Why the StatefulSet or a Service could not be created or updated (API server's words)."""
 
 
+def _failed(decision: Decision | None, kind: str) -> bool:
+    return decision is not None and any(
+        c.type == kind and not c.status for c in decision.conditions
+    )
+
+
 def phase(decision: Decision | None, situation: Situation) -> Phase:
     observed = situation.observed
-    schedule_invalid = decision is not None and any(
-        c.type == "ScheduleValid" and not c.status for c in decision.conditions
-    )
-    if situation.spec_error or situation.children_error or situation.failing or schedule_invalid:
+    failing = observed.replicas > 0 and _failed(decision, MODEL_SERVING_CONDITION)
+    if (
+        situation.spec_error
+        or situation.children_error
+        or failing
+        or _failed(decision, "ScheduleValid")
+    ):
         return Phase.DEGRADED
     if situation.paused:
         return Phase.PAUSED
@@ -85,6 +95,18 @@ def _ready_condition(decision: Decision | None, situation: Situation) -> Conditi
         return Condition(
             "Ready", True, "ReplicasReady", f"{observed.ready}/{desired} replicas ready"
         )
+    if observed.failing:
+        return Condition(
+            "Ready",
+            False,
+            "ReplicasFailing",
+            f"{observed.ready}/{desired} replicas ready; {observed.failure}",
+        )
+    if situation.pending:
+        cause, message = situation.pending[0]
+        return Condition(
+            "Ready", False, cause, f"{observed.ready}/{desired} replicas ready; {message}"
+        )
     if observed.waiting_for_gpu:
         return Condition(
             "Ready",
@@ -97,7 +119,27 @@ def _ready_condition(decision: Decision | None, situation: Situation) -> Conditi
     )
 
 
-def _conditions(decision: Decision | None, situation: Situation) -> list[Condition]:
+def remembered_failure(
+    serving: Condition, situation: Situation, previous: Mapping[str, Any]
+) -> Condition:
+    """Asleep after failing: keep saying why (until a replica runs again or the spec changes)."""
+    if serving.status is False or serving.reason != "NoFailures":
+        return serving
+    for old in previous.get("conditions") or []:
+        if (
+            old.get("type") == MODEL_SERVING_CONDITION
+            and old.get("status") == "False"
+            and previous.get("observedGeneration") == situation.generation
+        ):
+            return Condition(
+                MODEL_SERVING_CONDITION, False, str(old.get("reason")), str(old.get("message"))
+            )
+    return serving
+
+
+def _conditions(
+    decision: Decision | None, situation: Situation, previous: Mapping[str, Any]
+) -> list[Condition]:
     found: list[Condition] = []
     if situation.spec_error:
         found.append(Condition("SpecValid", False, "InvalidSpec", situation.spec_error))
@@ -107,6 +149,8 @@ def _conditions(decision: Decision | None, situation: Situation) -> list[Conditi
         found.append(Condition("ChildrenReady", False, "ApplyFailed", situation.children_error))
     found.append(_ready_condition(decision, situation))
     for condition in decision.conditions if decision else []:
+        if condition.type == MODEL_SERVING_CONDITION:
+            condition = remembered_failure(condition, situation, previous)
         if condition.type == "MetricsAvailable" and not situation.metrics_configured:
             condition = Condition(
                 "MetricsAvailable",
@@ -149,8 +193,10 @@ def _phase_notes(situation: Situation) -> list[str]:
         notes.append(f"invalid spec: {situation.spec_error}")
     if situation.children_error:
         notes.append(f"cannot apply owned objects: {situation.children_error}")
-    if situation.failing:
-        notes.append(f"failing: {', '.join(situation.failing)}")
+    if situation.observed.failing:
+        notes.append(f"failing: {situation.observed.failure}")
+    for cause, message in situation.pending[:1]:
+        notes.append(f"{len(situation.pending)} pod(s) pending ({cause}): {message}")
     if situation.observed.waiting_for_gpu:
         count = situation.observed.waiting_for_gpu
         detail = f": {situation.waiting_message}" if situation.waiting_message else ""
@@ -167,7 +213,14 @@ def build_status(
     """The whole status object (camelCase); None values delete fields in a merge patch."""
     previous = previous or {}
     observed = situation.observed
-    reasons = _phase_notes(situation) + (list(decision.reasons) if decision else [])
+    conditions = _conditions(decision, situation, previous)
+    notes = _phase_notes(situation)
+    asleep = next(
+        (c for c in conditions if c.type == MODEL_SERVING_CONDITION and not c.status), None
+    )
+    if asleep is not None and observed.replicas == 0 and not situation.spec_error:
+        notes.append(f"asleep after failing: {asleep.message}")
+    reasons = notes + (list(decision.reasons) if decision else [])
     memory = decision.memory if decision else Memory()
     override = memory.manual_override
     transition = situation.transition
@@ -209,9 +262,7 @@ def build_status(
         ),
         "selector": situation.selector,
         "observedGeneration": situation.generation,
-        "conditions": render_conditions(
-            _conditions(decision, situation), previous.get("conditions") or [], now
-        ),
+        "conditions": render_conditions(conditions, previous.get("conditions") or [], now),
     }
 
 

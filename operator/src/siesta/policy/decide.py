@@ -10,8 +10,13 @@ so what users preview is exactly what the operator does. Rules, in order of prec
 4. A model with replicas stays at >= 1 until it has been idle for idleTimeout; every
    scale-down waits until the lower answer has held for scaleDownDelay (for the step to
    zero the wait counts from the last activity).
-5. No scale-down while a replica is still starting or loading.
-6. Missing metrics never lower replicas: hold, and say so in a condition.
+5. No scale-down while a replica is still starting or loading and making progress: within
+   scaling.startupTimeout of its start, and never for a failing replica (crash loop, image
+   pull error): those go back to the floor like any idle model, and the condition
+   ModelServing=False says why.
+6. Missing metrics never lower a serving model: the operator falls back to the servers' own
+   load (or the gateways' in-flight counts) and names the source; with no source at all it
+   holds, and says so in a condition.
 Everything is clamped to replicas.max.
 """
 
@@ -22,7 +27,7 @@ from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from functools import lru_cache
 
-from siesta.api.contract import DEFAULT_TARGET_PER_REPLICA
+from siesta.api.contract import DEFAULT_TARGET_PER_REPLICA, MODEL_SERVING_CONDITION
 from siesta.api.durations import format_duration
 from siesta.api.models import ModelDeploymentSpec, Schedule
 from siesta.policy.model import (
@@ -118,6 +123,10 @@ class _Answer:
 
 
 def _metrics_condition(signals: Signals) -> Condition:
+    if signals.load is not None and signals.load_source != "prometheus":
+        why = f"{signals.load_error}; " if signals.load_error else ""
+        message = f"{why}load is {signals.load:g} from the {signals.load_source}"
+        return Condition("MetricsAvailable", True, "Fallback", message)
     if signals.load is not None:
         return Condition("MetricsAvailable", True, "QuerySucceeded", f"load is {signals.load:g}")
     message = signals.load_error or "no data"
@@ -145,6 +154,38 @@ def _schedule_wake(schedule: CompiledSchedule | None, now: datetime) -> tuple[da
     if schedule is not None and schedule.windows:
         return (now + SEARCH_HORIZON,)  # look again: the next change is further away
     return ()
+
+
+def startup_deadline(spec: ModelDeploymentSpec, observed: Observed) -> datetime | None:
+    """When the oldest starting replica stops counting as "starting" (rule 5)."""
+    if observed.starting == 0 or observed.starting_since is None:
+        return None
+    return observed.starting_since + spec.scaling.startup_timeout_delta
+
+
+def serving_condition(spec: ModelDeploymentSpec, observed: Observed, now: datetime) -> Condition:
+    """ModelServing: False while replicas fail or overstay startupTimeout, saying why."""
+    if observed.failing > 0:
+        reason = observed.failure_reason or "ReplicaFailing"
+        return Condition(MODEL_SERVING_CONDITION, False, reason, observed.failure)
+    deadline = startup_deadline(spec, observed)
+    if deadline is not None and now >= deadline:
+        timeout = format_duration(spec.scaling.startup_timeout_delta)
+        since = when(observed.starting_since) if observed.starting_since else "?"
+        return Condition(
+            MODEL_SERVING_CONDITION,
+            False,
+            "StartupTimeout",
+            f"{_replicas(observed.starting)} not ready within startupTimeout {timeout} "
+            f"(starting since {since})",
+        )
+    if observed.ready > 0:
+        message = f"{_replicas(observed.ready)} ready"
+        return Condition(MODEL_SERVING_CONDITION, True, "Serving", message)
+    if observed.starting > 0:
+        message = f"{_replicas(observed.starting)} starting"
+        return Condition(MODEL_SERVING_CONDITION, True, "Starting", message)
+    return Condition(MODEL_SERVING_CONDITION, True, "NoFailures", "no replica is failing")
 
 
 def decide(
@@ -181,7 +222,11 @@ def decide(
         rule=answer.rule,
         reasons=answer.reasons,
         next_change=min(later) if later else None,
-        conditions=[schedule_condition, _metrics_condition(signals)],
+        conditions=[
+            schedule_condition,
+            serving_condition(spec, observed, now),
+            _metrics_condition(signals),
+        ],
         memory=Memory(
             desired=answer.desired,
             last_active_time=last_active,
@@ -226,9 +271,9 @@ def _proposals(
     if signals.load is not None:
         target = scaling.metric.target_per_replica if scaling.metric else DEFAULT_TARGET_PER_REPLICA
         wanted = math.ceil(signals.load / target) if signals.load > 0 else 0
-        proposals.append(
-            (wanted, 2, "load", f"load {signals.load:g} at {target:g} per replica wants {wanted}")
-        )
+        source = f" (from the {signals.load_source})" if signals.load_source != "prometheus" else ""
+        reason = f"load {signals.load:g}{source} at {target:g} per replica wants {wanted}"
+        proposals.append((wanted, 2, "load", reason))
     else:
         unavailable = signals.load_error or "no data"
         proposals.append(
@@ -288,11 +333,26 @@ def _settle(
     if wanted_count >= current:
         return _Answer(wanted_count, rule, reasons)
 
-    # Rule 5: a cold start is not idleness.
-    if observed.starting > 0:
+    # Rule 5: a cold start is not idleness, while it makes progress: within startupTimeout,
+    # and failing replicas (crash loop, pull errors) are not counted as starting at all.
+    deadline = startup_deadline(spec, observed)
+    if observed.starting > 0 and (deadline is None or now < deadline):
         blocked = f"{_replicas(observed.starting)} still starting or loading: no scale-down below {current}"
         since = previous.scale_down_since or now
-        return _Answer(current, "cold-start", [blocked, *reasons], scale_down_since=since)
+        return _Answer(
+            current,
+            "cold-start",
+            [blocked, *reasons],
+            wake=(deadline,) if deadline is not None else (),
+            scale_down_since=since,
+        )
+    if observed.failing > 0:
+        reasons.insert(0, f"{_replicas(observed.failing)} failing: {observed.failure}")
+    elif deadline is not None:
+        timeout = format_duration(spec.scaling.startup_timeout_delta)
+        reasons.insert(
+            0, f"{_replicas(observed.starting)} not ready within startupTimeout {timeout}"
+        )
 
     # Rule 4: stabilise before going down.
     since = previous.scale_down_since or now

@@ -14,9 +14,18 @@ class Observed:
     """The StatefulSet's current replica count (what the operator last wrote)."""
     ready: int = 0
     starting: int = 0
-    """Pods that exist but are not ready: waiting for a node, pulling, downloading, loading."""
+    """Replicas making progress but not ready: no pod yet, Pending, pulling, downloading,
+    loading. They hold a scale-down (rule 5), within scaling.startupTimeout."""
     waiting_for_gpu: int = 0
     """Of the starting pods, those the scheduler cannot place yet (no GPU node)."""
+    failing: int = 0
+    """Replicas that crash, cannot pull or cannot start: they never hold a scale-down."""
+    failure_reason: str = ""
+    """Why the first failing pod fails: CrashLoopBackOff, OOMKilled, ImagePullBackOff..."""
+    failure: str = ""
+    """The first failing pod, its reason and its container's last words (one line)."""
+    starting_since: datetime | None = None
+    """When the oldest starting pod was created (startupTimeout counts from there)."""
 
 
 @dataclass(frozen=True)
@@ -26,6 +35,9 @@ class Signals:
     load: float | None = 0.0
     """Value of the load query; None means unavailable (Prometheus down, query error, no data)."""
     load_error: str = ""
+    """Why the load is unknown, or why it came from a fallback source."""
+    load_source: str = "prometheus"
+    """Who measured the load: prometheus, servers (their /metrics) or gateway (in-flight)."""
     pending_requests: int = 0
     """Requests the gateway holds for this model right now."""
     last_request_time: datetime | None = None

@@ -253,6 +253,7 @@ class Simulation:
             ready=len(active) - len(starting),
             starting=len(starting),
             waiting_for_gpu=sum(1 for pod in starting if not pod.node.ready),
+            starting_since=min((pod.created for pod in starting), default=None),
         )
 
     def load(self) -> float:
