@@ -15,8 +15,8 @@ from typing import Any
 import httpx
 import pytest
 
+from support.cluster import wait_for
 from support.full_loop import Loop
-from support.gateway_env import wait_for
 from support.operator_env import condition, status
 from support.prometheus_env import Prometheus
 
@@ -76,21 +76,21 @@ def test_a_crash_looping_model_says_why_and_goes_back_to_sleep(loop: Loop) -> No
     assert serving["reason"] in ("CrashLoopBackOff", "Error")
 
     # Restarts go on, one Event says it (not one per restart).
-    wait_for(lambda: restarts(loop, "broken") >= 2, 60, "two restarts")
+    wait_for("two restarts", lambda: restarts(loop, "broken") >= 2, 60)
     events = failure_events(loop, "broken")
     assert len(events) == 1, events
     assert f"model file not found: {MISSING}" in events[0]["message"]
 
     # Failing replicas do not hold the model up: asleep after its idle timeout, and why.
-    wait_for(lambda: loop.replicas("broken") == 0, 60, "back to zero")
+    wait_for("back to zero", lambda: loop.replicas("broken") == 0, 60)
     asleep_after = time.monotonic() - started
-    wait_for(lambda: loop.pods("broken") == [], 60, "pod gone")
+    wait_for("pod gone", lambda: loop.pods("broken") == [], 60)
     asleep = wait_for(
+        "ScaledToZero",
         lambda: (
             (s := status(loop.cluster, "broken", loop.namespace))["phase"] == "ScaledToZero" and s
         ),
         30,
-        "ScaledToZero",
     )
     assert asleep["reason"].startswith("asleep after failing: broken-0: ")
     assert f"model file not found: {MISSING}" in asleep["reason"]
@@ -114,9 +114,9 @@ def test_a_model_that_recovers_is_served_again(loop: Loop, model_dir: Path) -> N
     try:
         # The next restart loads it: Ready, and the gateway serves it (no restarts of ours).
         wait_for(
+            "Ready after the file appeared",
             lambda: status(loop.cluster, "late", loop.namespace).get("phase") == "Ready",
             60,
-            "Ready after the file appeared",
         )
         assert loop.chat(alias)
         serving = condition(loop.cluster, "late", loop.namespace, "ModelServing")
@@ -156,6 +156,7 @@ def test_metric_outage_falls_back_to_the_servers_own_load(
         worker.start()
     try:
         fallback = wait_for(
+            "MetricsAvailable: Prometheus down, load from the servers",
             lambda: (
                 (c := condition(loop.cluster, "outage", loop.namespace, "MetricsAvailable"))
                 and c["reason"] == "Fallback"
@@ -163,7 +164,6 @@ def test_metric_outage_falls_back_to_the_servers_own_load(
                 and c
             ),
             30,
-            "MetricsAvailable: Prometheus down, load from the servers",
         )
         assert "from the servers" in fallback["message"]
         watching = time.monotonic()
@@ -179,5 +179,5 @@ def test_metric_outage_falls_back_to_the_servers_own_load(
 
     # No work any more, Prometheus still down: asleep after the idle timeout all the same.
     idle_from = time.monotonic()
-    wait_for(lambda: loop.replicas("outage") == 0, 60, "asleep despite the outage")
+    wait_for("asleep despite the outage", lambda: loop.replicas("outage") == 0, 60)
     print(f"idle to asleep with Prometheus down: {time.monotonic() - idle_from:.1f}s")
