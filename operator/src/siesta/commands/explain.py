@@ -31,6 +31,13 @@ def register(subparsers: Any) -> None:
     parser.add_argument("--name", help="which ModelDeployment, if the file has several")
     parser.add_argument("--at", required=True, help="ISO 8601 time with offset")
     parser.add_argument("--metric", default="0", help="load query value, or 'unavailable'")
+    parser.add_argument(
+        "--metric-source",
+        choices=["prometheus", "servers", "gateway"],
+        default="prometheus",
+        help="who measured --metric: Prometheus, or a fallback while it is down (the "
+        "servers' own /metrics, the gateways' in-flight counts)",
+    )
     parser.add_argument("--pending", type=int, default=0, help="requests held at the gateway")
     parser.add_argument("--last-active", help="last request or load, ISO 8601")
     parser.add_argument("--replicas", type=int, default=0, help="current replicas")
@@ -58,6 +65,14 @@ def register(subparsers: Any) -> None:
     )
     parser.add_argument("-o", "--output", choices=["text", "json"], default="text")
     parser.set_defaults(handler=run)
+
+
+def _reading(load: float | None, source: str) -> LoadReading:
+    if load is None:
+        return LoadReading(None, "given as unavailable")
+    if source == "prometheus":
+        return LoadReading(load)
+    return LoadReading(load, "Prometheus given as unavailable", source)
 
 
 def _load_value(text: str) -> float | None:
@@ -89,7 +104,7 @@ def _plan_writes(
     md: ModelDeployment,
     settings: OperatorSettings,
     observed: Observed,
-    load: float | None,
+    reading: LoadReading,
     pending: int,
     last_active: datetime | None,
     now: datetime,
@@ -124,7 +139,6 @@ def _plan_writes(
     pods = [pod(ordinal) for ordinal in range(observed.replicas)]
     leases = [LeaseView("explain", now, 30, pending, 0)] if pending else []
     remembered = Remembered(memory=Memory(desired=observed.replicas, last_active_time=last_active))
-    reading = LoadReading(load, "" if load is not None else "given as unavailable")
     planned = plan(model, Views.build(pods, leases, children), remembered, reading, settings, now)
     return planned.writes()
 
@@ -143,9 +157,11 @@ def run(args: argparse.Namespace) -> int:
     settings = operator_settings(args.default_idle_timeout)
     spec = effective_spec(md.spec, settings)
     load = _load_value(args.metric)
+    reading = _reading(load, args.metric_source)
     signals = Signals(
-        load=load,
-        load_error="" if load is not None else "given as unavailable",
+        load=reading.value,
+        load_error=reading.error,
+        load_source=reading.source,
         pending_requests=args.pending,
     )
     observed = Observed(
@@ -155,13 +171,13 @@ def run(args: argparse.Namespace) -> int:
         starting_since=starting_since,
         failing=args.failing,
         failure_reason="Failing" if args.failing else "",
-        failure="given as failing" if args.failing else "",
+        failure="crashing or cannot start (--failing)" if args.failing else "",
     )
     decision = decide(spec, observed, signals, now, Memory(last_active_time=last_active))
     zone = md.spec.schedule.timezone
     next_change = in_zone(decision.next_change, zone) if decision.next_change else None
     writes = (
-        _plan_writes(md, settings, observed, load, args.pending, last_active, now)
+        _plan_writes(md, settings, observed, reading, args.pending, last_active, now)
         if args.writes
         else None
     )
