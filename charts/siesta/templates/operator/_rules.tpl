@@ -13,10 +13,11 @@
     verbs: [list, watch]
 {{- end }}
 {{- define "siesta.operator.eventRules" }}
-  # Events: kopf reports handler failures; the operator reports every scale change.
+  # Events: kopf reports handler failures; the operator reports every scale change and
+  # failure, and reads the autoscaler's Events on a pod that waits for a node.
   - apiGroups: [""]
     resources: [events]
-    verbs: [create]
+    verbs: [create, list]
 {{- end }}
 {{- define "siesta.operator.appRules" }}
   # --- Application (Siesta) --------------------------------------------------------------

@@ -257,3 +257,17 @@ class Kube:
         await self._call(
             "create", "events", self.core.create_namespaced_event, owner.namespace, event
         )
+
+    async def pod_events(self, namespace: str, pod: str) -> list[dict[str, Any]]:
+        """The Events about one pod (the autoscaler's verdict on it, see autoscaler.py)."""
+        found = await self._call(
+            "list",
+            "events",
+            self.core.list_namespaced_event,
+            namespace,
+            field_selector=f"involvedObject.kind=Pod,involvedObject.name={pod}",
+        )
+        items: list[dict[str, Any]] = self.api_client.sanitize_for_serialization(found).get(  # type: ignore[no-untyped-call]
+            "items", []
+        )
+        return items

@@ -20,6 +20,7 @@ from siesta.api.contract import CONFIG_HASH_ANNOTATION, MODEL_SERVING_CONDITION
 from siesta.api.loader import describe_validation_error
 from siesta.api.models import ColdStart, ModelDeploymentSpec, Phase
 from siesta.operator import render
+from siesta.operator.autoscaler import PodEvent, verdict
 from siesta.operator.demand import LeaseView, demand
 from siesta.operator.load import LoadReading, render_query
 from siesta.operator.observe import (
@@ -47,6 +48,8 @@ class Views:
     pods: list[PodView] = field(default_factory=list)
     leases: list[LeaseView] = field(default_factory=list)
     children: dict[tuple[str, str], ChildView] = field(default_factory=dict)
+    pod_events: tuple[PodEvent, ...] = ()
+    """Events on the model's unscheduled pods (read only while some wait; see autoscaler)."""
 
     @classmethod
     def build(
@@ -264,6 +267,11 @@ def load_query(
     return LoadQuery(url, query, observe(replicas, views.pods).ready)
 
 
+def unscheduled_pods(views: Views) -> list[str]:
+    """Pods the scheduler cannot place: the ones whose Events may hold an autoscaler's word."""
+    return [p.name for p in views.pods if p.unschedulable and not p.ready and not p.terminating]
+
+
 def server_metrics_urls(views: Views) -> list[str] | None:
     """Where the ready servers report their own load (None: a ready pod has no address)."""
     ready = [p for p in views.pods if p.ready and not p.terminating]
@@ -404,6 +412,7 @@ def plan(
             for p in pending_pods(observed.replicas, views.pods)
         ),
         waiting_message=waiting_message(observed.replicas, views.pods),
+        autoscaler=verdict(views.pod_events),
         cold_start=cold_start(views.pods, previous_cold_start(remembered.status)),
         transition=forecast(spec, decision, signals),
         generation=model.generation,

@@ -10,14 +10,18 @@ gathers the inputs (the indexes' views and the load reading) and keeps what a st
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
 from collections.abc import Awaitable, Mapping
 from dataclasses import replace
 from datetime import UTC, datetime
 from typing import Any
 
+from kubernetes.client.exceptions import ApiException
+
 from siesta.api.contract import ModelKey
 from siesta.operator import render, telemetry
+from siesta.operator.autoscaler import PodEvent, pod_event
 from siesta.operator.execute import ChildrenFailed, execute, record
 from siesta.operator.kube import Kube
 from siesta.operator.load import LoadReading, with_fallback
@@ -32,14 +36,19 @@ from siesta.operator.plan import (
     plan,
     server_metrics_urls,
     status_only,
+    unscheduled_pods,
 )
 from siesta.operator.server_load import read_servers
 from siesta.operator.settings import OperatorSettings
+
+logger = logging.getLogger(__name__)
 
 # Bursts of events (a pod flapping, several gateways) share one Prometheus query.
 LOAD_CACHE_SECONDS = 1.0
 # Reading the servers' own /metrics: short, an unreachable pod must not stall the loop.
 SERVER_METRICS_SECONDS = 2.0
+# A pod waiting for a node: its Events (the autoscaler's word) are read at most this often.
+POD_EVENTS_SECONDS = 15.0
 
 
 class Runtime:
@@ -81,11 +90,14 @@ class ModelLoop:
         self.owner = render.Owner(name=name, namespace=namespace, uid=uid)
         self.remembered = Remembered.from_status(status)
         self._load: tuple[float, LoadQuery, LoadReading] | None = None
+        self._pod_events: tuple[float, str, tuple[PodEvent, ...]] | None = None
+        self._events_readable = True
 
     async def step(self, body: Mapping[str, Any], views: Views) -> float | None:
         """One reconcile cycle; returns seconds until the next one is due (None: only on events)."""
         settings, now = self.runtime.settings, self.runtime.now()
         model = Model.read(body, self.owner, settings)
+        views = replace(views, pod_events=await self._read_pod_events(views))
         load = await self._read_load(load_query(model, views, self.remembered, settings))
         if load is not None and load.value is None:
             load = await self._fallback_load(load, views, now)
@@ -124,6 +136,30 @@ class ModelLoop:
         telemetry.METRIC_QUERIES.labels(*self.owner_key, result).inc()
         self._load = (time.monotonic(), query, reading)
         return reading
+
+    async def _read_pod_events(self, views: Views) -> tuple[PodEvent, ...]:
+        """Events of the first unscheduled pod, cached (read only while a pod waits)."""
+        waiting = unscheduled_pods(views)
+        if not waiting or not self._events_readable:
+            self._pod_events = None
+            return ()
+        cached = self._pod_events
+        if (
+            cached is not None
+            and cached[1] == waiting[0]
+            and time.monotonic() - cached[0] < POD_EVENTS_SECONDS
+        ):
+            return cached[2]
+        try:
+            bodies = await self.runtime.kube.pod_events(self.owner.namespace, waiting[0])
+        except ApiException as error:
+            if error.status == 403:  # an older RBAC without `list events`: do without
+                logger.warning("%s/%s: cannot list Events (%s)", *self.owner_key, error.reason)
+                self._events_readable = False
+            return ()
+        events = tuple(pod_event(body) for body in bodies)
+        self._pod_events = (time.monotonic(), waiting[0], events)
+        return events
 
     async def _fallback_load(
         self, reading: LoadReading, views: Views, now: datetime

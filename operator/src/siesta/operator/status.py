@@ -46,6 +46,8 @@ class Situation:
     pending: tuple[tuple[str, str], ...] = ()
     """(cause, scheduler message) of pods Pending for something no GPU node fixes."""
     waiting_message: str = ""
+    autoscaler: str = ""
+    """The node autoscaler's latest word on an unscheduled pod (`who: message`), if any."""
     cold_start: ColdStart | None = None
     transition: Transition | None = None
     generation: int | None = None
@@ -112,7 +114,8 @@ def _ready_condition(decision: Decision | None, situation: Situation) -> Conditi
             "Ready",
             False,
             "WaitingForGPU",
-            f"{observed.ready}/{desired} replicas ready; waiting for a GPU node",
+            f"{observed.ready}/{desired} replicas ready; waiting for a GPU node"
+            + (f"; {situation.autoscaler}" if situation.autoscaler else ""),
         )
     return Condition(
         "Ready", False, "ReplicasNotReady", f"{observed.ready}/{desired} replicas ready"
@@ -201,6 +204,8 @@ def _phase_notes(situation: Situation) -> list[str]:
         count = situation.observed.waiting_for_gpu
         detail = f": {situation.waiting_message}" if situation.waiting_message else ""
         notes.append(f"{count} pod(s) waiting for a GPU node{detail}")
+    if situation.autoscaler and (situation.pending or situation.observed.waiting_for_gpu):
+        notes.append(f"autoscaler says: {situation.autoscaler}")
     return notes
 
 
