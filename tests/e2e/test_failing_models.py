@@ -64,12 +64,15 @@ def test_a_crash_looping_model_says_why_and_goes_back_to_sleep(loop: Loop) -> No
     assert response.headers["Retry-After"] == "7"
     error = response.json()["error"]
     assert error["code"] == "model_failing"
-    assert f"model file not found: {MISSING}" in error["message"]
+    # The kubelet maps /models to the test's model folder: the server names that path.
+    assert "model file not found: " in error["message"]
+    assert error["message"].endswith("/does-not-exist.gguf")
 
     degraded = status(loop.cluster, "broken", loop.namespace)
     assert degraded["phase"] == "Degraded", degraded
     assert degraded["reason"].startswith("failing: broken-0: ")
-    assert degraded["reason"].endswith(f"model file not found: {MISSING}")
+    assert "model file not found: " in degraded["reason"]
+    assert degraded["reason"].endswith("/does-not-exist.gguf")
     serving = condition(loop.cluster, "broken", loop.namespace, "ModelServing")
     assert serving is not None
     assert serving["status"] == "False"
@@ -79,7 +82,7 @@ def test_a_crash_looping_model_says_why_and_goes_back_to_sleep(loop: Loop) -> No
     wait_for("two restarts", lambda: restarts(loop, "broken") >= 2, 60)
     events = failure_events(loop, "broken")
     assert len(events) == 1, events
-    assert f"model file not found: {MISSING}" in events[0]["message"]
+    assert "model file not found: " in events[0]["message"]
 
     # Failing replicas do not hold the model up: asleep after its idle timeout, and why.
     wait_for("back to zero", lambda: loop.replicas("broken") == 0, 60)
@@ -93,7 +96,7 @@ def test_a_crash_looping_model_says_why_and_goes_back_to_sleep(loop: Loop) -> No
         30,
     )
     assert asleep["reason"].startswith("asleep after failing: broken-0: ")
-    assert f"model file not found: {MISSING}" in asleep["reason"]
+    assert "model file not found: " in asleep["reason"]
     # idleTimeout 8s + scaleDownDelay 1s from the request, plus the operator's reaction.
     assert asleep_after < 30, f"asleep {asleep_after:.1f}s after the request"
     print(f"fault to asleep: {asleep_after:.1f}s; first answer after {answered:.1f}s")
@@ -108,7 +111,9 @@ def test_a_model_that_recovers_is_served_again(loop: Loop, model_dir: Path) -> N
 
     first = ask(loop, alias)
     assert first.status_code == 503
-    assert "model file not found: /models/late.gguf" in first.json()["error"]["message"]
+    message = first.json()["error"]["message"]
+    assert "model file not found: " in message
+    assert message.endswith("/late.gguf")
 
     shutil.copy(model_dir / "tiny.gguf", target)  # the fault goes away
     try:
