@@ -79,3 +79,13 @@ def test_missing_model_crd_is_said_at_once() -> None:
         "the CRD modeldeployments.siesta.dev (v1alpha1) is not installed: waiting for it "
         "(kubectl apply -f crds/)",
     )
+
+
+def test_missing_permissions_are_said_at_once() -> None:
+    found = Found(True, True, {"": True}, denied=("watch pods", "patch statefulsets/scale"))
+    plan = plan_peering("siesta", (), found)
+    assert not plan.standalone
+    assert plan.warnings == (
+        "not allowed to watch pods, patch statefulsets/scale: models cannot be served until "
+        "the RBAC allows it (kubectl apply -f deploy/rbac/operator-rbac.yaml, or the chart's)",
+    )

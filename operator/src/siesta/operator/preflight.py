@@ -1,7 +1,8 @@
 """Before kopf starts: what would the operator wait for? Say it at once, and avoid the waits.
 
-kopf waits silently for a peering object that does not exist and for CRDs that are not
-installed. `check` asks the API server (discovery, one GET per peering object) and
+kopf waits silently for a peering object that does not exist, for CRDs that are not
+installed and for permissions it lacks. `check` asks the API server (discovery, one GET per
+peering object, SelfSubjectAccessReviews for the permissions the operator uses) and
 `plan_peering` decides: peer through the configured object when it exists, else run
 standalone with a warning saying how to enable peering. The result is logged, and kept for
 `/healthz` (a kopf probe in handlers.py).
@@ -24,6 +25,18 @@ PEERING_VERSION = "v1"
 CLUSTER_PEERING = "clusterkopfpeerings"
 NAMESPACED_PEERING = "kopfpeerings"
 PEERING_MANIFEST = "deploy/peering/kopf-peering.yaml"
+RBAC_MANIFEST = "deploy/rbac/operator-rbac.yaml"
+# (verb, API group, resource[/subresource]): what the operator's loops cannot work without.
+REQUIRED_ACCESS: tuple[tuple[str, str, str], ...] = (
+    ("watch", GROUP, PLURAL),
+    ("patch", GROUP, f"{PLURAL}/status"),
+    ("watch", "", "pods"),
+    ("watch", "coordination.k8s.io", "leases"),
+    ("create", "apps", "statefulsets"),
+    ("patch", "apps", "statefulsets/scale"),
+    ("create", "", "services"),
+    ("create", "", "events"),
+)
 
 
 @dataclass(frozen=True)
@@ -34,6 +47,8 @@ class Found:
     peering_crd: bool
     peering_objects: dict[str, bool] = field(default_factory=dict)
     """Namespace ("" for the ClusterKopfPeering) -> whether the peering object exists."""
+    denied: tuple[str, ...] = ()
+    """Permissions the operator lacks, as `verb resource in namespace`."""
     error: str = ""
 
 
@@ -63,6 +78,11 @@ def plan_peering(peering: str, namespaces: tuple[str, ...], found: Found) -> Pre
         warnings.append(
             f"the CRD {PLURAL}.{GROUP} ({VERSION}) is not installed: waiting for it "
             "(kubectl apply -f crds/)"
+        )
+    if found.denied:
+        warnings.append(
+            f"not allowed to {', '.join(found.denied)}: models cannot be served until the "
+            f"RBAC allows it (kubectl apply -f {RBAC_MANIFEST}, or the chart's)"
         )
     if not peering:
         notes.append("standalone (peering disabled): run only one operator instance")
@@ -112,9 +132,34 @@ def _exists(api: client.ApiClient, name: str, namespace: str) -> bool:
     return True
 
 
+def _denied(api: client.ApiClient, namespaces: tuple[str, ...]) -> tuple[str, ...]:
+    authorization = client.AuthorizationV1Api(api)
+    denied = []
+    for namespace in namespaces or ("",):
+        for verb, group, resource in REQUIRED_ACCESS:
+            plural, _, subresource = resource.partition("/")
+            review = client.V1SelfSubjectAccessReview(
+                spec=client.V1SelfSubjectAccessReviewSpec(
+                    resource_attributes=client.V1ResourceAttributes(
+                        namespace=namespace or None,
+                        verb=verb,
+                        group=group,
+                        resource=plural,
+                        subresource=subresource or None,
+                    )
+                )
+            )
+            answer = authorization.create_self_subject_access_review(review)
+            if not (answer.status and answer.status.allowed):
+                where = f" in {namespace}" if namespace else ""
+                denied.append(f"{verb} {resource}{where}")
+    return tuple(denied)
+
+
 def check(api: client.ApiClient, peering: str, namespaces: tuple[str, ...]) -> Found:
     """Ask the API server what exists (discovery needs no RBAC beyond being authenticated)."""
     try:
+        denied = _denied(api, namespaces)
         model_crd = _served(api, GROUP, VERSION, PLURAL)
         plural = NAMESPACED_PEERING if namespaces else CLUSTER_PEERING
         peering_crd = bool(peering) and _served(api, PEERING_GROUP, PEERING_VERSION, plural)
@@ -124,8 +169,8 @@ def check(api: client.ApiClient, peering: str, namespaces: tuple[str, ...]) -> F
     except (ApiException, OSError) as error:
         # Unknown: keep the configured peering (kopf will say more), and say so.
         text = str(getattr(error, "reason", "") or error).splitlines()[0][:200]
-        return Found(True, True, dict.fromkeys(namespaces or ("",), True), text)
-    return Found(model_crd, peering_crd, objects)
+        return Found(True, True, dict.fromkeys(namespaces or ("",), True), error=text)
+    return Found(model_crd, peering_crd, objects, denied)
 
 
 def run_preflight(peering: str, namespaces: tuple[str, ...]) -> Preflight:
