@@ -451,11 +451,11 @@ def test_gateway_sends_the_key_of_servers_that_check_keys(
         assert direct.status_code == 401
         for proc in gateways.values():
             wait_for(
+                "listed",
                 lambda proc=proc: (
                     "guarded" in {m["id"] for m in get_json(f"{proc.url}/v1/models")["data"]}
                 ),
                 10,
-                "listed",
             )
         assert chat(gateways["gateway-keyed"], "guarded")
         with pytest.raises(openai.AuthenticationError):
