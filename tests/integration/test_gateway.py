@@ -240,9 +240,9 @@ def test_an_adapter_name_wakes_and_reaches_its_base_model(
     add_model(cluster, gateway, namespace, "tuned", alias="tuned-base",
               extra_spec={"adapters": adapters})  # fmt: skip
     wait_for(
+        "gateway lists the adapter",
         lambda: "support-chat" in {m["id"] for m in get_json(f"{gateway.url}/v1/models")["data"]},
         10,
-        "gateway lists the adapter",
     )
     listed = get_json(f"{gateway.url}/v1/models/support-chat")
     assert listed["parent"] == "tuned-base"
@@ -254,12 +254,12 @@ def test_an_adapter_name_wakes_and_reaches_its_base_model(
             )
         )
         wait_for(
+            "demand for the base model",
             lambda: any(
                 lease["metadata"]["annotations"].get(PENDING_ANNOTATION) == "1"
                 for lease in demand_leases(cluster, namespace, "tuned")
             ),
             10,
-            "demand for the base model",
         )
         address = pod_address(NODE_INDEX, 9)
         add_local_address(address)
