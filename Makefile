@@ -4,7 +4,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
 
-.PHONY: setup test test-unit lint fmt generate check-generated demo demo-down images
+.PHONY: setup test test-unit lint lint-ts fmt generate check-generated demo demo-down images island
 
 ## setup: install Debian packages, the virtualenv and the control plane (idempotent, cached)
 setup:
@@ -18,13 +18,26 @@ test: setup
 test-unit:
 	$(PY) -m pytest tests -m "not cluster and not prometheus and not llama and not e2e" $(PYTEST_ARGS)
 
-## lint: ruff (format + lint), mypy strict, import rules (pyproject.toml [tool.importlinter]), actionlint (.github/workflows)
+## lint: ruff (format + lint), mypy strict, import rules (pyproject.toml [tool.importlinter]),
+## actionlint (.github/workflows), TypeScript (lint-ts)
 lint:
 	$(VENV)/bin/ruff format --check .
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/mypy
 	$(VENV)/bin/lint-imports
 	scripts/actionlint.sh
+	$(MAKE) --no-print-directory lint-ts
+
+DENO := $(CURDIR)/scripts/deno.sh
+## lint-ts: deno fmt/lint/check of clients/typescript and examples/ (installs the pinned Deno)
+lint-ts:
+	cd clients/typescript && $(DENO) fmt --check && $(DENO) lint && $(DENO) check mod.ts tests/ \
+	  && $(DENO) check --config deno.browser.json mod.ts
+	cd examples/discovery-island && $(DENO) fmt --check && $(DENO) lint && $(DENO) check *.ts
+
+## island: Discovery Island on http://localhost:8000 against `make demo`'s gateway
+island:
+	cd examples/discovery-island && $(DENO) task start
 
 fmt:
 	$(VENV)/bin/ruff format .

@@ -1,6 +1,6 @@
 """Every relative link and every repository file the docs name exists.
 
-Scans docs/*.md, the README files and the chart's NOTES.txt: Markdown links `[x](path)`
+Scans docs/*.md, the README files (clients/ and examples/ too) and the chart's NOTES.txt: Markdown links `[x](path)`
 (relative to the page; web links and anchors aside) and repository paths such as
 `deploy/examples/t4-office-hours.yaml` or `crds/` wherever they appear (relative to the
 repository root). A renamed or deleted file then fails here instead of in a reader's shell.
@@ -20,6 +20,8 @@ PAGES = sorted(
         ROOT / "README.md",
         ROOT / "charts" / "siesta" / "README.md",
         ROOT / "charts" / "siesta" / "templates" / "NOTES.txt",
+        *(ROOT / "clients").glob("*/README.md"),
+        *(ROOT / "examples").glob("*/README.md"),
     ]
 )
 TOP_LEVEL = ("charts", "clients", "crds", "deploy", "docs", "examples", "operator", "scripts",
