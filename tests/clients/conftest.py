@@ -21,7 +21,9 @@ LABEL = {"siesta.test/kubelet": "clients"}
 
 @pytest.fixture(scope="module")
 def process_kubelet(
-    cluster: Cluster, model_dir: Path, tmp_path_factory: pytest.TempPathFactory
+    cluster: Cluster,
+    model_dir: Path,  # noqa: F811 - the fixture imported above
+    tmp_path_factory: pytest.TempPathFactory,
 ) -> Iterator[Proc]:
     proc = start_process_kubelet(
         cluster, NODE, NODE_INDEX, LABEL, model_dir, tmp_path_factory.mktemp("kubelet")

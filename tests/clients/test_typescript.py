@@ -42,9 +42,12 @@ def run(argv: list[str], cwd: Path, env: dict[str, str], logs: list[Proc]) -> No
         timeout=600,
         check=False,
     )
+    print(result.stdout, result.stderr)  # pytest shows it on failure, or with -rP
     if result.returncode != 0:
         tails = "\n".join(f"--- {proc.name}\n{proc.log_tail(40)}" for proc in logs)
-        pytest.fail(f"{' '.join(argv)} exited {result.returncode}\n{result.stdout}\n{result.stderr}\n{tails}")
+        pytest.fail(
+            f"{' '.join(argv)} exited {result.returncode}\n{result.stdout}\n{result.stderr}\n{tails}"
+        )
 
 
 @pytest.fixture(scope="module")
@@ -70,7 +73,12 @@ def server_env(server: Proc) -> dict[str, str]:
 @pytest.mark.llama
 def test_client_against_a_real_server(server: Proc) -> None:
     deno_test = [str(DENO), "test", "--allow-net", "--allow-env"]
-    run([*deno_test, "tests/sse_test.ts", "tests/server_test.ts"], CLIENT, server_env(server), [server])
+    run(
+        [*deno_test, "tests/sse_test.ts", "tests/server_test.ts"],
+        CLIENT,
+        server_env(server),
+        [server],
+    )
 
 
 @pytest.mark.llama
@@ -115,7 +123,9 @@ def test_client_through_the_gateway_wakes_models_from_zero(
     for name in models:
         wait_for(lambda n=name: loop.replicas(n) == 0, 30, f"StatefulSet {name} at 0 replicas")
     wait_for(
-        lambda: {m["id"] for m in gateway_models(gateway.url)} >= set(models), 10, "gateway lists all"
+        lambda: {m["id"] for m in gateway_models(gateway.url)} >= set(models),
+        10,
+        "gateway lists all",
     )
 
     env = {
@@ -125,4 +135,9 @@ def test_client_through_the_gateway_wakes_models_from_zero(
         "SIESTA_BURST_MODEL": "burst",
         "SIESTA_STUCK_MODEL": "stuck",
     }
-    run([str(DENO), "test", "--allow-net", "--allow-env", "tests/gateway_test.ts"], CLIENT, env, loop.gateways)
+    run(
+        [str(DENO), "test", "--allow-net", "--allow-env", "tests/gateway_test.ts"],
+        CLIENT,
+        env,
+        loop.gateways,
+    )
