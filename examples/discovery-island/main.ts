@@ -4,7 +4,7 @@ import { APIError, Client, text } from "../../clients/typescript/mod.ts";
 
 type Discovery = { noun: string; by: string; from: string[] };
 const STARTERS = ["Water", "Earth", "Fire", "Wind", "Plants"];
-const NOUN = "^[A-Z][a-z]{2,15}$"; // one capitalised word, so the answer is always one noun
+const NOUN = /^[A-Z][a-z]{2,15}$/; // one capitalised word: the grammar below, checked again
 const PLAYER = /^[\p{L}\p{N} _-]{1,24}$/u;
 
 const siesta = new Client({
@@ -30,27 +30,19 @@ async function invent(pair: string[]): Promise<string> {
   const key = ["pairs", ...pair];
   const known = await kv.get<string>(key);
   if (known.value) return known.value;
-  const schema = {
-    type: "object",
-    properties: { noun: { type: "string", pattern: NOUN } },
-    required: ["noun"],
-  };
-  const answer = await text(
+  const noun = await text(
     await siesta.chat({
       model,
       temperature: 0.7,
-      max_tokens: 160, // the grammar bounds the answer well below this
+      max_tokens: 16, // the grammar allows at most 16 letters
       messages: [
         { role: "system", content: "Two elements meet. Answer with the one noun they make." },
         { role: "user", content: `${pair[0]} + ${pair[1]}` },
       ],
-      response_format: { type: "json_schema", json_schema: { name: "discovery", schema } },
+      grammar: `root ::= [A-Z] [a-z]{2,15}`, // GBNF: every token is checked against it
     }, { timeoutMs: 120_000 }), // long enough for the model to wake from zero
   );
-  const noun = JSON.parse(answer).noun;
-  if (typeof noun !== "string" || !new RegExp(NOUN).test(noun)) {
-    throw new Error(`no noun: ${answer}`);
-  }
+  if (!NOUN.test(noun)) throw new Error(`not one noun: ${JSON.stringify(noun)}`);
   await kv.atomic().check({ key, versionstamp: null }).set(key, noun).commit();
   return (await kv.get<string>(key)).value ?? noun;
 }

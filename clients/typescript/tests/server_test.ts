@@ -22,8 +22,11 @@ Deno.test("complete streams a text completion", async () => {
 Deno.test("a JSON-schema response_format always parses and fits the schema", async () => {
   const schema = {
     type: "object",
-    properties: { word: { type: "string", pattern: "^[a-z]{1,8}$" } },
-    required: ["word"],
+    properties: {
+      word: { type: "string", minLength: 1, maxLength: 8 },
+      mood: { enum: ["calm", "wild"] },
+    },
+    required: ["word", "mood"],
   };
   for (const seed of [1, 2, 3]) {
     const answer = await text(
@@ -36,8 +39,33 @@ Deno.test("a JSON-schema response_format always parses and fits the schema", asy
       }),
     );
     const parsed = JSON.parse(answer);
-    assert.match(parsed.word, /^[a-z]{1,8}$/, answer);
+    assert.equal(typeof parsed.word, "string", answer);
+    assert.ok([...parsed.word].length >= 1 && [...parsed.word].length <= 8, answer);
+    assert.ok(["calm", "wild"].includes(parsed.mood), answer);
   }
+});
+
+Deno.test("a GBNF grammar constrains the answer", async () => {
+  const answer = await text(
+    await siesta.complete({
+      model,
+      prompt: "Sleep?",
+      max_tokens: 8,
+      grammar: 'root ::= "yes" | "no"',
+    }),
+  );
+  assert.ok(answer === "yes" || answer === "no", answer);
+});
+
+Deno.test("a schema keyword the server cannot enforce is a BadRequestError", async () => {
+  const schema = { type: "string", pattern: "^[a-z]+$" };
+  const error = await siesta.chat({
+    model,
+    messages: hello,
+    response_format: { type: "json_schema", json_schema: { name: "p", schema } },
+  }).catch((e) => e);
+  assert.ok(error instanceof BadRequestError, String(error));
+  assert.match(error.message, /pattern/);
 });
 
 Deno.test("models lists the served model", async () => {
