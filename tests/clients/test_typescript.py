@@ -18,8 +18,8 @@ from typing import Any
 
 import pytest
 
-from support.full_loop import NOWHERE, Loop
 from support.cluster import wait_for
+from support.full_loop import NOWHERE, Loop
 from support.gateway_env import model_manifest
 from support.procs import Proc, start_server
 from support.tiny_gguf import write_tiny_llama
@@ -121,11 +121,11 @@ def test_client_through_the_gateway_wakes_models_from_zero(
     for manifest in models.values():
         loop.cluster.apply(manifest)
     for name in models:
-        wait_for(lambda n=name: loop.replicas(n) == 0, 30, f"StatefulSet {name} at 0 replicas")
+        wait_for(f"StatefulSet {name} at 0 replicas", lambda n=name: loop.replicas(n) == 0, 30)
     wait_for(
+        "the gateway lists all models",
         lambda: {m["id"] for m in gateway_models(gateway.url)} >= set(models),
         10,
-        "gateway lists all",
     )
 
     env = {
