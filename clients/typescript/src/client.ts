@@ -154,6 +154,13 @@ function textOf(
   onKeepAlive: ((comment: string) => void) | undefined,
 ): ReadableStream<string> {
   return new ReadableStream<string>({
+    start(out) {
+      // Not left to fetch alone: an abort must stop a stream whose data keeps arriving.
+      call.onAbort((reason) => {
+        out.error(reason);
+        events.cancel(reason).catch(() => {});
+      });
+    },
     async pull(out) {
       try {
         for (;;) {
@@ -201,6 +208,7 @@ function textOf(
 /** One call's cancellation: the caller's signal and deadline as one AbortSignal. */
 class Call {
   readonly #controller = new AbortController();
+  readonly #listeners: (() => void)[] = [];
   readonly #deadline: number;
   readonly #timer: ReturnType<typeof setTimeout> | undefined;
   readonly #caller: AbortSignal | undefined;
@@ -243,9 +251,19 @@ class Call {
     });
   }
 
+  /** Runs `listener` with the reason when the call is aborted (until it ends). */
+  onAbort(listener: (reason: unknown) => void): void {
+    const signal = this.signal;
+    const run = (): void => listener(signal.reason);
+    if (signal.aborted) return run();
+    signal.addEventListener("abort", run, { once: true });
+    this.#listeners.push(run);
+  }
+
   /** Stops the deadline timer and forgets the caller's signal (the call is over). */
   end(): void {
     clearTimeout(this.#timer);
     this.#caller?.removeEventListener("abort", this.#onAbort);
+    for (const run of this.#listeners.splice(0)) this.signal.removeEventListener("abort", run);
   }
 }
