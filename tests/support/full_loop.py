@@ -8,6 +8,7 @@ the gateway authenticate with their own ServiceAccounts' tokens.
 from __future__ import annotations
 
 import concurrent.futures
+import contextlib
 import os
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -158,21 +159,21 @@ class Loop:
         return "\n".join(parts)
 
 
-@pytest.fixture
-def loop(
+@contextlib.contextmanager
+def running_loop(
     cluster: Cluster,
     namespace: str,
     operator_runner: OperatorRunner,
     gateway_access: Path,
-    process_kubelet: Proc,
-    tmp_path: Path,
+    logs: Path,
 ) -> Iterator[Loop]:
+    """A Loop whose gateways stop and whose models scale to zero when the test ends."""
     running = Loop(
         cluster,
         namespace,
         operator_runner,
         gateway_access,
-        tmp_path / "logs",
+        logs,
         operator_env={"SIESTA_SERVER_DRAIN_TIMEOUT": "5s"},
     )
     yield running
@@ -189,6 +190,21 @@ def loop(
             "--replicas=0",
             check=False,
         )
+
+
+@pytest.fixture
+def loop(
+    cluster: Cluster,
+    namespace: str,
+    operator_runner: OperatorRunner,
+    gateway_access: Path,
+    process_kubelet: Proc,
+    tmp_path: Path,
+) -> Iterator[Loop]:
+    with running_loop(
+        cluster, namespace, operator_runner, gateway_access, tmp_path / "logs"
+    ) as running:
+        yield running
 
 
 def run_concurrently(count: int, fn: Any, *args: Any) -> list[Any]:

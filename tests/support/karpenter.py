@@ -25,7 +25,7 @@ import pytest
 import yaml
 
 from support.cluster import Cluster, wait_for
-from support.full_loop import Loop
+from support.full_loop import Loop, running_loop
 from support.karpenter_nodes import NODEPOOL_LABEL, read_events
 from support.karpenter_nodes import command as agent_command
 from support.operator_env import OperatorRunner
@@ -241,22 +241,10 @@ def karpenter_loop(
     tmp_path: Path,
 ) -> Iterator[Loop]:
     """The full loop (tests/support/full_loop.py) with GPU nodes that Karpenter launches."""
-    running = Loop(
-        cluster,
-        namespace,
-        operator_runner,
-        gateway_access,
-        tmp_path / "logs",
-        operator_env={"SIESTA_SERVER_DRAIN_TIMEOUT": "5s"},
-    )
-    yield running
-    for gateway in running.gateways:
-        gateway.stop()
-    for sts in cluster.get_json("statefulsets", "-n", namespace).get("items", []):
-        cluster.kubectl(
-            "scale", "statefulset", sts["metadata"]["name"], "-n", namespace, "--replicas=0",
-            check=False,
-        )  # fmt: skip
+    with running_loop(
+        cluster, namespace, operator_runner, gateway_access, tmp_path / "logs"
+    ) as running:
+        yield running
 
 
 def gpu_spec(product: str) -> dict[str, Any]:
