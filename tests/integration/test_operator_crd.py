@@ -15,6 +15,7 @@ import pytest
 from siesta.api.contract import API_VERSION, MODEL_LABEL
 from support.cluster import Cluster
 from support.operator_env import OperatorAccess
+from support.specs import POD_SETTINGS
 
 pytestmark = pytest.mark.cluster
 
@@ -221,29 +222,12 @@ def test_a_valid_spec_is_accepted_with_defaults(
     assert stored["schedule"]["windows"][0]["minReplicas"] == 1
 
 
-POD = {
-    "annotations": {"karpenter.sh/do-not-disrupt": "true"},
-    "labels": {"cost-center": "reception"},
-    "env": [
-        {"name": "AWS_REGION", "value": "eu-central-1"},
-        {"name": "HF_TOKEN", "valueFrom": {"secretKeyRef": {"name": "hf", "key": "token"}}},
-    ],
-    "envFrom": [{"configMapRef": {"name": "proxy"}}],
-    "imagePullSecrets": [{"name": "registry"}],
-    "priorityClassName": "models",
-    "serviceAccountName": "siesta-models",
-    "nodeSelector": {"karpenter.sh/capacity-type": "on-demand"},
-    "volumes": [{"name": "keys", "secret": {"secretName": "server-keys"}}],
-    "volumeMounts": [{"name": "keys", "mountPath": "/etc/siesta/keys", "readOnly": True}],
-}
-
-
 def test_pod_settings_and_remote_sources_are_accepted_as_written(
     cluster: Cluster, operator_access: OperatorAccess, namespace: str
 ) -> None:
     spec = {
         "model": {"uri": "s3://clinic-models/llama/7b.gguf"},
-        "pod": POD,
+        "pod": POD_SETTINGS,
         "schedule": {
             "timezone": "Europe/Berlin",
             "windows": [WINDOW],
@@ -252,7 +236,7 @@ def test_pod_settings_and_remote_sources_are_accepted_as_written(
     }
     cluster.kubectl("create", "-n", namespace, "-f", "-", input=md("pod-settings", spec))
     stored = cluster.get_json("modeldeployment", "pod-settings", "-n", namespace)["spec"]
-    assert stored["pod"] == POD | {"automountServiceAccountToken": False}  # nothing pruned
+    assert stored["pod"] == POD_SETTINGS | {"automountServiceAccountToken": False}  # nothing pruned
     assert stored["schedule"]["holidays"]["subdivision"] == "BE"
     hf = {"model": {"uri": "hf://acme/clinic-7b/q4.gguf@" + "a" * 40}}
     cluster.kubectl("create", "-n", namespace, "-f", "-", input=md("from-hf", hf))

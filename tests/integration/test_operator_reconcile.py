@@ -27,6 +27,7 @@ from support.operator_env import (
     sts_replicas,
     wait_for,
 )
+from support.specs import POD_SETTINGS
 
 pytestmark = pytest.mark.cluster
 
@@ -353,21 +354,7 @@ def test_an_immutable_change_recreates_the_statefulset_without_scaling(
 def test_every_pod_setting_reaches_the_statefulset(
     cluster: Cluster, namespace: str, operator_runner: OperatorRunner
 ) -> None:
-    pod = {
-        "annotations": {"karpenter.sh/do-not-disrupt": "true"},
-        "labels": {"cost-center": "reception"},
-        "env": [
-            {"name": "AWS_REGION", "value": "eu-central-1"},
-            {"name": "HF_TOKEN", "valueFrom": {"secretKeyRef": {"name": "hf", "key": "token"}}},
-        ],
-        "envFrom": [{"configMapRef": {"name": "proxy"}}],
-        "imagePullSecrets": [{"name": "registry"}],
-        "priorityClassName": "models",
-        "serviceAccountName": "siesta-models",
-        "nodeSelector": {"karpenter.sh/capacity-type": "on-demand"},
-        "volumes": [{"name": "keys", "secret": {"secretName": "server-keys"}}],
-        "volumeMounts": [{"name": "keys", "mountPath": "/etc/siesta/keys", "readOnly": True}],
-    }
+    pod = POD_SETTINGS
     operator_runner.start()
     body = model_deployment("dressed", pod=pod)
     body["spec"]["model"] = {"uri": "s3://clinic-models/llama/7b.gguf"}

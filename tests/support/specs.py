@@ -28,3 +28,21 @@ OFFICE_HOURS = {
         {"name": "office-hours", "start": "0 8 * * 1-5", "end": "0 18 * * 1-5", "minReplicas": 1}
     ],
 }
+
+
+# Every spec.pod setting, once: the API server must keep them all and the operator pass them on.
+POD_SETTINGS: dict[str, Any] = {
+    "annotations": {"karpenter.sh/do-not-disrupt": "true"},
+    "labels": {"cost-center": "reception"},
+    "env": [
+        {"name": "AWS_REGION", "value": "eu-central-1"},
+        {"name": "HF_TOKEN", "valueFrom": {"secretKeyRef": {"name": "hf", "key": "token"}}},
+    ],
+    "envFrom": [{"configMapRef": {"name": "proxy"}}],
+    "imagePullSecrets": [{"name": "registry"}],
+    "priorityClassName": "models",
+    "serviceAccountName": "siesta-models",
+    "nodeSelector": {"karpenter.sh/capacity-type": "on-demand"},
+    "volumes": [{"name": "keys", "secret": {"secretName": "server-keys"}}],
+    "volumeMounts": [{"name": "keys", "mountPath": "/etc/siesta/keys", "readOnly": True}],
+}
