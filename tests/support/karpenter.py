@@ -26,7 +26,7 @@ import yaml
 
 from support.cluster import Cluster, wait_for
 from support.full_loop import Loop, running_loop
-from support.karpenter_nodes import NODEPOOL_LABEL, read_events
+from support.karpenter_nodes import GPU_PENDING_TAINT, NODEPOOL_LABEL, read_events
 from support.karpenter_nodes import command as agent_command
 from support.operator_env import OperatorRunner
 from support.procs import Proc, start
@@ -46,7 +46,14 @@ def documented_manifests() -> list[Manifest]:
 
 
 def kwok_nodepools(node_class: str = NODE_CLASS, registration_delay: str = "1s") -> list[Manifest]:
-    """The documented NodePools with a KWOKNodeClass in place of the EC2NodeClass, first."""
+    """The documented NodePools with a KWOKNodeClass in place of the EC2NodeClass, first.
+
+    One more change: a startup taint (:data:`GPU_PENDING_TAINT`). A real node's kubelet
+    registers it without GPUs, so no GPU pod can land before the device plugin runs; the kwok
+    provider instead creates the Node with the GPUs already allocatable, and the node agent
+    takes them away only a moment later. The startup taint (which Karpenter puts on the
+    node as it registers, and leaves out of its scheduling) closes that moment: the agent's
+    GPU Operator stand-in removes it once the GPUs are labelled and allocatable."""
     out: list[Manifest] = [
         {
             "apiVersion": "karpenter.kwok.sh/v1alpha1",
@@ -60,11 +67,13 @@ def kwok_nodepools(node_class: str = NODE_CLASS, registration_delay: str = "1s")
         if manifest["kind"] != "NodePool":
             continue
         pool = copy.deepcopy(manifest)
-        pool["spec"]["template"]["spec"]["nodeClassRef"] = {
+        template = pool["spec"]["template"]["spec"]
+        template["nodeClassRef"] = {
             "group": "karpenter.kwok.sh",
             "kind": "KWOKNodeClass",
             "name": node_class,
         }
+        template["startupTaints"] = [GPU_PENDING_TAINT]
         out.append(pool)
     return out
 

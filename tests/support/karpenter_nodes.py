@@ -11,7 +11,9 @@ This agent plays that part for every node labelled ``karpenter.sh/nodepool``:
    Ready and runs its pods as real ``siesta-server`` processes;
 2. after ``--gpu-delay`` seconds, the GPU Feature Discovery stand-in: the labels the GPU
    Operator sets (:func:`gfd_labels`, by instance family) and ``nvidia.com/gpu`` in the
-   node's capacity and allocatable;
+   node's capacity and allocatable; then the NodePools' startup taint
+   (:data:`GPU_PENDING_TAINT`, see tests/support/karpenter.py) comes off, so no pod lands
+   before the GPUs are there (a real kubelet registers without them);
 3. when the node object is gone (Karpenter consolidated it), the process kubelet stops.
 
     PYTHONPATH=tests python -m support.karpenter_nodes --kubeconfig K \
@@ -44,6 +46,9 @@ Obj = dict[str, Any]
 MERGE = "application/merge-patch+json"
 NODEPOOL_LABEL = "karpenter.sh/nodepool"
 INSTANCE_TYPE_LABEL = "node.kubernetes.io/instance-type"
+# Karpenter labels a node it has registered (and has put the startup taints on).
+REGISTERED_LABEL = "karpenter.sh/registered"
+GPU_PENDING_TAINT = {"key": "siesta.test/gpu-pending", "value": "true", "effect": "NoSchedule"}
 # Pods on these nodes get 10.244.INDEX.M; 100+ keeps clear of the fixed nodes' indexes.
 FIRST_NODE_INDEX = 100
 LAST_NODE_INDEX = 199
@@ -150,18 +155,48 @@ class Agent:
                 *argv, stdout=out, stderr=out, start_new_session=True
             )
         self.record(name, "kubelet-started")
-        if booted_before:
-            return
-        await asyncio.sleep(self.config.gpu_delay)
-        gpus = gpu_count(instance_type)
-        labels = gfd_labels(instance_type)
-        await self.client.request(
-            "PATCH", f"/api/v1/nodes/{name}", {"metadata": {"labels": labels}}, content_type=MERGE
-        )
-        if gpus:
-            gpu = {GPU_RESOURCE: str(gpus)}
-            await self._patch_status(name, {"capacity": gpu, "allocatable": gpu})
-        self.record(name, "gpu-ready")
+        if not booted_before:
+            await asyncio.sleep(self.config.gpu_delay)
+            gpus = gpu_count(instance_type)
+            labels = gfd_labels(instance_type)
+            await self.client.request(
+                "PATCH",
+                f"/api/v1/nodes/{name}",
+                {"metadata": {"labels": labels}},
+                content_type=MERGE,
+            )
+            if gpus:
+                gpu = {GPU_RESOURCE: str(gpus)}
+                await self._patch_status(name, {"capacity": gpu, "allocatable": gpu})
+        await self._remove_startup_taint(name)
+        if not booted_before:
+            self.record(name, "gpu-ready")
+
+    async def _remove_startup_taint(self, name: str) -> None:
+        """Take GPU_PENDING_TAINT off once Karpenter has registered the node (and so put it
+        on: taken off before that, Karpenter would add it again)."""
+        while True:
+            node = await self.client.request("GET", f"/api/v1/nodes/{name}")
+            if node["metadata"].get("labels", {}).get(REGISTERED_LABEL) != "true":
+                await asyncio.sleep(0.2)
+                continue
+            taints = node["spec"].get("taints") or []
+            kept = [t for t in taints if t.get("key") != GPU_PENDING_TAINT["key"]]
+            if kept == taints:
+                return
+            # The resourceVersion makes this a compare-and-swap on the whole taint list.
+            patch = {
+                "metadata": {"resourceVersion": node["metadata"]["resourceVersion"]},
+                "spec": {"taints": kept},
+            }
+            try:
+                await self.client.request(
+                    "PATCH", f"/api/v1/nodes/{name}", patch, content_type=MERGE
+                )
+                return
+            except ApiError as error:
+                if error.status != 409:
+                    raise
 
     def on_node(self, event_type: str, node: Obj) -> None:
         name = node["metadata"]["name"]

@@ -21,7 +21,7 @@ from siesta.sim.world import (
     World,
 )
 from support.karpenter import documented_manifests, kwok_nodepools
-from support.karpenter_nodes import gfd_labels, registered_resources
+from support.karpenter_nodes import GPU_PENDING_TAINT, gfd_labels, registered_resources
 from support.nodes import gpu_node_manifest
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -29,7 +29,7 @@ INSTANCE_TYPES = ROOT / "tests" / "cluster" / "karpenter" / "instance-types.json
 T0 = datetime(2026, 11, 23, 0, 0, tzinfo=UTC)
 
 
-def test_the_tested_nodepools_are_the_documented_ones_with_a_kwok_node_class() -> None:
+def test_the_tested_nodepools_are_the_documented_ones_with_kwok_class_and_startup_taint() -> None:
     documented = {
         m["metadata"]["name"]: m for m in documented_manifests() if m["kind"] == "NodePool"
     }
@@ -44,7 +44,10 @@ def test_the_tested_nodepools_are_the_documented_ones_with_a_kwok_node_class() -
             "kind": "KWOKNodeClass",
             "name": node_class["metadata"]["name"],
         }
+        # No pod before the GPU Operator stand-in has run (see kwok_nodepools).
+        assert pool["spec"]["template"]["spec"]["startupTaints"] == [GPU_PENDING_TAINT]
         # Everything else exactly as documented.
+        del pool["spec"]["template"]["spec"]["startupTaints"]
         del pool["spec"]["template"]["spec"]["nodeClassRef"]
         del original["spec"]["template"]["spec"]["nodeClassRef"]
         assert pool == original
