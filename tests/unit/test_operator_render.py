@@ -249,6 +249,8 @@ def test_probes_never_kill_a_loading_pod_and_drain_has_time() -> None:
     startup = server["startupProbe"]
     assert startup["httpGet"]["path"] == "/health"
     assert startup["periodSeconds"] * startup["failureThreshold"] >= 3600
+    # A waking model is Ready within a second of loading: requests are held until then.
+    assert startup["periodSeconds"] == 1
     assert server["readinessProbe"]["httpGet"]["path"] == "/health"
     # The liveness probe only starts after the startup probe succeeded, and ignores /health.
     assert "httpGet" not in server["livenessProbe"]

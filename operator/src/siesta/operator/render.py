@@ -38,8 +38,9 @@ CACHE_VOLUME = "model-cache"
 CACHE_DIR = "/models"
 SOURCE_DIR = "/model-source"
 # A big GGUF download plus load may take long; the startup probe allows up to an hour.
-STARTUP_PROBE_PERIOD = 10
-STARTUP_PROBE_FAILURES = 360
+# Probed every second: a held request waits for the first success, and /health is cheap.
+STARTUP_PROBE_PERIOD = 1
+STARTUP_PROBE_FAILURES = 3600
 # Endpoints need a moment to drop a terminating pod before the server stops accepting.
 PRESTOP_SLEEP_SECONDS = 5
 SERVER_UID = 10001
