@@ -6,6 +6,7 @@ paths, wake times and the re-creation of a StatefulSet whose immutable fields ch
 
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import timedelta
 from typing import Any
 
@@ -231,3 +232,18 @@ def test_the_hash_annotation_is_what_children_are_compared_by() -> None:
     view = children()[0]
     manifest = render.children(OWNER, make_spec(), SETTINGS)[0]
     assert view.config_hash == manifest["metadata"]["annotations"][CONFIG_HASH_ANNOTATION]
+
+
+def test_a_failed_status_write_is_written_again_without_scaling_or_announcing_again() -> None:
+    views = Views.build([], [waiting_lease(2)], children())
+    first = step(views)
+    assert first.scale is not None
+    # The scale and its event happened, the status write failed (ModelLoop.step remembers
+    # that); the watch still shows 0 replicas.
+    unwritten = replace(first.remember, status_unwritten=True)
+    retry = step(views, unwritten)
+    assert retry.scale is None
+    assert retry.events == ()
+    assert retry.status is not None
+    assert retry.status["lastScaleTime"] == "2026-11-25T12:00:00Z"
+    assert retry.remember.status_unwritten is False

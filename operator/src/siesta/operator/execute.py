@@ -2,7 +2,9 @@
 
 Nothing is decided here. Order: owned objects, the expired override, the replica write, its
 event, the status. A failed child write raises `ChildrenFailed` so the loop can say why in
-the status; any other failure propagates and the loop retries with back-off.
+the status; a failed status write raises `StatusNotWritten` (everything before it happened,
+so the loop must not repeat it); any other failure propagates and the loop retries with
+back-off.
 """
 
 from __future__ import annotations
@@ -28,6 +30,14 @@ class ChildrenFailed(Exception):
         self.message = api_error_message(error)
 
 
+class StatusNotWritten(Exception):
+    """Only the status write failed: the plan's other writes and events are done."""
+
+    def __init__(self, error: Exception) -> None:
+        super().__init__(str(error))
+        self.error = error
+
+
 async def execute(plan: Plan, kube: Kube, owner: render.Owner, now: datetime) -> None:
     namespace, name = owner.namespace, owner.name
     for write in plan.children:
@@ -50,7 +60,10 @@ async def execute(plan: Plan, kube: Kube, owner: render.Owner, now: datetime) ->
                 "%s/%s: could not post event %s", namespace, name, event.reason, exc_info=True
             )
     if plan.status is not None:
-        await kube.patch_status(namespace, name, plan.status)
+        try:
+            await kube.patch_status(namespace, name, plan.status)
+        except Exception as error:
+            raise StatusNotWritten(error) from error
 
 
 async def _write_child(kube: Kube, write: ChildWrite) -> None:

@@ -63,13 +63,15 @@ class Remembered:
     """What one model's loop keeps between steps (all of it recoverable from the cluster)."""
 
     status: Mapping[str, Any] = field(default_factory=dict)
-    """The status as last written."""
+    """The status as last written (or planned, when `status_unwritten`)."""
     memory: Memory = field(default_factory=Memory)
     """What the last decision left behind."""
     replicas_written: int | None = None
     """Replicas written that the StatefulSet watch has not shown yet (read-your-writes)."""
     seen_ready: frozenset[str] | None = None
     """Pods whose cold start is already measured; None until the first step."""
+    status_unwritten: bool = False
+    """The status write of the last step failed: the next step writes its status anyway."""
 
     @classmethod
     def from_status(cls, status: Mapping[str, Any]) -> Remembered:
@@ -348,7 +350,7 @@ def _with_status(
     """(the patch, or None if nothing changed; the status after it; its phase)."""
     status = build_status(decision, situation, remembered.status, now)
     phase = Phase(status["phase"])
-    if not status_changed(remembered.status, status):
+    if not remembered.status_unwritten and not status_changed(remembered.status, status):
         return None, remembered.status, phase
     return status, {k: v for k, v in status.items() if v is not None}, phase
 
@@ -468,7 +470,9 @@ def status_only(
     )
     patch, status, phase = _with_status(remembered, None, situation, now)
     return Plan(
-        remember=replace(remembered, status=status, replicas_written=written),
+        remember=replace(
+            remembered, status=status, replicas_written=written, status_unwritten=False
+        ),
         next_look=None,
         phase=phase,
         status=patch,

@@ -22,7 +22,7 @@ from kubernetes.client.exceptions import ApiException
 from siesta.api.contract import ModelKey
 from siesta.operator import render, telemetry
 from siesta.operator.autoscaler import PodEvent, pod_event
-from siesta.operator.execute import ChildrenFailed, execute, record
+from siesta.operator.execute import ChildrenFailed, StatusNotWritten, execute, record
 from siesta.operator.kube import Kube
 from siesta.operator.load import LoadReading, with_fallback
 from siesta.operator.metrics_source import PrometheusSource
@@ -108,6 +108,11 @@ class ModelLoop:
             # Say why in the status (not only in the log), then let the loop back off.
             planned = status_only(model, views, self.remembered, now, children_error=failed.message)
             await execute(planned, self.runtime.kube, self.owner, now)
+            raise failed.error from None
+        except StatusNotWritten as failed:
+            # The scale and its events happened: remember them (a retry must not scale and
+            # announce it twice) and that this status still has to be written.
+            self.remembered = replace(planned.remember, status_unwritten=True)
             raise failed.error from None
         finally:
             # Metrics describe this step even if a write failed; its cold starts count once.
