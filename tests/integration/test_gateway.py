@@ -9,6 +9,7 @@ Leases in the API server and the gateway's /metrics.
 from __future__ import annotations
 
 import concurrent.futures
+import signal
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -586,3 +587,39 @@ def test_each_gateway_replica_reports_demand_in_its_own_lease(
         assert len(holders) == 2
     finally:
         second.stop()
+
+
+def test_sigterm_lets_a_forwarded_stream_finish_then_exits_0(
+    cluster: Cluster,
+    gateway: Proc,
+    namespace: str,
+    servers: ServerFactory,
+    tmp_path: Path,
+) -> None:
+    """Drain: a request already at a replica is streamed to its end, then the gateway exits."""
+    alias = add_model(cluster, gateway, namespace, "drained")
+    servers(alias, 8)
+    publish(cluster, namespace, "drained", pod_address(NODE_INDEX, 8))
+    own = start_gateway(cluster.kubeconfig, args=["--drain-timeout", "60s"], log_dir=tmp_path)
+    try:
+        wait_for(
+            "endpoint seen",
+            lambda: get_json(f"{own.url}/v1/models/{alias}")["siesta"]["readyEndpoints"] == 1,
+            10,
+        )
+        stream = client(own, timeout=60).chat.completions.create(
+            model=alias,
+            messages=[{"role": "user", "content": "hi"}],
+            max_tokens=64,
+            stream=True,
+            extra_body={"ignore_eos": True},
+        )
+        chunks = iter(stream)
+        first = next(chunks)  # the answer is under way at the replica
+        own.signal(signal.SIGTERM)
+        rest = list(chunks)
+        finish = [c.choices[0].finish_reason for c in [first, *rest] if c.choices]
+        assert finish[-1] == "length", f"the stream ended early: {finish[-5:]}\n{own.log_tail()}"
+        assert own.process.wait(timeout=30) == 0
+    finally:
+        own.stop()

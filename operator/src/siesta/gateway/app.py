@@ -7,9 +7,9 @@ Inference requests are parsed here (body limit, `model` field, alias lookup) and
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
-import time
 from datetime import datetime
 from typing import Any
 
@@ -37,6 +37,8 @@ class Gateway:
         self.forwarder = Forwarder(settings, self.metrics, self.catalog)
         self.keys = KeyFile(settings.api_keys_file) if settings.api_keys_file else None
         self.active_handlers = 0
+        self._no_handlers = asyncio.Event()  # set while active_handlers is 0 (drain waits)
+        self._no_handlers.set()
         self.synced: set[str] = set()
         self.expected_syncs: set[str] = set()
         self.app = self._build_app()
@@ -175,6 +177,7 @@ class Gateway:
             return self._unknown_model(alias)
         held = Held(request, streaming=payload.get("stream") is True)
         self.active_handlers += 1
+        self._no_handlers.clear()
         try:
             response = await self.forwarder.serve(model, held, body)
         except asyncio.CancelledError:
@@ -184,6 +187,8 @@ class Gateway:
             raise
         finally:
             self.active_handlers -= 1
+            if not self.active_handlers:
+                self._no_handlers.set()
             self.forwarder.leave_queue(model, held, "abandoned")
         self.metrics.requests.labels(model.alias, str(response.status)).inc()
         return response
@@ -193,9 +198,8 @@ class Gateway:
     async def drain(self) -> None:
         """Answer held requests with a retryable 503, let forwarded ones finish."""
         self.forwarder.start_draining()
-        deadline = time.monotonic() + self.settings.drain_timeout
-        while self.active_handlers and time.monotonic() < deadline:  # noqa: ASYNC110 - a short poll
-            await asyncio.sleep(0.05)
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._no_handlers.wait(), self.settings.drain_timeout)
 
 
 def _epoch(timestamp: str) -> int:
