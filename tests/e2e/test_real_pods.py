@@ -26,6 +26,7 @@ import openai
 import pytest
 import yaml
 
+from siesta.api.contract import MODEL_LABEL
 from support.cluster import Cluster, wait_for
 from support.helm import CHART, NAMESPACE, RELEASE, helm
 from support.real_node import (
@@ -45,7 +46,6 @@ pytestmark = [pytest.mark.e2e, pytest.mark.cluster, pytest.mark.llama]
 MODELS = "ai"
 FILES = "files"
 MODEL = "tiny-real"
-MODEL_LABEL = "siesta.dev/modeldeployment"
 PRESTOP_SECONDS = 5  # operator/render.py: the server's preStop sleep
 
 

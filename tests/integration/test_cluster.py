@@ -6,7 +6,6 @@ from __future__ import annotations
 import json
 import ssl
 import subprocess
-import time
 import urllib.error
 import urllib.request
 from base64 import b64decode
@@ -14,7 +13,7 @@ from typing import Any
 
 import pytest
 
-from support.cluster import Cluster, wait_for
+from support.cluster import Cluster, holds, wait_for
 from support.nodes import POOL_LABEL, add_node, gpu_node_manifest, node_ready, remove_node
 
 pytestmark = pytest.mark.cluster
@@ -135,11 +134,14 @@ def test_gpu_pod_pending_until_a_gpu_node_joins(cluster: Cluster, namespace: str
     )
     assert scheduled["status"] == "False"
     assert scheduled["reason"] == "Unschedulable"
-    time.sleep(2)
-    still = pod(cluster, namespace, "late-0")
-    assert still is not None
-    assert still["status"]["phase"] == "Pending"
-    assert not still["spec"].get("nodeName")
+
+    def still_pending() -> bool:
+        still = pod(cluster, namespace, "late-0")
+        return bool(
+            still and still["status"]["phase"] == "Pending" and not still["spec"].get("nodeName")
+        )
+
+    holds("late-0 Pending and unbound while no node of its group exists", still_pending, 2)
 
     node_name = add_node(
         cluster.kubeconfig, gpu_node_manifest(f"{namespace}-g4dn"[:63], "g4dn", nodegroup=group)
@@ -164,8 +166,8 @@ def test_node_not_managed_by_kwok_is_left_alone(cluster: Cluster, namespace: str
         node = cluster.get_json("node", name)
         assert "kwok.x-k8s.io/node" not in node["metadata"]["annotations"]
         assert node["status"]["allocatable"]["nvidia.com/gpu"] == "1"
-        time.sleep(3)  # kwok would have marked it Ready within a second
-        assert not node_ready(cluster.kubeconfig, name)
+        # kwok would have marked it Ready within a second.
+        holds(f"{name} never Ready", lambda: not node_ready(cluster.kubeconfig, name), 3)
     finally:
         remove_node(cluster.kubeconfig, name)
 

@@ -62,7 +62,7 @@ def test_pending_on_an_unbound_volume_says_so_and_startup_timeout_ends_it(
     assert now["phase"] == "Loading"  # not WaitingForGPU: no GPU node would help
     assert now["reason"].startswith("1 pod(s) pending (VolumeNotBound): ")
 
-    cluster.kubectl("delete", "lease", "unbound-demand-0a1b2c3d", "-n", namespace)
+    cluster.kubectl("delete", "lease", demand_lease("unbound")["metadata"]["name"], "-n", namespace)
     # The pod never starts: after startupTimeout it holds nothing, and the model sleeps.
     wait_for("asleep", lambda: sts_replicas(cluster, "unbound", namespace) == 0, timeout=40)
     asleep = wait_for(

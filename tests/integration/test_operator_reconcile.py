@@ -165,7 +165,7 @@ def test_pod_pending_for_a_gpu_is_waiting_and_not_scaled_away(
     assert ready is not None
     assert (ready["status"], ready["reason"]) == ("False", "WaitingForGPU")
     # Demand is gone and the idle timeout has long passed: the pending pod stays.
-    cluster.kubectl("delete", "lease", "late-demand-0a1b2c3d", "-n", namespace)
+    cluster.kubectl("delete", "lease", demand_lease("late")["metadata"]["name"], "-n", namespace)
     # The idle decision has been made (it would scale down) and is held by the starting pod:
     wait_for(
         "the scale-down held by the starting pod",

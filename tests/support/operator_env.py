@@ -24,7 +24,13 @@ from typing import Any
 import pytest
 import yaml
 
-from siesta.api.contract import API_VERSION, IN_FLIGHT_ANNOTATION, MODEL_LABEL, PENDING_ANNOTATION
+from siesta.api.contract import (
+    API_VERSION,
+    IN_FLIGHT_ANNOTATION,
+    MODEL_LABEL,
+    PENDING_ANNOTATION,
+    demand_lease_name,
+)
 from support.cluster import Cluster, wait_for
 from support.procs import BIN, Proc, free_port, start
 
@@ -232,7 +238,7 @@ def demand_lease(
     pending: int = 1,
     in_flight: int = 0,
     duration: int = 30,
-    gateway: str = "0a1b2c3d",
+    gateway_pod: str = "siesta-gateway-0",
 ) -> dict[str, Any]:
     """A gateway's demand Lease (docs/contracts.md), renewed now."""
     now = (
@@ -243,7 +249,7 @@ def demand_lease(
         "apiVersion": "coordination.k8s.io/v1",
         "kind": "Lease",
         "metadata": {
-            "name": f"{model}-demand-{gateway}",
+            "name": demand_lease_name(model, gateway_pod),
             "labels": {
                 MODEL_LABEL: model,
                 "app.kubernetes.io/managed-by": "siesta-gateway",
@@ -254,7 +260,7 @@ def demand_lease(
             },
         },
         "spec": {
-            "holderIdentity": f"gateway-{gateway}",
+            "holderIdentity": gateway_pod,
             "leaseDurationSeconds": duration,
             "renewTime": now,
         },
