@@ -22,7 +22,7 @@ from typing import Any
 
 import pytest
 
-from support.cluster import wait_for
+from support.cluster import holds, wait_for
 from support.full_loop import Loop
 from support.gateway_env import metric
 from support.karpenter import (
@@ -323,13 +323,16 @@ def test_a_node_whose_pod_is_still_loading_is_not_consolidated(
 
             # Karpenter would consolidate this node if it were empty...
             wait_for("NodeClaim Consolidatable", consolidatable, after + 30)
+
             # ... and through its next disruption rounds (every 10 s, 15 s validation) it
             # leaves the node alone while the pod is still loading.
-            time.sleep(30)
+            def left_alone() -> bool:
+                taints = loop.cluster.get_json("node", node)["spec"].get("taints") or []
+                disrupted = [t for t in taints if t["key"] == "karpenter.sh/disrupted"]
+                return not disrupted and seen.first(f"node:{node}:gone") is None
+
+            holds("Karpenter leaves the loading pod's node alone", left_alone, 30)
             assert seen.first(f"pod:{uid}:ready") is None, "the download ended too early"
-            taints = loop.cluster.get_json("node", node)["spec"].get("taints") or []
-            assert not [t for t in taints if t["key"] == "karpenter.sh/disrupted"]
-            assert seen.first(f"node:{node}:gone") is None
             request.join(timeout=120)
             assert "error" not in answer, f"{answer.get('error')}\n{loop.logs()}"
             assert seen.first(f"pod:{uid}:ready") is not None
