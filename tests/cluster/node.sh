@@ -160,7 +160,18 @@ maxPods: 30
 EOF
 }
 
+# Another cluster's real node (the demo's, or a test's) holds the kubelet port: say so.
+kubelet_port_taken() {
+  [[ -f $RUN_DIR/kubelet.pid ]] && kill -0 "$(cat "$RUN_DIR/kubelet.pid")" 2>/dev/null && return 1
+  (: <"/dev/tcp/$(node_ip)/$KUBELET_PORT") 2>/dev/null
+}
+
 start_kubelet() {
+  if kubelet_port_taken; then
+    log "port $KUBELET_PORT is taken: another real node runs on this machine (one at a time;"
+    log "\`make demo-down\` stops the demo's, \`SIESTA_CLUSTER_NAME=NAME tests/cluster/down.sh\` another)"
+    exit 1
+  fi
   local ca
   ca=$(kubeconfig_ca)
   write_kubelet_config "$ca"
