@@ -1,21 +1,24 @@
-"""`make demo`: Siesta's whole loop on this machine, narrated as a timeline.
+"""`make demo`: Siesta's whole loop on this machine, as a user installs it, narrated.
 
     PYTHONPATH=tests .venv/bin/python scripts/demo.py up [--model PATH] [--port 8080]
     PYTHONPATH=tests .venv/bin/python scripts/demo.py down
 
-`up` expects the local control plane to run (scripts/demo.sh starts it) and then:
-installs Siesta (CRDs, RBAC), starts the operator and the gateway as local processes with
-their ServiceAccounts' tokens (there is no container runtime here), starts a process
-kubelet for one fake GPU node (pods there are real siesta-server processes), applies a
-ModelDeployment backed by a tiny model (or the GGUF given), sends one request through the
-gateway while the model is at zero, and prints what happens until the model is back at
-zero. Everything keeps running afterwards so it can be tried by hand; `down` stops it.
+`up` builds Siesta's images (`make images`, cached), starts the local control plane with its
+real node (kubelet + containerd, tests/cluster/node.sh) and installs Siesta as a user would,
+`helm upgrade --install` of charts/siesta: the operator and the gateway run as containers in
+pods on the real node. The gateway's Service is forwarded to 127.0.0.1 (`kubectl
+port-forward`). Then it applies a ModelDeployment backed by
+a tiny model (or the GGUF given), sends one request through the gateway while the model is
+at zero, and prints what happens until the model is back at zero. Everything keeps running
+afterwards so it can be tried by hand; `down` stops it.
 
-With `--autoscaler karpenter` (`make demo AUTOSCALER=karpenter`) there is no GPU node at
-first: the demo applies the documented NodePools (deploy/nodegroups/karpenter-gpu.yaml,
-with a KWOKNodeClass), Karpenter launches a g4dn node for the waking model's pod, a
-stand-in for the GPU Operator labels it, and after the model sleeps Karpenter removes it
-again (consolidateAfter 1m); the timeline shows each step.
+GPU nodes: by default (`--autoscaler karpenter`, `make demo AUTOSCALER=karpenter`) there is
+none at first: the demo applies the documented NodePools (deploy/nodegroups/karpenter-gpu.yaml,
+with a KWOKNodeClass), Karpenter launches a g4dn node for the waking model's pod, a stand-in
+for the GPU Operator labels it, and after the model sleeps Karpenter removes it again
+(consolidateAfter 1m); the timeline shows each step. With `--autoscaler none` one GPU node
+is always there. No GPU here: on those nodes a process kubelet runs the model's pod as a
+local siesta-server process (tests/support/process_kubelet.py).
 """
 
 from __future__ import annotations
@@ -41,7 +44,9 @@ MODEL = "tiny-chat"
 NODE = "demo-gpu-0"
 NODE_LABEL = {"siesta.test/kubelet": "demo"}
 NODE_INDEX = 3
-BACKGROUND = ("gateway", "operator", "kubelet", "karpenter-nodes")
+# Processes of the demo's own; the stand-ins for what boots on GPU nodes, and the port-forward.
+BACKGROUND = ("port-forward", "kubelet", "karpenter-nodes")
+GATEWAY_SERVICE = "siesta-gateway"
 
 
 def say(text: str = "") -> None:
@@ -252,54 +257,34 @@ def model_file(given: str | None) -> Path:
 
 
 def up(args: argparse.Namespace) -> int:
-    from support.cluster import start_cluster
-    from support.gateway_env import gateway_kubeconfig, model_manifest, wait_for
-    from support.operator_env import install, operator_kubeconfig
-    from support.procs import BIN, free_port, http_status
+    from support.cluster import start_cluster, wait_for
+    from support.gateway_env import model_manifest
+    from support.helm import NAMESPACE as SIESTA_NAMESPACE
+    from support.procs import http_status
+    from support.real_node import images
 
     STATE.mkdir(parents=True, exist_ok=True)
     for name in BACKGROUND:
         stop_background(name)
+    say("==> Siesta's images (make images: about 5 minutes once, then cached by content)")
+    built = images()
+    say("==> the local control plane and its node real-0 (kubelet + containerd)")
+    os.environ["SIESTA_REAL_NODE"] = "1"  # up.sh starts the node (tests/cluster/node.sh)
     cluster = start_cluster()
     model = model_file(args.model)
     say(f"==> control plane: {cluster.apiserver} (kubeconfig {cluster.kubeconfig})")
+    say(f"    images: {built['SIESTA_IMAGE']}, {built['SIESTA_SERVER_IMAGE']}")
 
-    say("==> installing Siesta: CRDs, RBAC for the operator and the gateway")
-    install(cluster)
-    operator_config = operator_kubeconfig(cluster, STATE / "operator.kubeconfig")
-    gateway_config = gateway_kubeconfig(cluster, STATE / "gateway.kubeconfig")
-
+    install_chart(cluster, built)
     karpenter = args.autoscaler == "karpenter"
     gpu = start_karpenter_nodes(cluster, model) if karpenter else start_static_node(cluster, model)
 
-    say("==> starting the operator and the gateway (as their ServiceAccounts)")
-    start_background(
-        "operator",
-        [str(BIN / "siesta"), "operator"],
-        {
-            "KUBECONFIG": str(operator_config),
-            "SIESTA_METRICS_PORT": str(free_port()),
-            "SIESTA_SERVER_DRAIN_TIMEOUT": "5s",
-        },
-    )
     gateway_url = f"http://127.0.0.1:{args.port}"
-    start_background(
-        "gateway",
-        [
-            str(BIN / "siesta"),
-            "gateway",
-            "--host",
-            "127.0.0.1",
-            "--port",
-            str(args.port),
-            "--kubeconfig",
-            str(gateway_config),
-            "--pod-name",
-            "siesta-gateway-demo",
-        ],
-        {},
-    )
-    wait_for(lambda: http_status(f"{gateway_url}/readyz") == 200, 60, "gateway ready")
+    forward = ["port-forward", "-n", SIESTA_NAMESPACE, f"svc/{GATEWAY_SERVICE}", f"{args.port}:80"]
+    say(f"==> kubectl {' '.join(forward)}: the gateway at {gateway_url}")
+    kubectl = [str(cluster.kubectl_path), "--kubeconfig", str(cluster.kubeconfig)]
+    start_background("port-forward", [*kubectl, *forward, "--address", "127.0.0.1"], {})
+    wait_for("gateway ready", lambda: http_status(f"{gateway_url}/readyz") == 200, 60)
 
     cluster.kubectl("create", "namespace", NAMESPACE, check=False)
     cluster.kubectl(
@@ -315,8 +300,8 @@ def up(args: argparse.Namespace) -> int:
     )
     cluster.apply(manifest)
     say(f"==> ModelDeployment {NAMESPACE}/{MODEL}: {model} (idleTimeout {args.idle}, min 0, max 1)")
-    wait_for(lambda: _replicas(cluster) == 0, 60, "the model's StatefulSet at 0 replicas")
-    wait_for(lambda: MODEL in _aliases(gateway_url), 30, "the gateway knows the model")
+    wait_for("the model's StatefulSet at 0 replicas", lambda: _replicas(cluster) == 0, 60)
+    wait_for("the gateway knows the model", lambda: MODEL in _aliases(gateway_url), 30)
 
     say()
     say(
@@ -334,12 +319,12 @@ def up(args: argparse.Namespace) -> int:
     watcher.start()
     answer = _ask(client, timeline)
     timeline.mark("answered", f"response complete: {answer!r} (random weights: no meaning)")
-    wait_for(lambda: "gone" in timeline.seen, 600, "the model back at zero")
+    wait_for("the model back at zero", lambda: "gone" in timeline.seen, 600)
     if karpenter:
         wait_for(
+            "Karpenter removing the empty node",
             lambda: any(key.endswith("-gone") for key in timeline.seen),
             300,
-            "Karpenter removing the empty node",
         )
     stop.set()
     watcher.join()
@@ -356,7 +341,11 @@ def up(args: argparse.Namespace) -> int:
         f"  {cluster.kubectl_path} --kubeconfig {cluster.kubeconfig}"
         f" get md,sts,pods,leases -n {NAMESPACE}"
     )
-    say(f"  logs: {STATE}/{{operator,gateway,kubelet}}.log, pods: {STATE}/pods/")
+    say(
+        f"  {cluster.kubectl_path} --kubeconfig {cluster.kubeconfig}"
+        f" logs -n {SIESTA_NAMESPACE} deploy/siesta-operator  (or deploy/siesta-gateway)"
+    )
+    say(f"  model pods' logs: {STATE}/pods/")
     if karpenter:
         say(
             f"  {cluster.kubectl_path} --kubeconfig {cluster.kubeconfig}"
@@ -367,10 +356,41 @@ def up(args: argparse.Namespace) -> int:
     return 0
 
 
+def install_chart(cluster: Any, built: dict[str, str]) -> None:
+    """helm upgrade --install of charts/siesta from the local images, onto the real node."""
+    import yaml
+
+    from support.helm import CHART, RELEASE, helm
+    from support.helm import NAMESPACE as SIESTA_NAMESPACE
+    from support.real_node import chart_values
+
+    say(
+        f"==> helm upgrade --install {RELEASE} charts/siesta -n {SIESTA_NAMESPACE}"
+        " (CRDs, RBAC, the operator and the gateway as pods)"
+    )
+    values = STATE / "values.yaml"
+    values.write_text(yaml.safe_dump(chart_values(cluster, built)))
+    t0 = time.monotonic()
+    helm(
+        "upgrade", "--install", RELEASE, str(CHART), "-n", SIESTA_NAMESPACE,
+        "--create-namespace", "-f", str(values), "--wait", "--timeout=5m",
+        "--kubeconfig", str(cluster.kubeconfig),
+        env=cluster.env, timeout=600,
+    )  # fmt: skip
+    pods = cluster.get_json("pods", "-n", SIESTA_NAMESPACE)["items"]
+    for pod in pods:
+        status = (pod["status"].get("containerStatuses") or [{}])[0]
+        say(
+            f"    pod {pod['metadata']['name']}: {'ready' if status.get('ready') else 'not ready'}"
+            f" on {pod['spec'].get('nodeName')}, image {status.get('image')}"
+        )
+    say(f"    installed in {time.monotonic() - t0:.0f}s")
+
+
 def start_static_node(cluster: Any, model: Path) -> dict[str, Any]:
     """One GPU node that is always there, run by a process kubelet; returns spec.gpu."""
     from support import process_kubelet
-    from support.gateway_env import wait_for
+    from support.cluster import wait_for
     from support.nodes import PROCESS_KUBELET_TOLERATIONS, node_ready
 
     say(f"==> GPU node {NODE}: pods there run as local processes (process kubelet)")
@@ -378,7 +398,7 @@ def start_static_node(cluster: Any, model: Path) -> dict[str, Any]:
         cluster.kubeconfig, NODE, NODE_INDEX, model.parent, STATE / "pods", NODE_LABEL
     )
     start_background("kubelet", kubelet_argv, {"PYTHONPATH": str(ROOT / "tests")})
-    wait_for(lambda: _quiet(node_ready, cluster.kubeconfig, NODE), 60, f"node {NODE} Ready")
+    wait_for(f"node {NODE} Ready", lambda: _quiet(node_ready, cluster.kubeconfig, NODE), 60)
     return {"count": 1, "nodeSelector": NODE_LABEL, "tolerations": PROCESS_KUBELET_TOLERATIONS}
 
 
@@ -477,7 +497,12 @@ def main() -> int:
     args = parser.parse_args()
     if shutil.which("ip") is None and not Path("/usr/sbin/ip").exists():
         sys.exit("demo: the `ip` command (iproute2) is needed to give pods local addresses")
-    return int(args.handler(args))
+    import pytest  # the test helpers' waits fail with pytest's exception
+
+    try:
+        return int(args.handler(args))
+    except (pytest.fail.Exception, RuntimeError, AssertionError) as failed:
+        sys.exit(f"demo: {failed}\nlogs: {STATE}/, and `make demo-down` to stop what started")
 
 
 if __name__ == "__main__":

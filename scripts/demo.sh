@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
-# `make demo`: build what is missing, start the local control plane, install Siesta and
+# `make demo`: build what is missing, start the local control plane with a real node
+# (kubelet + containerd), install Siesta with its Helm chart from the images built here, and
 # show a model waking from zero for one request and going back to sleep.
 #   MODEL=path/to/model.gguf   serve this GGUF instead of the tiny random-weight model
-#   GATEWAY_PORT=8080          where the gateway listens (127.0.0.1)
+#   GATEWAY_PORT=8080          where the gateway is forwarded to (127.0.0.1)
 #   IDLE=20s                   the demo model's idleTimeout
 #   AUTOSCALER=karpenter       Karpenter launches the GPU node and removes it (the default);
 #   AUTOSCALER=none            one fixed GPU node instead
@@ -19,6 +20,5 @@ if [[ ${1:-up} == down ]]; then
 fi
 
 scripts/setup.sh            # idempotent: Debian packages, .venv, control-plane binaries
-echo "==> starting the local control plane '$SIESTA_CLUSTER_NAME'" >&2
-bash tests/cluster/up.sh >/dev/null
+# Then demo.py: Siesta's images, the control plane and its node, the chart, the request.
 exec .venv/bin/python scripts/demo.py up
