@@ -16,6 +16,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import shutil
 import threading
 import time
 from collections.abc import Iterator
@@ -47,6 +48,8 @@ MODELS = "ai"
 FILES = "files"
 MODEL = "tiny-real"
 PRESTOP_SECONDS = 5  # operator/render.py: the server's preStop sleep
+FLAKY_SERVER = Path(__file__).resolve().parents[1] / "support" / "flaky_file_server.py"
+CUT_AFTER = 128 * 1024  # the first download of the model ends here: it must resume
 
 
 @pytest.fixture(scope="module")
@@ -127,7 +130,12 @@ def test_install_runs_siesta_in_pods(real: Cluster, built: dict[str, str], tmp_p
 
 
 def _file_server(cluster: Cluster, built: dict[str, str], directory: Path) -> str:
-    """A pod serving `directory` over HTTP behind a Service; returns the Service's URL."""
+    """A pod serving `directory` over HTTP behind a Service; returns the Service's URL.
+
+    Its server (tests/support/flaky_file_server.py) drops the first download of each file
+    after CUT_AFTER bytes, so the model's download has to resume."""
+    shutil.copy(FLAKY_SERVER, directory / FLAKY_SERVER.name)
+    server_args = ["--directory", "/srv", "--port", "8000", "--cut-after", str(CUT_AFTER)]
     cluster.kubectl("create", "namespace", FILES, check=False)
     cluster.kubectl("wait", "--for=create", "serviceaccount/default", "-n", FILES, "--timeout=60s")
     labels = {"app": "models"}
@@ -144,7 +152,7 @@ def _file_server(cluster: Cluster, built: dict[str, str], directory: Path) -> st
                     "name": "http",
                     "image": built["SIESTA_SERVER_IMAGE"],
                     "imagePullPolicy": "Never",
-                    "command": ["python3", "-m", "http.server", "8000", "--directory", "/srv"],
+                    "command": ["python3", f"/srv/{FLAKY_SERVER.name}", *server_args],
                     "ports": [{"containerPort": 8000}],
                     "readinessProbe": {"tcpSocket": {"port": 8000}, "periodSeconds": 1},
                     "volumeMounts": [{"name": "files", "mountPath": "/srv", "readOnly": True}],
@@ -228,6 +236,7 @@ def test_a_request_wakes_a_model_in_a_real_pod(
     files.chmod(0o755)
     gguf = write_tiny_llama(files / "tiny.gguf")
     gguf.chmod(0o644)
+    assert gguf.stat().st_size > CUT_AFTER
     sha256 = hashlib.sha256(gguf.read_bytes()).hexdigest()
     files_url = _file_server(real, built, files)
     real.kubectl("create", "namespace", MODELS, check=False)
@@ -273,6 +282,12 @@ def test_a_request_wakes_a_model_in_a_real_pod(
         claim = real.get_json("pvc", "-n", MODELS)["items"][0]
         assert claim["status"]["phase"] == "Bound"
         assert claim["spec"]["storageClassName"] == "siesta-local"
+        # The download was cut once and resumed where it stopped: no second full download.
+        log = real.kubectl("logs", "-n", FILES, "models").stdout.splitlines()
+        gets = [json.loads(line) for line in log if line.startswith("{")]
+        assert gets[0] == {"path": "/tiny.gguf", "range": None, "sent": CUT_AFTER}, gets
+        assert len(gets) == 2, gets
+        assert gets[1]["range"] == f"bytes={CUT_AFTER}-", gets
 
         wait_for("the model back at zero", lambda: _replicas(real) == 0, timeout=120)
         wait_for("its pod gone", lambda: watch.gone_at, timeout=120)
