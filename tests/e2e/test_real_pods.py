@@ -5,10 +5,10 @@ gets a real node (kubelet + containerd + runc + CNI + kube-proxy, tests/cluster/
 Then, as a user would: `helm install` of charts/siesta with those images (operator and
 gateway run as containers in pods, in-cluster config, the chart's ServiceAccounts and
 securityContext), a CPU model served over http:// by a file server pod behind a Service
-(download into the cache PVC, cut once and resumed, sha256 check), woken from zero by the `openai` client through
-the gateway's Service, back to zero with its pod draining on the way out; `helm upgrade` to
-a new image tag rolls the control plane without waking the model; `helm uninstall` leaves
-nothing behind. The tests build on each other, in file order.
+(download into the cache PVC, cut once and resumed, sha256 check), woken from zero by the
+`openai` client through the gateway's Service, back to zero with its pod draining on the way
+out; `helm upgrade` to a new image tag rolls the control plane without waking the model;
+`helm uninstall` leaves nothing behind. The tests build on each other, in file order.
 """
 
 from __future__ import annotations
