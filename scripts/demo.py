@@ -7,10 +7,10 @@
 real node (kubelet + containerd, tests/cluster/node.sh) and installs Siesta as a user would,
 `helm upgrade --install` of charts/siesta: the operator and the gateway run as containers in
 pods on the real node. The gateway's Service is forwarded to 127.0.0.1 (`kubectl
-port-forward`). Then it applies a ModelDeployment backed by
-a tiny model (or the GGUF given), sends one request through the gateway while the model is
-at zero, and prints what happens until the model is back at zero. Everything keeps running
-afterwards so it can be tried by hand; `down` stops it.
+port-forward`). Then it applies a ModelDeployment backed by a tiny model (or the GGUF given),
+sends one request through the gateway while the model is at zero, and prints what happens
+until the model is back at zero. Everything keeps running afterwards so it can be tried by
+hand; `down` stops it.
 
 GPU nodes: by default (`--autoscaler karpenter`, `make demo AUTOSCALER=karpenter`) there is
 none at first: the demo applies the documented NodePools (deploy/nodegroups/karpenter-gpu.yaml,
@@ -266,7 +266,7 @@ def up(args: argparse.Namespace) -> int:
     STATE.mkdir(parents=True, exist_ok=True)
     for name in BACKGROUND:
         stop_background(name)
-    say("==> Siesta's images (make images: about 5 minutes once, then cached by content)")
+    say("==> Siesta's images (make images: minutes the first time, then cached by content)")
     built = images()
     say("==> the local control plane and its node real-0 (kubelet + containerd)")
     os.environ["SIESTA_REAL_NODE"] = "1"  # up.sh starts the node (tests/cluster/node.sh)
