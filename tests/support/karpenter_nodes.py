@@ -155,22 +155,24 @@ class Agent:
                 *argv, stdout=out, stderr=out, start_new_session=True
             )
         self.record(name, "kubelet-started")
-        if not booted_before:
-            await asyncio.sleep(self.config.gpu_delay)
-            gpus = gpu_count(instance_type)
-            labels = gfd_labels(instance_type)
-            await self.client.request(
-                "PATCH",
-                f"/api/v1/nodes/{name}",
-                {"metadata": {"labels": labels}},
-                content_type=MERGE,
-            )
-            if gpus:
-                gpu = {GPU_RESOURCE: str(gpus)}
-                await self._patch_status(name, {"capacity": gpu, "allocatable": gpu})
+        if booted_before:
+            await self._remove_startup_taint(name)  # had it stopped between the two steps
+            return
+        await asyncio.sleep(self.config.gpu_delay)
+        await self._discover_gpus(name, instance_type)
         await self._remove_startup_taint(name)
-        if not booted_before:
-            self.record(name, "gpu-ready")
+        self.record(name, "gpu-ready")
+
+    async def _discover_gpus(self, name: str, instance_type: str) -> None:
+        """GPU Feature Discovery's labels and the device plugin's nvidia.com/gpu."""
+        labels = gfd_labels(instance_type)
+        await self.client.request(
+            "PATCH", f"/api/v1/nodes/{name}", {"metadata": {"labels": labels}}, content_type=MERGE
+        )
+        gpus = gpu_count(instance_type)
+        if gpus:
+            gpu = {GPU_RESOURCE: str(gpus)}
+            await self._patch_status(name, {"capacity": gpu, "allocatable": gpu})
 
     async def _remove_startup_taint(self, name: str) -> None:
         """Take GPU_PENDING_TAINT off once Karpenter has registered the node (and so put it
