@@ -145,17 +145,27 @@ class Api:
         return leases, sts, pods, md
 
 
-def watch(api: Api, timeline: Timeline, stop: threading.Event) -> None:
-    """Poll the API (20/s) and narrate each change once."""
-    from kubernetes.client.exceptions import ApiException
+class Narrator:
+    """Reads the API once per `narrate()` and says each change once (the timeline dedups)."""
 
-    pod_seen_at: dict[str, float] = {}
-    while not stop.is_set():
+    def __init__(self, api: Api, timeline: Timeline) -> None:
+        self.api = api
+        self.timeline = timeline
+        self.pod_seen_at: dict[str, float] = {}
+        self._lock = threading.Lock()  # the watcher and the request's thread both narrate
+
+    def narrate(self) -> None:
+        with self._lock:
+            self._narrate()
+
+    def _narrate(self) -> None:
+        from kubernetes.client.exceptions import ApiException
+
+        timeline = self.timeline
         try:
-            leases, sts, pods, md = api.snapshot()
+            leases, sts, pods, md = self.api.snapshot()
         except (ApiException, KeyError, json.JSONDecodeError):
-            stop.wait(0.05)
-            continue
+            return
         for lease in leases:
             pending = lease["metadata"].get("annotations", {}).get(PENDING_ANNOTATION)
             if pending and pending != "0":
@@ -166,11 +176,11 @@ def watch(api: Api, timeline: Timeline, stop: threading.Event) -> None:
         if replicas == 0 and "up" in timeline.seen:
             timeline.mark("down", "operator scaled the StatefulSet 1 -> 0")
         for pod in pods:
-            _narrate_pod(pod, timeline, pod_seen_at)
-        if api.karpenter:
-            _narrate_karpenter_nodes(api, timeline)
+            _narrate_pod(pod, timeline, self.pod_seen_at)
+        if self.api.karpenter:
+            _narrate_karpenter_nodes(self.api, timeline)
         if "down" in timeline.seen and not pods:
-            if api.karpenter:
+            if self.api.karpenter:
                 timeline.mark("gone", "pod gone: the GPU node is empty; Karpenter will remove it")
             else:
                 timeline.mark("gone", "pod gone: the GPU node is idle and could be scaled away")
@@ -178,6 +188,12 @@ def watch(api: Api, timeline: Timeline, stop: threading.Event) -> None:
         idle = [r for r in reasons if "idle" in r]
         if "answered" in timeline.seen and idle:
             timeline.mark("idle", f"operator: {idle[0]}")
+
+
+def watch(narrator: Narrator, stop: threading.Event) -> None:
+    """Narrate what the API shows, 20 times a second."""
+    while not stop.is_set():
+        narrator.narrate()
         stop.wait(0.05)
 
 
@@ -315,9 +331,10 @@ def up(args: argparse.Namespace) -> int:
     api.snapshot()  # connect before the clock starts
     timeline = Timeline()
     stop = threading.Event()
-    watcher = threading.Thread(target=watch, args=(api, timeline, stop), daemon=True)
+    narrator = Narrator(api, timeline)
+    watcher = threading.Thread(target=watch, args=(narrator, stop), daemon=True)
     watcher.start()
-    answer = _ask(client, timeline)
+    answer = _ask(client, narrator)
     timeline.mark("answered", f"response complete: {answer!r} (random weights: no meaning)")
     wait_for("the model back at zero", lambda: "gone" in timeline.seen, 600)
     if karpenter:
@@ -454,7 +471,8 @@ def _aliases(url: str) -> set[str]:
         return set()
 
 
-def _ask(client: Any, timeline: Timeline) -> str:
+def _ask(client: Any, narrator: Narrator) -> str:
+    timeline = narrator.timeline
     timeline.mark("sent", f"request sent (model {MODEL!r}, 0 replicas)")
     stream = client.chat.completions.create(
         model=MODEL,
@@ -466,8 +484,11 @@ def _ask(client: Any, timeline: Timeline) -> str:
     text = ""
     for chunk in stream:
         delta = chunk.choices[0].delta.content if chunk.choices else None
-        if delta:
+        if delta and "first-token" not in timeline.seen:
+            # What let the answer through (the pod Ready) is in the API already: say it first.
+            narrator.narrate()
             timeline.mark("first-token", "first token received through the gateway")
+        if delta:
             text += delta
     return text[:60]
 
