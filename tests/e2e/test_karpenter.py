@@ -335,7 +335,10 @@ def test_a_node_whose_pod_is_still_loading_is_not_consolidated(
             assert seen.first(f"pod:{uid}:ready") is None, "the download ended too early"
             request.join(timeout=120)
             assert "error" not in answer, f"{answer.get('error')}\n{loop.logs()}"
-            assert seen.first(f"pod:{uid}:ready") is not None
+            # The answer needed the pod Ready; the recorder polls, so it may see it a bit later.
+            wait_for(
+                "the recorder seeing the pod Ready", lambda: seen.first(f"pod:{uid}:ready"), 10
+            )
             assert seen.first(f"pod:{uid}:gone") is None
             assert node_of(loop, "loading") == node
     finally:
