@@ -48,7 +48,7 @@ MODELS = "ai"
 FILES = "files"
 MODEL = "tiny-real"
 PRESTOP_SECONDS = 5  # operator/render.py: the server's preStop sleep
-FLAKY_SERVER = Path(__file__).resolve().parents[1] / "support" / "flaky_file_server.py"
+FLAKY_SERVER = Path(__file__).resolve().parents[1] / "support" / "file_servers.py"
 CUT_AFTER = 128 * 1024  # the first download of the model ends here: it must resume
 
 
@@ -132,7 +132,7 @@ def test_install_runs_siesta_in_pods(real: Cluster, built: dict[str, str], tmp_p
 def _file_server(cluster: Cluster, built: dict[str, str], directory: Path) -> str:
     """A pod serving `directory` over HTTP behind a Service; returns the Service's URL.
 
-    Its server (tests/support/flaky_file_server.py) drops the first download of each file
+    Its server (tests/support/file_servers.py, run as a script) drops the first download of each file
     after CUT_AFTER bytes, so the model's download has to resume."""
     shutil.copy(FLAKY_SERVER, directory / FLAKY_SERVER.name)
     server_args = ["--directory", "/srv", "--port", "8000", "--cut-after", str(CUT_AFTER)]

@@ -16,6 +16,7 @@ from pathlib import Path
 import httpx
 import pytest
 
+from support.file_servers import ModelFileServer
 from support.tiny_gguf import write_tiny_llama
 
 STARTUP_TIMEOUT_SECONDS = 60.0
@@ -150,74 +151,6 @@ def shared_server(launch_server: Launcher, tiny_model: Path) -> ServerProcess:
     return launch_server(
         "--model", str(tiny_model), "--alias", "tiny", "--parallel", "4", "--ctx-size", "2048"
     )
-
-
-class ModelFileServer:
-    """Serves one file over HTTP on 127.0.0.1, with Range support and injectable faults."""
-
-    def __init__(
-        self,
-        payload: bytes,
-        *,
-        cut_first_requests: int = 0,
-        cut_after_bytes: int = 0,
-        honour_ranges: bool = True,
-        seconds_per_chunk: float = 0.0,
-    ) -> None:
-        import http.server
-        import threading
-
-        self.payload = payload
-        self.range_headers: list[str | None] = []
-        owner = self
-
-        class Handler(http.server.BaseHTTPRequestHandler):
-            protocol_version = "HTTP/1.1"
-
-            def log_message(self, *_: object) -> None:
-                pass
-
-            def do_GET(self) -> None:
-                if self.path != "/model.gguf":
-                    self.send_error(404)
-                    return
-                header = self.headers.get("Range")
-                owner.range_headers.append(header)
-                start = 0
-                if header and honour_ranges:
-                    start = int(header.removeprefix("bytes=").split("-")[0])
-                body = owner.payload[start:]
-                self.send_response(206 if start else 200)
-                if start:
-                    self.send_header(
-                        "Content-Range", f"bytes {start}-{len(payload) - 1}/{len(payload)}"
-                    )
-                self.send_header("Content-Length", str(len(body)))
-                self.send_header("Accept-Ranges", "bytes")
-                self.end_headers()
-                cut = len(owner.range_headers) <= cut_first_requests
-                limit = cut_after_bytes if cut else len(body)
-                for offset in range(0, limit, 16 * 1024):
-                    self.wfile.write(body[offset : min(offset + 16 * 1024, limit)])
-                    self.wfile.flush()
-                    if seconds_per_chunk:
-                        time.sleep(seconds_per_chunk)
-                if cut:  # drop the connection mid-body, as a dying proxy or pod would
-                    self.close_connection = True
-                    self.connection.shutdown(socket.SHUT_RDWR)
-
-        self._server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self._server.daemon_threads = True
-        self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
-        self._thread.start()
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self._server.server_address[1]}/model.gguf"
-
-    def close(self) -> None:
-        self._server.shutdown()
-        self._server.server_close()
 
 
 @pytest.fixture

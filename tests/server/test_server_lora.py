@@ -25,10 +25,11 @@ import numpy as np
 import openai
 import pytest
 
+from support.file_servers import ModelFileServer
 from support.tiny_gguf import write_tiny_llama, write_tiny_lora
 
 if TYPE_CHECKING:
-    from conftest import Launcher, ModelFileServer, ServerProcess
+    from conftest import Launcher, ServerProcess
 
 pytestmark = pytest.mark.llama
 
@@ -47,8 +48,6 @@ def lora_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture(scope="module")
 def gamma_over_http(lora_dir: Path) -> Iterator[ModelFileServer]:
-    from conftest import ModelFileServer
-
     server = ModelFileServer((lora_dir / "gamma.gguf").read_bytes())
     yield server
     server.close()

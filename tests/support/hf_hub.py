@@ -16,6 +16,8 @@ import threading
 from dataclasses import dataclass, field
 from urllib.parse import unquote
 
+from support.file_servers import ranged_head
+
 
 @dataclass
 class HubRepo:
@@ -100,20 +102,8 @@ class FakeHub:
                     return
                 if digest in hub.corrupt:
                     content = content[:-1] + bytes([content[-1] ^ 0xFF])
-                start = 0
-                header = self.headers.get("Range")
-                if header:
-                    start = int(header.removeprefix("bytes=").split("-")[0])
-                body = content[start:]
-                self.send_response(206 if start else 200)
-                if start:
-                    self.send_header(
-                        "Content-Range", f"bytes {start}-{len(content) - 1}/{len(content)}"
-                    )
-                self.send_header("Content-Length", str(len(body)))
-                self.send_header("Accept-Ranges", "bytes")
-                self.end_headers()
-                self.wfile.write(body)
+                start = ranged_head(self, len(content))
+                self.wfile.write(content[start:])
 
         self._server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
         self._server.daemon_threads = True
