@@ -43,6 +43,45 @@ def ranged_head(
     return start
 
 
+class QuietHandler(http.server.BaseHTTPRequestHandler):
+    """HTTP/1.1 (keep-alive, as clients expect of a file server), no access log on stderr."""
+
+    protocol_version = "HTTP/1.1"
+
+    def log_message(self, *_: object) -> None:
+        pass
+
+
+def serve_in_thread(handler: type[http.server.BaseHTTPRequestHandler]) -> http.server.HTTPServer:
+    """A server for `handler` on a free port of 127.0.0.1, served by a daemon thread;
+    `shutdown()` then `server_close()` stop it."""
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    server.daemon_threads = True
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    return server
+
+
+def send_body(
+    request: http.server.BaseHTTPRequestHandler,
+    body: bytes,
+    *,
+    cut_after: int | None = None,
+    seconds_per_chunk: float = 0.0,
+) -> int:
+    """Write `body` in chunks; with `cut_after`, stop there and drop the connection mid-body,
+    as a dying proxy or node would. Returns the bytes sent."""
+    limit = len(body) if cut_after is None else min(cut_after, len(body))
+    for offset in range(0, limit, CHUNK):
+        request.wfile.write(body[offset : min(offset + CHUNK, limit)])
+        request.wfile.flush()
+        if seconds_per_chunk:
+            time.sleep(seconds_per_chunk)
+    if cut_after is not None:
+        request.close_connection = True
+        request.connection.shutdown(socket.SHUT_RDWR)
+    return limit
+
+
 class ModelFileServer:
     """Serves one file over HTTP on 127.0.0.1, with Range support and injectable faults."""
 
@@ -59,34 +98,22 @@ class ModelFileServer:
         self.range_headers: list[str | None] = []
         owner = self
 
-        class Handler(http.server.BaseHTTPRequestHandler):
-            protocol_version = "HTTP/1.1"
-
-            def log_message(self, *_: object) -> None:
-                pass
-
+        class Handler(QuietHandler):
             def do_GET(self) -> None:
                 if self.path != "/model.gguf":
                     self.send_error(404)
                     return
                 owner.range_headers.append(self.headers.get("Range"))
                 start = ranged_head(self, len(owner.payload), honour_ranges=honour_ranges)
-                body = owner.payload[start:]
                 cut = len(owner.range_headers) <= cut_first_requests
-                limit = cut_after_bytes if cut else len(body)
-                for offset in range(0, limit, CHUNK):
-                    self.wfile.write(body[offset : min(offset + CHUNK, limit)])
-                    self.wfile.flush()
-                    if seconds_per_chunk:
-                        time.sleep(seconds_per_chunk)
-                if cut:  # drop the connection mid-body, as a dying proxy or pod would
-                    self.close_connection = True
-                    self.connection.shutdown(socket.SHUT_RDWR)
+                send_body(
+                    self,
+                    owner.payload[start:],
+                    cut_after=cut_after_bytes if cut else None,
+                    seconds_per_chunk=seconds_per_chunk,
+                )
 
-        self._server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self._server.daemon_threads = True
-        self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
-        self._thread.start()
+        self._server = serve_in_thread(Handler)
 
     @property
     def url(self) -> str:
@@ -101,12 +128,7 @@ def directory_handler(directory: Path, cut_after: int) -> type[http.server.BaseH
     served: set[str] = set()
     lock = threading.Lock()
 
-    class Handler(http.server.BaseHTTPRequestHandler):
-        protocol_version = "HTTP/1.1"
-
-        def log_message(self, *_: object) -> None:
-            pass
-
+    class Handler(QuietHandler):
         def do_GET(self) -> None:
             path = (directory / self.path.lstrip("/")).resolve()
             if directory not in path.parents or not path.is_file():
@@ -117,16 +139,11 @@ def directory_handler(directory: Path, cut_after: int) -> type[http.server.BaseH
                 cut = self.path not in served
                 served.add(self.path)
             start = ranged_head(self, len(payload))
-            body = payload[start:]
-            limit = min(cut_after, len(body)) if cut else len(body)
-            for offset in range(0, limit, CHUNK):
-                self.wfile.write(body[offset : min(offset + CHUNK, limit)])
-            self.wfile.flush()
+            # Logged before the connection drops, so that the client's retry comes after it.
             header = self.headers.get("Range")
-            print(json.dumps({"path": self.path, "range": header, "sent": limit}), flush=True)
-            if cut:  # drop the connection mid-body, as a dying proxy or node would
-                self.close_connection = True
-                self.connection.shutdown(socket.SHUT_RDWR)
+            sent = min(cut_after, len(payload) - start) if cut else len(payload) - start
+            print(json.dumps({"path": self.path, "range": header, "sent": sent}), flush=True)
+            send_body(self, payload[start:], cut_after=cut_after if cut else None)
 
     return Handler
 

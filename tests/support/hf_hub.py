@@ -11,12 +11,10 @@ requests. Every request's Authorization header is recorded per path.
 from __future__ import annotations
 
 import hashlib
-import http.server
-import threading
 from dataclasses import dataclass, field
 from urllib.parse import unquote
 
-from support.file_servers import ranged_head
+from support.file_servers import QuietHandler, ranged_head, serve_in_thread
 
 
 @dataclass
@@ -41,12 +39,7 @@ class FakeHub:
         self.corrupt: set[str] = set()  # digests whose CDN bytes are damaged in transit
         hub = self
 
-        class Handler(http.server.BaseHTTPRequestHandler):
-            protocol_version = "HTTP/1.1"
-
-            def log_message(self, *_: object) -> None:
-                pass
-
+        class Handler(QuietHandler):
             def do_GET(self) -> None:
                 hub.seen.append(
                     Seen(self.path, self.headers.get("Authorization"), self.headers.get("Range"))
@@ -105,10 +98,7 @@ class FakeHub:
                 start = ranged_head(self, len(content))
                 self.wfile.write(content[start:])
 
-        self._server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self._server.daemon_threads = True
-        self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
-        self._thread.start()
+        self._server = serve_in_thread(Handler)
 
     @property
     def endpoint(self) -> str:
