@@ -375,24 +375,19 @@ def up(args: argparse.Namespace) -> int:
 
 def install_chart(cluster: Any, built: dict[str, str]) -> None:
     """helm upgrade --install of charts/siesta from the local images, onto the real node."""
-    import yaml
-
-    from support.helm import CHART, RELEASE, helm
+    from support.helm import CHART, RELEASE
     from support.helm import NAMESPACE as SIESTA_NAMESPACE
-    from support.real_node import chart_values
+    from support.real_node import helm_on, values_file
 
     say(
         f"==> helm upgrade --install {RELEASE} charts/siesta -n {SIESTA_NAMESPACE}"
         " (CRDs, RBAC, the operator and the gateway as pods)"
     )
-    values = STATE / "values.yaml"
-    values.write_text(yaml.safe_dump(chart_values(cluster, built)))
+    values = values_file(cluster, built, STATE / "values.yaml")
     t0 = time.monotonic()
-    helm(
-        "upgrade", "--install", RELEASE, str(CHART), "-n", SIESTA_NAMESPACE,
-        "--create-namespace", "-f", str(values), "--wait", "--timeout=5m",
-        "--kubeconfig", str(cluster.kubeconfig),
-        env=cluster.env, timeout=600,
+    helm_on(
+        cluster, "upgrade", "--install", RELEASE, str(CHART), "-n", SIESTA_NAMESPACE,
+        "--create-namespace", "-f", values, "--wait", "--timeout=5m",
     )  # fmt: skip
     pods = cluster.get_json("pods", "-n", SIESTA_NAMESPACE)["items"]
     for pod in pods:

@@ -25,20 +25,20 @@ from typing import Any
 
 import openai
 import pytest
-import yaml
 
 from siesta.api.contract import MODEL_LABEL
 from support.cluster import Cluster, wait_for
-from support.helm import CHART, NAMESPACE, RELEASE, helm
+from support.helm import CHART, NAMESPACE, RELEASE
 from support.real_node import (
     GPU_TOLERATION,
     NODE,
     NODE_SELECTOR,
-    chart_values,
+    helm_on,
     images,
     start_real_cluster,
     stop_real_cluster,
     tag_in_node,
+    values_file,
 )
 from support.tiny_gguf import write_tiny_llama
 
@@ -48,7 +48,7 @@ MODELS = "ai"
 FILES = "files"
 MODEL = "tiny-real"
 PRESTOP_SECONDS = 5  # operator/render.py: the server's preStop sleep
-FLAKY_SERVER = Path(__file__).resolve().parents[1] / "support" / "file_servers.py"
+FILE_SERVER_SCRIPT = Path(__file__).resolve().parents[1] / "support" / "file_servers.py"
 CUT_AFTER = 128 * 1024  # the first download of the model ends here: it must resume
 
 
@@ -76,15 +76,6 @@ def real(built: dict[str, str], cluster_name: str) -> Iterator[Cluster]:
         stop_real_cluster(cluster_name)
 
 
-def _helm(cluster: Cluster, *args: str) -> Any:
-    return helm(*args, "--kubeconfig", str(cluster.kubeconfig), env=cluster.env, timeout=600)
-
-
-def _values_file(cluster: Cluster, built: dict[str, str], path: Path, **kwargs: Any) -> str:
-    path.write_text(yaml.safe_dump(chart_values(cluster, built, **kwargs)))
-    return str(path)
-
-
 def _pods(cluster: Cluster, namespace: str, selector: str) -> list[dict[str, Any]]:
     items: list[dict[str, Any]] = cluster.get_json("pods", "-n", namespace, "-l", selector)["items"]
     return items
@@ -101,8 +92,8 @@ def _replicas(cluster: Cluster) -> int:
 
 
 def test_install_runs_siesta_in_pods(real: Cluster, built: dict[str, str], tmp_path: Path) -> None:
-    values = _values_file(real, built, tmp_path / "values.yaml")
-    _helm(
+    values = values_file(real, built, tmp_path / "values.yaml")
+    helm_on(
         real, "install", RELEASE, str(CHART), "-n", NAMESPACE, "--create-namespace",
         "-f", values, "--wait", "--timeout=5m",
     )  # fmt: skip
@@ -132,9 +123,9 @@ def test_install_runs_siesta_in_pods(real: Cluster, built: dict[str, str], tmp_p
 def _file_server(cluster: Cluster, built: dict[str, str], directory: Path) -> str:
     """A pod serving `directory` over HTTP behind a Service; returns the Service's URL.
 
-    Its server (tests/support/file_servers.py, run as a script) drops the first download of each file
-    after CUT_AFTER bytes, so the model's download has to resume."""
-    shutil.copy(FLAKY_SERVER, directory / FLAKY_SERVER.name)
+    Its server (tests/support/file_servers.py, run as a script) drops the first download of
+    each file after CUT_AFTER bytes, so the model's download has to resume."""
+    shutil.copy(FILE_SERVER_SCRIPT, directory / FILE_SERVER_SCRIPT.name)
     server_args = ["--directory", "/srv", "--port", "8000", "--cut-after", str(CUT_AFTER)]
     cluster.kubectl("create", "namespace", FILES, check=False)
     cluster.kubectl("wait", "--for=create", "serviceaccount/default", "-n", FILES, "--timeout=60s")
@@ -152,7 +143,7 @@ def _file_server(cluster: Cluster, built: dict[str, str], directory: Path) -> st
                     "name": "http",
                     "image": built["SIESTA_SERVER_IMAGE"],
                     "imagePullPolicy": "Never",
-                    "command": ["python3", f"/srv/{FLAKY_SERVER.name}", *server_args],
+                    "command": ["python3", f"/srv/{FILE_SERVER_SCRIPT.name}", *server_args],
                     "ports": [{"containerPort": 8000}],
                     "readinessProbe": {"tcpSocket": {"port": 8000}, "periodSeconds": 1},
                     "volumeMounts": [{"name": "files", "mountPath": "/srv", "readOnly": True}],
@@ -305,9 +296,9 @@ def test_upgrade_rolls_the_control_plane_without_waking_models(
     new_tag = built["SIESTA_IMAGE"].rpartition(":")[2] + "-next"
     new_image = built["SIESTA_IMAGE"].rpartition(":")[0] + ":" + new_tag
     tag_in_node(cluster_name, built["SIESTA_IMAGE"], new_image)
-    values = _values_file(real, built, tmp_path / "values.yaml", tag=new_tag)
+    values = values_file(real, built, tmp_path / "values.yaml", tag=new_tag)
     with PodWatch(real) as watch:
-        _helm(
+        helm_on(
             real, "upgrade", RELEASE, str(CHART), "-n", NAMESPACE, "-f", values,
             "--wait", "--timeout=5m",
         )  # fmt: skip
@@ -331,7 +322,7 @@ def test_upgrade_rolls_the_control_plane_without_waking_models(
 def test_uninstall_leaves_nothing_behind(real: Cluster) -> None:
     # Models first, while the operator runs (it removes its finalizer), then the release.
     real.kubectl("delete", "modeldeployment", MODEL, "-n", MODELS, "--timeout=120s")
-    _helm(real, "uninstall", RELEASE, "-n", NAMESPACE, "--wait", "--timeout=3m")
+    helm_on(real, "uninstall", RELEASE, "-n", NAMESPACE, "--wait", "--timeout=3m")
     selector = f"app.kubernetes.io/instance={RELEASE}"
     kinds = "deployments,services,serviceaccounts,configmaps,roles,rolebindings"
     left = real.kubectl("get", kinds, "-A", "-l", selector, "-o", "name").stdout.split()

@@ -4,7 +4,7 @@
 the references it built. ``start_real_cluster(name)`` starts a control plane of its own with a
 real node (tests/cluster/up.sh with SIESTA_REAL_NODE=1: kubelet + containerd, node.sh).
 ``chart_values(...)`` are the Helm values that install the chart from those local images onto
-that node.
+that node (``values_file`` writes them, ``helm_on`` runs helm against the cluster).
 """
 
 from __future__ import annotations
@@ -17,7 +17,10 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlparse
 
+import yaml
+
 from support.cluster import Cluster, start_cluster, stop_cluster
+from support.helm import helm
 
 ROOT = Path(__file__).resolve().parents[2]
 NODE = "real-0"
@@ -107,6 +110,19 @@ def chart_values(cluster: Cluster, built: dict[str, str], *, tag: str | None = N
         },
         "gateway": {"replicas": 1, "extraEnv": api_server_env(cluster), **placement},
     }
+
+
+def values_file(
+    cluster: Cluster, built: dict[str, str], path: Path, *, tag: str | None = None
+) -> str:
+    """`chart_values` written to `path` for `helm -f`; returns the path."""
+    path.write_text(yaml.safe_dump(chart_values(cluster, built, tag=tag)))
+    return str(path)
+
+
+def helm_on(cluster: Cluster, *args: str) -> subprocess.CompletedProcess[str]:
+    """helm against `cluster`, with time for `--wait` on a real node."""
+    return helm(*args, "--kubeconfig", str(cluster.kubeconfig), env=cluster.env, timeout=600)
 
 
 def tag_in_node(cluster_name: str, source: str, target: str) -> None:
