@@ -273,11 +273,11 @@ def model_file(given: str | None) -> Path:
 
 
 def up(args: argparse.Namespace) -> int:
-    from support.cluster import start_cluster, wait_for
+    from support.cluster import wait_for
     from support.gateway_env import model_manifest
     from support.helm import NAMESPACE as SIESTA_NAMESPACE
     from support.procs import http_status
-    from support.real_node import images
+    from support.real_node import images, start_real_cluster
 
     STATE.mkdir(parents=True, exist_ok=True)
     for name in BACKGROUND:
@@ -285,8 +285,9 @@ def up(args: argparse.Namespace) -> int:
     say("==> Siesta's images (make images: minutes the first time, then cached by content)")
     built = images()
     say("==> the local control plane and its node real-0 (kubelet + containerd)")
-    os.environ["SIESTA_REAL_NODE"] = "1"  # up.sh starts the node (tests/cluster/node.sh)
-    cluster = start_cluster()
+    cluster = start_real_cluster(
+        os.environ.get("SIESTA_CLUSTER_NAME", "siesta-demo"), karpenter=True
+    )
     model = model_file(args.model)
     say(f"==> control plane: {cluster.apiserver} (kubeconfig {cluster.kubeconfig})")
     say(f"    images: {built['SIESTA_IMAGE']}, {built['SIESTA_SERVER_IMAGE']}")

@@ -45,13 +45,13 @@ def images() -> dict[str, str]:
 
 
 @contextmanager
-def cluster_env(name: str) -> Iterator[None]:
-    """SIESTA_CLUSTER_NAME=name, SIESTA_REAL_NODE=1 (and no Karpenter) for the scripts."""
+def cluster_env(name: str, *, karpenter: bool = False) -> Iterator[None]:
+    """SIESTA_CLUSTER_NAME=name, SIESTA_REAL_NODE=1 (Karpenter only if asked) for the scripts."""
     keys = ("SIESTA_CLUSTER_NAME", "SIESTA_REAL_NODE", "SIESTA_KARPENTER")
     saved = {k: os.environ.get(k) for k in keys}
     os.environ["SIESTA_CLUSTER_NAME"] = name
     os.environ["SIESTA_REAL_NODE"] = "1"
-    os.environ["SIESTA_KARPENTER"] = "0"
+    os.environ["SIESTA_KARPENTER"] = "1" if karpenter else "0"
     try:
         yield
     finally:
@@ -62,8 +62,8 @@ def cluster_env(name: str) -> Iterator[None]:
                 os.environ[key] = value
 
 
-def start_real_cluster(name: str) -> Cluster:
-    with cluster_env(name):
+def start_real_cluster(name: str, *, karpenter: bool = False) -> Cluster:
+    with cluster_env(name, karpenter=karpenter):
         return start_cluster()
 
 

@@ -1,5 +1,6 @@
 """ModelLoop.step against a Kube that records its calls and fails where told: what a failed
-write leaves for the next step (no cluster: the API server is the integration tests' part)."""
+write leaves for the next step. A stand-in, not the API server: a real one cannot be made to
+refuse exactly one status write while its watch still shows the replicas from before."""
 
 from __future__ import annotations
 
