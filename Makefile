@@ -60,8 +60,8 @@ check-generated:
 images: setup
 	PYTHON=$(CURDIR)/$(PY) scripts/images.sh
 
--include tests/cluster/cluster.mk
--include tests/cluster/karpenter.mk
+-include kit/cluster/cluster.mk
+-include kit/cluster/karpenter.mk
 -include scripts/demo.mk
 
 ## chart-golden: rewrite the chart's golden renders (tests/chart/golden/) after an intended change

@@ -1,10 +1,10 @@
 """`make demo`: Siesta's whole loop on this machine, as a user installs it, narrated.
 
-    PYTHONPATH=tests .venv/bin/python scripts/demo.py up [--model PATH] [--port 8080]
-    PYTHONPATH=tests .venv/bin/python scripts/demo.py down
+    PYTHONPATH=kit:tests .venv/bin/python scripts/demo.py up [--model PATH] [--port 8080]
+    PYTHONPATH=kit:tests .venv/bin/python scripts/demo.py down
 
 `up` builds Siesta's images (`make images`, cached), starts the local control plane with its
-real node (kubelet + containerd, tests/cluster/node.sh) and installs Siesta as a user would,
+real node (kubelet + containerd, kit/cluster/node.sh) and installs Siesta as a user would,
 `helm upgrade --install` of charts/siesta: the operator and the gateway run as containers in
 pods on the real node. The gateway's Service is forwarded to 127.0.0.1 (`kubectl
 port-forward`). Then it applies a ModelDeployment backed by a tiny model (or the GGUF given),
@@ -18,7 +18,7 @@ with a KWOKNodeClass), Karpenter launches a g4dn node for the waking model's pod
 for the GPU Operator labels it, and after the model sleeps Karpenter removes it again
 (consolidateAfter 1m); the timeline shows each step. With `--autoscaler none` one GPU node
 is always there. No GPU here: on those nodes a process kubelet runs the model's pod as a
-local siesta-server process (tests/support/process_kubelet.py).
+local siesta-server process (kit/localworld/process_kubelet.py).
 """
 
 from __future__ import annotations
@@ -263,7 +263,7 @@ def model_file(given: str | None) -> Path:
         if not path.is_file():
             sys.exit(f"demo: MODEL={given}: no such file")
         return path
-    from support.tiny_gguf import write_tiny_llama
+    from localworld.tiny_gguf import write_tiny_llama
 
     path = STATE / "models" / "tiny.gguf"
     if not path.exists():
@@ -273,11 +273,11 @@ def model_file(given: str | None) -> Path:
 
 
 def up(args: argparse.Namespace) -> int:
-    from support.cluster import wait_for
-    from support.gateway_env import model_manifest
-    from support.helm import NAMESPACE as SIESTA_NAMESPACE
-    from support.procs import http_status
-    from support.real_node import images, start_real_cluster
+    from localworld.cluster import wait_for
+    from localworld.gateway_env import model_manifest
+    from localworld.helm import NAMESPACE as SIESTA_NAMESPACE
+    from localworld.procs import http_status
+    from localworld.real_node import images, start_real_cluster
 
     STATE.mkdir(parents=True, exist_ok=True)
     for name in BACKGROUND:
@@ -376,9 +376,9 @@ def up(args: argparse.Namespace) -> int:
 
 def install_chart(cluster: Any, built: dict[str, str]) -> None:
     """helm upgrade --install of charts/siesta from the local images, onto the real node."""
-    from support.helm import CHART, RELEASE
-    from support.helm import NAMESPACE as SIESTA_NAMESPACE
-    from support.real_node import helm_on, values_file
+    from localworld.helm import CHART, RELEASE
+    from localworld.helm import NAMESPACE as SIESTA_NAMESPACE
+    from localworld.real_node import helm_on, values_file
 
     say(
         f"==> helm upgrade --install {RELEASE} charts/siesta -n {SIESTA_NAMESPACE}"
@@ -402,15 +402,15 @@ def install_chart(cluster: Any, built: dict[str, str]) -> None:
 
 def start_static_node(cluster: Any, model: Path) -> dict[str, Any]:
     """One GPU node that is always there, run by a process kubelet; returns spec.gpu."""
-    from support import process_kubelet
-    from support.cluster import wait_for
-    from support.nodes import PROCESS_KUBELET_TOLERATIONS, node_ready
+    from localworld import process_kubelet
+    from localworld.cluster import wait_for
+    from localworld.nodes import PROCESS_KUBELET_TOLERATIONS, node_ready
 
     say(f"==> GPU node {NODE}: pods there run as local processes (process kubelet)")
     kubelet_argv = process_kubelet.command(
         cluster.kubeconfig, NODE, NODE_INDEX, model.parent, STATE / "pods", NODE_LABEL
     )
-    start_background("kubelet", kubelet_argv, {"PYTHONPATH": str(ROOT / "tests")})
+    start_background("kubelet", kubelet_argv, {"PYTHONPATH": str(ROOT / "kit")})
     wait_for(f"node {NODE} Ready", lambda: _quiet(node_ready, cluster.kubeconfig, NODE), 60)
     return {"count": 1, "nodeSelector": NODE_LABEL, "tolerations": PROCESS_KUBELET_TOLERATIONS}
 
@@ -421,8 +421,8 @@ KARPENTER_LOG = "{cluster}/karpenter/karpenter.log"
 def start_karpenter_nodes(cluster: Any, model: Path) -> dict[str, Any]:
     """The documented NodePools and the node agent (kubelet + GPU Operator stand-in for
     each node Karpenter launches); returns spec.gpu for a T4 model on Karpenter's nodes."""
-    from support.karpenter import apply_nodepools, gpu_spec
-    from support.karpenter_nodes import command
+    from localworld.karpenter import apply_nodepools, gpu_spec
+    from localworld.karpenter_nodes import command
 
     if cluster.kubectl("get", "crd", "nodepools.karpenter.sh", check=False).returncode != 0:
         sys.exit("demo: Karpenter is not running: start the cluster without SIESTA_KARPENTER=0")
@@ -435,7 +435,7 @@ def start_karpenter_nodes(cluster: Any, model: Path) -> dict[str, Any]:
         float(os.environ.get("SIESTA_GPU_DELAY", "5")),
         STATE / "node-events.jsonl",
     )
-    start_background("karpenter-nodes", argv, {"PYTHONPATH": str(ROOT / "tests")})
+    start_background("karpenter-nodes", argv, {"PYTHONPATH": str(ROOT / "kit")})
     say("    no GPU node yet: Karpenter launches one when a model's pod is Pending")
     return gpu_spec("Tesla-T4")
 
@@ -459,7 +459,7 @@ def _replicas(cluster: Any) -> int | None:
 
 
 def _aliases(url: str) -> set[str]:
-    from support.gateway_env import get_json
+    from localworld.gateway_env import get_json
 
     try:
         return {m["id"] for m in get_json(f"{url}/v1/models")["data"]}

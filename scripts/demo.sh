@@ -11,11 +11,11 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export SIESTA_CLUSTER_NAME=${SIESTA_CLUSTER_NAME:-siesta-demo}
-export PYTHONPATH="$PWD/tests${PYTHONPATH:+:$PYTHONPATH}"
+export PYTHONPATH="$PWD/kit:$PWD/tests${PYTHONPATH:+:$PYTHONPATH}"
 
 if [[ ${1:-up} == down ]]; then
   [[ -x .venv/bin/python ]] && .venv/bin/python scripts/demo.py down || true
-  bash tests/cluster/down.sh
+  bash kit/cluster/down.sh
   exit 0
 fi
 

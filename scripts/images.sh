@@ -7,7 +7,7 @@
 #   localhost/siesta:<hash>         operator/Dockerfile (operator + gateway)
 #   localhost/siesta-server:<hash>  server/Dockerfile, CPU variant
 #   localhost/pause:<key>           the pod sandbox image of the test node's containerd
-#                                   (tests/cluster/cmd/pause, a static Go binary)
+#                                   (kit/cluster/cmd/pause, a static Go binary)
 #
 # Each tag is a hash of what goes into the image (its Dockerfile, sources, the wheels, the
 # base), so an unchanged tree is not rebuilt: a warm run takes seconds. The Python images
@@ -162,7 +162,7 @@ build_image() {
 
 # --- the pause image -----------------------------------------------------------------------
 pause_image() {
-  local key ref archive src=$ROOT/tests/cluster/cmd/pause
+  local key ref archive src=$ROOT/kit/cluster/cmd/pause
   key=$(tree_hash "$src")
   ref=localhost/pause:$key
   archive=$IMAGES_DIR/pause-$key.tar
@@ -170,7 +170,7 @@ pause_image() {
     log "building $ref"
     local work container
     work=$(mktemp -d "$IMAGES_DIR/.pause.XXXXXX")
-    (cd "$ROOT/tests/cluster" && CGO_ENABLED=0 go build -trimpath -ldflags '-s -w' -o "$work/pause" ./cmd/pause)
+    (cd "$ROOT/kit/cluster" && CGO_ENABLED=0 go build -trimpath -ldflags '-s -w' -o "$work/pause" ./cmd/pause)
     container=$(buildah from scratch)
     buildah copy -q "$container" "$work/pause" /pause >/dev/null
     buildah config --entrypoint '["/pause"]' --user 65535:65535 "$container"

@@ -10,7 +10,7 @@
   integration tests apply to run the real operator and gateway as their ServiceAccounts.
 
 Helm-only labels (helm.sh/chart, managed-by: Helm) are left out: kubectl owns these objects.
-Helm comes from $HELM, the test cluster's bin directory (tests/cluster/env.sh) or PATH.
+Helm comes from $HELM, the test cluster's bin directory (kit/cluster/env.sh) or PATH.
 """
 
 from __future__ import annotations
@@ -36,7 +36,7 @@ HELM_ONLY = re.compile(r"^\s+(helm\.sh/chart: .*|app\.kubernetes\.io/managed-by:
 def helm() -> str:
     if os.environ.get("HELM"):
         return os.environ["HELM"]
-    script = ROOT / "tests" / "cluster" / "env.sh"
+    script = ROOT / "kit" / "cluster" / "env.sh"
     found = subprocess.run(
         ["bash", "-c", f'. "{script}"; printf %s "$CLUSTER_BIN_DIR"'],
         capture_output=True,

@@ -66,8 +66,8 @@ install_debian_packages
 install_container_tools
 install_python
 install_lint_tools
-if [ "${SIESTA_SKIP_CLUSTER_BUILD:-}" != "1" ] && [ -x tests/cluster/build.sh ]; then
+if [ "${SIESTA_SKIP_CLUSTER_BUILD:-}" != "1" ] && [ -x kit/cluster/build.sh ]; then
   log "building the control plane (cached)"
-  tests/cluster/build.sh >&2
+  kit/cluster/build.sh >&2
 fi
 log "setup complete"

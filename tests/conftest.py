@@ -1,3 +1,3 @@
-"""Shared pytest fixtures: see tests/support/."""
+"""Shared pytest fixtures: see kit/localworld/."""
 
-from support.cluster import cluster, namespace  # noqa: F401
+from localworld.cluster import cluster, namespace  # noqa: F401

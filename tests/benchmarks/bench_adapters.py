@@ -36,7 +36,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from bench_server import FULL_MODEL, QUICK_MODEL, ModelSpec, free_port, prompt_text
 from server_native import cache_root
 
-from support.tiny_gguf import write_tiny_llama, write_tiny_lora
+from localworld.tiny_gguf import write_tiny_llama, write_tiny_lora
 
 ADAPTERS = ("support", "sales", "legal")
 EOS_TOKEN = 2

@@ -1,6 +1,6 @@
 """What the gateway and the loop add: cold-start overhead, warm latency and throughput.
 
-    PYTHONPATH=tests .venv/bin/python tests/benchmarks/bench_gateway.py [--cold 5] [--warm 300]
+    PYTHONPATH=kit:tests .venv/bin/python tests/benchmarks/bench_gateway.py [--cold 5] [--warm 300]
 
 Runs the real loop on the local control plane (SIESTA_CLUSTER_NAME, default "siesta"):
 operator and gateway as processes with their ServiceAccounts, a process-kubelet GPU node,
@@ -45,11 +45,11 @@ import httpx
 
 from siesta.api.contract import MODEL_LABEL
 from siesta.gateway.kube import ApiError, KubeClient, load_config
-from support.cluster import start_cluster, wait_for
-from support.full_loop import start_process_kubelet
-from support.gateway_env import gateway_kubeconfig, model_manifest
-from support.operator_env import install, operator_kubeconfig
-from support.procs import BIN, free_port, http_status, start, start_gateway, start_server
+from localworld.cluster import start_cluster, wait_for
+from localworld.full_loop import start_process_kubelet
+from localworld.gateway_env import gateway_kubeconfig, model_manifest
+from localworld.operator_env import install, operator_kubeconfig
+from localworld.procs import BIN, free_port, http_status, start, start_gateway, start_server
 
 NAMESPACE = "bench-gateway"
 MODEL = "bench"
@@ -256,7 +256,7 @@ def main() -> int:
     work = Path(tempfile.mkdtemp(prefix="bench-gateway-"))
     cluster = start_cluster()
     install(cluster)
-    from support.tiny_gguf import write_tiny_llama
+    from localworld.tiny_gguf import write_tiny_llama
 
     write_tiny_llama(work / "tiny.gguf")
     procs = [start_process_kubelet(cluster, NODE, 4, LABEL, work, work / "kubelet")]

@@ -8,7 +8,7 @@ provisioning and model load times are the ones measured in the run and whose aut
 Karpenter (consolidateAfter as in the NodePool). It prints node-seconds and cost for both
 and the simulator's error. A script, not a test (about 12 minutes):
 
-    make cluster-up && PYTHONPATH=tests .venv/bin/python tests/benchmarks/bench_karpenter_day.py
+    make cluster-up && PYTHONPATH=kit:tests .venv/bin/python tests/benchmarks/bench_karpenter_day.py
 
 The day, in minutes after the next full minute B (real time: the gateway's activity
 timestamps and the operator's clock must agree, so no clock offset): a night request at
@@ -37,9 +37,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import openai
 import yaml
 
-from support.cluster import start_cluster
-from support.gateway_env import gateway_kubeconfig, model_manifest
-from support.karpenter import (
+from localworld.cluster import start_cluster
+from localworld.gateway_env import gateway_kubeconfig, model_manifest
+from localworld.karpenter import (
     Recorder,
     apply_nodepools,
     delete_nodepools,
@@ -47,9 +47,9 @@ from support.karpenter import (
     nodepool,
     start_node_agent,
 )
-from support.operator_env import OperatorAccess, OperatorRunner, install, operator_kubeconfig
-from support.procs import BIN, start_gateway
-from support.tiny_gguf import write_tiny_llama
+from localworld.operator_env import OperatorAccess, OperatorRunner, install, operator_kubeconfig
+from localworld.procs import BIN, start_gateway
+from localworld.tiny_gguf import write_tiny_llama
 
 MODEL = "office"
 NIGHT_REQUEST = 15.0  # seconds after the day starts (30 s before B)

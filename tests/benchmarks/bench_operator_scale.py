@@ -5,7 +5,7 @@ Runs against the real test control plane (started if needed, or the one named by
 SIESTA_CLUSTER_NAME), with `siesta operator` as a subprocess authenticated as its own
 ServiceAccount (as tests/benchmarks/bench_operator_wake.py). A script, not a test:
 
-    PYTHONPATH=tests .venv/bin/python tests/benchmarks/bench_operator_scale.py --sizes 100,500,1000
+    PYTHONPATH=kit:tests .venv/bin/python tests/benchmarks/bench_operator_scale.py --sizes 100,500,1000
 
 For each size N, in a fresh namespace:
 
@@ -26,7 +26,7 @@ For each size N, in a fresh namespace:
 Then the namespace is deleted (operator stopped, finalizers removed) and waited for.
 
 Every ModelDeployment takes one ClusterIP (its Service NAME). kube-apiserver's default
---service-cluster-ip-range (10.0.0.0/24) holds only ~250 Services, so tests/cluster/up.sh
+--service-cluster-ip-range (10.0.0.0/24) holds only ~250 Services, so kit/cluster/up.sh
 starts the API server with 10.96.0.0/16; a cluster started before that change stalls near
 250 models with "failed to allocate a serviceIP: range is full" (make cluster-down first).
 """
@@ -54,8 +54,8 @@ import yaml
 from kubernetes import client, config, watch
 
 from siesta.api.contract import API_VERSION, GROUP, MODEL_LABEL, PLURAL, VERSION
-from support.cluster import Cluster, start_cluster
-from support.operator_env import (
+from localworld.cluster import Cluster, start_cluster
+from localworld.operator_env import (
     OperatorAccess,
     OperatorRunner,
     RunningOperator,

@@ -30,8 +30,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from kubernetes import client, config, watch
 
-from support.cluster import start_cluster
-from support.operator_env import (
+from localworld.cluster import start_cluster
+from localworld.operator_env import (
     OperatorAccess,
     OperatorRunner,
     demand_lease,

@@ -38,7 +38,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from server_native import LLAMA_CPP_PYTHON_VERSION, cache_root, native_server
 
-from support.tiny_gguf import WORDS, write_tiny_llama
+from localworld.tiny_gguf import WORDS, write_tiny_llama
 
 EOS_TOKEN = 2  # tiny_gguf's </s>; banned so every request generates exactly max_tokens
 

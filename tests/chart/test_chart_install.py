@@ -2,7 +2,7 @@
 
 These tests install cluster-scoped objects (the ModelDeployment CRD, ClusterRoles, the
 ClusterKopfPeering) and uninstall them again, which would pull the CRD from under every other
-test of the session. So they get a control plane of their own (the same tests/cluster
+test of the session. So they get a control plane of their own (the same kit/cluster
 scripts, cluster name `<SIESTA_CLUSTER_NAME>-chart`), started once for this module.
 
 Pods of the chart's Deployments cannot run real containers here (kwok marks them Running),
@@ -28,10 +28,10 @@ from typing import Any
 import pytest
 import yaml
 
-from support.cluster import Cluster, start_cluster, stop_cluster
-from support.helm import CHART, NAMESPACE, RELEASE, ROOT, helm
-from support.operator_env import wait_for
-from support.procs import BIN, Proc, free_port, start, start_gateway
+from localworld.cluster import Cluster, start_cluster, stop_cluster
+from localworld.helm import CHART, NAMESPACE, RELEASE, ROOT, helm
+from localworld.operator_env import wait_for
+from localworld.procs import BIN, Proc, free_port, start, start_gateway
 
 pytestmark = pytest.mark.cluster
 

@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 
 from siesta.operator import render
-from support.helm import CHART, find, objects, template
+from localworld.helm import CHART, find, objects, template
 
 EKS = str(CHART / "ci" / "eks-values.yaml")
 
@@ -129,7 +129,7 @@ def test_gateway_gets_the_model_server_key_as_a_file() -> None:
     ],
 )
 def test_schema_rejects_bad_network_values(values: list[str], message: str) -> None:
-    from support.helm import helm
+    from localworld.helm import helm
 
     result = helm("template", "x", str(CHART), *values, check=False)
     assert result.returncode != 0

@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 import yaml
 
-from support.helm import CHART, ROOT, find, helm, objects, template
+from localworld.helm import CHART, ROOT, find, helm, objects, template
 
 GOLDEN = Path(__file__).parent / "golden"
 SCENARIOS = {"default": None} | {

@@ -1,4 +1,4 @@
-"""The full loop (tests/support/full_loop.py) on a process-kubelet node of this directory's own.
+"""The full loop (kit/localworld/full_loop.py) on a process-kubelet node of this directory's own.
 
 `loop` needs a `process_kubelet`; the one of tests/e2e is session-scoped and would run
 beside this one for the rest of the session, so these tests get their own node and label.
@@ -9,10 +9,10 @@ from pathlib import Path
 
 import pytest
 
-from support.cluster import Cluster
-from support.full_loop import gateway_access, loop, model_dir, start_process_kubelet  # noqa: F401
-from support.operator_env import operator_access, operator_runner  # noqa: F401
-from support.procs import Proc
+from localworld.cluster import Cluster
+from localworld.full_loop import gateway_access, loop, model_dir, start_process_kubelet  # noqa: F401
+from localworld.operator_env import operator_access, operator_runner  # noqa: F401
+from localworld.procs import Proc
 
 NODE = "proc-gpu-clients"
 NODE_INDEX = 17  # pod addresses 10.244.17.N

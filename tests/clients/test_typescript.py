@@ -18,11 +18,11 @@ from typing import Any
 
 import pytest
 
-from support.cluster import wait_for
-from support.full_loop import NOWHERE, Loop
-from support.gateway_env import model_manifest
-from support.procs import Proc, start_server
-from support.tiny_gguf import write_tiny_llama
+from localworld.cluster import wait_for
+from localworld.full_loop import NOWHERE, Loop
+from localworld.gateway_env import model_manifest
+from localworld.procs import Proc, start_server
+from localworld.tiny_gguf import write_tiny_llama
 
 ROOT = Path(__file__).resolve().parents[2]
 CLIENT = ROOT / "clients" / "typescript"

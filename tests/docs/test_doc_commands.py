@@ -18,9 +18,9 @@ from pathlib import Path
 
 import pytest
 
-from support.cluster import cluster_paths
-from support.helm import helm_binary
-from support.procs import BIN
+from localworld.cluster import cluster_paths
+from localworld.helm import helm_binary
+from localworld.procs import BIN
 
 ROOT = Path(__file__).resolve().parents[2]
 DOCS = sorted([*(ROOT / "docs").glob("*.md"), ROOT / "charts" / "siesta" / "README.md"])

@@ -17,9 +17,9 @@ from pathlib import Path
 
 import pytest
 
-from support.cluster import cluster_paths
-from support.gateway_env import get_json
-from support.procs import free_port
+from localworld.cluster import cluster_paths
+from localworld.gateway_env import get_json
+from localworld.procs import free_port
 
 pytestmark = [pytest.mark.e2e, pytest.mark.cluster, pytest.mark.llama]
 

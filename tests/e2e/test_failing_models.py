@@ -15,10 +15,10 @@ from typing import Any
 import httpx
 import pytest
 
-from support.cluster import wait_for
-from support.full_loop import Loop
-from support.operator_env import condition, status
-from support.prometheus_env import Prometheus
+from localworld.cluster import wait_for
+from localworld.full_loop import Loop
+from localworld.operator_env import condition, status
+from localworld.prometheus_env import Prometheus
 
 pytestmark = [pytest.mark.e2e, pytest.mark.cluster, pytest.mark.llama]
 

@@ -14,9 +14,9 @@ import httpx
 import openai
 import pytest
 
-from support.cluster import wait_for
-from support.full_loop import NOWHERE, Loop, run_concurrently
-from support.gateway_env import demand_leases, metric
+from localworld.cluster import wait_for
+from localworld.full_loop import NOWHERE, Loop, run_concurrently
+from localworld.gateway_env import demand_leases, metric
 
 pytestmark = [pytest.mark.e2e, pytest.mark.cluster, pytest.mark.llama]
 

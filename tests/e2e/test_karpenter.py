@@ -3,8 +3,8 @@ once the model sleeps.
 
 Karpenter (its kwok provider, built from sigs.k8s.io/karpenter) runs with the control plane;
 the NodePools are those of deploy/nodegroups/karpenter-gpu.yaml with a KWOKNodeClass
-(tests/support/karpenter.py). A node Karpenter creates gets a process kubelet and a GPU
-Feature Discovery stand-in (tests/support/karpenter_nodes.py): its pods are real
+(kit/localworld/karpenter.py). A node Karpenter creates gets a process kubelet and a GPU
+Feature Discovery stand-in (kit/localworld/karpenter_nodes.py): its pods are real
 siesta-server processes, answering the `openai` client through the gateway.
 """
 
@@ -22,10 +22,10 @@ from typing import Any
 
 import pytest
 
-from support.cluster import holds, wait_for
-from support.full_loop import Loop
-from support.gateway_env import metric
-from support.karpenter import (
+from localworld.cluster import holds, wait_for
+from localworld.full_loop import Loop
+from localworld.gateway_env import metric
+from localworld.karpenter import (
     NodeAgent,
     Recorder,
     gpu_spec,
@@ -33,8 +33,8 @@ from support.karpenter import (
     nodeclaims,
     nodepool,
 )
-from support.localnet import HOST_ADDRESS, ensure_pod_network
-from support.operator_env import sts_replicas
+from localworld.localnet import HOST_ADDRESS, ensure_pod_network
+from localworld.operator_env import sts_replicas
 
 pytestmark = [pytest.mark.e2e, pytest.mark.cluster, pytest.mark.llama]
 

@@ -1,7 +1,7 @@
 """The user's path on a real node: Siesta's images, the chart, a model woken from zero.
 
 `make images` builds the images; a control plane of its own (`<SIESTA_CLUSTER_NAME>-pods`)
-gets a real node (kubelet + containerd + runc + CNI + kube-proxy, tests/cluster/node.sh).
+gets a real node (kubelet + containerd + runc + CNI + kube-proxy, kit/cluster/node.sh).
 Then, as a user would: `helm install` of charts/siesta with those images (operator and
 gateway run as containers in pods, in-cluster config, the chart's ServiceAccounts and
 securityContext), a CPU model served over http:// by a file server pod behind a Service
@@ -27,9 +27,9 @@ import openai
 import pytest
 
 from siesta.api.contract import MODEL_LABEL
-from support.cluster import Cluster, wait_for
-from support.helm import CHART, NAMESPACE, RELEASE
-from support.real_node import (
+from localworld.cluster import Cluster, wait_for
+from localworld.helm import CHART, NAMESPACE, RELEASE
+from localworld.real_node import (
     GPU_TOLERATION,
     NODE,
     NODE_SELECTOR,
@@ -40,7 +40,7 @@ from support.real_node import (
     tag_in_node,
     values_file,
 )
-from support.tiny_gguf import write_tiny_llama
+from localworld.tiny_gguf import write_tiny_llama
 
 pytestmark = [pytest.mark.e2e, pytest.mark.cluster, pytest.mark.llama]
 
@@ -123,7 +123,7 @@ def test_install_runs_siesta_in_pods(real: Cluster, built: dict[str, str], tmp_p
 def _file_server(cluster: Cluster, built: dict[str, str], directory: Path) -> str:
     """A pod serving `directory` over HTTP behind a Service; returns the Service's URL.
 
-    Its server (tests/support/file_servers.py, run as a script) drops the first download of
+    Its server (kit/localworld/file_servers.py, run as a script) drops the first download of
     each file after CUT_AFTER bytes, so the model's download has to resume."""
     shutil.copy(FILE_SERVER_SCRIPT, directory / FILE_SERVER_SCRIPT.name)
     server_args = ["--directory", "/srv", "--port", "8000", "--cut-after", str(CUT_AFTER)]

@@ -13,8 +13,8 @@ from typing import Any
 
 import pytest
 
-from support.cluster import Cluster, holds, wait_for
-from support.nodes import POOL_LABEL, add_node, gpu_node_manifest, node_ready, remove_node
+from localworld.cluster import Cluster, holds, wait_for
+from localworld.nodes import POOL_LABEL, add_node, gpu_node_manifest, node_ready, remove_node
 
 pytestmark = pytest.mark.cluster
 

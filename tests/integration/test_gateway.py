@@ -21,8 +21,8 @@ import openai
 import pytest
 
 from siesta.api.contract import PENDING_ANNOTATION
-from support.cluster import Cluster, wait_for
-from support.gateway_env import (
+from localworld.cluster import Cluster, wait_for
+from localworld.gateway_env import (
     demand_leases,
     endpoint_slice,
     get_json,
@@ -30,13 +30,13 @@ from support.gateway_env import (
     metric,
     model_manifest,
 )
-from support.localnet import (
+from localworld.localnet import (
     add_local_address,
     listen_in_pod_network,
     pod_address,
     remove_local_address,
 )
-from support.procs import Proc, start_gateway, start_server
+from localworld.procs import Proc, start_gateway, start_server
 
 pytestmark = [pytest.mark.cluster, pytest.mark.llama]
 
@@ -51,7 +51,7 @@ def crd(cluster: Cluster) -> None:
 
 @pytest.fixture(scope="module")
 def tiny_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    from support.tiny_gguf import write_tiny_llama
+    from localworld.tiny_gguf import write_tiny_llama
 
     return Path(write_tiny_llama(tmp_path_factory.mktemp("models") / "tiny.gguf"))
 
@@ -234,9 +234,9 @@ def test_an_adapter_name_wakes_and_reaches_its_base_model(
     tmp_path: Path,
 ) -> None:
     """A request for a LoRA adapter is held as demand for the base model, then served there."""
-    from support.tiny_gguf import write_tiny_lora
+    from localworld.tiny_gguf import write_tiny_lora
 
-    lora = write_tiny_lora(tmp_path / "support.gguf")
+    lora = write_tiny_lora(tmp_path / "localworld.gguf")
     adapters = [{"name": "support-chat", "uri": "file:///models/support.gguf"}]
     add_model(cluster, gateway, namespace, "tuned", alias="tuned-base",
               extra_spec={"adapters": adapters})  # fmt: skip

@@ -13,8 +13,8 @@ from typing import Any
 import pytest
 
 from siesta.api.contract import API_VERSION, MODEL_LABEL
-from support.cluster import Cluster
-from support.operator_env import OperatorAccess
+from localworld.cluster import Cluster
+from localworld.operator_env import OperatorAccess
 from support.specs import POD_SETTINGS
 
 pytestmark = pytest.mark.cluster

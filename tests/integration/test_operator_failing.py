@@ -8,8 +8,8 @@ import urllib.request
 
 import pytest
 
-from support.cluster import Cluster
-from support.operator_env import (
+from localworld.cluster import Cluster
+from localworld.operator_env import (
     OperatorRunner,
     condition,
     demand_lease,
@@ -18,7 +18,7 @@ from support.operator_env import (
     sts_replicas,
     wait_for,
 )
-from support.procs import free_port
+from localworld.procs import free_port
 
 pytestmark = pytest.mark.cluster
 

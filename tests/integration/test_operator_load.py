@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from support.cluster import Cluster, holds
-from support.operator_env import (
+from localworld.cluster import Cluster, holds
+from localworld.operator_env import (
     OperatorRunner,
     condition,
     model_deployment,
@@ -14,7 +14,7 @@ from support.operator_env import (
     sts_replicas,
     wait_for,
 )
-from support.prometheus_env import Prometheus
+from localworld.prometheus_env import Prometheus
 
 pytestmark = [pytest.mark.cluster, pytest.mark.prometheus]
 

@@ -12,9 +12,9 @@ from typing import Any
 import pytest
 
 from siesta.api.contract import MODEL_LABEL
-from support.cluster import Cluster, holds
-from support.nodes import POOL_LABEL, add_node, gpu_node_manifest, remove_node
-from support.operator_env import (
+from localworld.cluster import Cluster, holds
+from localworld.nodes import POOL_LABEL, add_node, gpu_node_manifest, remove_node
+from localworld.operator_env import (
     A10G,
     T4,
     OperatorRunner,

@@ -6,8 +6,8 @@ import time
 
 import pytest
 
-from support.cluster import Cluster, holds
-from support.operator_env import (
+from localworld.cluster import Cluster, holds
+from localworld.operator_env import (
     OperatorRunner,
     demand_lease,
     model_deployment,

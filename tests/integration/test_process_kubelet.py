@@ -9,10 +9,10 @@ from typing import Any
 
 import pytest
 
-from support.cluster import Cluster, wait_for
-from support.full_loop import start_process_kubelet
-from support.nodes import PROCESS_KUBELET_TOLERATIONS
-from support.procs import Proc, http_status
+from localworld.cluster import Cluster, wait_for
+from localworld.full_loop import start_process_kubelet
+from localworld.nodes import PROCESS_KUBELET_TOLERATIONS
+from localworld.procs import Proc, http_status
 
 pytestmark = [pytest.mark.cluster, pytest.mark.llama]
 
@@ -22,7 +22,7 @@ LABEL = {"siesta.test/kubelet": "kubelet-test"}
 
 @pytest.fixture(scope="module")
 def kubelet(cluster: Cluster, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Proc]:
-    from support.tiny_gguf import write_tiny_llama
+    from localworld.tiny_gguf import write_tiny_llama
 
     models = tmp_path_factory.mktemp("models")
     write_tiny_llama(models / "tiny.gguf")

@@ -16,8 +16,8 @@ from pathlib import Path
 import httpx
 import pytest
 
-from support.file_servers import ModelFileServer
-from support.tiny_gguf import write_tiny_llama
+from localworld.file_servers import ModelFileServer
+from localworld.tiny_gguf import write_tiny_llama
 
 STARTUP_TIMEOUT_SECONDS = 60.0
 

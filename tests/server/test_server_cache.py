@@ -15,7 +15,7 @@ import pytest
 from siesta_server import eviction, mismatch
 from siesta_server.source import ModelSource, cache_path
 from support.specs import utc
-from support.tiny_gguf import write_tiny_llama
+from localworld.tiny_gguf import write_tiny_llama
 
 if TYPE_CHECKING:
     from conftest import ServerProcess

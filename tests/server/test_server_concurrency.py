@@ -13,7 +13,7 @@ import httpx
 import openai
 import pytest
 
-from support.cluster import wait_for
+from localworld.cluster import wait_for
 
 if TYPE_CHECKING:
     from conftest import ServerProcess

@@ -25,8 +25,8 @@ import numpy as np
 import openai
 import pytest
 
-from support.file_servers import ModelFileServer
-from support.tiny_gguf import write_tiny_llama, write_tiny_lora
+from localworld.file_servers import ModelFileServer
+from localworld.tiny_gguf import write_tiny_llama, write_tiny_lora
 
 if TYPE_CHECKING:
     from conftest import Launcher, ServerProcess

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from siesta_server.source import ModelSource, ModelSourceError, cache_path, fetch_model, hf
-from support.hf_hub import FakeHub
+from localworld.hf_hub import FakeHub
 
 V1 = bytes(range(256)) * 1024  # 256 KiB
 V2 = bytes(reversed(range(256))) * 1024

@@ -16,7 +16,7 @@ import httpx
 import pytest
 
 from siesta_server.source import ModelSource, ModelSourceError, cache_path, fetch_model, s3
-from support.s3_store import Keys, S3Store, aws_variables, get_object_policy, running_store
+from localworld.s3_store import Keys, S3Store, aws_variables, get_object_policy, running_store
 
 PAYLOAD = bytes(range(256)) * 4096  # 1 MiB: more than one read chunk
 DIGEST = hashlib.sha256(PAYLOAD).hexdigest()

@@ -20,12 +20,12 @@ from siesta.sim.world import (
     KARPENTER_CONSOLIDATION_LATENCY_SECONDS,
     World,
 )
-from support.karpenter import documented_manifests, kwok_nodepools
-from support.karpenter_nodes import GPU_PENDING_TAINT, gfd_labels, registered_resources
-from support.nodes import gpu_node_manifest
+from localworld.karpenter import documented_manifests, kwok_nodepools
+from localworld.karpenter_nodes import GPU_PENDING_TAINT, gfd_labels, registered_resources
+from localworld.nodes import gpu_node_manifest
 
 ROOT = Path(__file__).resolve().parents[2]
-INSTANCE_TYPES = ROOT / "tests" / "cluster" / "karpenter" / "instance-types.json"
+INSTANCE_TYPES = ROOT / "kit" / "cluster" / "karpenter" / "instance-types.json"
 T0 = datetime(2026, 11, 23, 0, 0, tzinfo=UTC)
 
 

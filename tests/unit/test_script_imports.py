@@ -2,7 +2,7 @@
 
 They run outside the test suite (`make demo`, the benchmarks), and most import lazily, so a
 renamed test helper broke `make demo` once without any test noticing. Every `from M import N`
-of Siesta's own packages or the test support, at any depth, must resolve.
+of Siesta's own packages or the local world (kit/localworld), at any depth, must resolve.
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
 SCRIPTS = sorted([*ROOT.glob("scripts/*.py"), *ROOT.glob("tests/benchmarks/*.py")])
-OWN = ("siesta", "siesta_server", "support")
+OWN = ("siesta", "siesta_server", "localworld", "support")
 
 
 def own_imports(path: Path) -> list[tuple[str, str]]:
@@ -42,4 +42,4 @@ def test_every_own_import_resolves(path: Path) -> None:
 
 
 def test_the_check_sees_the_demos_lazy_imports() -> None:
-    assert ("support.cluster", "wait_for") in own_imports(ROOT / "scripts" / "demo.py")
+    assert ("localworld.cluster", "wait_for") in own_imports(ROOT / "scripts" / "demo.py")

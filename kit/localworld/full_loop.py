@@ -1,7 +1,7 @@
 """The full loop: control plane, operator, gateway and model servers run by the process kubelet.
 
 Everything is real and runs as it would in a cluster, except that pods on the e2e node are
-local processes (tests/support/process_kubelet.py) instead of containers. The operator and
+local processes (kit/localworld/process_kubelet.py) instead of containers. The operator and
 the gateway authenticate with their own ServiceAccounts' tokens.
 """
 
@@ -19,14 +19,14 @@ import openai
 import pytest
 
 from siesta.api.contract import MODEL_LABEL
-from support.cluster import Cluster, wait_for
-from support.gateway_env import gateway_kubeconfig, get_json, model_manifest
-from support.nodes import node_ready
-from support.operator_env import OperatorRunner, RunningOperator, get
-from support.process_kubelet import command as kubelet_command
-from support.procs import Proc, start, start_gateway
+from localworld.cluster import Cluster, wait_for
+from localworld.gateway_env import gateway_kubeconfig, get_json, model_manifest
+from localworld.nodes import node_ready
+from localworld.operator_env import OperatorRunner, RunningOperator, get
+from localworld.process_kubelet import command as kubelet_command
+from localworld.procs import Proc, start, start_gateway
 
-TESTS = Path(__file__).resolve().parents[1]
+KIT = Path(__file__).resolve().parents[1]
 E2E_NODE = "proc-gpu-e2e"
 E2E_LABEL = {"siesta.test/kubelet": "e2e"}
 NOWHERE = {"siesta.test/kubelet": "no-such-node"}  # pods stay Pending: a GPU that never comes
@@ -34,7 +34,7 @@ NOWHERE = {"siesta.test/kubelet": "no-such-node"}  # pods stay Pending: a GPU th
 
 @pytest.fixture(scope="session")
 def model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    from support.tiny_gguf import write_tiny_llama
+    from localworld.tiny_gguf import write_tiny_llama
 
     directory = tmp_path_factory.mktemp("models")
     write_tiny_llama(directory / "tiny.gguf")
@@ -50,7 +50,7 @@ def start_process_kubelet(
     log_dir: Path,
 ) -> Proc:
     argv = kubelet_command(cluster.kubeconfig, node, node_index, model_dir, log_dir, labels)
-    env = {"PYTHONPATH": os.pathsep.join([str(TESTS), os.environ.get("PYTHONPATH", "")])}
+    env = {"PYTHONPATH": os.pathsep.join([str(KIT), os.environ.get("PYTHONPATH", "")])}
     proc = start(f"kubelet-{node}", argv, env=env, log_dir=log_dir)
 
     def ready() -> bool:

@@ -1,10 +1,10 @@
 """Fake nodes shaped like an EKS cluster with GPU node groups, for the test cluster.
 
-The cluster (tests/cluster/up.sh) starts with one CPU pool and two GPU pools. Tests add and
+The cluster (kit/cluster/up.sh) starts with one CPU pool and two GPU pools. Tests add and
 remove GPU nodes at run time with :func:`add_node` / :func:`remove_node`: to the operator
 that is exactly what a node autoscaler (cluster-autoscaler, Karpenter) looks like.
 
-How kwok picks the nodes it plays kubelet for: tests/cluster/up.sh starts kwok-controller
+How kwok picks the nodes it plays kubelet for: kit/cluster/up.sh starts kwok-controller
 with ``--manage-all-nodes=false
 --manage-nodes-with-annotation-selector=kwok.x-k8s.io/node=fake``. A node annotated
 ``kwok.x-k8s.io/node: fake`` gets its status (Ready condition, addresses, lease heartbeats)
@@ -13,7 +13,7 @@ such annotation: kwok ignores it and its pods, so a test-side "process kubelet" 
 them as local processes and report their status itself.
 
 Standard library only (kubectl through subprocess), so that ``up.sh`` can run
-``python3 tests/support/nodes.py default-fleet KUBECONFIG`` before any virtualenv exists.
+``python3 kit/localworld/nodes.py default-fleet KUBECONFIG`` before any virtualenv exists.
 """
 
 from __future__ import annotations
@@ -21,7 +21,7 @@ from __future__ import annotations
 import os as _os
 import sys as _sys
 
-# Run as a script (tests/cluster/up.sh), this folder comes first on sys.path, where a
+# Run as a script (kit/cluster/up.sh), this folder comes first on sys.path, where a
 # module named like a standard one (operator.py) would shadow it: leave the folder out.
 if __name__ == "__main__":
     _here = _os.path.dirname(_os.path.abspath(__file__))
@@ -280,7 +280,7 @@ if __name__ == "__main__":
     sys.exit(main(sys.argv[1:]))
 
 
-# Nodes run by the process kubelet (tests/support/process_kubelet.py) carry this taint, so
+# Nodes run by the process kubelet (kit/localworld/process_kubelet.py) carry this taint, so
 # that only pods that tolerate it (the full-loop tests' and the demo's models) land there.
 PROCESS_KUBELET_TAINT = {"key": "siesta.test/process-kubelet", "effect": "NoSchedule"}
 PROCESS_KUBELET_TOLERATIONS = [

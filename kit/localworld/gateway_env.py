@@ -10,8 +10,8 @@ from typing import Any
 
 from siesta.api.contract import API_VERSION, MODEL_LABEL
 from siesta.api.crd import render_crd
-from support.cluster import Cluster
-from support.nodes import PROCESS_KUBELET_TOLERATIONS
+from localworld.cluster import Cluster
+from localworld.nodes import PROCESS_KUBELET_TOLERATIONS
 
 CRD_NAME = "modeldeployments.siesta.dev"
 

@@ -1,4 +1,4 @@
-"""A local-path volume provisioner for the test cluster's real node (tests/cluster/node.sh).
+"""A local-path volume provisioner for the test cluster's real node (kit/cluster/node.sh).
 
 Like Rancher's local-path-provisioner: a StorageClass ``siesta-local`` (default class,
 ``WaitForFirstConsumer``) whose claims get a directory on the node that the scheduler picked
@@ -7,7 +7,7 @@ to that node. Directories are world-writable (0777) because the kubelet applies 
 to hostPath volumes and pods run as non-root users. A released volume (reclaim ``Delete``)
 is removed with its directory. Runs as a process next to the kubelet:
 
-    python3 -m support.local_provisioner --kubeconfig K --kubectl KUBECTL --node real-0 \
+    python3 -m localworld.local_provisioner --kubeconfig K --kubectl KUBECTL --node real-0 \
         --root DIR
 
 Standard library only (kubectl through subprocess), polling twice a second: a test cluster

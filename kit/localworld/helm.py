@@ -1,4 +1,4 @@
-"""Helm for the chart tests: the binary built by tests/cluster/build.sh, and rendering."""
+"""Helm for the chart tests: the binary built by kit/cluster/build.sh, and rendering."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 import yaml
 
-from support.cluster import cluster_paths
+from localworld.cluster import cluster_paths
 
 ROOT = Path(__file__).resolve().parents[2]
 CHART = ROOT / "charts" / "siesta"

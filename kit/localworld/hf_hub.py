@@ -14,7 +14,7 @@ import hashlib
 from dataclasses import dataclass, field
 from urllib.parse import unquote
 
-from support.file_servers import QuietHandler, ranged_head, serve_in_thread
+from localworld.file_servers import QuietHandler, ranged_head, serve_in_thread
 
 
 @dataclass

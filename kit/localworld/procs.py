@@ -20,7 +20,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from support.localnet import POD_NETWORK_PREFIX, in_pod_network
+from localworld.localnet import POD_NETWORK_PREFIX, in_pod_network
 
 BIN = Path(sys.executable).parent
 

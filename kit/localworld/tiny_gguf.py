@@ -5,7 +5,7 @@ tokenizer with ``<unk>``, ``<s>``, ``</s>``, the 256 byte-fallback tokens and a 
 pieces, and a ``tokenizer.chat_template``. The weights are random, so the text it generates
 means nothing, but every token of it comes from real inference.
 
-    from support.tiny_gguf import write_tiny_llama
+    from localworld.tiny_gguf import write_tiny_llama
     path = write_tiny_llama(tmp_path / "tiny.gguf")                     # ~0.5 MB, loads in ms
     big = write_tiny_llama(tmp_path / "bench.gguf", n_layer=8, n_embd=1024, n_ff=2816,
                            dtype="f16")                                 # compute-bound

@@ -1,4 +1,4 @@
-# Test control plane (tests/cluster): include from the top-level Makefile.
+# Test control plane (kit/cluster): include from the top-level Makefile.
 #   make cluster-build   build missing binaries into $(SIESTA_CACHE)/cluster/<k8s>/bin
 #   make cluster-up      start the cluster (builds first); last line: the kubeconfig path
 #   make cluster-down    stop it, leaving no process behind

@@ -7,14 +7,14 @@
 #   same module into $KARPENTER_DIR/crds.
 # - karpenter_up: CRDs applied, then the controller started as a local process (pid in
 #   $CLUSTER_DIR/karpenter/karpenter.pid, log next to it) on the admin kubeconfig, with the
-#   instance types of tests/cluster/karpenter/instance-types.json. NodePools are left to
-#   the tests and the demo (tests/support/karpenter.py derives them from
+#   instance types of kit/cluster/karpenter/instance-types.json. NodePools are left to
+#   the tests and the demo (kit/localworld/karpenter.py derives them from
 #   deploy/nodegroups/karpenter-gpu.yaml): without one Karpenter launches nothing.
 # - karpenter_down: stops the controller.
 #
 # Karpenter's kwok provider creates nodes annotated kwok.x-k8s.io/node=fake; up.sh keeps
 # kwok-controller off nodes labelled karpenter.sh/nodepool, so that a process kubelet
-# (tests/support/karpenter_nodes.py) serves them and their pods run for real.
+# (kit/localworld/karpenter_nodes.py) serves them and their pods run for real.
 #
 # Env: SIESTA_KARPENTER=0 leaves Karpenter out (not built, not started).
 

@@ -1,4 +1,4 @@
-module siesta/tests/cluster
+module siesta/kit/cluster
 
 go 1.25.0
 

@@ -31,8 +31,8 @@ from siesta.api.contract import (
     PENDING_ANNOTATION,
     demand_lease_name,
 )
-from support.cluster import Cluster, wait_for
-from support.procs import BIN, Proc, free_port, start
+from localworld.cluster import Cluster, wait_for
+from localworld.procs import BIN, Proc, free_port, start
 
 ROOT = Path(__file__).resolve().parents[2]
 RBAC = ROOT / "deploy" / "rbac" / "operator-rbac.yaml"

@@ -2,7 +2,7 @@
 
 ``images()`` runs scripts/images.sh (content-cached: seconds when nothing changed) and returns
 the references it built. ``start_real_cluster(name)`` starts a control plane of its own with a
-real node (tests/cluster/up.sh with SIESTA_REAL_NODE=1: kubelet + containerd, node.sh).
+real node (kit/cluster/up.sh with SIESTA_REAL_NODE=1: kubelet + containerd, node.sh).
 ``chart_values(...)`` are the Helm values that install the chart from those local images onto
 that node (``values_file`` writes them, ``helm_on`` runs helm against the cluster).
 """
@@ -19,8 +19,8 @@ from urllib.parse import urlparse
 
 import yaml
 
-from support.cluster import Cluster, start_cluster, stop_cluster
-from support.helm import helm
+from localworld.cluster import Cluster, start_cluster, stop_cluster
+from localworld.helm import helm
 
 ROOT = Path(__file__).resolve().parents[2]
 NODE = "real-0"

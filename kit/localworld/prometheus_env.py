@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from support.procs import Proc, free_port, start
+from localworld.procs import Proc, free_port, start
 
 PROMETHEUS = Path("/usr/bin/prometheus")
 

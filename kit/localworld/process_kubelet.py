@@ -1,6 +1,6 @@
 """A test-only kubelet that runs the pods of one node as local processes.
 
-Pods bound to the node (a fake GPU node kwok does not manage, see tests/support/nodes.py)
+Pods bound to the node (a fake GPU node kwok does not manage, see kit/localworld/nodes.py)
 run as real `siesta-server` processes: the container image maps to the local executable,
 the pod's env and args are kept, paths inside the container map to local directories. Each
 pod gets a pod-like address (10.244.N.M in the test pod network, see localnet.py; the
@@ -12,11 +12,11 @@ sends SIGTERM, honours the grace period (then SIGKILL) and removes the pod objec
 keeps the node Ready (conditions and the node Lease) so the node lifecycle controller
 never taints it.
 
-    PYTHONPATH=tests python -m support.process_kubelet --kubeconfig K --node proc-gpu-0 \
+    PYTHONPATH=kit:tests python -m localworld.process_kubelet --kubeconfig K --node proc-gpu-0 \
         --node-index 1 --create-node g4dn --label siesta.test/kubelet=process \
         --path-map /models=/tmp/models
 
-(Run it as a module: a script's own folder goes first on sys.path, and tests/support has a
+(Run it as a module: a script's own folder goes first on sys.path, and kit/localworld has a
 module named like the standard library's `operator`.)
 
 Readiness is probed every 0.1 s (a real kubelet waits `periodSeconds`), so that timings
@@ -42,8 +42,8 @@ from typing import Any
 import aiohttp
 
 from siesta.gateway.kube import ApiError, KubeClient, load_config
-from support.localnet import add_local_address, in_pod_network, pod_address, remove_local_address
-from support.nodes import PROCESS_KUBELET_TAINT, gpu_node_manifest
+from localworld.localnet import add_local_address, in_pod_network, pod_address, remove_local_address
+from localworld.nodes import PROCESS_KUBELET_TAINT, gpu_node_manifest
 
 log = logging.getLogger("process-kubelet")
 Obj = dict[str, Any]
@@ -644,9 +644,9 @@ def command(
     labels: dict[str, str],
 ) -> list[str]:
     """The command line that runs a process kubelet for a new g4dn-like node `node`
-    (run it with `tests/` on PYTHONPATH); the node is deleted when the kubelet exits."""
+    (run it with `kit/` on PYTHONPATH); the node is deleted when the kubelet exits."""
     argv = [
-        sys.executable, "-m", "support.process_kubelet",
+        sys.executable, "-m", "localworld.process_kubelet",
         "--kubeconfig", str(kubeconfig),
         "--node", node,
         "--node-index", str(node_index),

@@ -1,6 +1,6 @@
-"""pytest fixtures for the real test control plane (tests/cluster).
+"""pytest fixtures for the real test control plane (kit/cluster).
 
-``cluster`` (session): brings the cluster up once (tests/cluster/up.sh: builds missing
+``cluster`` (session): brings the cluster up once (kit/cluster/up.sh: builds missing
 binaries, starts kube-apiserver, etcd, kube-controller-manager, kube-scheduler and kwok,
 adds the default fake node fleet) and tears it down at the end. A cluster that already
 answers (``make cluster-up`` earlier) is reused and left running. If the cluster cannot
@@ -31,7 +31,7 @@ LOG_TAIL_LINES = 80
 
 
 def cluster_paths() -> dict[str, str]:
-    """CLUSTER_KUBECONFIG, CLUSTER_BIN_DIR etc. as tests/cluster/env.sh computes them."""
+    """CLUSTER_KUBECONFIG, CLUSTER_BIN_DIR etc. as kit/cluster/env.sh computes them."""
     names = [
         "CLUSTER_KUBECONFIG",
         "CLUSTER_BIN_DIR",
@@ -205,7 +205,7 @@ def start_cluster() -> Cluster:
     result = _run_script("up.sh", log)
     if result.returncode != 0:
         raise RuntimeError(
-            f"tests/cluster/up.sh exited {result.returncode}; last lines of {log}:\n" + _tail(log)
+            f"kit/cluster/up.sh exited {result.returncode}; last lines of {log}:\n" + _tail(log)
         )
     cluster = Cluster(
         kubeconfig=Path(result.stdout.strip().splitlines()[-1]),
@@ -228,7 +228,7 @@ def stop_cluster() -> None:
     log.write_text("")
     result = _run_script("down.sh", log)
     if result.returncode != 0:
-        raise RuntimeError(f"tests/cluster/down.sh exited {result.returncode}:\n{_tail(log)}")
+        raise RuntimeError(f"kit/cluster/down.sh exited {result.returncode}:\n{_tail(log)}")
 
 
 @pytest.fixture(scope="session")

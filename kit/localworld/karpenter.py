@@ -1,12 +1,12 @@
 """Karpenter in the test cluster: the documented NodePools, the node agent, what happened.
 
 Karpenter itself (its kwok provider, built from Go modules) runs with the control plane
-(tests/cluster/karpenter.sh). The NodePools are those of deploy/nodegroups/karpenter-gpu.yaml,
+(kit/cluster/karpenter.sh). The NodePools are those of deploy/nodegroups/karpenter-gpu.yaml,
 read from that file, with one change: the nodes' class is a ``KWOKNodeClass`` instead of
 the ``EC2NodeClass`` (:func:`kwok_nodepools`). So the documented pools are the ones tested.
 
 Nodes Karpenter creates get a process kubelet and a GPU Feature Discovery stand-in from
-tests/support/karpenter_nodes.py (:func:`start_node_agent`).
+kit/localworld/karpenter_nodes.py (:func:`start_node_agent`).
 """
 
 from __future__ import annotations
@@ -24,15 +24,15 @@ from typing import Any
 import pytest
 import yaml
 
-from support.cluster import Cluster, wait_for
-from support.full_loop import Loop, running_loop
-from support.karpenter_nodes import GPU_PENDING_TAINT, NODEPOOL_LABEL, read_events
-from support.karpenter_nodes import command as agent_command
-from support.operator_env import OperatorRunner
-from support.procs import Proc, start
+from localworld.cluster import Cluster, wait_for
+from localworld.full_loop import Loop, running_loop
+from localworld.karpenter_nodes import GPU_PENDING_TAINT, NODEPOOL_LABEL, read_events
+from localworld.karpenter_nodes import command as agent_command
+from localworld.operator_env import OperatorRunner
+from localworld.procs import Proc, start
 
 ROOT = Path(__file__).resolve().parents[2]
-TESTS = ROOT / "tests"
+KIT = ROOT / "kit"
 NODEPOOLS_DOC = ROOT / "deploy" / "nodegroups" / "karpenter-gpu.yaml"
 NODE_CLASS = "siesta-kwok"
 # Karpenter's own label on its nodes' capacity type: static (node-group) nodes lack it, so
@@ -118,7 +118,7 @@ def start_node_agent(
 ) -> NodeAgent:
     events = log_dir / "node-events.jsonl"
     argv = agent_command(cluster.kubeconfig, log_dir, {"/models": model_dir}, gpu_delay, events)
-    env = {"PYTHONPATH": os.pathsep.join([str(TESTS), os.environ.get("PYTHONPATH", "")])}
+    env = {"PYTHONPATH": os.pathsep.join([str(KIT), os.environ.get("PYTHONPATH", "")])}
     proc = start("karpenter-nodes", argv, env=env, log_dir=log_dir)
     wait_for("the node agent watching", lambda: "watching" in proc.log_tail(5) or _dead(proc), 30)
     return NodeAgent(proc, events)
@@ -249,7 +249,7 @@ def karpenter_loop(
     karpenter: NodeAgent,
     tmp_path: Path,
 ) -> Iterator[Loop]:
-    """The full loop (tests/support/full_loop.py) with GPU nodes that Karpenter launches."""
+    """The full loop (kit/localworld/full_loop.py) with GPU nodes that Karpenter launches."""
     with running_loop(
         cluster, namespace, operator_runner, gateway_access, tmp_path / "logs"
     ) as running:

@@ -2,7 +2,7 @@
 # Builds whatever is missing of the test cluster's binaries into the cache
 # ($SIESTA_CACHE/cluster/<k8s-version>/bin): kube-apiserver, kube-controller-manager,
 # kube-scheduler, kubectl and etcd from this Go module (kubelet and kube-proxy for the
-# real node, tests/cluster/node.sh); kwok, kwokctl and helm with
+# real node, kit/cluster/node.sh); kwok, kwokctl and helm with
 # `go install pkg@version`. Idempotent: a second run checks version stamps and
 # returns in well under a second. Installs nothing else. Progress goes to stderr;
 # the last line on stdout is the bin directory.
@@ -114,7 +114,7 @@ if ! up_to_date helm "$HELM_VERSION"; then
     "helm.sh/helm/v3/cmd/helm@$HELM_VERSION"
 fi
 
-# --- Karpenter (kwok provider) and its CRDs: tests/cluster/karpenter.sh ---
+# --- Karpenter (kwok provider) and its CRDs: kit/cluster/karpenter.sh ---
 # shellcheck source=karpenter.sh
 . "$HERE/karpenter.sh"
 karpenter_build

@@ -8,11 +8,11 @@
 # tolerations are what lands a model there; `siesta.test/kubelet=real` tells it from the
 # kwok nodes of the same pool. kwok nodes stay for scale tests and fake GPU pools.
 #
-#   tests/cluster/node.sh up     (cluster from up.sh running; images from scripts/images.sh)
-#   tests/cluster/node.sh down
+#   kit/cluster/node.sh up     (cluster from up.sh running; images from scripts/images.sh)
+#   kit/cluster/node.sh down
 #
 # PersistentVolumeClaims bind through the default StorageClass `siesta-local`, a local-path
-# provisioner (tests/support/local_provisioner.py) making directories under the state folder.
+# provisioner (kit/localworld/local_provisioner.py) making directories under the state folder.
 #
 # State: $SIESTA_CACHE/node/<cluster>/ (containerd's image store survives a `down`, so the
 # second `up` imports nothing). Pod network 10.85.0.0/24 on bridge siesta-cni0.
@@ -169,7 +169,7 @@ kubelet_port_taken() {
 start_kubelet() {
   if kubelet_port_taken; then
     log "port $KUBELET_PORT is taken: another real node runs on this machine (one at a time;"
-    log "\`make demo-down\` stops the demo's, \`SIESTA_CLUSTER_NAME=NAME tests/cluster/down.sh\` another)"
+    log "\`make demo-down\` stops the demo's, \`SIESTA_CLUSTER_NAME=NAME kit/cluster/down.sh\` another)"
     exit 1
   fi
   local ca
@@ -195,11 +195,11 @@ kubeconfig_ca() {
   echo "$file"
 }
 
-# Labels of a g4dn node (tests/support/nodes.py, the pool "g4dn"), plus the real-node mark.
+# Labels of a g4dn node (kit/localworld/nodes.py, the pool "g4dn"), plus the real-node mark.
 node_labels() {
-  (cd "$ROOT/tests" && python3 -c '
+  (cd "$ROOT/kit" && python3 -c '
 import sys
-from support.nodes import gpu_node_manifest
+from localworld.nodes import gpu_node_manifest
 labels = gpu_node_manifest(sys.argv[1], "g4dn", managed_by_kwok=False)["metadata"]["labels"]
 labels["siesta.test/kubelet"] = "real"
 print(",".join(f"{k}={v}" for k, v in sorted(labels.items())))
@@ -241,9 +241,9 @@ EOF
 }
 
 # --- storage ---------------------------------------------------------------------------------
-# The default StorageClass `siesta-local` and its provisioner (tests/support/local_provisioner.py).
+# The default StorageClass `siesta-local` and its provisioner (kit/localworld/local_provisioner.py).
 start_provisioner() {
-  start provisioner env PYTHONPATH="$ROOT/tests" python3 -m support.local_provisioner \
+  start provisioner env PYTHONPATH="$ROOT/kit" python3 -m localworld.local_provisioner \
     --kubeconfig "$CLUSTER_KUBECONFIG" --kubectl "$CLUSTER_BIN_DIR/kubectl" \
     --node "$NODE_NAME" --root "$NODE_DIR/volumes"
 }

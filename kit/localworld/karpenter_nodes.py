@@ -1,22 +1,22 @@
 """What boots on a node Karpenter launches in the test cluster: a kubelet and the GPU Operator.
 
-Karpenter's kwok provider only creates the Node object (tests/cluster/karpenter.sh). In a
+Karpenter's kwok provider only creates the Node object (kit/cluster/karpenter.sh). In a
 real cluster the instance then boots, its kubelet registers (capacity without GPUs, since
 the device plugin is not running yet), and the NVIDIA GPU Operator's GPU Feature Discovery
 labels the node and its device plugin makes ``nvidia.com/gpu`` allocatable, minutes later.
 This agent plays that part for every node labelled ``karpenter.sh/nodepool``:
 
 1. "kubelet registers": the node's capacity and allocatable without ``nvidia.com/gpu``, and
-   a process kubelet (tests/support/process_kubelet.py) started for it: it keeps the node
+   a process kubelet (kit/localworld/process_kubelet.py) started for it: it keeps the node
    Ready and runs its pods as real ``siesta-server`` processes;
 2. after ``--gpu-delay`` seconds, the GPU Feature Discovery stand-in: the labels the GPU
    Operator sets (:func:`gfd_labels`, by instance family) and ``nvidia.com/gpu`` in the
    node's capacity and allocatable; then the NodePools' startup taint
-   (:data:`GPU_PENDING_TAINT`, see tests/support/karpenter.py) comes off, so no pod lands
+   (:data:`GPU_PENDING_TAINT`, see kit/localworld/karpenter.py) comes off, so no pod lands
    before the GPUs are there (a real kubelet registers without them);
 3. when the node object is gone (Karpenter consolidated it), the process kubelet stops.
 
-    PYTHONPATH=tests python -m support.karpenter_nodes --kubeconfig K \
+    PYTHONPATH=kit:tests python -m localworld.karpenter_nodes --kubeconfig K \
         --path-map /models=/tmp/models --log-dir /tmp/karpenter-nodes --gpu-delay 3
 
 Each step is appended to ``--events`` (JSON lines: node, event, unix time), so that tests
@@ -39,7 +39,7 @@ from pathlib import Path
 from typing import Any
 
 from siesta.gateway.kube import ApiError, KubeClient, load_config
-from support.nodes import GPU_RESOURCE, POOLS
+from localworld.nodes import GPU_RESOURCE, POOLS
 
 log = logging.getLogger("karpenter-nodes")
 Obj = dict[str, Any]
@@ -141,7 +141,7 @@ class Agent:
             resources = registered_resources(allocatable)
             await self._patch_status(name, {"capacity": resources, "allocatable": resources})
         argv = [
-            sys.executable, "-m", "support.process_kubelet",
+            sys.executable, "-m", "localworld.process_kubelet",
             "--kubeconfig", str(self.config.kubeconfig),
             "--node", name,
             "--node-index", str(booted.index),
@@ -292,9 +292,9 @@ async def main_async(args: argparse.Namespace) -> None:
 def command(
     kubeconfig: Path, log_dir: Path, path_map: dict[str, Path], gpu_delay: float, events: Path
 ) -> list[str]:
-    """The command line of the agent (run it with `tests/` on PYTHONPATH)."""
+    """The command line of the agent (run it with `kit/` on PYTHONPATH)."""
     argv = [
-        sys.executable, "-m", "support.karpenter_nodes",
+        sys.executable, "-m", "localworld.karpenter_nodes",
         "--kubeconfig", str(kubeconfig),
         "--log-dir", str(log_dir),
         "--gpu-delay", str(gpu_delay),

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Starts the test cluster (real kube-apiserver, etcd, kube-controller-manager and
 # kube-scheduler, kwok for fake nodes) with `kwokctl --runtime binary`, building any
-# missing binary first. Creates the default fake node fleet (tests/support/nodes.py).
+# missing binary first. Creates the default fake node fleet (kit/localworld/nodes.py).
 # Harmless on a running cluster. Progress goes to stderr; the LAST line on stdout is the
 # kubeconfig path.
 #
@@ -63,7 +63,7 @@ else
   # shellcheck disable=SC2154 # rc is assigned inside the trap
   trap 'rc=$?; if ((rc != 0)); then log "up failed ($rc); stopping the cluster"; "$HERE/down.sh" || true; fi' EXIT
   # kwok plays kubelet only for nodes annotated kwok.x-k8s.io/node=fake, so that other
-  # nodes can be served by a test-side process kubelet (see tests/support/nodes.py).
+  # nodes can be served by a test-side process kubelet (see kit/localworld/nodes.py).
   kwokctl create cluster \
     --runtime binary \
     --kube-admission --kube-authorization \
@@ -105,14 +105,14 @@ done
 # The default fleet is added once per cluster: tests may remove nodes, and a second
 # `up` must not bring them back.
 if [[ ! -f $CLUSTER_DIR/.siesta-fleet ]]; then
-  # As a module from tests/: run as a script, tests/support/ would come first on sys.path
+  # As a module from tests/: run as a script, kit/localworld/ would come first on sys.path
   # and its operator.py would shadow the standard library's.
-  (cd "$ROOT/tests" && SIESTA_KUBECTL=$BIN/kubectl python3 -m support.nodes default-fleet \
+  (cd "$ROOT/kit" && SIESTA_KUBECTL=$BIN/kubectl python3 -m localworld.nodes default-fleet \
     "$CLUSTER_KUBECONFIG" "${SIESTA_GPU_NODES_PER_POOL:-1}")
   touch "$CLUSTER_DIR/.siesta-fleet"
 fi
 
-# Karpenter (tests/cluster/karpenter.sh), after the fleet: it must see the static nodes.
+# Karpenter (kit/cluster/karpenter.sh), after the fleet: it must see the static nodes.
 karpenter_up "${KUBECTL[@]}" 9>&-
 if [[ ${SIESTA_REAL_NODE:-} == 1 ]]; then
   "$HERE/node.sh" up 9>&-

@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from support.procs import free_port
+from localworld.procs import free_port
 
 REGION = "eu-central-1"
 ACCOUNT = "123456789012"
