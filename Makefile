@@ -56,9 +56,11 @@ generate:
 check-generated:
 	$(PY) -m pytest tests/unit/test_generated.py -q
 
-## images: build the siesta and siesta-server (CPU) images with buildah, cached by content
+## images: build the siesta and siesta-server (CPU) images with buildah, cached by content;
+## VARIANT=cuda adds siesta-server:<hash>-cuda (a long compile: not in `make test` or .ci/run)
+VARIANT ?= cpu
 images: setup
-	PYTHON=$(CURDIR)/$(PY) scripts/images.sh
+	PYTHON=$(CURDIR)/$(PY) VARIANT=$(VARIANT) scripts/images.sh
 
 -include kit/cluster/cluster.mk
 -include kit/cluster/karpenter.mk

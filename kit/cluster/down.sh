@@ -31,3 +31,7 @@ for pid in "${pids[@]}"; do
 done
 rm -rf "$CLUSTER_DIR"
 log "cluster '$SIESTA_CLUSTER_NAME' stopped"
+# The seal goes with the last cluster on this machine (another may still hand out addresses).
+if ! compgen -G "$KWOK_WORKDIR/clusters/*/kubeconfig.yaml" >/dev/null; then
+  "$HERE/seal.sh" down
+fi

@@ -18,6 +18,8 @@ ROOT=$(cd "$HERE/../.." && pwd)
 . "$HERE/karpenter.sh"
 
 "$HERE/build.sh" >/dev/null
+# Before any address exists: every range the world hands out ends on this machine.
+"$HERE/seal.sh" up
 mkdir -p "$KWOK_WORKDIR"
 # One `up` at a time on this machine, whatever the cluster name: kwokctl picks free ports
 # when it creates a cluster, and two clusters created at once can pick the same ones.

@@ -18,13 +18,13 @@ from typing import Any
 import openai
 import pytest
 
-from siesta.api.contract import MODEL_LABEL
 from localworld.cluster import Cluster, wait_for
 from localworld.gateway_env import gateway_kubeconfig, get_json, model_manifest
 from localworld.nodes import node_ready
 from localworld.operator_env import OperatorRunner, RunningOperator, get
 from localworld.process_kubelet import command as kubelet_command
 from localworld.procs import Proc, start, start_gateway
+from siesta.api.contract import MODEL_LABEL
 
 KIT = Path(__file__).resolve().parents[1]
 E2E_NODE = "proc-gpu-e2e"

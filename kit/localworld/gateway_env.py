@@ -8,10 +8,10 @@ import urllib.request
 from pathlib import Path
 from typing import Any
 
-from siesta.api.contract import API_VERSION, MODEL_LABEL
-from siesta.api.crd import render_crd
 from localworld.cluster import Cluster
 from localworld.nodes import PROCESS_KUBELET_TOLERATIONS
+from siesta.api.contract import API_VERSION, MODEL_LABEL
+from siesta.api.crd import render_crd
 
 CRD_NAME = "modeldeployments.siesta.dev"
 

@@ -38,8 +38,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from siesta.gateway.kube import ApiError, KubeClient, load_config
 from localworld.nodes import GPU_RESOURCE, POOLS
+from siesta.gateway.kube import ApiError, KubeClient, load_config
 
 log = logging.getLogger("karpenter-nodes")
 Obj = dict[str, Any]

@@ -48,6 +48,16 @@ DEFAULT_ZONE = "us-east-1a"
 
 Manifest = dict[str, Any]
 
+# A GPU node that kwok plays runs nothing: a pod bound there gets a fake address
+# (10.0.0.0/16, sealed by kit/cluster/seal.sh) and is reported Ready all the same. Such nodes
+# carry this taint, which a model pod never tolerates by default, so a model lands only on
+# a node whose kubelet really runs it. Scale tests tolerate it on purpose.
+SIMULATED_TAINT = {"key": "siesta.test/simulated", "value": "true", "effect": "NoSchedule"}
+GPU_TOLERATION = {"key": GPU_RESOURCE, "operator": "Exists", "effect": "NoSchedule"}
+SIMULATED_TOLERATION = {"key": SIMULATED_TAINT["key"], "operator": "Exists", "effect": "NoSchedule"}
+# What a scale test's model (gpu.tolerations) needs to land on a simulated GPU node.
+SIMULATED_GPU_TOLERATIONS = [GPU_TOLERATION, SIMULATED_TOLERATION]
+
 
 @dataclass(frozen=True)
 class Pool:
@@ -110,7 +120,8 @@ def node_manifest(
     """A Node object for pool ``pool`` ("cpu", "g4dn" or "g5").
 
     GPU pools carry the ``nvidia.com/gpu`` capacity, the GPU Operator / GFD labels and the
-    ``nvidia.com/gpu:NoSchedule`` taint (override with ``taints``; ``[]`` removes it).
+    ``nvidia.com/gpu:NoSchedule`` taint, plus :data:`SIMULATED_TAINT` when kwok plays the
+    node (override with ``taints``; ``[]`` removes them).
     ``nodegroup`` sets the ``eks.amazonaws.com/nodegroup`` label (default: the pool's group),
     which lets a test target a node group of its own.
     """
@@ -143,6 +154,8 @@ def node_manifest(
         )
         capacity[GPU_RESOURCE] = str(spec.gpu_count)
         node_taints.append({"key": GPU_RESOURCE, "value": "true", "effect": "NoSchedule"})
+        if managed_by_kwok:
+            node_taints.append(dict(SIMULATED_TAINT))
     node_labels.update(labels or {})
     annotations = {"node.alpha.kubernetes.io/ttl": "0"}
     if managed_by_kwok:
@@ -284,6 +297,6 @@ if __name__ == "__main__":
 # that only pods that tolerate it (the full-loop tests' and the demo's models) land there.
 PROCESS_KUBELET_TAINT = {"key": "siesta.test/process-kubelet", "effect": "NoSchedule"}
 PROCESS_KUBELET_TOLERATIONS = [
-    {"key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoSchedule"},
+    GPU_TOLERATION,
     {"key": "siesta.test/process-kubelet", "operator": "Exists", "effect": "NoSchedule"},
 ]

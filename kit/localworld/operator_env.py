@@ -24,6 +24,9 @@ from typing import Any
 import pytest
 import yaml
 
+from localworld.cluster import Cluster, wait_for
+from localworld.nodes import SIMULATED_GPU_TOLERATIONS
+from localworld.procs import BIN, Proc, free_port, start
 from siesta.api.contract import (
     API_VERSION,
     IN_FLIGHT_ANNOTATION,
@@ -31,8 +34,6 @@ from siesta.api.contract import (
     PENDING_ANNOTATION,
     demand_lease_name,
 )
-from localworld.cluster import Cluster, wait_for
-from localworld.procs import BIN, Proc, free_port, start
 
 ROOT = Path(__file__).resolve().parents[2]
 RBAC = ROOT / "deploy" / "rbac" / "operator-rbac.yaml"
@@ -189,8 +190,15 @@ def operator_runner(
 
 
 def model_deployment(name: str, **spec: Any) -> dict[str, Any]:
-    """A ModelDeployment whose model lives in the image (no cache volume, no download)."""
+    """A ModelDeployment whose model lives in the image (no cache volume, no download).
+
+    A GPU model tolerates the simulated GPU nodes (kwok's, :data:`SIMULATED_TAINT`) unless the
+    spec sets its own tolerations: these tests watch the operator, not a running server.
+    """
     body: dict[str, Any] = {"model": {"uri": "file:///models/tiny.gguf"}, **spec}
+    gpu = dict(body.get("gpu") or {})
+    if gpu.get("count", 1) > 0 and "tolerations" not in gpu:
+        body["gpu"] = {**gpu, "tolerations": SIMULATED_GPU_TOLERATIONS}
     return {
         "apiVersion": API_VERSION,
         "kind": "ModelDeployment",

@@ -41,9 +41,9 @@ from typing import Any
 
 import aiohttp
 
-from siesta.gateway.kube import ApiError, KubeClient, load_config
 from localworld.localnet import add_local_address, in_pod_network, pod_address, remove_local_address
 from localworld.nodes import PROCESS_KUBELET_TAINT, gpu_node_manifest
+from siesta.gateway.kube import ApiError, KubeClient, load_config
 
 log = logging.getLogger("process-kubelet")
 Obj = dict[str, Any]

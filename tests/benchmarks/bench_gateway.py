@@ -43,13 +43,13 @@ from typing import Any
 import aiohttp
 import httpx
 
-from siesta.api.contract import MODEL_LABEL
-from siesta.gateway.kube import ApiError, KubeClient, load_config
 from localworld.cluster import start_cluster, wait_for
 from localworld.full_loop import start_process_kubelet
 from localworld.gateway_env import gateway_kubeconfig, model_manifest
 from localworld.operator_env import install, operator_kubeconfig
 from localworld.procs import BIN, free_port, http_status, start, start_gateway, start_server
+from siesta.api.contract import MODEL_LABEL
+from siesta.gateway.kube import ApiError, KubeClient, load_config
 
 NAMESPACE = "bench-gateway"
 MODEL = "bench"

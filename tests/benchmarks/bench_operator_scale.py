@@ -53,7 +53,6 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import yaml
 from kubernetes import client, config, watch
 
-from siesta.api.contract import API_VERSION, GROUP, MODEL_LABEL, PLURAL, VERSION
 from localworld.cluster import Cluster, start_cluster
 from localworld.operator_env import (
     OperatorAccess,
@@ -62,6 +61,7 @@ from localworld.operator_env import (
     install,
     operator_kubeconfig,
 )
+from siesta.api.contract import API_VERSION, GROUP, MODEL_LABEL, PLURAL, VERSION
 
 READ_VERBS = {"get", "list", "watch"}
 

@@ -11,8 +11,8 @@ from typing import Any
 
 import pytest
 
-from siesta.operator import render
 from localworld.helm import CHART, find, objects, template
+from siesta.operator import render
 
 EKS = str(CHART / "ci" / "eks-values.yaml")
 

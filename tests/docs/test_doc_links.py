@@ -18,14 +18,16 @@ PAGES = sorted(
     [
         *(ROOT / "docs").glob("*.md"),
         ROOT / "README.md",
+        ROOT / "CONTRIBUTING.md",
+        ROOT / "kit" / "README.md",
         ROOT / "charts" / "siesta" / "README.md",
         ROOT / "charts" / "siesta" / "templates" / "NOTES.txt",
         *(ROOT / "clients").glob("*/README.md"),
         *(ROOT / "examples").glob("*/README.md"),
     ]
 )
-TOP_LEVEL = ("charts", "clients", "crds", "deploy", "docs", "examples", "operator", "scripts",
-             "server", "tests")  # fmt: skip
+TOP_LEVEL = ("charts", "clients", "crds", "deploy", "docs", "examples", "kit", "operator",
+             "scripts", "server", "tests")  # fmt: skip
 LINK = re.compile(r"\[[^\]]*\]\(([^)\s]+)\)")
 # A repository path: a top-level folder, then path characters; no template or glob syntax.
 REPO_PATH = re.compile(r"(?<![\w./${-])((?:" + "|".join(TOP_LEVEL) + r")/[\w./-]*)(?![\w*{<$])")

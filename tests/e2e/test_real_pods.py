@@ -26,7 +26,6 @@ from typing import Any
 import openai
 import pytest
 
-from siesta.api.contract import MODEL_LABEL
 from localworld.cluster import Cluster, wait_for
 from localworld.helm import CHART, NAMESPACE, RELEASE
 from localworld.real_node import (
@@ -41,6 +40,7 @@ from localworld.real_node import (
     values_file,
 )
 from localworld.tiny_gguf import write_tiny_llama
+from siesta.api.contract import MODEL_LABEL
 
 pytestmark = [pytest.mark.e2e, pytest.mark.cluster, pytest.mark.llama]
 

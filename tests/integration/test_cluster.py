@@ -14,7 +14,15 @@ from typing import Any
 import pytest
 
 from localworld.cluster import Cluster, holds, wait_for
-from localworld.nodes import POOL_LABEL, add_node, gpu_node_manifest, node_ready, remove_node
+from localworld.nodes import (
+    POOL_LABEL,
+    SIMULATED_GPU_TOLERATIONS,
+    SIMULATED_TAINT,
+    add_node,
+    gpu_node_manifest,
+    node_ready,
+    remove_node,
+)
 
 pytestmark = pytest.mark.cluster
 
@@ -36,9 +44,7 @@ def gpu_statefulset(name: str, node_selector: dict[str, str]) -> dict[str, Any]:
                 "metadata": {"labels": labels},
                 "spec": {
                     "nodeSelector": node_selector,
-                    "tolerations": [
-                        {"key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoSchedule"}
-                    ],
+                    "tolerations": SIMULATED_GPU_TOLERATIONS,
                     "containers": [
                         {
                             "name": "server",
@@ -95,9 +101,10 @@ def test_default_fleet_looks_like_eks_gpu_node_groups(cluster: Cluster) -> None:
         )
         assert POOL_LABEL in labels
         assert node["status"]["allocatable"]["nvidia.com/gpu"] == "1"
-        assert {"key": "nvidia.com/gpu", "value": "true", "effect": "NoSchedule"} in node["spec"][
-            "taints"
-        ]
+        taints = node["spec"]["taints"]
+        assert {"key": "nvidia.com/gpu", "value": "true", "effect": "NoSchedule"} in taints
+        # kwok plays these nodes: no model pod may land there unless it says so.
+        assert SIMULATED_TAINT in taints
         assert is_ready(node), f"{node['metadata']['name']} not Ready"
 
 
@@ -156,6 +163,42 @@ def test_gpu_pod_pending_until_a_gpu_node_joins(cluster: Cluster, namespace: str
     finally:
         cluster.kubectl("delete", "statefulset", "late", "-n", namespace, "--wait=true")
         remove_node(cluster.kubeconfig, node_name)
+
+
+def test_a_model_pod_never_lands_on_a_simulated_gpu_node(cluster: Cluster, namespace: str) -> None:
+    """The README's model (Tesla-T4, no node selector), as the operator renders it: kwok's
+    g4dn nodes would report it Ready with a fake address, so they turn it away (their
+    taint), and the operator reads the wait as one for a GPU node."""
+    from datetime import timedelta
+
+    from siesta.operator import render
+    from siesta.operator.observe import WAITING_FOR_GPU, pending_cause
+    from siesta.operator.settings import OperatorSettings
+    from support.specs import make_spec
+
+    spec = make_spec(model={"uri": "file:///models/m.gguf"}, gpu={"products": [T4]})
+    owner = render.Owner(name="readme", namespace=namespace, uid="0")
+    settings = OperatorSettings(server_image="siesta-server:test", drain_timeout=timedelta(0))
+    sts = render.statefulset(owner, spec, settings)
+    sts["metadata"].pop("ownerReferences", None)  # no ModelDeployment here: keep it from the GC
+    extra = add_node(cluster.kubeconfig, gpu_node_manifest(f"{namespace}-t4"[:63], "g4dn"))
+    try:
+        cluster.apply(sts, namespace)
+        scheduled = wait_for(
+            "PodScheduled=False",
+            lambda: condition(pod(cluster, namespace, "readme-0"), "PodScheduled"),
+            timeout=90,
+        )
+        assert SIMULATED_TAINT["key"] in scheduled["message"], scheduled["message"]
+        assert pending_cause(scheduled["message"]) == WAITING_FOR_GPU
+        holds(
+            "readme-0 unbound",
+            lambda: not (pod(cluster, namespace, "readme-0") or {})["spec"].get("nodeName"),
+            3,
+        )
+    finally:
+        cluster.kubectl("delete", "statefulset", "readme", "-n", namespace, "--wait=true")
+        remove_node(cluster.kubeconfig, extra)
 
 
 def test_node_not_managed_by_kwok_is_left_alone(cluster: Cluster, namespace: str) -> None:

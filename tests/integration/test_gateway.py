@@ -20,7 +20,6 @@ import httpx
 import openai
 import pytest
 
-from siesta.api.contract import PENDING_ANNOTATION
 from localworld.cluster import Cluster, wait_for
 from localworld.gateway_env import (
     demand_leases,
@@ -37,6 +36,7 @@ from localworld.localnet import (
     remove_local_address,
 )
 from localworld.procs import Proc, start_gateway, start_server
+from siesta.api.contract import PENDING_ANNOTATION
 
 pytestmark = [pytest.mark.cluster, pytest.mark.llama]
 

@@ -12,9 +12,9 @@ from typing import Any
 
 import pytest
 
-from siesta.api.contract import API_VERSION, MODEL_LABEL
 from localworld.cluster import Cluster
 from localworld.operator_env import OperatorAccess
+from siesta.api.contract import API_VERSION, MODEL_LABEL
 from support.specs import POD_SETTINGS
 
 pytestmark = pytest.mark.cluster

@@ -11,7 +11,6 @@ from typing import Any
 
 import pytest
 
-from siesta.api.contract import MODEL_LABEL
 from localworld.cluster import Cluster, holds
 from localworld.nodes import POOL_LABEL, add_node, gpu_node_manifest, remove_node
 from localworld.operator_env import (
@@ -27,6 +26,7 @@ from localworld.operator_env import (
     sts_replicas,
     wait_for,
 )
+from siesta.api.contract import MODEL_LABEL
 from support.specs import POD_SETTINGS
 
 pytestmark = pytest.mark.cluster

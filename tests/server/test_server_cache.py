@@ -12,10 +12,10 @@ from typing import TYPE_CHECKING, Any
 
 import pytest
 
+from localworld.tiny_gguf import write_tiny_llama
 from siesta_server import eviction, mismatch
 from siesta_server.source import ModelSource, cache_path
 from support.specs import utc
-from localworld.tiny_gguf import write_tiny_llama
 
 if TYPE_CHECKING:
     from conftest import ServerProcess

@@ -10,6 +10,7 @@ from typing import Any
 import pytest
 
 from siesta_server.source import (
+    FetchSettings,
     ModelSource,
     ModelSourceError,
     cache_path,
@@ -20,6 +21,7 @@ from siesta_server.source import (
 PAYLOAD = bytes(range(256)) * 2048  # 512 KiB
 DIGEST = hashlib.sha256(PAYLOAD).hexdigest()
 
+ONE_STREAM = FetchSettings(connections=1)
 FileServer = Callable[..., Any]  # the `file_server` fixture (conftest.ModelFileServer)
 
 
@@ -77,7 +79,7 @@ def test_interrupted_transfer_resumes_with_a_range_request(
     tmp_path: Path, file_server: FileServer
 ) -> None:
     server = file_server(PAYLOAD, cut_first_requests=1, cut_after_bytes=200 * 1024)
-    path = fetch_model(ModelSource(server.url, DIGEST, tmp_path))
+    path = fetch_model(ModelSource(server.url, DIGEST, tmp_path, ONE_STREAM))
     assert path.read_bytes() == PAYLOAD
     assert server.range_headers[0] is None
     assert server.range_headers[1] is not None
@@ -85,13 +87,29 @@ def test_interrupted_transfer_resumes_with_a_range_request(
     assert int(server.range_headers[1].removeprefix("bytes=").rstrip("-")) > 0
 
 
+def test_interrupted_part_resumes_where_it_stopped(
+    tmp_path: Path, file_server: FileServer
+) -> None:
+    server = file_server(PAYLOAD, cut_first_requests=1, cut_after_bytes=200 * 1024)
+    path = fetch_model(ModelSource(server.url, DIGEST, tmp_path))
+    assert path.read_bytes() == PAYLOAD
+    # The whole file is one part here; its retry asks for the rest of it only.
+    assert server.range_headers == [f"bytes=0-{1024 * 1024 - 1}", f"bytes=204800-{len(PAYLOAD) - 1}"]
+
+
 def test_partial_file_from_a_killed_pod_is_resumed(tmp_path: Path, file_server: FileServer) -> None:
     server = file_server(PAYLOAD)
-    source = ModelSource(server.url, DIGEST, tmp_path)
-    partial = cache_path(source).with_name(cache_path(source).name + ".part")
-    partial.write_bytes(PAYLOAD[:1000])
-    assert fetch_model(source).read_bytes() == PAYLOAD
-    assert server.range_headers == ["bytes=1000-"]
+    for settings, ranges in (
+        (ONE_STREAM, ["bytes=1000-"]),
+        (FetchSettings(), [f"bytes=1000-{1000 + 1024 * 1024 - 1}"]),
+    ):
+        server.range_headers.clear()
+        source = ModelSource(server.url, DIGEST, tmp_path / str(settings.connections), settings)
+        partial = cache_path(source).with_name(cache_path(source).name + ".part")
+        partial.parent.mkdir(parents=True)
+        partial.write_bytes(PAYLOAD[:1000])  # what one stream had written
+        assert fetch_model(source).read_bytes() == PAYLOAD
+        assert server.range_headers == ranges
 
 
 def test_server_without_range_support_restarts_cleanly(

@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from siesta_server.source import ModelSource, ModelSourceError, cache_path, fetch_model, hf
 from localworld.hf_hub import FakeHub
+from siesta_server.source import ModelSource, ModelSourceError, cache_path, fetch_model, hf
 
 V1 = bytes(range(256)) * 1024  # 256 KiB
 V2 = bytes(reversed(range(256))) * 1024
@@ -121,7 +121,10 @@ def test_interrupted_download_resumes_through_the_redirect(hub: FakeHub, tmp_pat
     received: list[int] = []
     assert fetch_model(source, on_bytes=received.append).read_bytes() == V1
     assert sum(received) == len(V1) - 1000
-    assert [s.range for s in hub.requests_to("/cdn/")] == ["bytes=1000-"]
+    # One ranged read from byte 1000 (the part fits in one request).
+    ranges = [s.range or "" for s in hub.requests_to("/cdn/")]
+    assert len(ranges) == 1
+    assert ranges[0].startswith("bytes=1000-")
 
 
 @pytest.mark.parametrize(

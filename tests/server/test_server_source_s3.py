@@ -15,8 +15,8 @@ from typing import Any
 import httpx
 import pytest
 
-from siesta_server.source import ModelSource, ModelSourceError, cache_path, fetch_model, s3
 from localworld.s3_store import Keys, S3Store, aws_variables, get_object_policy, running_store
+from siesta_server.source import ModelSource, ModelSourceError, cache_path, fetch_model, s3
 
 PAYLOAD = bytes(range(256)) * 4096  # 1 MiB: more than one read chunk
 DIGEST = hashlib.sha256(PAYLOAD).hexdigest()

@@ -12,6 +12,9 @@ import json
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+from localworld.karpenter import documented_manifests, kwok_nodepools
+from localworld.karpenter_nodes import GPU_PENDING_TAINT, gfd_labels, registered_resources
+from localworld.nodes import gpu_node_manifest
 from siesta.api.models import ModelDeploymentSpec
 from siesta.sim.engine import Simulation
 from siesta.sim.traces import Trace, TraceRequest
@@ -20,9 +23,6 @@ from siesta.sim.world import (
     KARPENTER_CONSOLIDATION_LATENCY_SECONDS,
     World,
 )
-from localworld.karpenter import documented_manifests, kwok_nodepools
-from localworld.karpenter_nodes import GPU_PENDING_TAINT, gfd_labels, registered_resources
-from localworld.nodes import gpu_node_manifest
 
 ROOT = Path(__file__).resolve().parents[2]
 INSTANCE_TYPES = ROOT / "kit" / "cluster" / "karpenter" / "instance-types.json"

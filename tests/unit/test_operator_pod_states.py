@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from siesta.operator.observe import observe, pending_cause, pending_pods, pod_view
+from siesta.operator.observe import node_reasons, observe, pending_cause, pending_pods, pod_view
 from support.specs import utc
 
 T0 = utc("2026-11-25T09:00:00")
@@ -154,10 +154,54 @@ def test_a_clean_exit_is_not_failing() -> None:
         ),
         ('storageclass.storage.k8s.io "fast" not found', "StorageClassMissing"),
         ("0/3 nodes are available: 3 Too many pods.", "Unschedulable"),
+        # kube-scheduler 1.35's words for a Karpenter GPU node whose provisioner does not
+        # serve it, beside the CPU nodes the GPU selector turns away: a volume problem.
+        (
+            "0/6 nodes are available: 1 node(s) didn't find available persistent volumes to "
+            "bind, 5 node(s) didn't match Pod's node affinity/selector. preemption: 0/6 nodes "
+            "are available: 6 Preemption is not helpful for scheduling.",
+            "VolumeNotBound",
+        ),
+        (
+            "0/4 nodes are available: 1 node(s) had volume node affinity conflict, 1 node(s) "
+            "had untolerated taint {siesta.test/simulated: true}, 2 node(s) didn't match "
+            "Pod's node affinity/selector. preemption: 0/4 nodes are available: 4 Preemption "
+            "is not helpful for scheduling.",
+            "VolumeNodeConflict",
+        ),
+        # Every node turned away by selection: only a new node helps.
+        (
+            "0/5 nodes are available: 1 node(s) had untolerated taint {siesta.test/simulated: "
+            "true}, 4 node(s) didn't match Pod's node affinity/selector. preemption: 0/5 nodes "
+            "are available: 5 Preemption is not helpful for scheduling.",
+            "WaitingForGPU",
+        ),
+        # The GPU node matches but its GPU is taken, the others do not match.
+        (
+            "0/3 nodes are available: 1 Insufficient nvidia.com/gpu, 2 node(s) didn't match "
+            "Pod's node affinity/selector. preemption: 0/3 nodes are available: 1 No "
+            "preemption victims found for incoming pod, 2 Preemption is not helpful for "
+            "scheduling.",
+            "WaitingForGPU",
+        ),
+        (
+            "0/3 nodes are available: 1 Too many pods, 2 node(s) didn't match Pod's node "
+            "affinity/selector.",
+            "Unschedulable",
+        ),
     ],
 )
 def test_pending_causes(message: str, cause: str) -> None:
     assert pending_cause(message) == cause
+
+
+def test_node_reasons_split_per_node_group() -> None:
+    message = (
+        "0/4 nodes are available: 1 node(s) had untolerated taint {a: b}, 3 Insufficient cpu. "
+        "preemption: 0/4 nodes are available: 4 Preemption is not helpful for scheduling."
+    )
+    assert node_reasons(message) == ["1 node(s) had untolerated taint {a: b}", "3 Insufficient cpu"]
+    assert node_reasons("no nodes available to schedule pods") == []
 
 
 def test_only_gpu_waits_count_as_waiting_for_gpu() -> None:

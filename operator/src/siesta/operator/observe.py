@@ -12,6 +12,7 @@ never do (siesta.policy.decide).
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -39,7 +40,10 @@ FAILING_REASONS = frozenset(
 # is blocked first by its volume, which no new node fixes).
 WAITING_FOR_GPU = "WaitingForGPU"
 PENDING_CAUSES: tuple[tuple[str, tuple[tuple[str, ...], ...]], ...] = (
-    ("VolumeNotBound", (("unbound", "persistentvolumeclaim"),)),
+    (
+        "VolumeNotBound",
+        (("unbound", "persistentvolumeclaim"), ("didn't find available persistent volumes",)),
+    ),
     ("VolumeMissing", (("persistentvolumeclaim", "not found"),)),
     ("VolumeNodeConflict", (("volume node affinity",),)),
     ("StorageClassMissing", (("storageclass",),)),
@@ -58,11 +62,36 @@ PENDING_CAUSES: tuple[tuple[str, tuple[tuple[str, ...], ...]], ...] = (
     ),
 )
 UNSCHEDULABLE = "Unschedulable"
+REVISION_LABEL = "controller-revision-hash"
+"""Set by the StatefulSet controller on each pod: the template revision it was made from."""
+
+# The scheduler sums up its filters per node: "0/6 nodes are available: 1 node(s) didn't find
+# available persistent volumes to bind, 5 node(s) didn't match Pod's node affinity/selector."
+# Nodes turned away for these reasons are not the model's (wrong labels, a taint it does not
+# tolerate): what stops the pod is said by the other nodes, those its GPU selection accepts.
+_NODE_REASONS = re.compile(r"\d+/\d+ nodes are available: (.*?)(?:\. preemption:|\.?\s*$)", re.S)
+_ONE_REASON = re.compile(r",\s*(?=\d+ )")
+NOT_SELECTED = ("affinity/selector", "untolerated taint", "node(s) had taint")
+
+
+def node_reasons(message: str) -> list[str]:
+    """The per-node reasons of a scheduler message ("5 node(s) didn't match ..."), in order."""
+    found = _NODE_REASONS.search(message)
+    if not found:
+        return []
+    return [part.strip() for part in _ONE_REASON.split(found.group(1)) if part.strip()]
 
 
 def pending_cause(message: str) -> str:
-    """Classify the scheduler's message: WaitingForGPU only when a node could help."""
-    text = message.lower()
+    """Classify the scheduler's message: WaitingForGPU only when a node could help.
+
+    Reasons given for nodes the model does not select are left out when other nodes say
+    more: a cache volume that cannot bind on the one GPU node that matches is a volume
+    problem, however many CPU nodes did not match the GPU selector.
+    """
+    reasons = node_reasons(message)
+    selected = [r for r in reasons if not any(m in r.lower() for m in NOT_SELECTED)]
+    text = (" ".join(selected) if selected else message).lower()
     for cause, alternatives in PENDING_CAUSES:
         if any(all(word in text for word in words) for words in alternatives):
             return cause
@@ -107,6 +136,8 @@ class PodView:
     """The container's termination message (its log's end with FallbackToLogsOnError) or
     the kubelet's waiting message: why it is failing, in its own words."""
     restarts: int = 0
+    revision: str = ""
+    """The template revision the pod was made from (its controller-revision-hash label)."""
 
     @property
     def pending_cause(self) -> str | None:
@@ -124,11 +155,16 @@ class ChildView:
     replicas: int = 0
     immutable: Mapping[str, Any] | None = None
     """A StatefulSet's fields that cannot change in place (to tell update from re-create)."""
+    update_revision: str = ""
+    """A StatefulSet's status.updateRevision: the revision its current template makes."""
+    revisions_known: bool = False
+    """The StatefulSet controller has seen the latest template (observedGeneration)."""
 
 
 def child_view(body: Mapping[str, Any]) -> ChildView:
     meta = body.get("metadata") or {}
     spec = body.get("spec") or {}
+    status = body.get("status") or {}
     kind = str(body.get("kind") or "")
     immutable = (
         {key: spec[key] for key in STATEFULSET_IMMUTABLE_FIELDS if key in spec}
@@ -141,6 +177,9 @@ def child_view(body: Mapping[str, Any]) -> ChildView:
         config_hash=str((meta.get("annotations") or {}).get(CONFIG_HASH_ANNOTATION, "")),
         replicas=int(spec.get("replicas") or 0),
         immutable=immutable,
+        update_revision=str(status.get("updateRevision") or ""),
+        revisions_known=int(status.get("observedGeneration") or 0)
+        >= int(meta.get("generation") or 1),
     )
 
 
@@ -243,6 +282,7 @@ def pod_view(body: Mapping[str, Any]) -> PodView:
         last_words=_last_words(status),
         restarts=_restarts(status),
         address=str(status.get("podIP") or ""),
+        revision=str((meta.get("labels") or {}).get(REVISION_LABEL) or ""),
     )
 
 
