@@ -348,7 +348,7 @@ def test_full_queue_answers_503_and_gone_clients_leave_the_queue(
         rejected = httpx.post(f"{gateway.url}/v1/completions", json=body, timeout=10)
         assert rejected.status_code == 503
         assert rejected.headers["Retry-After"] == "7"
-        assert rejected.json()["error"]["code"] == "queue_full"
+        assert rejected.json()["error"]["code"] == "model_busy"
         for future in held:
             with pytest.raises(httpx.ReadTimeout):
                 future.result()

@@ -88,3 +88,26 @@ async def test_wake_before_wait_is_not_lost() -> None:
     ticket = queues.admit(ModelKey("ns", "a"))
     queues.wake_all()
     assert await queues.wait(ticket, 0.01)
+
+
+def test_held_bytes_have_a_budget() -> None:
+    queues = HoldQueues(per_model=10, total=10, total_bytes=100)
+    first = queues.admit(ModelKey("ns", "a"), size=60)
+    with pytest.raises(QueueFull) as full:
+        queues.admit(ModelKey("ns", "b"), size=41)
+    assert full.value.scope == "bytes"
+    queues.admit(ModelKey("ns", "b"), size=40)
+    assert queues.held_bytes == 100
+    queues.leave(first)
+    assert queues.held_bytes == 40
+    queues.readmit(first)  # a request back from a replica that was not reached
+    assert queues.held_bytes == 100
+
+
+def test_a_model_cap_overrides_the_default() -> None:
+    queues = HoldQueues(per_model=1, total=10)
+    for _ in range(3):
+        queues.admit(ModelKey("ns", "big"), per_model=3)
+    with pytest.raises(QueueFull) as full:
+        queues.admit(ModelKey("ns", "big"), per_model=3)
+    assert (full.value.scope, full.value.limit) == ("model", 3)

@@ -50,7 +50,7 @@ Deno.test("a 503 with Retry-After is retried within the deadline, then served", 
     onKeepAlive: () => held = true,
   }).then(text);
   await until("the first request is held", () => Promise.resolve(held), 60);
-  // ... so the second gets 503 queue_full, Retry-After 1, and retries until the model is up.
+  // ... so the second gets 503 model_busy, Retry-After 1, and retries until the model is up.
   const retries: UnavailableError[] = [];
   const second = await siesta.chat({ model: burst, messages: hello, ...tiny }, {
     timeoutMs: 120_000,
@@ -62,7 +62,7 @@ Deno.test("a 503 with Retry-After is retried within the deadline, then served", 
   assert.ok((await first).length > 0);
   assert.ok(second.length > 0);
   assert.ok(retries.length >= 1);
-  assert.equal(retries[0].code, "queue_full");
+  assert.equal(retries[0].code, "model_busy");
   assert.equal(retries[0].status, 503);
 });
 
@@ -75,7 +75,7 @@ Deno.test("a Retry-After beyond the deadline is thrown at once as an Unavailable
   const error = await siesta.chat({ model: stuck, messages: hello }, { timeoutMs: 500 })
     .catch((e) => e);
   assert.ok(error instanceof UnavailableError, String(error));
-  assert.equal(error.code, "queue_full");
+  assert.equal(error.code, "model_busy");
   assert.equal(error.retryAfter, 1);
   assert.ok(Date.now() - started < 500, "no waiting when the retry cannot fit");
   controller.abort();

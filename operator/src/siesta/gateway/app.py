@@ -10,6 +10,7 @@ import asyncio
 import contextlib
 import json
 import logging
+from collections.abc import Awaitable, Callable
 from datetime import datetime
 from typing import Any
 
@@ -26,6 +27,7 @@ from siesta.gateway.settings import GatewaySettings
 
 log = logging.getLogger("siesta.gateway")
 
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 INFERENCE_PATHS = ("/v1/chat/completions", "/v1/completions", "/v1/embeddings")
 
 
@@ -46,7 +48,7 @@ class Gateway:
     # --- wiring -------------------------------------------------------------------------
 
     def _build_app(self) -> web.Application:
-        app = web.Application(client_max_size=self.settings.max_body)
+        app = web.Application(client_max_size=self.settings.max_body, middlewares=[openai_errors])
         for path in INFERENCE_PATHS:
             app.router.add_post(path, self.handle_inference)
         app.router.add_get("/v1/models", self.handle_models)
@@ -149,7 +151,8 @@ class Gateway:
         if (denied := self._check_key(request)) is not None:
             return denied
         try:
-            body = await request.read()
+            async with asyncio.timeout(self.settings.body_timeout):
+                body = await request.read()
         except web.HTTPRequestEntityTooLarge:
             self.metrics.rejected.labels("body_too_large").inc()
             return error_response(
@@ -158,24 +161,27 @@ class Gateway:
                 "invalid_request_error",
                 "request_too_large",
             )
+        except TimeoutError:
+            self.metrics.rejected.labels("body_timeout").inc()
+            late = error_response(
+                408,
+                f"The request body did not arrive within {self.settings.body_timeout:g}s.",
+                "invalid_request_error",
+                "request_timeout",
+            )
+            late.force_close()  # the rest of the body is not worth waiting for
+            return late
         try:
-            payload = json.loads(body)
-            alias = payload["model"]
-            if not isinstance(alias, str):
-                raise TypeError("model must be a string")
-        except (ValueError, KeyError, TypeError, AttributeError):
+            alias, streaming = read_target(body)
+        except ValueError as error:
             self.metrics.rejected.labels("bad_request").inc()
             return error_response(
-                400,
-                "The request body must be JSON with a string field 'model'.",
-                "invalid_request_error",
-                "invalid_request",
-                param="model",
+                400, str(error), "invalid_request_error", "invalid_request", param="model"
             )
         model = self.catalog.model(alias)
         if model is None:
             return self._unknown_model(alias)
-        held = Held(request, streaming=payload.get("stream") is True)
+        held = Held(request, streaming=streaming)
         self.active_handlers += 1
         self._no_handlers.clear()
         try:
@@ -200,6 +206,37 @@ class Gateway:
         self.forwarder.start_draining()
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(self._no_handlers.wait(), self.settings.drain_timeout)
+
+
+def read_target(body: bytes) -> tuple[str, bool]:
+    """The `model` and `stream` fields of a request body. The parsed tree is dropped here:
+    a held request keeps only its bytes (a 4 MiB body of empty objects parses to ~100 MB)."""
+    try:
+        payload = json.loads(body)
+    except RecursionError:
+        raise ValueError("The request body is JSON nested too deeply.") from None
+    except ValueError:  # also bytes that are not UTF-8
+        raise ValueError("The request body must be a JSON object.") from None
+    alias = payload.get("model") if isinstance(payload, dict) else None
+    if not isinstance(alias, str):
+        raise ValueError("The request body must be JSON with a string field 'model'.")
+    return alias, payload.get("stream") is True
+
+
+@web.middleware
+async def openai_errors(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """aiohttp's own answers (404 route, 405 method, ...) and crashes as OpenAI errors."""
+    try:
+        return await handler(request)
+    except web.HTTPException as error:
+        if error.status < 400:
+            raise
+        code = error.reason.lower().replace(" ", "_")
+        kind = "invalid_request_error" if error.status < 500 else "server_error"
+        return error_response(error.status, error.reason + ".", kind, code, headers=error.headers)
+    except Exception:
+        log.exception("unhandled error in %s %s", request.method, request.path)
+        return error_response(500, "The gateway failed.", "server_error", "internal_error")
 
 
 def _epoch(timestamp: str) -> int:

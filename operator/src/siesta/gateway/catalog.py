@@ -41,6 +41,7 @@ class ModelInfo:
     failure: str = ""
     """Why the model's replicas fail right now (its ModelServing condition), else ""."""
     adapters: tuple[str, ...] = ()  # LoRA adapter names served by the same pods
+    max_held: int | None = None  # spec.scaling.maxHeldRequests; None: the gateway's default
 
     @property
     def key(self) -> ModelKey:
@@ -91,6 +92,7 @@ def model_from_object(obj: Obj) -> ModelInfo:
         )
     except ValueError:
         wake_timeout = DEFAULT_WAKE_SECONDS
+    max_held = (spec.get("scaling") or {}).get("maxHeldRequests")
     idle_text = (spec.get("scaling") or {}).get("idleTimeout")
     try:
         idle_timeout = parse_duration(idle_text).total_seconds() if idle_text else None
@@ -109,6 +111,7 @@ def model_from_object(obj: Obj) -> ModelInfo:
         created=str(metadata.get("creationTimestamp", "")),
         failure=failure_from_status(status),
         adapters=adapters,
+        max_held=max_held if isinstance(max_held, int) and max_held > 0 else None,
     )
 
 

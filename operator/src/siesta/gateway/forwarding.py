@@ -33,6 +33,7 @@ from siesta.gateway.settings import GatewaySettings
 log = logging.getLogger("siesta.gateway")
 
 KEEPALIVE = b": waiting for model\n\n"
+REFUSAL_REASONS = {"model": "model_busy", "gateway": "held_cap", "bytes": "held_bytes"}
 UPSTREAM_KEEPALIVE_SECONDS = 3.0  # below uvicorn's 5 s idle timeout: never reuse a closing socket
 
 
@@ -57,7 +58,7 @@ class Forwarder:
         self.metrics = metrics
         self.catalog = catalog
         self.router = Router()
-        self.queues = HoldQueues(settings.queue_size, settings.max_held)
+        self.queues = HoldQueues(settings.queue_size, settings.max_held, settings.max_held_bytes)
         self.demand = DemandTracker()
         self.in_flight: dict[ModelKey, int] = {}
         self.draining = False
@@ -119,12 +120,8 @@ class Forwarder:
             if model.failure:
                 self.leave_queue(model, held, "failing")
                 return await self._failing(model, held)
-            if held.ticket is None and not self._admit(model, held, now):
-                return await self._unavailable(
-                    held,
-                    f"Too many requests waiting for model {model.alias!r} ({held.refused}).",
-                    "queue_full",
-                )
+            if held.ticket is None and not self._admit(model, held, len(body), now):
+                return await self._busy(model, held)
             if now >= deadline:
                 self.metrics.timeouts.labels(model.alias).inc()
                 self.leave_queue(model, held, "timeout")
@@ -148,19 +145,33 @@ class Forwarder:
                 return await self._deleted(model, held)
             model = current  # wakeTimeout may have changed
 
-    def _admit(self, model: ModelInfo, held: Held, now: float) -> bool:
+    def _admit(self, model: ModelInfo, held: Held, size: int, now: float) -> bool:
         """Hold the request in its model's queue; False (and `held.refused`) when full."""
         try:
-            held.ticket = self.queues.admit(model.key)
+            held.ticket = self.queues.admit(model.key, size, model.max_held)
         except QueueFull as full:
-            self.metrics.rejected.labels(
-                "queue_full" if full.scope == "model" else "held_cap"
-            ).inc()
+            self.metrics.rejected.labels(REFUSAL_REASONS[full.scope]).inc()
+            self.metrics.busy.labels(model.alias, full.scope).inc()
             held.refused = full
             return False
         held.held_since = held.held_since or now
         self._counts_changed(model)
         return True
+
+    async def _busy(self, model: ModelInfo, held: Held) -> web.StreamResponse:
+        """No room to hold it: 503 at once, so a stampede costs no memory and no waiting."""
+        full = held.refused
+        assert full is not None
+        if full.scope == "model":
+            message = (
+                f"Model {model.alias!r} already holds {full.limit} requests while it wakes "
+                "up; retry later."
+            )
+            return await self._unavailable(held, message, "model_busy")
+        what = "requests" if full.scope == "gateway" else "bytes of held requests"
+        return await self._unavailable(
+            held, f"The gateway already holds {full.limit} {what}; retry later.", "gateway_busy"
+        )
 
     async def _deleted(self, model: ModelInfo, held: Held) -> web.StreamResponse:
         self.leave_queue(model, held, "abandoned")
@@ -194,6 +205,14 @@ class Forwarder:
                     self.settings.connect_timeout,
                     self.upstream_key.authorization() if self.upstream_key else None,
                 )
+            except proxy.Busy as busy:
+                self.metrics.upstream_errors.labels(model.alias, "busy").inc()
+                self.router.cool(endpoint, loop.time())
+                if self.router.choose(self.catalog.endpoints(key), loop.time()) is not None:
+                    busy.upstream.release()
+                    return None  # another replica may have room: it did no work here
+                self.leave_queue(model, held, "forwarded", attempt)
+                return await self._relay(model, held, busy.upstream)
             except (proxy.NotReached, proxy.Unavailable) as error:
                 kind = "connect" if isinstance(error, proxy.NotReached) else "unavailable"
                 log.info("%s: replica %s %s; trying again", model.alias, endpoint.url, kind)

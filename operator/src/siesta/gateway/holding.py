@@ -2,7 +2,9 @@
 
 A held request keeps its place until it leaves (forwarded, timed out, client gone). When a
 model gets a ready replica, `wake` resolves the waiters in arrival order, so the event loop
-resumes them, and they forward, in that order. Caps: per model and in all.
+resumes them, and they forward, in that order. Caps: per model (the model's
+spec.scaling.maxHeldRequests, else the gateway's default), in all, and the bytes of the held
+bodies in all (a count alone would let 4 MiB bodies exhaust the pod's memory).
 """
 
 from __future__ import annotations
@@ -16,7 +18,8 @@ from siesta.api.contract import ModelKey
 
 
 class QueueFull(Exception):
-    """No room: `scope` is "model" (this model's queue) or "gateway" (the global cap)."""
+    """No room: `scope` is "model" (this model's queue), "gateway" (the global cap) or
+    "bytes" (the held bodies' budget)."""
 
     def __init__(self, scope: str, limit: int) -> None:
         super().__init__(f"{scope} queue full ({limit} held)")
@@ -28,44 +31,56 @@ class QueueFull(Exception):
 class Ticket:
     model: ModelKey
     number: int
+    size: int = 0  # bytes of the held body
     _signal: asyncio.Event = field(default_factory=asyncio.Event)
 
 
 class HoldQueues:
-    def __init__(self, per_model: int, total: int) -> None:
+    def __init__(self, per_model: int, total: int, total_bytes: int | None = None) -> None:
         self.per_model = per_model
         self.total_limit = total
+        self.bytes_limit = total_bytes
         self._queues: dict[ModelKey, OrderedDict[int, Ticket]] = {}
         self._numbers = itertools.count()
         self._total = 0
+        self.held_bytes = 0
 
-    def admit(self, model: ModelKey) -> Ticket:
-        queue = self._queues.setdefault(model, OrderedDict())
-        if len(queue) >= self.per_model:
-            raise QueueFull("model", self.per_model)
+    def admit(self, model: ModelKey, size: int = 0, per_model: int | None = None) -> Ticket:
+        """A place in `model`'s queue for a body of `size` bytes; `per_model` overrides the
+        default cap for this model."""
+        queue = self._queues.get(model) or OrderedDict()
+        limit = self.per_model if per_model is None else per_model
+        if len(queue) >= limit:
+            raise QueueFull("model", limit)
         if self._total >= self.total_limit:
             raise QueueFull("gateway", self.total_limit)
-        ticket = Ticket(model, next(self._numbers))
-        queue[ticket.number] = ticket
-        self._total += 1
+        if self.bytes_limit is not None and self.held_bytes + size > self.bytes_limit:
+            raise QueueFull("bytes", self.bytes_limit)
+        ticket = Ticket(model, next(self._numbers), size)
+        self._put(ticket)
         return ticket
+
+    def _put(self, ticket: Ticket) -> None:
+        self._queues.setdefault(ticket.model, OrderedDict())[ticket.number] = ticket
+        self._total += 1
+        self.held_bytes += ticket.size
 
     def leave(self, ticket: Ticket) -> None:
         """Remove a ticket (idempotent)."""
         queue = self._queues.get(ticket.model)
         if queue is not None and queue.pop(ticket.number, None) is not None:
             self._total -= 1
+            self.held_bytes -= ticket.size
             if not queue:
                 del self._queues[ticket.model]
 
     def readmit(self, ticket: Ticket) -> None:
         """Put back a ticket that stepped out (a try that reached no replica), in its place:
         arrival order. It was admitted once, so the caps do not turn it away."""
-        queue = self._queues.setdefault(ticket.model, OrderedDict())
-        if ticket.number in queue:
+        if ticket.number in self._queues.get(ticket.model, ()):
             return
-        queue[ticket.number] = ticket
-        self._total += 1
+        self._put(ticket)
+        queue = self._queues[ticket.model]
         for number in sorted(n for n in queue if n > ticket.number):
             queue.move_to_end(number)
 

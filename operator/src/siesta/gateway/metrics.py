@@ -39,7 +39,8 @@ class GatewayMetrics:
         self.upstream_errors = Counter(
             "siesta_gateway_upstream_errors",
             "Failures talking to a replica: connect (not reached, retried), unavailable "
-            "(503 from a replica, retried), broken (failed after the request was sent).",
+            "(503 from a replica, retried), busy (a replica's queue is full: another one is "
+            "tried, else its 503 is passed on), broken (failed after the request was sent).",
             ["model", "kind"],
             registry=r,
         )
@@ -51,9 +52,17 @@ class GatewayMetrics:
         )
         self.rejected = Counter(
             "siesta_gateway_rejected_requests",
-            "Requests refused before routing: queue_full, held_cap, body_too_large, "
-            "unauthorized, unknown_model, bad_request, shutting_down.",
+            "Requests refused before routing: model_busy, held_cap, held_bytes, "
+            "body_too_large, body_timeout, unauthorized, unknown_model, bad_request, "
+            "shutting_down, model_failing.",
             ["reason"],
+            registry=r,
+        )
+        self.busy = Counter(
+            "siesta_gateway_busy_rejections",
+            "Requests answered 503 at once because no more could be held, by model and cap "
+            "(model: its maxHeldRequests; gateway: all held requests; bytes: held bodies).",
+            ["model", "scope"],
             registry=r,
         )
         self.demand_writes = Counter(

@@ -1,7 +1,8 @@
 """Sending one request to one replica, and relaying its answer without buffering.
 
 `send` tells apart failures where the replica never did any work (connection refused, or a
-503 `unavailable_error`: loading or draining) from the rest: only those are retried.
+503 `unavailable_error`: loading, draining, or busy) from the rest: only those are retried.
+A busy replica's answer is passed on when no other replica is free (not held as "loading").
 """
 
 from __future__ import annotations
@@ -55,6 +56,15 @@ class Upstream:
         self.response.release()
 
 
+class Busy(Exception):
+    """The replica answered 503 because its queue is full: it did no work, and its answer
+    (with its Retry-After) is what the client gets when no other replica has room."""
+
+    def __init__(self, upstream: Upstream) -> None:
+        super().__init__("replica busy")
+        self.upstream = upstream
+
+
 def forward_headers(headers: Mapping[str, str], client_ip: str | None) -> CIMultiDict[str]:
     out: CIMultiDict[str] = CIMultiDict(
         (k, v) for k, v in headers.items() if k.lower() not in _NOT_FORWARDED
@@ -69,12 +79,21 @@ def response_headers(headers: Mapping[str, str]) -> CIMultiDict[str]:
     return CIMultiDict((k, v) for k, v in headers.items() if k.lower() not in _NOT_RETURNED)
 
 
-def is_unavailable(body: bytes) -> bool:
+def unavailable_message(body: bytes) -> str | None:
+    """The message of a 503 `unavailable_error` body, else None."""
     try:
         error = json.loads(body).get("error", {})
-    except (ValueError, AttributeError):
-        return False
-    return isinstance(error, dict) and error.get("type") == "unavailable_error"
+    except (ValueError, AttributeError, RecursionError):
+        return None
+    if not isinstance(error, dict) or error.get("type") != "unavailable_error":
+        return None
+    return str(error.get("message") or "")
+
+
+def is_busy(message: str) -> bool:
+    """siesta-server's queue-full 503 ("server busy: ..."; llama-server says "busy" too),
+    told apart from loading or draining, which the replica gets over by itself."""
+    return "busy" in message.lower()
 
 
 async def send(
@@ -102,7 +121,10 @@ async def send(
     if response.status == 503:
         prefetched = await response.content.read(ERROR_PEEK_BYTES)
         response.release()
-        if is_unavailable(prefetched):
-            raise Unavailable(prefetched.decode(errors="replace"))
+        message = unavailable_message(prefetched)
+        if message is not None and is_busy(message):
+            raise Busy(Upstream(response, prefetched))
+        if message is not None:
+            raise Unavailable(message)
         return Upstream(response, prefetched)
     return Upstream(response)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+
 from aiohttp import web
 
 from siesta.gateway.catalog import Catalog
@@ -17,8 +19,15 @@ def error_response(
     *,
     retry_after: int | None = None,
     param: str | None = None,
+    headers: Mapping[str, str] | None = None,
 ) -> web.Response:
-    headers = {"Content-Type": JSON}
+    """`headers`: kept from an aiohttp exception (Allow on a 405), less its body's."""
+    kept = {
+        k: v
+        for k, v in (headers or {}).items()
+        if k.lower() not in ("content-type", "content-length")
+    }
+    headers = kept | {"Content-Type": JSON}
     if retry_after is not None:
         headers["Retry-After"] = str(retry_after)
     body = error_json(message, error_type, code, param)

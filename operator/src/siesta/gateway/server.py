@@ -11,9 +11,18 @@ from aiohttp import web
 
 from siesta.gateway.app import Gateway
 from siesta.gateway.kube import DemandWriter, KubeClient, load_config, start_informers
+from siesta.gateway.listener import HttpLimits, listen
 from siesta.gateway.settings import GatewaySettings
 
 log = logging.getLogger("siesta.gateway")
+
+
+def http_limits(settings: GatewaySettings) -> HttpLimits:
+    return HttpLimits(
+        max_header_size=settings.max_header_size,
+        idle_timeout=settings.idle_timeout,
+        max_connections=settings.max_connections,
+    )
 
 
 async def run_gateway(settings: GatewaySettings, stop: asyncio.Event | None = None) -> None:
@@ -37,8 +46,7 @@ async def run_gateway(settings: GatewaySettings, stop: asyncio.Event | None = No
             loop.add_signal_handler(sig, stop.set)
     runner = web.AppRunner(gateway.app, handler_cancellation=True, access_log=None)
     await runner.setup()
-    site = web.TCPSite(runner, settings.host, settings.port, reuse_address=True)
-    await site.start()
+    listener = await listen(runner, settings.host, settings.port, http_limits(settings))
     log.info("gateway %s listening on %s:%s", settings.pod_name, settings.host, settings.port)
     try:
         await stop.wait()
@@ -50,5 +58,6 @@ async def run_gateway(settings: GatewaySettings, stop: asyncio.Event | None = No
         for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
+        listener.close()
         await runner.cleanup()
         await client.close()
