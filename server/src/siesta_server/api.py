@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import json
 import logging
 import struct
+from collections.abc import Callable
 from typing import Any, TypeVar
 
 from pydantic import BaseModel, ValidationError
@@ -16,9 +18,20 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from siesta_server.chat import ChatTemplateError
-from siesta_server.completions import CHAT, TEXT, CompletionJob, run_completion, sampling_params
-from siesta_server.engine import EngineStoppedError
+from siesta_server.chat_tokens import chat_tokens
+from siesta_server.completions import (
+    CHAT,
+    CLIENT_CLOSED_REQUEST,
+    TEXT,
+    CompletionJob,
+    grammar_source,
+    run_completion,
+    sampling_params,
+)
+from siesta_server.engine import EngineStoppedError, QueueFullError
 from siesta_server.errors import APIError, bad_request, unavailable
+from siesta_server.grammars import check_size as check_grammar_size
+from siesta_server.limits import SURROGATE_ESCAPE, find_surrogate
 from siesta_server.metrics import CONTENT_TYPE
 from siesta_server.native import Adapter, NativeError
 from siesta_server.schemas import ChatCompletionRequest, CompletionRequest, EmbeddingRequest
@@ -27,6 +40,13 @@ from siesta_server.state import Loaded, Phase, ServerState
 log = logging.getLogger(__name__)
 
 BodyT = TypeVar("BodyT", bound=BaseModel)
+T = TypeVar("T")
+
+# Bodies, prompts and answers bigger than this are parsed, tokenized or serialized on a
+# worker thread, so the event loop never spends long on one request; smaller ones inline.
+INLINE_BYTES = 64 * 1024
+# Template work per chat message, in the same units (characters) as its content.
+_MESSAGE_COST = 64
 
 
 def build_app(state: ServerState) -> Starlette:
@@ -109,12 +129,22 @@ def build_app(state: ServerState) -> Starlette:
             raise bad_request("tool calling is not supported by this server", param="tools")
         if body.logprobs:
             raise bad_request("logprobs are not supported by this server", param="logprobs")
+        limit = state.config.max_messages
+        if len(body.messages) > limit:
+            raise APIError(
+                400,
+                f"{len(body.messages)} messages; the limit is {limit} (--max-messages)",
+                param="messages",
+                code="too_many_messages",
+            )
         messages = [{"role": m.role, "content": m.text()} for m in body.messages]
+        size = sum(len(m["content"]) + _MESSAGE_COST for m in messages)
         try:
-            prompt_text = loaded.chat_template.render(messages)
+            prompt = await _off_loop(
+                size, chat_tokens, loaded.model, loaded.chat_template, messages
+            )
         except ChatTemplateError as error:
             raise bad_request(str(error), param="messages") from None
-        prompt = _tokenize_chat(loaded, prompt_text)
         max_tokens = body.max_completion_tokens or body.max_tokens
         job = _job(body, loaded, [prompt] * body.n, max_tokens, adapter, state)
         return await run_completion(request, state, loaded, job, CHAT)
@@ -127,7 +157,10 @@ def build_app(state: ServerState) -> Starlette:
             raise bad_request("logprobs are not supported by this server", param="logprobs")
         if body.echo:
             raise bad_request("echo is not supported by this server", param="echo")
-        prompts = [p for p in _text_prompts(loaded, body.prompt) for _ in range(body.n)]
+        _check_count(_prompt_count(body.prompt), state.config.max_prompts, "prompt")
+        texts = _prompt_chars(body.prompt)
+        prompts = await _off_loop(texts, _text_prompts, loaded, body.prompt)
+        prompts = [p for p in prompts for _ in range(body.n)]
         job = _job(body, loaded, prompts, body.max_tokens, adapter, state)
         return await run_completion(request, state, loaded, job, TEXT)
 
@@ -135,42 +168,30 @@ def build_app(state: ServerState) -> Starlette:
         loaded = state.require_ready()
         body = await _parse(request, state, EmbeddingRequest)
         adapter = _resolve_model(state, loaded, body.model)
-        inputs = _text_prompts(loaded, body.input, add_special=True)
-        for tokens in inputs:
-            if not tokens or any(t < 0 or t >= loaded.model.n_vocab for t in tokens):
-                raise bad_request("an input is empty or has invalid token ids", param="input")
-            if len(tokens) > loaded.engine.n_ctx_seq:
-                raise bad_request(
-                    f"an input has {len(tokens)} tokens; the limit is {loaded.engine.n_ctx_seq}",
-                    param="input",
-                    code="context_length_exceeded",
-                )
+        _check_count(_prompt_count(body.input), state.config.max_embedding_inputs, "input")
+        inputs = await _off_loop(_prompt_chars(body.input), _embedding_inputs, loaded, body.input)
         state.metrics.request_received(adapter)
         state.request_started()
         try:
-            vectors = await loaded.engine.embed(inputs, adapter)
-        except EngineStoppedError:
-            raise unavailable("Server is shutting down") from None
-        except NativeError as error:
-            raise APIError(
-                501, f"this model cannot produce embeddings: {error}", error_type="not_supported"
-            ) from None
+            vectors = await _embed(request, loaded, inputs, adapter)
         finally:
             state.request_ended()
+        if vectors is None:  # the client went away; the work was dropped
+            return Response(status_code=CLIENT_CLOSED_REQUEST)
         if body.dimensions is not None:
             vectors = [v[: body.dimensions] for v in vectors]
         used = sum(len(tokens) for tokens in inputs)
-        return JSONResponse(
-            {
-                "object": "list",
-                "model": adapter.name if adapter is not None else state.config.model_id,
-                "data": [
-                    {"object": "embedding", "index": i, "embedding": _encode(vector, body)}
-                    for i, vector in enumerate(vectors)
-                ],
-                "usage": {"prompt_tokens": used, "total_tokens": used},
-            }
+        name = adapter.name if adapter is not None else state.config.model_id
+        # A few hundred vectors of thousands of floats: serialize off the event loop.
+        content = await _off_loop(
+            len(vectors) * len(vectors[0]) if vectors else 0,
+            _embedding_answer,
+            vectors,
+            body,
+            name,
+            used,
         )
+        return Response(content, media_type="application/json")
 
     def endpoint(name: str, handler: Any) -> Any:
         """Answer every failure in OpenAI's error shape and count requests by status."""
@@ -215,28 +236,165 @@ def build_app(state: ServerState) -> Starlette:
 
 
 async def _parse(request: Request, state: ServerState, model: type[BodyT]) -> BodyT:
-    limit = state.config.max_body_bytes
+    raw = await _read_body(request, state)
+    if len(raw) > INLINE_BYTES:
+        return await asyncio.to_thread(_decode, raw, model)
+    return _decode(raw, model)
+
+
+async def _read_body(request: Request, state: ServerState) -> bytes:
+    limit, timeout = state.config.max_body_bytes, state.config.body_timeout
     declared = request.headers.get("content-length", "")
     if declared.isdigit() and int(declared) > limit:
         raise _too_large(limit)
     raw = bytearray()
-    async for chunk in request.stream():
-        raw += chunk
-        if len(raw) > limit:
-            raise _too_large(limit)
     try:
-        data = json.loads(raw)
-    except (ValueError, UnicodeDecodeError) as error:
+        async with asyncio.timeout(timeout):
+            async for chunk in request.stream():
+                raw += chunk
+                if len(raw) > limit:
+                    raise _too_large(limit)
+    except TimeoutError:
+        raise APIError(
+            408,
+            f"the request body did not arrive within {timeout:g} s (--body-timeout)",
+            code="request_timeout",
+        ) from None
+    return bytes(raw)
+
+
+def _decode(raw: bytes, model: type[BodyT]) -> BodyT:
+    """JSON -> request model; every failure a 400 (never a RecursionError's 500)."""
+    try:
+        data = json.loads(raw.decode("utf-8"))  # strict: no surrogates from the bytes
+    except UnicodeDecodeError as error:
+        raise bad_request(f"the request body is not valid UTF-8: {error}") from None
+    except RecursionError:
+        raise bad_request("the request body is nested too deeply") from None
+    except ValueError as error:
         raise bad_request(f"the request body is not valid JSON: {error}") from None
     if not isinstance(data, dict):
         raise bad_request("the request body must be a JSON object")
+    if SURROGATE_ESCAPE.search(raw):
+        where = find_surrogate(data)
+        if where is not None:
+            raise bad_request(
+                f"{_short(where)}: contains a lone UTF-16 surrogate (\\uD800-\\uDFFF), "
+                "which is not a character",
+                param=_short(where),
+            )
     try:
         return model.model_validate(data)
+    except RecursionError:
+        raise bad_request("the request body is nested too deeply") from None
     except ValidationError as error:
         first = error.errors()[0]
-        param = ".".join(str(part) for part in first["loc"]) or None
+        param = _short(".".join(str(part) for part in first["loc"])) or None
         message = f"{param}: {first['msg']}" if param else first["msg"]
         raise bad_request(message, param=param) from None
+
+
+def _short(text: str) -> str:
+    """A field path quoted back to the client: keys are the client's and may be huge."""
+    return text if len(text) <= 128 else text[:128] + "..."
+
+
+async def _off_loop(size: int, function: Callable[..., T], *args: Any) -> T:
+    """Run `function` on a worker thread when `size` says it is big, else right here."""
+    if size > INLINE_BYTES:
+        return await asyncio.to_thread(function, *args)
+    return function(*args)
+
+
+def _check_count(count: int, limit: int, param: str) -> None:
+    if count > limit:
+        flag = "--max-prompts" if param == "prompt" else "--max-embedding-inputs"
+        raise APIError(
+            400,
+            f"{count} {param}s in one request; the limit is {limit} ({flag})",
+            param=param,
+            code="too_many_inputs",
+        )
+
+
+def _prompt_count(prompt: str | list[str] | list[int] | list[list[int]]) -> int:
+    if isinstance(prompt, str) or all(isinstance(item, int) for item in prompt):
+        return 1
+    return len(prompt)
+
+
+def _prompt_chars(prompt: str | list[str] | list[int] | list[list[int]]) -> int:
+    """About how much work tokenizing and checking the prompt is."""
+    if isinstance(prompt, str):
+        return len(prompt)
+    return sum(len(item) if isinstance(item, str | list) else 1 for item in prompt)
+
+
+def _embedding_inputs(
+    loaded: Loaded, given: str | list[str] | list[int] | list[list[int]]
+) -> list[list[int]]:
+    inputs = _text_prompts(loaded, given, add_special=True)
+    for tokens in inputs:
+        if not tokens or min(tokens) < 0 or max(tokens) >= loaded.model.n_vocab:
+            raise bad_request("an input is empty or has invalid token ids", param="input")
+        if len(tokens) > loaded.engine.n_ctx_seq:
+            raise bad_request(
+                f"an input has {len(tokens)} tokens; the limit is {loaded.engine.n_ctx_seq}",
+                param="input",
+                code="context_length_exceeded",
+            )
+    return inputs
+
+
+async def _embed(
+    request: Request, loaded: Loaded, inputs: list[list[int]], adapter: Adapter | None
+) -> list[list[float]] | None:
+    """The vectors, or None if the client left first (its work is dropped then)."""
+    try:
+        job = loaded.engine.submit_embedding(inputs, adapter)
+    except QueueFullError as error:
+        raise unavailable(f"server busy: {error}") from None
+    except EngineStoppedError:
+        raise unavailable("Server is shutting down") from None
+    result = asyncio.wrap_future(job.result)
+    result.add_done_callback(lambda done: done.cancelled() or done.exception())
+    gone: asyncio.Future[None] = asyncio.ensure_future(_disconnected(request))
+    try:
+        either: list[asyncio.Future[Any]] = [result, gone]
+        await asyncio.wait(either, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        gone.cancel()
+    if not result.done():
+        job.cancel()
+        return None
+    try:
+        return result.result()
+    except EngineStoppedError:
+        raise unavailable("Server is shutting down") from None
+    except NativeError as error:
+        raise APIError(
+            501, f"this model cannot produce embeddings: {error}", error_type="not_supported"
+        ) from None
+
+
+async def _disconnected(request: Request) -> None:
+    while (await request.receive())["type"] != "http.disconnect":
+        pass
+
+
+def _embedding_answer(
+    vectors: list[list[float]], body: EmbeddingRequest, name: str, used: int
+) -> bytes:
+    answer = {
+        "object": "list",
+        "model": name,
+        "data": [
+            {"object": "embedding", "index": i, "embedding": _encode(vector, body)}
+            for i, vector in enumerate(vectors)
+        ],
+        "usage": {"prompt_tokens": used, "total_tokens": used},
+    }
+    return json.dumps(answer, separators=(",", ":")).encode()
 
 
 def _encode(vector: list[float], body: EmbeddingRequest) -> list[float] | str:
@@ -259,9 +417,13 @@ def _job(
     state: ServerState,
 ) -> CompletionJob:
     """The generation work of a chat or text completion request, once its prompts are known."""
+    grammar = grammar_source(body)
+    if grammar is not None:
+        check_grammar_size(grammar, state.config)
     return CompletionJob(
         prompts=prompts,
         sampling=sampling_params(body, loaded),
+        grammar=grammar,
         max_tokens=max_tokens,
         stop=body.stop_strings(),
         ignore_eos=body.ignore_eos,
@@ -287,14 +449,6 @@ def _resolve_model(state: ServerState, loaded: Loaded, requested: str | None) ->
         param="model",
         code="model_not_found",
     )
-
-
-def _tokenize_chat(loaded: Loaded, text: str) -> list[int]:
-    model = loaded.model
-    # Templates usually write the BOS token themselves; add it only if they did not.
-    bos_text = model.token_text(model.bos_token)
-    add_special = model.add_bos and not (bos_text and text.startswith(bos_text))
-    return model.tokenize(text, add_special=add_special, parse_special=True)
 
 
 def _text_prompts(

@@ -28,8 +28,10 @@ from siesta_server.engine import (
     TextDelta,
 )
 from siesta_server.errors import APIError, bad_request, unavailable
+from siesta_server.grammars import GrammarSource, compile_samplers
+from siesta_server.limits import token_id
 from siesta_server.native import Adapter
-from siesta_server.sampling import GrammarError, Sampler, SamplingParams, grammar_for_json_schema
+from siesta_server.sampling import Sampler, SamplingParams
 from siesta_server.schemas import _SamplingFields
 from siesta_server.state import Loaded, ServerState
 
@@ -96,49 +98,50 @@ TEXT = Shape(
 )
 
 
-def sampling_params(body: _SamplingFields, loaded: Loaded) -> SamplingParams:
-    """Resolve request fields to sampler settings (llama-server's defaults where absent)."""
-    defaults = SamplingParams()
-    grammar = body.grammar
+def grammar_source(body: _SamplingFields) -> GrammarSource | None:
+    """The request's output constraint: `grammar`, or `response_format` json_object/schema."""
     response_format = body.response_format
-    if response_format is not None and response_format.type != "text":
-        if grammar is not None:
-            raise bad_request(
-                "use either `grammar` or `response_format`, not both", param="grammar"
-            )
-        schema = None
-        if response_format.type == "json_schema":
-            schema = (
-                response_format.json_schema.schema_
-                if response_format.json_schema is not None
-                else response_format.schema_
-            )
-            if schema is None:
-                raise bad_request(
-                    "response_format of type json_schema needs json_schema.schema",
-                    param="response_format",
-                )
-        try:
-            grammar = grammar_for_json_schema(schema)
-        except GrammarError as error:
-            raise bad_request(str(error), param="response_format") from None
-    logit_bias: dict[int, float] = {}
-    for key, bias in (body.logit_bias or {}).items():
-        if not key.strip().lstrip("-").isdigit() or not 0 <= int(key) < loaded.model.n_vocab:
-            raise bad_request(f"logit_bias: {key!r} is not a token id", param="logit_bias")
-        logit_bias[int(key)] = bias
+    if response_format is None or response_format.type == "text":
+        return None if body.grammar is None else GrammarSource("grammar", gbnf=body.grammar)
+    if body.grammar is not None:
+        raise bad_request("use either `grammar` or `response_format`, not both", param="grammar")
+    if response_format.type == "json_object":
+        return GrammarSource("response_format")
+    schema = (
+        response_format.json_schema.schema_
+        if response_format.json_schema is not None
+        else response_format.schema_
+    )
+    if schema is None:
+        raise bad_request(
+            "response_format of type json_schema needs json_schema.schema",
+            param="response_format",
+        )
+    return GrammarSource("response_format", schema=schema)
+
+
+def sampling_params(body: _SamplingFields, loaded: Loaded) -> SamplingParams:
+    """Resolve request fields to sampler settings (llama-server's defaults where absent).
+
+    Values that would make llama.cpp allocate by them are clamped to what they can mean:
+    `repeat_last_n` to a slot's context, `top_k` to the vocabulary.
+    """
+    defaults = SamplingParams()
+    logit_bias = {
+        token_id(key, loaded.model.n_vocab): bias for key, bias in (body.logit_bias or {}).items()
+    }
+    repeat_last_n = min(_pick(body.repeat_last_n, defaults.repeat_last_n), loaded.engine.n_ctx_seq)
     return SamplingParams(
         temperature=_pick(body.temperature, defaults.temperature),
-        top_k=_pick(body.top_k, defaults.top_k),
+        top_k=min(_pick(body.top_k, defaults.top_k), loaded.model.n_vocab),
         top_p=_pick(body.top_p, defaults.top_p),
         min_p=_pick(body.min_p, defaults.min_p),
         typical_p=_pick(body.typical_p, defaults.typical_p),
         repeat_penalty=_pick(body.repeat_penalty, defaults.repeat_penalty),
-        repeat_last_n=_pick(body.repeat_last_n, defaults.repeat_last_n),
+        repeat_last_n=repeat_last_n,
         presence_penalty=_pick(body.presence_penalty, defaults.presence_penalty),
         frequency_penalty=_pick(body.frequency_penalty, defaults.frequency_penalty),
         seed=body.seed,
-        grammar=grammar,
         logit_bias=logit_bias,
     )
 
@@ -158,27 +161,42 @@ class CompletionJob:
     include_usage: bool
     adapter: Adapter | None  # the LoRA adapter to generate with (None: the base model)
     model_name: str  # the name answers carry: the adapter's, or the base alias
+    grammar: GrammarSource | None = None
+
+
+def check_prompts(job: CompletionJob, loaded: Loaded, shape: Shape) -> None:
+    """Each prompt non-empty, within a slot's context and of valid token ids (linear time)."""
+    n_ctx_seq, n_vocab = loaded.engine.n_ctx_seq, loaded.model.n_vocab
+    several = len(_distinct(job.prompts)) > 1
+    for index, prompt in enumerate(job.prompts):
+        if not prompt:
+            raise bad_request("the prompt is empty", param="prompt")
+        if len(prompt) >= n_ctx_seq:
+            raise bad_request(
+                f"the prompt{f' #{index}' if several else ''} has {len(prompt)} tokens, but the "
+                f"context window of a slot is {n_ctx_seq} tokens (--ctx-size / --parallel); "
+                "shorten the prompt",
+                param="messages" if shape is CHAT else "prompt",
+                code="context_length_exceeded",
+            )
+        if min(prompt) < 0 or max(prompt) >= n_vocab:
+            raise bad_request("the prompt contains an invalid token id", param="prompt")
+
+
+# Prompts with more tokens than this are checked on a worker thread, not the event loop.
+INLINE_CHECK_TOKENS = 4096
 
 
 async def run_completion(
     request: Request, state: ServerState, loaded: Loaded, job: CompletionJob, shape: Shape
 ) -> Response:
     engine = loaded.engine
-    for index, prompt in enumerate(job.prompts):
-        if not prompt:
-            raise bad_request("the prompt is empty", param="prompt")
-        if len(prompt) >= engine.n_ctx_seq:
-            raise bad_request(
-                f"the prompt{_nth(index, job)} has {len(prompt)} tokens, but the context "
-                f"window of a slot is {engine.n_ctx_seq} tokens (--ctx-size / --parallel); "
-                "shorten the prompt",
-                param="messages" if shape is CHAT else "prompt",
-                code="context_length_exceeded",
-            )
-        if any(token < 0 or token >= loaded.model.n_vocab for token in prompt):
-            raise bad_request("the prompt contains an invalid token id", param="prompt")
+    if sum(len(prompt) for prompt in job.prompts) > INLINE_CHECK_TOKENS:
+        await asyncio.to_thread(check_prompts, job, loaded, shape)
+    else:
+        check_prompts(job, loaded, shape)
     max_tokens = job.max_tokens if job.max_tokens is not None else engine.n_ctx_seq
-    generations = await _start(loaded, job, max_tokens)
+    generations = await _start(state, loaded, job, max_tokens)
     state.metrics.request_received(job.adapter)
     completion_id = shape.id_prefix + uuid.uuid4().hex
     created = int(time.time())
@@ -234,52 +252,56 @@ async def run_completion(
     )
 
 
-async def _start(loaded: Loaded, job: CompletionJob, max_tokens: int) -> list[Generation]:
+async def _start(
+    state: ServerState, loaded: Loaded, job: CompletionJob, max_tokens: int
+) -> list[Generation]:
+    samplers = await _make_samplers(state, loaded, job)
     generations: list[Generation] = []
     try:
-        for index, prompt in enumerate(job.prompts):
-            sampling = job.sampling
-            if sampling.seed is not None and index:
-                # n > 1 with one seed: different but reproducible choices.
-                sampling = dataclasses.replace(sampling, seed=sampling.seed + index)
-            sampler = await _make_sampler(loaded, sampling, prompt)
-            try:
-                generations.append(
-                    loaded.engine.submit(
-                        prompt,
-                        sampler,
-                        max_tokens=max_tokens,
-                        stop=job.stop,
-                        ignore_eos=job.ignore_eos,
-                        adapter=job.adapter,
-                    )
+        for index, (prompt, sampler) in enumerate(zip(job.prompts, samplers, strict=True)):
+            assert sampler is not None
+            generations.append(
+                loaded.engine.submit(
+                    prompt,
+                    sampler,
+                    max_tokens=max_tokens,
+                    stop=job.stop,
+                    ignore_eos=job.ignore_eos,
+                    adapter=job.adapter,
                 )
-            except BaseException:
-                sampler.close()
-                raise
+            )
+            samplers[index] = None  # the engine owns it now
     except QueueFullError as error:
-        for generation in generations:
-            generation.cancel()
         raise unavailable(f"server busy: {error}") from None
     except EngineStoppedError:
-        for generation in generations:
-            generation.cancel()
         raise unavailable("Server is shutting down") from None
-    except BaseException:
-        for generation in generations:
-            generation.cancel()
-        raise
+    finally:
+        if len(generations) < len(samplers):
+            for generation in generations:
+                generation.cancel()
+            for sampler in samplers:
+                if sampler is not None:
+                    sampler.close()
     return generations
 
 
-async def _make_sampler(loaded: Loaded, sampling: SamplingParams, prompt: list[int]) -> Sampler:
-    try:
-        if sampling.grammar is None:
-            return Sampler(loaded.model, sampling, prompt)
-        # Parsing a large grammar takes a while: keep it off the event loop.
-        return await asyncio.to_thread(Sampler, loaded.model, sampling, prompt)
-    except GrammarError as error:
-        raise bad_request(str(error), param="grammar") from None
+async def _make_samplers(
+    state: ServerState, loaded: Loaded, job: CompletionJob
+) -> list[Sampler | None]:
+    """One sampler per prompt; a grammar is compiled off the event loop, with a deadline."""
+    if job.grammar is not None:
+        made = await compile_samplers(
+            job.grammar, state.config, loaded.model, job.sampling, job.prompts
+        )
+        return list(made)
+    samplers: list[Sampler | None] = []
+    for index, prompt in enumerate(job.prompts):
+        sampling = job.sampling
+        if sampling.seed is not None and index:
+            # n > 1 with one seed: different but reproducible choices.
+            sampling = dataclasses.replace(sampling, seed=sampling.seed + index)
+        samplers.append(Sampler(loaded.model, sampling, prompt))
+    return samplers
 
 
 async def _sse(
@@ -382,12 +404,8 @@ def _usage(prompt: int, completion: int, cached: int) -> dict[str, Any]:
 
 
 def _distinct(prompts: list[list[int]]) -> list[list[int]]:
-    seen: list[list[int]] = []
+    """The prompts without repeats (n > 1 repeats each), in linear time."""
+    seen: dict[tuple[int, ...], list[int]] = {}
     for prompt in prompts:
-        if prompt not in seen:
-            seen.append(prompt)
-    return seen
-
-
-def _nth(index: int, job: CompletionJob) -> str:
-    return f" #{index}" if len(_distinct(job.prompts)) > 1 else ""
+        seen.setdefault(tuple(prompt), prompt)
+    return list(seen.values())

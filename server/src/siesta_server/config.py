@@ -78,6 +78,24 @@ class ServerConfig:
     termination_log: Path | None = None
     loras: tuple[LoraSpec, ...] = ()
     api_key_file: Path | None = None
+    # Request limits (docs/server.md, "Limits"): each refuses with a 400 naming its flag.
+    max_grammar_bytes: int = 64 * 1024
+    max_grammar_depth: int = 64
+    max_grammar_rules: int = 4096
+    max_grammar_elements: int = 256 * 1024
+    max_schema_depth: int = 32
+    max_schema_enum: int = 1000
+    grammar_timeout: float = 2.0
+    max_grammar_step_ms: float = 20.0
+    max_messages: int = 2048
+    max_prompts: int = 16
+    max_embedding_inputs: int = 512
+    # HTTP limits (docs/server.md, "Limits").
+    max_header_bytes: int = 32 * 1024
+    header_timeout: float = 10.0
+    body_timeout: float = 30.0
+    keep_alive_timeout: float = 5.0
+    max_connections: int = 1024
 
     @property
     def model_id(self) -> str:
@@ -130,6 +148,62 @@ _OPTIONS: list[tuple[str, str, type, str]] = [
         "SIESTA_API_KEY_FILE",
         str,
         "file of API keys, one a line: /v1 needs 'Authorization: Bearer KEY' (default: open)",
+    ),
+    ("--max-grammar-bytes", "SIESTA_MAX_GRAMMAR_BYTES", int, "largest grammar (65536)"),
+    ("--max-grammar-depth", "SIESTA_MAX_GRAMMAR_DEPTH", int, "most nested grammar groups (64)"),
+    ("--max-grammar-rules", "SIESTA_MAX_GRAMMAR_RULES", int, "most rules in a grammar (4096)"),
+    (
+        "--max-grammar-elements",
+        "SIESTA_MAX_GRAMMAR_ELEMENTS",
+        int,
+        "most grammar elements once repetitions are expanded (262144)",
+    ),
+    ("--max-schema-depth", "SIESTA_MAX_SCHEMA_DEPTH", int, "most nesting in a JSON schema (32)"),
+    ("--max-schema-enum", "SIESTA_MAX_SCHEMA_ENUM", int, "most enum values in a schema (1000)"),
+    (
+        "--grammar-timeout",
+        "SIESTA_GRAMMAR_TIMEOUT",
+        float,
+        "seconds to compile a request's grammar before a 400 (2)",
+    ),
+    (
+        "--max-grammar-step-ms",
+        "SIESTA_MAX_GRAMMAR_STEP_MS",
+        float,
+        "most milliseconds a grammar may add to each token, measured at compile time (20)",
+    ),
+    ("--max-messages", "SIESTA_MAX_MESSAGES", int, "most messages in a chat request (2048)"),
+    ("--max-prompts", "SIESTA_MAX_PROMPTS", int, "most prompts in a completions list (16)"),
+    (
+        "--max-embedding-inputs",
+        "SIESTA_MAX_EMBEDDING_INPUTS",
+        int,
+        "most inputs in an embeddings request (512)",
+    ),
+    (
+        "--max-header-bytes",
+        "SIESTA_MAX_HEADER_BYTES",
+        int,
+        "largest request line and headers; more is a 431 (32768)",
+    ),
+    (
+        "--header-timeout",
+        "SIESTA_HEADER_TIMEOUT",
+        float,
+        "seconds for a request's headers to arrive (10)",
+    ),
+    ("--body-timeout", "SIESTA_BODY_TIMEOUT", float, "seconds for a request's body to arrive (30)"),
+    (
+        "--keep-alive-timeout",
+        "SIESTA_KEEP_ALIVE_TIMEOUT",
+        float,
+        "seconds an idle connection stays open (5)",
+    ),
+    (
+        "--max-connections",
+        "SIESTA_MAX_CONNECTIONS",
+        int,
+        "open connections before new requests get a 503 (1024)",
     ),
 ]
 
@@ -279,6 +353,7 @@ def _validate(config: ServerConfig) -> None:
         raise ConfigError("--batch-size, --max-queue and --drain-timeout must be positive")
     if config.cache_keep < 0:
         raise ConfigError("--cache-keep must be 0 or more")
+    _validate_limits(config)
     if config.sha256 is not None:
         digest = config.sha256
         if len(digest) != 64 or any(c not in "0123456789abcdef" for c in digest):
@@ -290,3 +365,30 @@ def _validate(config: ServerConfig) -> None:
     for lora in config.loras:
         if lora.name in {config.model_id, config.model}:
             raise ConfigError(f"--lora {lora.name}: the name is the base model's own name")
+
+
+_POSITIVE_LIMITS = (
+    "max_grammar_bytes",
+    "max_grammar_depth",
+    "max_grammar_rules",
+    "max_grammar_elements",
+    "max_schema_depth",
+    "max_schema_enum",
+    "grammar_timeout",
+    "max_grammar_step_ms",
+    "max_messages",
+    "max_prompts",
+    "max_embedding_inputs",
+    "max_header_bytes",
+    "header_timeout",
+    "body_timeout",
+    "keep_alive_timeout",
+    "max_connections",
+)
+
+
+def _validate_limits(config: ServerConfig) -> None:
+    for name in _POSITIVE_LIMITS:
+        value = getattr(config, name)
+        if not (value > 0 and math.isfinite(value)):
+            raise ConfigError(f"--{name.replace('_', '-')} must be a positive number")

@@ -42,6 +42,16 @@ class EmbeddingJob:
     vectors: list[list[float]] = field(default_factory=list)
     position: int = 0  # tokens of the current input already decoded
     total: np.ndarray | None = None  # sum of their hidden states
+    cancelled: bool = False  # set by the client's side; the decode thread drops the job
+
+    def cancel(self) -> None:
+        """The client went away: never start the job, or stop it at its next chunk."""
+        self.cancelled = True
+        self.result.cancel()
+
+
+class EmbeddingCancelledError(RuntimeError):
+    """The job was dropped because its client went away."""
 
 
 class EmbeddingRunner:
@@ -85,6 +95,11 @@ class EmbeddingRunner:
     def run_chunk(self, step_seconds: float | None) -> None:
         """Decode the next chunk of the oldest job; finish the job if that was its last."""
         job = self._jobs[0]
+        if job.cancelled:
+            self._jobs.popleft()
+            self._reset()
+            job.result.set_exception(EmbeddingCancelledError("the client went away"))
+            return
         tokens = self.chunk_size(step_seconds)
         started = time.monotonic()
         try:

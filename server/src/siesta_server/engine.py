@@ -221,14 +221,24 @@ class Engine:
     def cancel(self, job_id: int) -> None:
         self._inbox.put(_Cancel(job_id))
 
-    async def embed(
+    def submit_embedding(
         self, inputs: list[list[int]], adapter: Adapter | None = None
-    ) -> list[list[float]]:
+    ) -> EmbeddingJob:
+        """Queue embedding work; it takes one place in the queue, like a completion."""
         if self._thread is None or not self._thread.is_alive():
             raise EngineStoppedError("the decode loop is not running")
+        with self._lock:
+            if self._outstanding >= self.n_slots + self.max_queue:
+                raise QueueFullError(
+                    f"all {self.n_slots} slots are busy and {self.max_queue} requests wait"
+                )
+            self._outstanding += 1
         result: concurrent.futures.Future[list[list[float]]] = concurrent.futures.Future()
-        self._inbox.put(EmbeddingJob(inputs, result, adapter))
-        return await asyncio.wrap_future(result)
+        # Finished, failed or cancelled: the place in the queue is free again.
+        result.add_done_callback(lambda _: self._job_done())
+        job = EmbeddingJob(inputs, result, adapter)
+        self._inbox.put(job)
+        return job
 
     def stop(self, timeout: float = 10.0) -> None:
         """End the decode thread; requests still running get a Failed event."""

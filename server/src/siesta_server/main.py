@@ -24,9 +24,11 @@ import uvicorn
 from siesta_server import eviction, fit, memory, mismatch
 from siesta_server.api import build_app
 from siesta_server.chat import ChatTemplate
+from siesta_server.chat_tokens import special_texts
 from siesta_server.config import ConfigError, ServerConfig, parse_config
 from siesta_server.engine import Engine
 from siesta_server.gguf_header import GGUFHeader, read_header
+from siesta_server.http_limits import limited_protocol
 from siesta_server.native import (
     Adapter,
     Model,
@@ -47,6 +49,7 @@ from siesta_server.source import (
 )
 from siesta_server.state import Loaded, Phase, ServerState
 from siesta_server.termination import termination_log, write_cause
+from siesta_server.utf8_guard import utf8_tables
 
 log = logging.getLogger("siesta_server")
 
@@ -141,6 +144,8 @@ class Runner:
                 access_log=config.log_level.lower() == "debug",
                 lifespan="off",
                 timeout_graceful_shutdown=5,
+                http=limited_protocol(config),
+                timeout_keep_alive=config.keep_alive_timeout,  # type: ignore[arg-type]
             ),
             self._on_signal,
         )
@@ -206,6 +211,9 @@ class Runner:
                     bos_token=model.token_text(model.bos_token),
                     eos_token=model.token_text(model.eos_token),
                 )
+                # Vocabulary tables requests need, built now rather than on a request's clock.
+                utf8_tables(model)
+                special_texts(model)
             except BaseException:
                 model.close()
                 raise

@@ -6,10 +6,13 @@ typical-p, top-p, min-p, temperature, then a seeded draw (or greedy at temperatu
 
 from __future__ import annotations
 
+import ctypes
+import time
 from dataclasses import dataclass, field
 from typing import Any
 
 import llama_cpp
+import numpy as np
 
 from siesta_server.json_grammar import SchemaError, grammar_for_json_object, grammar_for_schema
 from siesta_server.native import Model
@@ -19,7 +22,11 @@ RANDOM_SEED = llama_cpp.LLAMA_DEFAULT_SEED
 
 
 class GrammarError(ValueError):
-    """A grammar or JSON schema that llama.cpp cannot use."""
+    """A grammar or JSON schema that llama.cpp cannot use, or one over a limit."""
+
+    def __init__(self, message: str, code: str | None = None) -> None:
+        super().__init__(message)
+        self.code = code
 
 
 @dataclass(frozen=True)
@@ -51,7 +58,16 @@ def grammar_for_json_schema(schema: dict[str, Any] | None) -> str:
 class Sampler:
     """One sequence's sampler chain. Create on any thread; sample on the decode thread."""
 
-    def __init__(self, model: Model, params: SamplingParams, history: list[int]) -> None:
+    def __init__(
+        self,
+        model: Model,
+        params: SamplingParams,
+        history: list[int],
+        *,
+        grammar_step_budget_ms: float | None = None,
+    ) -> None:
+        """`grammar_step_budget_ms`: measure what the grammar adds to each token, refuse more."""
+        self._budget_ms = grammar_step_budget_ms
         self._chain: Any = llama_cpp.llama_sampler_chain_init(
             llama_cpp.llama_sampler_chain_default_params()
         )
@@ -76,6 +92,14 @@ class Sampler:
             if not grammar:
                 raise GrammarError("invalid GBNF grammar (llama.cpp could not parse it)")
             self._add(grammar)
+            if self._budget_ms is not None:
+                spent_ms = 1000 * _grammar_step_seconds(grammar, model)
+                if spent_ms > self._budget_ms:
+                    raise GrammarError(
+                        f"the grammar costs {spent_ms:.1f} ms per token, more than "
+                        f"{self._budget_ms:g} ms (--max-grammar-step-ms)",
+                        code="grammar_too_expensive",
+                    )
         if params.logit_bias:
             biases = (llama_cpp.llama_logit_bias * len(params.logit_bias))()
             for i, (token, bias) in enumerate(params.logit_bias.items()):
@@ -127,3 +151,27 @@ class Sampler:
         if self._chain is not None:
             llama_cpp.llama_sampler_free(self._chain)
             self._chain = None
+
+
+def _grammar_step_seconds(grammar: Any, model: Model) -> float:
+    """Time one grammar pass over the whole vocabulary: its cost on every generated token.
+
+    The decode thread pays it per token and sequence, so a grammar that is cheap to parse
+    but slow to apply (thousands of alternatives) still slows every neighbour down.
+    """
+    template = model.caches.get("token_data")
+    if not isinstance(template, np.ndarray):
+        # llama_token_data: {int32 id; float logit; float p}
+        template = np.zeros(model.n_vocab, dtype=[("id", "<i4"), ("logit", "<f4"), ("p", "<f4")])
+        template["id"] = np.arange(model.n_vocab, dtype=np.int32)
+        model.caches["token_data"] = template
+    scratch = template.copy()  # the grammar writes -inf into rejected tokens' logits
+    candidates = llama_cpp.llama_token_data_array(
+        data=scratch.ctypes.data_as(ctypes.POINTER(llama_cpp.llama_token_data)),
+        size=model.n_vocab,
+        selected=-1,
+        sorted=False,
+    )
+    started = time.perf_counter()
+    llama_cpp.llama_sampler_apply(grammar, ctypes.byref(candidates))
+    return time.perf_counter() - started
