@@ -9,6 +9,7 @@ Leases in the API server and the gateway's /metrics.
 from __future__ import annotations
 
 import concurrent.futures
+import json
 import signal
 import threading
 import time
@@ -623,3 +624,126 @@ def test_sigterm_lets_a_forwarded_stream_finish_then_exits_0(
         assert own.process.wait(timeout=30) == 0
     finally:
         own.stop()
+
+
+def test_a_model_in_its_wake_backoff_is_refused_at_once_and_not_woken(
+    cluster: Cluster, gateway: Proc, namespace: str
+) -> None:
+    """The operator's status.wakeBackoff (written here as it would): until nextWakeAllowed a
+    request gets 503 model_failing with the remaining time, and no demand is recorded."""
+    alias = add_model(cluster, gateway, namespace, "crashy")
+
+    def set_status(next_wake: float) -> None:
+        stamp = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(next_wake))
+        failing = {
+            "type": "ModelServing", "status": "False", "reason": "CrashLoopBackOff",
+            "message": "crashy-0: CrashLoopBackOff: model file not found",
+            "lastTransitionTime": "2026-01-01T00:00:00Z",
+        }  # fmt: skip
+        status = {
+            "replicas": 0,
+            "conditions": [failing],
+            "wakeBackoff": {"failures": 3, "nextWakeAllowed": stamp},
+        }
+        cluster.kubectl(
+            "patch", "md", "crashy", "-n", namespace, "--subresource=status", "--type=merge",
+            "-p", json.dumps({"status": status}),
+        )  # fmt: skip
+
+    set_status(time.time() + 240)
+    body = {"model": alias, "prompt": "x"}
+
+    def refused() -> httpx.Response | None:
+        response = httpx.post(f"{gateway.url}/v1/completions", json=body, timeout=2)
+        return response if response.status_code == 503 else None
+
+    answer = wait_for("the backoff seen", refused, 10)
+    error = answer.json()["error"]
+    assert error["code"] == "model_failing"
+    assert "model file not found" in error["message"]
+    assert 230 <= int(answer.headers["Retry-After"]) <= 240
+    assert demand_leases(cluster, namespace, "crashy") == []  # nothing woke it
+
+    set_status(time.time() - 1)  # the backoff is over: the next request wakes it
+    with concurrent.futures.ThreadPoolExecutor(1) as pool:
+        pool.submit(httpx.post, f"{gateway.url}/v1/completions", json=body, timeout=3)
+        wait_for(
+            "held and recorded as demand",
+            lambda: any(
+                lease["metadata"]["annotations"].get(PENDING_ANNOTATION) == "1"
+                for lease in demand_leases(cluster, namespace, "crashy")
+            ),
+            10,
+        )
+
+
+def test_cors_lets_an_allowed_origin_call_and_stream(
+    cluster: Cluster, crd: None, namespace: str, servers: ServerFactory, tmp_path: Path
+) -> None:
+    """Preflight, credentials and a streamed answer for an allowed origin; nothing for others."""
+    app_origin = "http://app.example.test:5173"
+    keys = tmp_path / "keys"
+    keys.write_text("browser-key\n")
+    proc = start_gateway(
+        cluster.kubeconfig,
+        namespaces=[namespace],
+        log_dir=tmp_path,
+        args=["--cors-origins", f"{app_origin},http://other.test", "--api-keys-file", str(keys)],
+        name="gateway-cors",
+    )
+    try:
+        cluster.apply(model_manifest("web", namespace))
+        servers("web", 11)
+        publish(cluster, namespace, "web", pod_address(NODE_INDEX, 11))
+        wait_for(
+            "endpoint seen",
+            lambda: (
+                httpx.get(
+                    f"{proc.url}/v1/models/web", headers={"Authorization": "Bearer browser-key"}
+                ).json()["siesta"]["readyEndpoints"]
+                == 1
+            ),
+            10,
+        )
+        preflight = httpx.options(
+            f"{proc.url}/v1/chat/completions",
+            headers={
+                "Origin": app_origin,
+                "Access-Control-Request-Method": "POST",
+                "Access-Control-Request-Headers": "authorization, content-type",
+            },
+        )  # no API key: browsers send none on a preflight
+        assert preflight.status_code == 204
+        assert preflight.headers["Access-Control-Allow-Origin"] == app_origin
+        assert preflight.headers["Access-Control-Allow-Credentials"] == "true"
+        assert "POST" in preflight.headers["Access-Control-Allow-Methods"]
+        assert preflight.headers["Access-Control-Allow-Headers"] == "authorization, content-type"
+
+        body = {"model": "web", "messages": [{"role": "user", "content": "hi"}], "stream": True,
+                "max_tokens": 4}  # fmt: skip
+        headers = {"Origin": app_origin, "Authorization": "Bearer browser-key"}
+        with httpx.stream(
+            "POST", f"{proc.url}/v1/chat/completions", json=body, headers=headers, timeout=60
+        ) as stream:
+            assert stream.headers["content-type"].startswith("text/event-stream")
+            assert stream.headers["Access-Control-Allow-Origin"] == app_origin
+            assert stream.headers["Access-Control-Allow-Credentials"] == "true"
+            assert "Origin" in stream.headers["Vary"]
+            assert b"data: [DONE]" in b"".join(stream.iter_raw())
+
+        # An error the browser must be able to read (Retry-After exposed), and other origins.
+        missing = httpx.post(f"{proc.url}/v1/completions", json={"model": "nope"}, headers=headers)
+        assert missing.status_code == 404
+        assert "Retry-After" in missing.headers["Access-Control-Expose-Headers"]
+        stranger = {"Origin": "http://evil.test", "Authorization": "Bearer browser-key"}
+        listed = httpx.get(f"{proc.url}/v1/models", headers=stranger)
+        assert listed.status_code == 200
+        assert "Access-Control-Allow-Origin" not in listed.headers
+        refused = httpx.options(
+            f"{proc.url}/v1/models",
+            headers={"Origin": "http://evil.test", "Access-Control-Request-Method": "GET"},
+        )
+        assert refused.status_code == 403
+        assert refused.json()["error"]["code"] == "cors_origin_not_allowed"
+    finally:
+        proc.stop()

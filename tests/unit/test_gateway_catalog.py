@@ -80,17 +80,31 @@ def test_catalog_tracks_models_and_endpoints() -> None:
     assert changed[-1] == ("ai", "m")  # held requests are woken to learn it is gone
 
 
-def test_same_alias_in_two_namespaces_oldest_wins() -> None:
+def test_names_per_namespace_and_the_oldest_holds_the_bare_alias() -> None:
     catalog = Catalog()
     catalog.replace_models(
         [
-            md("m", namespace="b", alias="chat", created="2026-01-02T00:00:00Z"),
-            md("m", namespace="a", alias="chat", created="2026-01-03T00:00:00Z"),
+            md("m", namespace="prod", alias="chat", created="2026-01-02T00:00:00Z"),
+            md("m", namespace="staging", alias="chat", created="2026-01-03T00:00:00Z"),
         ]
     )
-    model = catalog.model("chat")
-    assert model is not None
-    assert model.namespace == "b"
+    bare = catalog.route("chat")
+    assert bare is not None
+    assert (bare.model.namespace, bare.served) == ("prod", "chat")
+    staging = catalog.route("staging/chat")
+    assert staging is not None
+    assert (staging.model.namespace, staging.served) == ("staging", "chat")
+    by_name = catalog.route("staging/m")  # NAMESPACE/NAME as well, not listed
+    assert by_name is not None
+    assert by_name.model.key == ("staging", "m")
+    assert catalog.names() == ["chat", "prod/chat", "staging/chat"]
+    assert catalog.holder(staging.model) == bare.model
+    assert catalog.holder(bare.model) is None
+    # The holder goes away: the bare alias is the other's now.
+    catalog.apply_model("DELETED", md("m", namespace="prod", alias="chat"))
+    moved = catalog.route("chat")
+    assert moved is not None
+    assert moved.model.namespace == "staging"
 
 
 def test_relist_of_one_namespace_keeps_the_others() -> None:
@@ -123,5 +137,9 @@ def test_adapter_names_route_to_their_base_model() -> None:
     sales = catalog.model("sales")
     assert sales is not None
     assert sales.name == "other"
-    assert [(name, m.name) for name, m in catalog.adapters()] == [("support", "base")]
-    assert [m.alias for m in catalog.models()] == ["llama-7b", "sales"]
+    assert catalog.names() == [
+        "llama-7b", "sales", "support", "ai/llama-7b", "ai/sales", "ai/support",
+    ]  # fmt: skip
+    other_support = catalog.route("ai/support")
+    assert other_support is not None
+    assert other_support.model.name == "base"  # one namespace: the older keeps it too

@@ -43,3 +43,18 @@ def test_held_requests_are_woken_when_the_model_starts_failing() -> None:
     assert woken == [("ai", "m")]
     catalog.apply_model("MODIFIED", md({"replicas": 1, "conditions": [FAILING]}))
     assert woken == [("ai", "m")]  # only when it starts failing
+
+
+def test_asleep_after_failing_waits_out_its_backoff() -> None:
+    status = {
+        "replicas": 0,
+        "conditions": [FAILING],
+        "wakeBackoff": {"failures": 2, "nextWakeAllowed": "2026-01-01T12:02:00Z"},
+    }
+    model = model_from_object(md(status))
+    assert model.failure == ""  # no replica fails right now ...
+    assert model.last_failure == FAILING["message"]  # ... but this is why it sleeps
+    noon = 1767268800.0  # 2026-01-01T12:00:00Z
+    assert model.wake_backoff(noon) == 120.0
+    assert model.wake_backoff(noon + 120) == 0.0
+    assert model_from_object(md({"wakeBackoff": {"nextWakeAllowed": "soon"}})).wake_backoff(0) == 0

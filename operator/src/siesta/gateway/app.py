@@ -19,7 +19,8 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from siesta.api.contract import ModelKey
 from siesta.gateway.auth import KeyFile
-from siesta.gateway.catalog import Catalog, ModelInfo
+from siesta.gateway.catalog import Catalog, Route
+from siesta.gateway.cors import Cors
 from siesta.gateway.forwarding import Forwarder, Held
 from siesta.gateway.metrics import GatewayMetrics
 from siesta.gateway.responses import error_response, unknown_model
@@ -57,6 +58,8 @@ class Gateway:
         app.router.add_get("/healthz", self.handle_healthz)
         app.router.add_get("/readyz", self.handle_readyz)
         app.on_cleanup.append(self._close_session)
+        if self.settings.cors_origins:
+            Cors(self.settings.cors_origins).install(app)
         return app
 
     async def _close_session(self, _: web.Application) -> None:
@@ -94,16 +97,19 @@ class Gateway:
             return web.json_response({"status": "unavailable", "reason": reason}, status=503)
         return web.json_response({"status": "ok"})
 
-    def _model_entry(self, model: ModelInfo, adapter: str | None = None) -> dict[str, Any]:
+    def _model_entry(self, name: str, route: Route) -> dict[str, Any]:
         """An OpenAI model object; an adapter carries its base model's state (`parent`)."""
+        model = route.model
         entry: dict[str, Any] = {
-            "id": adapter or model.alias,
+            "id": name,
             "object": "model",
             "created": _epoch(model.created),
             "owned_by": "siesta",
         }
-        if adapter is not None:
-            entry["parent"] = model.alias
+        if route.served != model.alias:
+            qualified = name.startswith(f"{model.namespace}/")
+            entry["parent"] = f"{model.namespace}/{model.alias}" if qualified else model.alias
+        holder = self.catalog.holder(model)
         return entry | {
             "siesta": {
                 "namespace": model.namespace,
@@ -113,24 +119,24 @@ class Gateway:
                 "readyReplicas": model.ready_replicas,
                 "readyEndpoints": len(self.catalog.endpoints(model.key)),
                 "queued": self.forwarder.pending(model.key),
+                "bareNameHeldBy": f"{holder.namespace}/{holder.name}" if holder else None,
             },
         }
 
     async def handle_models(self, request: web.Request) -> web.Response:
         if (denied := self._check_key(request)) is not None:
             return denied
-        data = [self._model_entry(m) for m in self.catalog.models()]
-        data += [self._model_entry(m, adapter) for adapter, m in self.catalog.adapters()]
+        data = [self._model_entry(name, route) for name, route in self.catalog.listing()]
         return web.json_response({"object": "list", "data": data})
 
     async def handle_model(self, request: web.Request) -> web.Response:
         if (denied := self._check_key(request)) is not None:
             return denied
         name = request.match_info["alias"]
-        model = self.catalog.model(name)
-        if model is None:
+        route = self.catalog.route(name)
+        if route is None:
             return self._unknown_model(name)
-        return web.json_response(self._model_entry(model, None if name == model.alias else name))
+        return web.json_response(self._model_entry(name, route))
 
     # --- errors -------------------------------------------------------------------------
 
@@ -178,9 +184,12 @@ class Gateway:
             return error_response(
                 400, str(error), "invalid_request_error", "invalid_request", param="model"
             )
-        model = self.catalog.model(alias)
-        if model is None:
+        route = self.catalog.route(alias)
+        if route is None:
             return self._unknown_model(alias)
+        model = route.model
+        if alias != route.served:  # NAMESPACE/NAME: the servers know the bare name
+            body = with_model(body, route.served)
         held = Held(request, streaming=streaming)
         self.active_handlers += 1
         self._no_handlers.clear()
@@ -221,6 +230,13 @@ def read_target(body: bytes) -> tuple[str, bool]:
     if not isinstance(alias, str):
         raise ValueError("The request body must be JSON with a string field 'model'.")
     return alias, payload.get("stream") is True
+
+
+def with_model(body: bytes, name: str) -> bytes:
+    """The body with its `model` field set to `name` (only for qualified names)."""
+    payload = json.loads(body)
+    payload["model"] = name
+    return json.dumps(payload).encode()
 
 
 @web.middleware

@@ -1,4 +1,9 @@
-"""What the gateway knows about the cluster: models by alias and their ready endpoints.
+"""What the gateway knows about the cluster: models by name and their ready endpoints.
+
+Names are per namespace: `NAMESPACE/ALIAS` (and `NAMESPACE/NAME`) always reach a model; the
+bare alias reaches the oldest model with that alias, and only it, so a newer model in
+another namespace (staging) never takes the traffic of an older one (production). The
+others are told so in their status (the operator's `NameUnique` condition).
 
 A model's LoRA adapters (spec.adapters) are names of that model too: a request for an
 adapter goes to the model's pods, wakes it, and counts as the model's demand and load.
@@ -11,6 +16,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
 from siesta.api.contract import (
@@ -42,10 +48,26 @@ class ModelInfo:
     """Why the model's replicas fail right now (its ModelServing condition), else ""."""
     adapters: tuple[str, ...] = ()  # LoRA adapter names served by the same pods
     max_held: int | None = None  # spec.scaling.maxHeldRequests; None: the gateway's default
+    next_wake_allowed: float | None = None
+    """status.wakeBackoff.nextWakeAllowed (epoch seconds): it failed; no wake before then."""
+    last_failure: str = ""  # why it failed last (kept while it sleeps after failing)
+
+    def wake_backoff(self, now: float) -> float:
+        """Seconds until a request may wake this model after failures (0: it may now)."""
+        return max(self.next_wake_allowed - now, 0.0) if self.next_wake_allowed else 0.0
 
     @property
     def key(self) -> ModelKey:
         return ModelKey(self.namespace, self.name)
+
+
+@dataclass(frozen=True)
+class Route:
+    """Where a requested name goes: the model, and the name its servers know (the alias or
+    an adapter's name), which a qualified name is rewritten to."""
+
+    model: ModelInfo
+    served: str
 
 
 @dataclass(frozen=True)
@@ -64,13 +86,28 @@ class Endpoint:
 
 def failure_from_status(status: Obj) -> str:
     """The operator's word that running replicas fail (ModelServing=False while replicas
-    exist); a model asleep after failing is woken again, so that it can recover."""
+    exist); a model asleep after failing is woken again after its backoff (`wake_backoff`)."""
     if not int(status.get("replicas") or 0):
         return ""
+    return last_failure(status)
+
+
+def last_failure(status: Obj) -> str:
     for condition in status.get("conditions") or []:
         if condition.get("type") == MODEL_SERVING_CONDITION and condition.get("status") == "False":
             return str(condition.get("message") or condition.get("reason") or "failing")
     return ""
+
+
+def next_wake_allowed(status: Obj) -> float | None:
+    """status.wakeBackoff.nextWakeAllowed as epoch seconds (None: no backoff, or unreadable)."""
+    text = (status.get("wakeBackoff") or {}).get("nextWakeAllowed")
+    if not isinstance(text, str):
+        return None
+    try:
+        return datetime.fromisoformat(text.replace("Z", "+00:00")).timestamp()
+    except ValueError:
+        return None
 
 
 def model_from_object(obj: Obj) -> ModelInfo:
@@ -112,6 +149,8 @@ def model_from_object(obj: Obj) -> ModelInfo:
         failure=failure_from_status(status),
         adapters=adapters,
         max_held=max_held if isinstance(max_held, int) and max_held > 0 else None,
+        next_wake_allowed=next_wake_allowed(status),
+        last_failure=last_failure(status),
     )
 
 
@@ -148,8 +187,8 @@ class Catalog:
 
     def __init__(self, on_endpoints: Callable[[ModelKey], None] | None = None) -> None:
         self._models: dict[ModelKey, ModelInfo] = {}
-        self._by_alias: dict[str, ModelInfo] = {}
-        self._by_name: dict[str, ModelInfo] = {}  # aliases and adapter names
+        self._routes: dict[str, Route] = {}  # every name that reaches a model
+        self._listed: list[tuple[str, Route]] = []  # what /v1/models shows
         # EndpointSlice (namespace, name) -> (service key, endpoints)
         self._slices: dict[ModelKey, tuple[ModelKey, list[Endpoint]]] = {}
         self._endpoints: dict[ModelKey, list[Endpoint]] = {}
@@ -180,31 +219,52 @@ class Catalog:
         self._reindex()
 
     def _reindex(self) -> None:
-        # Two models with one alias (different namespaces): the oldest wins, deterministically.
-        # Aliases come before adapter names, so an adapter never shadows a model.
+        # Qualified names first (always addressable); then bare aliases, held by the oldest
+        # model; then bare adapter names not taken by an alias or an older adapter.
         ordered = sorted(self._models.values(), key=lambda m: (m.created, m.namespace, m.name))
-        by_alias: dict[str, ModelInfo] = {}
+        routes: dict[str, Route] = {}
+        listed: list[tuple[str, Route]] = []
+
+        def add(name: str, route: Route, shown: bool = True) -> None:
+            if name not in routes:
+                routes[name] = route
+                if shown:
+                    listed.append((name, route))
+
         for model in ordered:
-            by_alias.setdefault(model.alias, model)
-        by_name = dict(by_alias)
+            for served in (model.alias, *model.adapters):
+                add(f"{model.namespace}/{served}", Route(model, served))
+            add(f"{model.namespace}/{model.name}", Route(model, model.alias), shown=False)
+        for model in ordered:
+            add(model.alias, Route(model, model.alias))
         for model in ordered:
             for adapter in model.adapters:
-                by_name.setdefault(adapter, model)
-        self._by_alias = by_alias
-        self._by_name = by_name
+                add(adapter, Route(model, adapter))
+        self._routes = routes
+        self._listed = sorted(listed, key=lambda item: ("/" in item[0], item[0]))
+
+    def route(self, name: str) -> Route | None:
+        return self._routes.get(name)
 
     def model(self, name: str) -> ModelInfo | None:
-        """The model serving `name`: its alias, or one of its adapters."""
-        return self._by_name.get(name)
+        """The model serving `name`: a (qualified) alias, or one of its adapters."""
+        route = self._routes.get(name)
+        return route.model if route else None
 
-    def adapters(self) -> list[tuple[str, ModelInfo]]:
-        """(adapter name, the model serving it), for the adapters that won their name."""
-        return sorted(
-            (name, model) for name, model in self._by_name.items() if name not in self._by_alias
-        )
+    def listing(self) -> list[tuple[str, Route]]:
+        """Every name /v1/models shows: bare names first, then `NAMESPACE/...` ones."""
+        return list(self._listed)
+
+    def holder(self, model: ModelInfo) -> ModelInfo | None:
+        """The model that holds `model`'s bare alias, when that is another one."""
+        route = self._routes.get(model.alias)
+        return route.model if route and route.model.key != model.key else None
+
+    def names(self) -> list[str]:
+        return [name for name, _ in self._listed]
 
     def models(self) -> list[ModelInfo]:
-        return sorted(self._by_alias.values(), key=lambda m: m.alias)
+        return sorted(self._models.values(), key=lambda m: (m.alias, m.namespace))
 
     def model_by_key(self, key: ModelKey) -> ModelInfo | None:
         return self._models.get(key)

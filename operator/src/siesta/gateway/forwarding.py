@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import math
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -18,7 +19,7 @@ from dataclasses import dataclass
 import aiohttp
 from aiohttp import web
 
-from siesta.api.contract import ModelKey
+from siesta.api.contract import WAKE_RETRY_ANNOTATION, ModelKey
 from siesta.gateway import proxy
 from siesta.gateway.auth import UpstreamKey
 from siesta.gateway.catalog import Catalog, Endpoint, ModelInfo
@@ -94,9 +95,11 @@ class Forwarder:
 
     async def serve(self, model: ModelInfo, held: Held, body: bytes) -> web.StreamResponse:
         loop = asyncio.get_running_loop()
-        if model.failure and not self.catalog.endpoints(model.key):
-            # Not counted as demand: a request no replica can serve must not keep it awake.
-            return await self._failing(model, held)
+        backoff = model.wake_backoff(time.time())
+        if (model.failure or backoff) and not self.catalog.endpoints(model.key):
+            # Not counted as demand: a request no replica can serve must not keep it awake,
+            # and one for a model that failed must not wake it before its backoff ends.
+            return await self._failing(model, held, backoff)
         self.demand.seen(model.key, time.time(), warm_interval(model.idle_timeout))
         arrival = loop.time()
         deadline = arrival + model.wake_timeout
@@ -326,24 +329,35 @@ class Forwarder:
             held.status = 200
         await held.sse.write(KEEPALIVE)
 
-    async def _unavailable(self, held: Held, message: str, code: str) -> web.StreamResponse:
+    async def _unavailable(
+        self, held: Held, message: str, code: str, retry_after: int | None = None
+    ) -> web.StreamResponse:
         body = error_json(message, "unavailable_error", code)
         if held.sse is not None:
             await held.sse.write(sse_error_event(body))
             await held.sse.write_eof()
             return held.sse
+        retry = self.settings.retry_after if retry_after is None else retry_after
         return web.Response(
-            status=503,
-            body=body,
-            headers={"Content-Type": JSON, "Retry-After": str(self.settings.retry_after)},
+            status=503, body=body, headers={"Content-Type": JSON, "Retry-After": str(retry)}
         )
 
-    async def _failing(self, model: ModelInfo, held: Held) -> web.StreamResponse:
-        """Failing replicas will not serve it: answer now, with the operator's reason."""
+    async def _failing(
+        self, model: ModelInfo, held: Held, backoff: float = 0.0
+    ) -> web.StreamResponse:
+        """Failing replicas will not serve it, or it failed and waits out its backoff: answer
+        now, with the operator's reason."""
         self.metrics.rejected.labels("model_failing").inc()
-        return await self._unavailable(
-            held, f"Model {model.alias!r} is failing: {model.failure}", "model_failing"
+        if model.failure:
+            message = f"Model {model.alias!r} is failing: {model.failure}"
+            return await self._unavailable(held, message, "model_failing")
+        seconds = math.ceil(backoff)
+        message = (
+            f"Model {model.alias!r} failed ({model.last_failure or 'see its status'}); it is "
+            f"woken again in {seconds}s, or sooner after a spec change or a new value of its "
+            f"{WAKE_RETRY_ANNOTATION} annotation."
         )
+        return await self._unavailable(held, message, "model_failing", retry_after=seconds)
 
     async def _bad_gateway(self, held: Held, message: str) -> web.StreamResponse:
         body = error_json(message, "upstream_error", "bad_gateway")

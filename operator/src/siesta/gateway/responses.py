@@ -34,11 +34,17 @@ def error_response(
     return web.Response(status=status, body=body, headers=headers)
 
 
+MAX_NAMES_SHOWN = 50  # a 404 must stay small with thousands of models
+
+
 def unknown_model(catalog: Catalog, metrics: GatewayMetrics, alias: str) -> web.Response:
     """404 that names the models clients can use instead."""
     metrics.rejected.labels("unknown_model").inc()
-    names = [m.alias for m in catalog.models()] + [name for name, _ in catalog.adapters()]
-    known = ", ".join(sorted(names)) or "none"
+    names = catalog.names()
+    shown = ", ".join(names[:MAX_NAMES_SHOWN]) or "none"
+    known = shown + (
+        f" and {len(names) - MAX_NAMES_SHOWN} more" if len(names) > MAX_NAMES_SHOWN else ""
+    )
     return error_response(
         404,
         f"The model {alias!r} does not exist. Known models: {known}.",
