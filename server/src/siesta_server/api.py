@@ -28,10 +28,11 @@ from siesta_server.completions import (
     run_completion,
     sampling_params,
 )
+from siesta_server.config import ServerConfig
 from siesta_server.engine import EngineStoppedError, QueueFullError
 from siesta_server.errors import APIError, bad_request, unavailable
 from siesta_server.grammars import check_size as check_grammar_size
-from siesta_server.limits import SURROGATE_ESCAPE, find_surrogate
+from siesta_server.limits import SURROGATE_ESCAPE, check_counts, find_surrogate
 from siesta_server.metrics import CONTENT_TYPE
 from siesta_server.native import Adapter, NativeError
 from siesta_server.schemas import ChatCompletionRequest, CompletionRequest, EmbeddingRequest
@@ -129,14 +130,6 @@ def build_app(state: ServerState) -> Starlette:
             raise bad_request("tool calling is not supported by this server", param="tools")
         if body.logprobs:
             raise bad_request("logprobs are not supported by this server", param="logprobs")
-        limit = state.config.max_messages
-        if len(body.messages) > limit:
-            raise APIError(
-                400,
-                f"{len(body.messages)} messages; the limit is {limit} (--max-messages)",
-                param="messages",
-                code="too_many_messages",
-            )
         messages = [{"role": m.role, "content": m.text()} for m in body.messages]
         size = sum(len(m["content"]) + _MESSAGE_COST for m in messages)
         try:
@@ -157,7 +150,6 @@ def build_app(state: ServerState) -> Starlette:
             raise bad_request("logprobs are not supported by this server", param="logprobs")
         if body.echo:
             raise bad_request("echo is not supported by this server", param="echo")
-        _check_count(_prompt_count(body.prompt), state.config.max_prompts, "prompt")
         texts = _prompt_chars(body.prompt)
         prompts = await _off_loop(texts, _text_prompts, loaded, body.prompt)
         prompts = [p for p in prompts for _ in range(body.n)]
@@ -168,7 +160,6 @@ def build_app(state: ServerState) -> Starlette:
         loaded = state.require_ready()
         body = await _parse(request, state, EmbeddingRequest)
         adapter = _resolve_model(state, loaded, body.model)
-        _check_count(_prompt_count(body.input), state.config.max_embedding_inputs, "input")
         inputs = await _off_loop(_prompt_chars(body.input), _embedding_inputs, loaded, body.input)
         state.metrics.request_received(adapter)
         state.request_started()
@@ -238,8 +229,8 @@ def build_app(state: ServerState) -> Starlette:
 async def _parse(request: Request, state: ServerState, model: type[BodyT]) -> BodyT:
     raw = await _read_body(request, state)
     if len(raw) > INLINE_BYTES:
-        return await asyncio.to_thread(_decode, raw, model)
-    return _decode(raw, model)
+        return await asyncio.to_thread(_decode, raw, model, state.config)
+    return _decode(raw, model, state.config)
 
 
 async def _read_body(request: Request, state: ServerState) -> bytes:
@@ -263,7 +254,7 @@ async def _read_body(request: Request, state: ServerState) -> bytes:
     return bytes(raw)
 
 
-def _decode(raw: bytes, model: type[BodyT]) -> BodyT:
+def _decode(raw: bytes, model: type[BodyT], config: ServerConfig) -> BodyT:
     """JSON -> request model; every failure a 400 (never a RecursionError's 500)."""
     try:
         data = json.loads(raw.decode("utf-8"))  # strict: no surrogates from the bytes
@@ -283,6 +274,7 @@ def _decode(raw: bytes, model: type[BodyT]) -> BodyT:
                 "which is not a character",
                 param=_short(where),
             )
+    check_counts(data, config)
     try:
         return model.model_validate(data)
     except RecursionError:
@@ -304,23 +296,6 @@ async def _off_loop(size: int, function: Callable[..., T], *args: Any) -> T:
     if size > INLINE_BYTES:
         return await asyncio.to_thread(function, *args)
     return function(*args)
-
-
-def _check_count(count: int, limit: int, param: str) -> None:
-    if count > limit:
-        flag = "--max-prompts" if param == "prompt" else "--max-embedding-inputs"
-        raise APIError(
-            400,
-            f"{count} {param}s in one request; the limit is {limit} ({flag})",
-            param=param,
-            code="too_many_inputs",
-        )
-
-
-def _prompt_count(prompt: str | list[str] | list[int] | list[list[int]]) -> int:
-    if isinstance(prompt, str) or all(isinstance(item, int) for item in prompt):
-        return 1
-    return len(prompt)
 
 
 def _prompt_chars(prompt: str | list[str] | list[int] | list[list[int]]) -> int:

@@ -25,6 +25,8 @@ from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
 from siesta_server.config import ServerConfig
 
+# How long a refused connection is drained before it is closed.
+LINGER_SECONDS = 1.0
 _REASONS = {408: "Request Timeout", 431: "Request Header Fields Too Large", 503: "Unavailable"}
 
 
@@ -59,6 +61,7 @@ def limited_protocol(config: ServerConfig) -> type[HttpToolsProtocol]:
             self._in_head = True  # waiting for (the rest of) a request's line and headers
             self._head_raw = 0  # bytes of reads that were all head
             self._head_fields = 0  # bytes of the URL and headers parsed so far
+            self._heads = 0  # requests whose headers have ended, on this connection
             self._head_timer: asyncio.TimerHandle | None = None
             self._refused = False
 
@@ -82,6 +85,7 @@ def limited_protocol(config: ServerConfig) -> type[HttpToolsProtocol]:
                 return
             self._unset_keepalive_if_required()
             was_in_head = self._in_head
+            heads_before = self._heads
             if was_in_head:
                 self._arm_head_timer()
             try:
@@ -98,7 +102,8 @@ def limited_protocol(config: ServerConfig) -> type[HttpToolsProtocol]:
                 else:
                     self.send_400_response("Invalid HTTP request received.")
                 return
-            if was_in_head and self._in_head:
+            if was_in_head and self._in_head and self._heads == heads_before:
+                # All of this read was head: no request's headers ended within it.
                 self._head_raw += len(data)
                 if self._head_raw > max_head:
                     self._refuse_head()
@@ -118,6 +123,7 @@ def limited_protocol(config: ServerConfig) -> type[HttpToolsProtocol]:
 
         def on_headers_complete(self) -> None:
             self._in_head = False
+            self._heads += 1
             self._head_raw = 0
             self._disarm_head_timer()
             super().on_headers_complete()
@@ -162,10 +168,17 @@ def limited_protocol(config: ServerConfig) -> type[HttpToolsProtocol]:
                 )
 
         def _refuse(self, status: int, message: str, code: str) -> None:
+            """Answer, then close gently: a client still sending would otherwise get a reset
+            (and lose the answer). What it sends meanwhile is read and dropped."""
             self._refused = True
             self._disarm_head_timer()
-            if not self.transport.is_closing():
-                self.transport.write(_answer(status, message, code))
+            if self.transport.is_closing():
+                return
+            self.transport.write(_answer(status, message, code))
+            if self.transport.can_write_eof():
+                self.transport.write_eof()
+                self.loop.call_later(LINGER_SECONDS, self.transport.close)
+            else:
                 self.transport.close()
 
     return LimitedHttpToolsProtocol

@@ -9,7 +9,9 @@ from __future__ import annotations
 import re
 from typing import Any
 
+from siesta_server.config import ServerConfig
 from siesta_server.errors import APIError, bad_request
+from siesta_server.schemas import MAX_STOP_STRINGS
 
 _SURROGATE = re.compile("[\ud800-\udfff]")
 # JSON text of a \uD800-\uDFFF escape: the only way a lone surrogate gets into a parsed body
@@ -80,3 +82,52 @@ def token_id(key: str, n_vocab: int) -> int:
         shown = key if len(key) <= 32 else key[:32] + "..."
         raise bad_request(f"logit_bias: {shown!r} is not a token id", param="logit_bias")
     return int(text)
+
+
+# Entries of `logit_bias` (llama.cpp copies them for every sequence).
+MAX_LOGIT_BIAS = 1024
+
+
+def check_counts(data: dict[str, Any], config: ServerConfig) -> None:
+    """Refuse lists too long to validate, before pydantic does (it holds the GIL: 200,000
+    messages take seconds in which the event loop cannot run, thread or not)."""
+    messages = data.get("messages")
+    if isinstance(messages, list):
+        parts = sum(
+            len(m["content"])
+            for m in messages
+            if isinstance(m, dict) and isinstance(m.get("content"), list)
+        )
+        _at_most(len(messages) + parts, config.max_messages, "messages", "--max-messages")
+    prompt = data.get("prompt", data.get("input"))
+    if isinstance(prompt, list) and prompt and not isinstance(prompt[0], int):
+        if "input" in data:
+            _at_most(len(prompt), config.max_embedding_inputs, "input", "--max-embedding-inputs")
+        else:
+            _at_most(len(prompt), config.max_prompts, "prompt", "--max-prompts")
+    logit_bias = data.get("logit_bias")
+    if isinstance(logit_bias, dict) and len(logit_bias) > MAX_LOGIT_BIAS:
+        raise bad_request(
+            f"logit_bias has {len(logit_bias)} entries; the limit is {MAX_LOGIT_BIAS}",
+            param="logit_bias",
+        )
+    for field, limit in (("stop", MAX_STOP_STRINGS), ("tools", 0)):
+        value = data.get(field)
+        if isinstance(value, list) and len(value) > limit:
+            raise bad_request(
+                f"{field}: at most {limit} entries"
+                if limit
+                else f"{field}: tool calling is not supported by this server",
+                param=field,
+            )
+
+
+def _at_most(count: int, limit: int, param: str, flag: str) -> None:
+    if count > limit:
+        what = "messages and content parts" if param == "messages" else f"{param}s"
+        raise APIError(
+            400,
+            f"{count} {what} in one request; the limit is {limit} ({flag})",
+            param=param,
+            code="too_many_inputs",
+        )

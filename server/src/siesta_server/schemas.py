@@ -62,7 +62,7 @@ class _SamplingFields(_Body):
     max_tokens: Annotated[StrictInt, Field(ge=1, le=INT32_MAX)] | None = None
     temperature: Annotated[float, Field(ge=0.0, le=2.0)] | None = None
     top_p: Probability | None = None
-    top_k: Annotated[StrictInt, Field(ge=0)] | None = None
+    top_k: Annotated[StrictInt, Field(ge=0, le=INT32_MAX)] | None = None
     min_p: Probability | None = None
     typical_p: Probability | None = None
     repeat_penalty: Annotated[float, Field(gt=0.0, le=10.0)] | None = None
@@ -117,5 +117,5 @@ class EmbeddingRequest(_Body):
         | Annotated[list[Annotated[list[StrictInt], Field(min_length=1)]], Field(min_length=1)]
     )
     encoding_format: Literal["float", "base64"] = "float"
-    dimensions: StrictInt | None = None
+    dimensions: Annotated[StrictInt, Field(ge=1, le=INT32_MAX)] | None = None
     user: StrictStr | None = None
