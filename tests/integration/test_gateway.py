@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import concurrent.futures
 import json
+import os
 import signal
 import threading
 import time
@@ -402,7 +403,8 @@ def test_api_keys_and_body_limit(
         with pytest.raises(openai.AuthenticationError):
             openai.OpenAI(base_url=f"{proc.url}/v1", api_key="wrong", max_retries=0).models.list()
         allowed = openai.OpenAI(base_url=f"{proc.url}/v1", api_key="secret-two", max_retries=0)
-        wait_for("listed", lambda: [m.id for m in allowed.models.list().data] == ["locked"], 10)
+        names = ["locked", f"{namespace}/locked"]
+        wait_for("listed", lambda: [m.id for m in allowed.models.list().data] == names, 10)
         too_big = httpx.post(
             f"{proc.url}/v1/completions",
             headers={"Authorization": "Bearer secret-one"},
@@ -747,3 +749,64 @@ def test_cors_lets_an_allowed_origin_call_and_stream(
         assert refused.json()["error"]["code"] == "cors_origin_not_allowed"
     finally:
         proc.stop()
+
+
+def test_scoped_keys_limit_namespaces_models_and_rate(
+    cluster: Cluster, crd: None, tmp_path: Path
+) -> None:
+    """A key for one namespace and a rate: 403 elsewhere, 429 with Retry-After over the rate;
+    the file is re-read when it changes (a Secret update), the flat keys keep working."""
+    namespaces = [f"keys-a-{time.monotonic_ns() % 10**8}", f"keys-b-{time.monotonic_ns() % 10**8}"]
+    for ns in namespaces:
+        cluster.kubectl("create", "namespace", ns)
+    team_a, team_b = namespaces
+    keys = tmp_path / "keys"
+    keys.write_text(f"flat-admin\nsk-team-a namespaces={team_a} rate=3/m name=team-a\n")
+    proc = start_gateway(
+        cluster.kubeconfig,
+        namespaces=namespaces,
+        log_dir=tmp_path,
+        args=["--api-keys-file", str(keys)],
+        name="gateway-scoped",
+    )
+    try:
+        for ns in namespaces:
+            cluster.apply(model_manifest("chat", ns, wake_timeout="1s"))
+        admin = {"Authorization": "Bearer flat-admin"}
+        team = {"Authorization": "Bearer sk-team-a"}
+
+        def listed(headers: dict[str, str]) -> set[str]:
+            return {
+                m["id"] for m in httpx.get(f"{proc.url}/v1/models", headers=headers).json()["data"]
+            }
+
+        wait_for("both listed", lambda: {f"{team_a}/chat", f"{team_b}/chat"} <= listed(admin), 10)
+        # team-a's model is older (or ties and sorts first): it holds the bare name too.
+        assert listed(team) == {"chat", f"{team_a}/chat"}
+
+        def ask(model: str, headers: dict[str, str]) -> httpx.Response:
+            body = {"model": model, "prompt": "x"}
+            return httpx.post(f"{proc.url}/v1/completions", json=body, headers=headers, timeout=10)
+
+        forbidden = ask(f"{team_b}/chat", team)
+        assert forbidden.status_code == 403
+        assert forbidden.json()["error"]["code"] == "model_not_allowed"
+        in_scope = ask(f"{team_a}/chat", team)  # held for 1 s: the model never wakes here
+        assert in_scope.json()["error"]["code"] == "model_not_ready"
+        ask(f"{team_a}/chat", team)
+        over = ask(f"{team_a}/chat", team)  # the 3 of this minute are spent (the 403 too)
+        assert over.status_code == 429
+        assert over.json()["error"]["code"] == "rate_limit_exceeded"
+        assert 1 <= int(over.headers["Retry-After"]) <= 20
+        assert ask(f"{team_b}/chat", admin).json()["error"]["code"] == "model_not_ready"
+
+        # A Secret update: the team key now reaches team-b only, without a rate.
+        keys.write_text(f"flat-admin\nsk-team-a namespaces={team_b}\n")
+        os.utime(keys, (time.time() + 5, time.time() + 5))
+        assert ask(f"{team_a}/chat", team).status_code == 403
+        assert ask(f"{team_b}/chat", team).json()["error"]["code"] == "model_not_ready"
+        assert ask(f"{team_b}/chat", {"Authorization": "Bearer nope"}).status_code == 401
+    finally:
+        proc.stop()
+        for ns in namespaces:
+            cluster.kubectl("delete", "namespace", ns, "--wait=false", check=False)

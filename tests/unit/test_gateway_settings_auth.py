@@ -7,7 +7,16 @@ from pathlib import Path
 
 import pytest
 
-from siesta.gateway.auth import KeyFile, UpstreamKey, bearer_token, key_matches, parse_keys
+from siesta.gateway.auth import (
+    KeyFile,
+    KeyScope,
+    Rate,
+    UpstreamKey,
+    bearer_token,
+    key_matches,
+    parse_keys,
+)
+from siesta.gateway.ratelimit import RateLimiter
 from siesta.gateway.settings import settings_from
 
 
@@ -43,7 +52,8 @@ def test_bad_values_are_reported() -> None:
 
 def test_keys() -> None:
     keys = parse_keys("# comment\n  key-one \n\nkey-two\n")
-    assert keys == {"key-one", "key-two"}
+    assert set(keys) == {"key-one", "key-two"}
+    assert keys["key-one"] == KeyScope("key-one")  # the flat file: every model, no rate
     assert bearer_token("Bearer key-one") == "key-one"
     assert bearer_token("Basic abc") is None
     assert bearer_token(None) is None
@@ -79,3 +89,31 @@ def test_upstream_key_is_the_first_key_and_follows_the_file(tmp_path: Path) -> N
     assert key.authorization() == "Bearer rotated"
     path.unlink()
     assert key.authorization() == "Bearer rotated"  # kept while a Secret update swaps files
+
+
+def test_scoped_keys() -> None:
+    keys = parse_keys(
+        "sk-a namespaces=team-a,shared models=chat,team-a/embed rate=60/m name=team-a\n"
+        "sk-bad colour=blue\n"  # a bad option: the key is left out (fail closed)
+        "sk-worse rate=0/s\n"
+        "sk-all\n"
+    )
+    assert set(keys) == {"sk-a", "sk-all"}
+    team = keys["sk-a"]
+    assert team.rate == Rate(60, 60.0)
+    assert team.reaches("team-a", ("chat",))
+    assert team.reaches("team-a", ("embed", "team-a/embed"))
+    assert not team.reaches("team-a", ("other",))
+    assert not team.reaches("team-b", ("chat",))
+    assert keys["sk-all"].reaches("anywhere", ("anything",))
+
+
+def test_rate_limit_is_a_token_bucket() -> None:
+    limiter = RateLimiter()
+    rate = Rate(2, 1.0)
+    assert limiter.take("k", rate, 10.0) == 0
+    assert limiter.take("k", rate, 10.0) == 0
+    assert limiter.take("k", rate, 10.0) == pytest.approx(0.5)
+    assert limiter.take("other", rate, 10.0) == 0  # per key
+    assert limiter.take("k", rate, 10.5) == 0  # half a second: one token back
+    assert limiter.take("k", rate, 10.5) == pytest.approx(0.5)

@@ -41,7 +41,11 @@ export interface CompletionRequest extends SamplingFields {
   prompt: string;
 }
 
-/** One entry of `GET /v1/models`; the gateway adds a `siesta` object. */
+/**
+ * One entry of `GET /v1/models`; the gateway adds a `siesta` object. Through the gateway a
+ * model is listed as `NAMESPACE/ALIAS` (always reachable) and, when it holds it, by its bare
+ * alias (the oldest model with that alias holds it).
+ */
 export interface Model {
   id: string;
   object: "model";
@@ -56,6 +60,8 @@ export interface Model {
     readyReplicas: number;
     readyEndpoints: number;
     queued: number;
+    /** `NAMESPACE/NAME` of the older model holding this one's bare alias; null: this one. */
+    bareNameHeldBy?: string | null;
   };
 }
 

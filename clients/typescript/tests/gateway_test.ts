@@ -42,6 +42,22 @@ Deno.test("a model woken from zero: keep-alive comments first, then the answer",
   assert.equal(after?.siesta?.readyEndpoints, 1, JSON.stringify(after));
 });
 
+Deno.test("models are listed and reachable as NAMESPACE/NAME as well", async () => {
+  const models = await siesta.models();
+  const bare = models.find((m) => m.id === sleeping);
+  const namespace = bare?.siesta?.namespace;
+  assert.ok(namespace, JSON.stringify(bare));
+  const qualified = models.find((m) => m.id === `${namespace}/${sleeping}`);
+  assert.equal(qualified?.siesta?.name, bare?.siesta?.name, JSON.stringify(models));
+  assert.equal(qualified?.siesta?.bareNameHeldBy, null);
+  const answer = await text(
+    await siesta.chat({ model: `${namespace}/${sleeping}`, messages: hello, ...tiny }, {
+      timeoutMs: 120_000,
+    }),
+  );
+  assert.ok(answer.length > 0);
+});
+
 Deno.test("a 503 with Retry-After is retried within the deadline, then served", async () => {
   // The first request waits for the wake-up and fills the model's queue (size 1) ...
   let held = false;

@@ -10,6 +10,7 @@ import asyncio
 import contextlib
 import json
 import logging
+import math
 from collections.abc import Awaitable, Callable
 from datetime import datetime
 from typing import Any
@@ -18,11 +19,12 @@ from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from siesta.api.contract import ModelKey
-from siesta.gateway.auth import KeyFile
+from siesta.gateway.auth import KeyFile, KeyScope
 from siesta.gateway.catalog import Catalog, Route
 from siesta.gateway.cors import Cors
 from siesta.gateway.forwarding import Forwarder, Held
 from siesta.gateway.metrics import GatewayMetrics
+from siesta.gateway.ratelimit import RateLimiter
 from siesta.gateway.responses import error_response, unknown_model
 from siesta.gateway.settings import GatewaySettings
 
@@ -39,6 +41,7 @@ class Gateway:
         self.catalog = Catalog(on_endpoints=self._endpoints_changed)
         self.forwarder = Forwarder(settings, self.metrics, self.catalog)
         self.keys = KeyFile(settings.api_keys_file) if settings.api_keys_file else None
+        self.limiter = RateLimiter()
         self.active_handlers = 0
         self._no_handlers = asyncio.Event()  # set while active_handlers is 0 (drain waits)
         self._no_handlers.set()
@@ -124,28 +127,70 @@ class Gateway:
         }
 
     async def handle_models(self, request: web.Request) -> web.Response:
-        if (denied := self._check_key(request)) is not None:
-            return denied
-        data = [self._model_entry(name, route) for name, route in self.catalog.listing()]
+        caller = self._caller(request)
+        if isinstance(caller, web.Response):
+            return caller
+        data = [
+            self._model_entry(name, route)
+            for name, route in self.catalog.listing()
+            if caller is None or caller.reaches(route.model.namespace, _names(name, route))
+        ]
         return web.json_response({"object": "list", "data": data})
 
     async def handle_model(self, request: web.Request) -> web.Response:
-        if (denied := self._check_key(request)) is not None:
-            return denied
+        caller = self._caller(request)
+        if isinstance(caller, web.Response):
+            return caller
         name = request.match_info["alias"]
         route = self.catalog.route(name)
         if route is None:
             return self._unknown_model(name)
+        if (denied := self._out_of_scope(caller, name, route)) is not None:
+            return denied
         return web.json_response(self._model_entry(name, route))
 
     # --- errors -------------------------------------------------------------------------
 
-    def _check_key(self, request: web.Request) -> web.Response | None:
-        if self.keys is None or self.keys.allows(request.headers.get("Authorization")):
+    def _caller(self, request: web.Request) -> KeyScope | web.Response | None:
+        """The caller's key (None: keys are off), or a 401."""
+        if self.keys is None:
             return None
+        scope = self.keys.find(request.headers.get("Authorization"))
+        if scope is not None:
+            return scope
         self.metrics.rejected.labels("unauthorized").inc()
         return error_response(
             401, "Missing or invalid API key.", "invalid_request_error", "invalid_api_key"
+        )
+
+    def _out_of_scope(
+        self, caller: KeyScope | None, name: str, route: Route
+    ) -> web.Response | None:
+        if caller is None or caller.reaches(route.model.namespace, _names(name, route)):
+            return None
+        self.metrics.rejected.labels("forbidden").inc()
+        return error_response(
+            403,
+            f"This API key may not use the model {name!r}.",
+            "permission_error",
+            "model_not_allowed",
+            param="model",
+        )
+
+    def _over_rate(self, caller: KeyScope | None) -> web.Response | None:
+        if caller is None or caller.rate is None:
+            return None
+        wait = self.limiter.take(caller.secret, caller.rate, asyncio.get_running_loop().time())
+        if not wait:
+            return None
+        self.metrics.rejected.labels("rate_limited").inc()
+        rate = caller.rate
+        return error_response(
+            429,
+            f"This API key may send {rate.count} requests per {rate.seconds:g}s; retry later.",
+            "rate_limit_error",
+            "rate_limit_exceeded",
+            retry_after=math.ceil(wait),
         )
 
     def _unknown_model(self, alias: str) -> web.Response:
@@ -154,8 +199,11 @@ class Gateway:
     # --- inference ----------------------------------------------------------------------
 
     async def handle_inference(self, request: web.Request) -> web.StreamResponse:
-        if (denied := self._check_key(request)) is not None:
-            return denied
+        caller = self._caller(request)
+        if isinstance(caller, web.Response):
+            return caller
+        if (limited := self._over_rate(caller)) is not None:
+            return limited  # before the body is read: refusing costs nothing
         try:
             async with asyncio.timeout(self.settings.body_timeout):
                 body = await request.read()
@@ -187,6 +235,8 @@ class Gateway:
         route = self.catalog.route(alias)
         if route is None:
             return self._unknown_model(alias)
+        if (denied := self._out_of_scope(caller, alias, route)) is not None:
+            return denied
         model = route.model
         if alias != route.served:  # NAMESPACE/NAME: the servers know the bare name
             body = with_model(body, route.served)
@@ -230,6 +280,13 @@ def read_target(body: bytes) -> tuple[str, bool]:
     if not isinstance(alias, str):
         raise ValueError("The request body must be JSON with a string field 'model'.")
     return alias, payload.get("stream") is True
+
+
+def _names(name: str, route: Route) -> tuple[str, ...]:
+    """Every name a key's `models=` may list for this route."""
+    model = route.model
+    ns = model.namespace
+    return (name, route.served, f"{ns}/{route.served}", model.name, f"{ns}/{model.name}")
 
 
 def with_model(body: bytes, name: str) -> bytes:

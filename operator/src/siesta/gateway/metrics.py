@@ -53,7 +53,8 @@ class GatewayMetrics:
         self.rejected = Counter(
             "siesta_gateway_rejected_requests",
             "Requests refused before routing: model_busy, held_cap, held_bytes, "
-            "body_too_large, body_timeout, unauthorized, unknown_model, bad_request, "
+            "body_too_large, body_timeout, unauthorized, forbidden, rate_limited, "
+            "unknown_model, bad_request, "
             "shutting_down, model_failing.",
             ["reason"],
             registry=r,
