@@ -10,7 +10,7 @@ import argparse
 import math
 import os
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import NoReturn
@@ -67,6 +67,8 @@ class ServerConfig:
     ctx_size: int = 4096
     parallel: int = 4
     gpu_layers: int = -1
+    require_gpu: bool = False
+    """Refuse to start unless the model runs on a GPU (the operator sets it for GPU models)."""
     cache_dir: Path = field(default_factory=lambda: Path(DEFAULT_CACHE_DIR).expanduser())
     threads: int = 0
     batch_size: int = 2048
@@ -114,8 +116,18 @@ class ServerConfig:
         return self.ctx_size // self.parallel
 
 
+def switch(text: str) -> bool:
+    """An on/off value: 1/true/yes/on or 0/false/no/off."""
+    value = text.strip().lower()
+    if value in {"1", "true", "yes", "on"}:
+        return True
+    if value in {"0", "false", "no", "off", ""}:
+        return False
+    raise ValueError(text)
+
+
 # flag, environment variable, type, help. Order is the order of `--help`.
-_OPTIONS: list[tuple[str, str, type, str]] = [
+_OPTIONS: list[tuple[str, str, Callable[[str], object], str]] = [
     (
         "--model",
         "SIESTA_MODEL",
@@ -129,6 +141,13 @@ _OPTIONS: list[tuple[str, str, type, str]] = [
     ("--ctx-size", "SIESTA_CTX_SIZE", int, "total context in tokens, split over slots"),
     ("--parallel", "SIESTA_PARALLEL", int, "sequences decoded together (slots, default 4)"),
     ("--gpu-layers", "SIESTA_GPU_LAYERS", int, "layers to offload to the GPU (-1: all)"),
+    (
+        "--require-gpu",
+        "SIESTA_REQUIRE_GPU",
+        switch,
+        "exit 1 instead of running on the CPU: no GPU backend or device, too few layers "
+        "offloaded, or not enough free GPU memory (default off)",
+    ),
     ("--cache-dir", "SIESTA_CACHE_DIR", str, f"where downloads go (default {DEFAULT_CACHE_DIR})"),
     ("--threads", "SIESTA_THREADS", int, "CPU threads for decoding (0: all cores)"),
     ("--batch-size", "SIESTA_BATCH_SIZE", int, "most tokens per decode call (default 2048)"),
@@ -272,6 +291,11 @@ def _parser() -> argparse.ArgumentParser:
         epilog="Every flag can also be set with the environment variable shown in brackets.",
     )
     for flag, env, kind, help_text in _OPTIONS:
+        if kind is switch:  # `--flag` alone turns it on; `--flag=0` off
+            parser.add_argument(
+                flag, type=kind, nargs="?", const=True, default=None, help=f"{help_text} [{env}]"
+            )
+            continue
         parser.add_argument(flag, type=kind, default=None, help=f"{help_text} [{env}]")
     for flag, env, help_text in _LIST_OPTIONS:
         parser.add_argument(flag, action="append", default=None, help=f"{help_text} [{env}]")
@@ -296,7 +320,8 @@ def parse_config(
             try:
                 value = kind(raw)
             except ValueError:
-                raise ConfigError(f"{env}={raw!r} is not a valid {kind.__name__}") from None
+                kind_name = getattr(kind, "__name__", "value")
+                raise ConfigError(f"{env}={raw!r} is not a valid {kind_name}") from None
         if value is not None:
             values[field] = value
     values["loras"] = _loras(args, environ)
@@ -351,6 +376,8 @@ def _validate(config: ServerConfig) -> None:
         )
     if config.batch_size < 1 or config.max_queue < 0 or config.drain_timeout < 0:
         raise ConfigError("--batch-size, --max-queue and --drain-timeout must be positive")
+    if config.require_gpu and config.gpu_layers == 0:
+        raise ConfigError("--require-gpu with --gpu-layers 0 would run the model on the CPU")
     if config.cache_keep < 0:
         raise ConfigError("--cache-keep must be 0 or more")
     _validate_limits(config)

@@ -21,7 +21,7 @@ from pathlib import Path
 
 import uvicorn
 
-from siesta_server import eviction, fit, memory, mismatch
+from siesta_server import eviction, fit, gpu, memory, mismatch
 from siesta_server.api import build_app
 from siesta_server.chat import ChatTemplate
 from siesta_server.chat_tokens import special_texts
@@ -38,6 +38,8 @@ from siesta_server.native import (
     load_adapter,
     load_error,
     load_model,
+    offload_lines,
+    recent_errors,
 )
 from siesta_server.source import (
     ChecksumMismatch,
@@ -103,6 +105,10 @@ def _termination_log_option(argv: Sequence[str] | None) -> Path | None:
             return Path(args[index + 1])
     configured = os.environ.get("SIESTA_TERMINATION_LOG", "").strip()
     return Path(configured) if configured else None
+
+
+class GpuRequiredError(RuntimeError):
+    """--require-gpu, and the model would not run (entirely) on a GPU."""
 
 
 class _Server(uvicorn.Server):
@@ -182,10 +188,14 @@ class Runner:
         config, metrics = self.config, self.state.metrics
         try:
             started = time.monotonic()
+            init_backend(verbose=config.log_level.lower() == "debug")
+            probe = gpu.probe(os.environ, recent_errors())
+            log.info("%s", gpu.describe(probe))
+            if config.require_gpu:  # before a download that a CPU could never use
+                self._check_gpu(probe)
             path = self._fetch()
             fetched = time.monotonic()
             metrics.download_seconds.set(fetched - started)
-            init_backend(verbose=config.log_level.lower() == "debug")
             header = read_header(path)  # "not a GGUF" before llama.cpp tries
             self._check_fits(header)
             try:
@@ -198,6 +208,8 @@ class Runner:
                     ) from None
                 raise
             try:
+                if config.require_gpu:
+                    self._check_offload()
                 adapters = self._load_adapters(model)
                 context = create_context(
                     model,
@@ -260,14 +272,34 @@ class Runner:
     def _make_room(self, entry: Path, size: int) -> None:
         eviction.make_room(self.source.cache_dir, entry, size)
 
+    def _check_gpu(self, probe: gpu.GpuProbe) -> None:
+        refusal = gpu.refusal(probe)
+        if refusal is not None:
+            raise GpuRequiredError(refusal)
+        log.info("GPU required and found: %s (%s)", ", ".join(probe.devices), probe.backends)
+
+    def _check_offload(self) -> None:
+        counted = gpu.offloaded_layers(offload_lines())
+        if counted is None:
+            return  # llama.cpp did not say; the device and memory checks already passed
+        refusal = gpu.offload_refusal(self.config.gpu_layers, *counted)
+        if refusal is not None:
+            raise GpuRequiredError(refusal)
+
     def _check_fits(self, header: GGUFHeader) -> None:
         config = self.config
         need = fit.estimate(header, config.ctx_size)
         layers = int(header.arch_value("block_count") or 0)  # type: ignore[arg-type]
-        gpu = memory.gpu_free() if config.gpu_layers != 0 else None
-        on_gpu, on_host = fit.split(need, layers, config.gpu_layers, gpu is not None)
-        if gpu is not None:
-            fit.check(on_gpu, gpu, config.ctx_size, config.parallel)
+        on_gpu_memory = memory.gpu_free() if config.gpu_layers != 0 else None
+        on_gpu, on_host = fit.split(need, layers, config.gpu_layers, on_gpu_memory is not None)
+        if on_gpu_memory is not None:
+            fit.check(on_gpu, on_gpu_memory, config.ctx_size, config.parallel)
+            log.info(
+                "memory check: %s on %s, %s free",
+                fit.gib(on_gpu.total),
+                on_gpu_memory.where,
+                fit.gib(on_gpu_memory.free),
+            )
         host = memory.host_free()
         if host is not None:
             fit.check(on_host, host, config.ctx_size, config.parallel)

@@ -60,7 +60,8 @@ def host_free() -> Free | None:
     return Free("the host", available)
 
 
-def _ggml() -> ctypes.CDLL | None:
+def ggml_library() -> ctypes.CDLL | None:
+    """llama-cpp-python's libggml (the device registry), if it can be loaded."""
     try:
         import llama_cpp
 
@@ -73,11 +74,11 @@ def _ggml() -> ctypes.CDLL | None:
     return None
 
 
-def gpu_free() -> Free | None:
-    """Free memory of all GPUs together (llama.cpp splits layers over them); None: no GPU."""
-    lib = _ggml()
+def gpu_devices() -> list[tuple[str, int, int]]:
+    """(description, free bytes, total bytes) of each GPU ggml sees; [] when none."""
+    lib = ggml_library()
     if lib is None:
-        return None
+        return []
     try:
         lib.ggml_backend_dev_count.restype = ctypes.c_size_t
         lib.ggml_backend_dev_get.restype = ctypes.c_void_p
@@ -91,21 +92,28 @@ def gpu_free() -> Free | None:
             ctypes.POINTER(ctypes.c_size_t),
             ctypes.POINTER(ctypes.c_size_t),
         ]
-        free_total = total_total = 0
-        names: list[str] = []
+        devices = []
         for index in range(lib.ggml_backend_dev_count()):
             device = lib.ggml_backend_dev_get(index)
             if lib.ggml_backend_dev_type(device) != GGML_BACKEND_DEVICE_TYPE_GPU:
                 continue
             free, total = ctypes.c_size_t(0), ctypes.c_size_t(0)
             lib.ggml_backend_dev_memory(device, ctypes.byref(free), ctypes.byref(total))
-            free_total += free.value
-            total_total += total.value
-            names.append((lib.ggml_backend_dev_description(device) or b"GPU").decode())
+            name = (lib.ggml_backend_dev_description(device) or b"GPU").decode()
+            devices.append((name, free.value, total.value))
     except (AttributeError, OSError) as error:
         log.warning("cannot read GPU memory through ggml: %s", error)
+        return []
+    return devices
+
+
+def gpu_free() -> Free | None:
+    """Free memory of all GPUs together (llama.cpp splits layers over them); None: no GPU."""
+    devices = gpu_devices()
+    if not devices:
         return None
-    if not names:
-        return None
+    names = [name for name, _, _ in devices]
+    free_total = sum(free for _, free, _ in devices)
+    total_total = sum(total for _, _, total in devices)
     label = names[0] if len(names) == 1 else f"{len(names)} GPUs ({', '.join(names)})"
     return Free(f"the GPU {label}" if len(names) == 1 else label, free_total, total_total)

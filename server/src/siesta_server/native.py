@@ -25,6 +25,8 @@ _backend_ready = False
 _verbose = False
 # llama.cpp's last error lines: its loader says why it failed only in its log.
 _recent_errors: deque[str] = deque(maxlen=8)
+# Its "offloaded N/M layers to GPU" line (an info line): how much of the model is on the GPU.
+_offload_lines: deque[str] = deque(maxlen=4)
 # ggml's levels: NONE 0, DEBUG 1, INFO 2, WARN 3, ERROR 4, CONT 5 (continues the previous
 # line). llama-cpp-python's own logger still maps the older numbering and hides errors.
 _GGML_LOG_LEVEL_NONE, _GGML_LOG_LEVEL_ERROR, _GGML_LOG_LEVEL_CONT = 0, 4, 5
@@ -44,6 +46,8 @@ def _on_log(level: int, text: bytes, _user_data: ctypes.c_void_p) -> None:
     is_error = _last_level in (_GGML_LOG_LEVEL_NONE, _GGML_LOG_LEVEL_ERROR)
     if is_error and line.strip():
         _recent_errors.append(line.strip())
+    if "layers to GPU" in line:
+        _offload_lines.append(line.strip())
     # llama.cpp's own log lines go to stderr; keep errors unless asked for more.
     if _verbose or is_error:
         print(line, end="", file=sys.stderr, flush=True)
@@ -56,6 +60,16 @@ def init_backend(verbose: bool) -> None:
         llama_cpp.llama_log_set(_on_log, ctypes.c_void_p(0))
         llama_cpp.llama_backend_init()
         _backend_ready = True
+
+
+def recent_errors() -> list[str]:
+    """llama.cpp's and ggml's last error lines (e.g. why the CUDA backend found no device)."""
+    return list(_recent_errors)
+
+
+def offload_lines() -> list[str]:
+    """llama.cpp's "offloaded N/M layers to GPU" lines of the last load."""
+    return list(_offload_lines)
 
 
 def load_error() -> str:
@@ -133,6 +147,7 @@ def load_model(path: Path, *, gpu_layers: int) -> Model:
     params = llama_cpp.llama_model_default_params()
     params.n_gpu_layers = gpu_layers
     _recent_errors.clear()
+    _offload_lines.clear()
     handle = llama_cpp.llama_model_load_from_file(str(path).encode(), params)
     if not handle:
         raise NativeError(f"llama.cpp could not load {path}: {load_error()}")
