@@ -42,10 +42,11 @@
   - apiGroups: [""]
     resources: [services]
     verbs: [get, list, watch, create, update]
-  # Pods are only observed: pending for a GPU node, loading, ready (cold-start phases).
+  # Pods are observed (pending for a GPU node, loading, ready) and, after a template
+  # change, a pod on the old template is deleted when it serves no request (OnDelete).
   - apiGroups: [""]
     resources: [pods]
-    verbs: [list, watch]
+    verbs: [list, watch, delete]
   # Demand Leases written by the gateway (docs/contracts.md): read only.
   - apiGroups: [coordination.k8s.io]
     resources: [leases]

@@ -1,10 +1,11 @@
 """Carry out one model's `Plan` (siesta.operator.plan): the API calls, in order, and metrics.
 
-Nothing is decided here. Order: owned objects, the expired override, the replica write, its
-event, the status. A failed child write raises `ChildrenFailed` so the loop can say why in
-the status; a failed status write raises `StatusNotWritten` (everything before it happened,
-so the loop must not repeat it); any other failure propagates and the loop retries with
-back-off.
+Nothing is decided here. Order: owned objects, pods on an older template (deleted by uid,
+so the StatefulSet makes them again from the current one), the expired override, the
+replica write, the events, the status. A failed child write raises `ChildrenFailed` so the
+loop can say why in the status; a failed status write raises `StatusNotWritten` (everything
+before it happened, so the loop must not repeat it); any other failure propagates and the
+loop retries with back-off.
 """
 
 from __future__ import annotations
@@ -45,6 +46,11 @@ async def execute(plan: Plan, kube: Kube, owner: render.Owner, now: datetime) ->
             await _write_child(kube, write)
         except ApiException as error:
             raise ChildrenFailed(error) from error
+    for replacement in plan.replace_pods:
+        await kube.delete_pod(namespace, replacement.pod, replacement.uid)
+        logger.info(
+            "%s/%s: replaced pod %s (%s)", namespace, name, replacement.pod, replacement.why
+        )
     if plan.clear_manual_replicas:
         await kube.clear_manual_replicas(namespace, name)
     if plan.scale is not None:

@@ -163,6 +163,22 @@ class Kube:
             if error.status != 404:  # already gone: what we wanted
                 raise
 
+    async def delete_pod(self, namespace: str, name: str, uid: str) -> None:
+        """Delete the pod `name` only if it is still the one with `uid` (a newer pod of the
+        same name is never touched). It gets its full grace period: the server drains."""
+        try:
+            await self._call(
+                "delete",
+                "pods",
+                self.core.delete_namespaced_pod,
+                name,
+                namespace,
+                body=client.V1DeleteOptions(preconditions=client.V1Preconditions(uid=uid)),
+            )
+        except ApiException as error:
+            if error.status not in (404, 409):  # gone, or already another pod: nothing to do
+                raise
+
     async def _read(self, api: ChildApi, name: str, namespace: str) -> dict[str, Any] | None:
         try:
             found = await self._call("get", api.resource, api.read, name, namespace)

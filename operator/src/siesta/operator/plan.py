@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field, replace
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any, Literal
 
 from pydantic import ValidationError
@@ -21,7 +21,7 @@ from siesta.api.loader import describe_validation_error
 from siesta.api.models import ColdStart, ModelDeploymentSpec, Phase
 from siesta.operator import render
 from siesta.operator.autoscaler import PodEvent, verdict
-from siesta.operator.demand import LeaseView, demand
+from siesta.operator.demand import Demand, LeaseView, demand
 from siesta.operator.load import LoadReading, render_query
 from siesta.operator.observe import (
     ChildView,
@@ -32,6 +32,7 @@ from siesta.operator.observe import (
     pending_pods,
     waiting_message,
 )
+from siesta.operator.rollout import Replacement, Rollout, idleness, rollout
 from siesta.operator.settings import OperatorSettings
 from siesta.operator.status import Situation, build_status, memory_from_status, status_changed
 from siesta.policy import Decision, Memory, Observed, Signals, decide, forecast
@@ -39,6 +40,9 @@ from siesta.policy import Decision, Memory, Observed, Signals, decide, forecast
 MIN_SLEEP_SECONDS = 0.05
 RECREATE_RETRY_SECONDS = 1.0
 """After orphaning a StatefulSet for re-creation: look again once the watch has seen it go."""
+ROLLOUT_RETRY_SECONDS = 10.0
+"""A pod on an older template waits for an idle moment: look again this often (Lease
+changes wake the loop anyway; the servers' own /metrics are not watched)."""
 
 
 @dataclass(frozen=True)
@@ -181,10 +185,13 @@ class Plan:
     load: LoadReading | None = None
     cold_starts: tuple[tuple[str, float], ...] = ()
     """(phase, seconds) of cold starts completed since the last step."""
+    replace_pods: tuple[Replacement, ...] = ()
+    """Pods on an older template to delete now (see siesta.operator.rollout)."""
 
     def writes(self) -> list[str]:
         """What executing the plan writes, one line each (for logs and `siesta explain`)."""
         lines = [f"{c.action} {c.kind} {c.name}" for c in self.children]
+        lines += [f"delete Pod {r.pod} ({r.why})" for r in self.replace_pods]
         if self.clear_manual_replicas:
             lines.append("clear spec.manualReplicas (the override expired)")
         if self.scale is not None:
@@ -282,6 +289,35 @@ def server_metrics_urls(views: Views) -> list[str] | None:
     return [f"http://{p.address}:{render.HTTP_PORT}/metrics" for p in ready]
 
 
+def rollout_evidence_urls(
+    model: Model, views: Views, load: LoadReading | None, now: datetime
+) -> list[str] | None:
+    """The ready servers' /metrics to read when a pod on an older template waits for an idle
+    moment and neither a gateway nor the load reading can say whether the model is idle."""
+    statefulset = views.children.get(("StatefulSet", model.owner.name))
+    if model.spec is None or statefulset is None or not statefulset.update_revision:
+        return None
+    if not any(p.ready and p.revision not in ("", statefulset.update_revision) for p in views.pods):
+        return None
+    if idleness(demand(views.leases, now), load)[0] is not None:
+        return None
+    return server_metrics_urls(views)
+
+
+def _rollout(
+    model: Model,
+    views: Views,
+    children: tuple[ChildWrite, ...],
+    replicas: int,
+    wanted: Demand,
+    evidence: LoadReading | None,
+) -> Rollout | None:
+    if any(c.kind == "StatefulSet" for c in children):
+        return None  # the template changes now: its revision is not known yet
+    statefulset = views.children.get(("StatefulSet", model.owner.name))
+    return rollout(statefulset, views.pods, replicas, wanted, evidence)
+
+
 def gateway_in_flight(views: Views, now: datetime) -> int | None:
     """The gateways' in-flight count for the model; None while no gateway's Lease is current."""
     wanted = demand(views.leases, now)
@@ -371,8 +407,10 @@ def plan(
     load: LoadReading | None,
     settings: OperatorSettings,
     now: datetime,
+    servers: LoadReading | None = None,
 ) -> Plan:
-    """One step for one model. `load` is the answer to `load_query` (None: not configured)."""
+    """One step for one model. `load` is the answer to `load_query` (None: not configured);
+    `servers` the ready servers' own load, read when `rollout_evidence_urls` asked for it."""
     if model.spec is None:
         return status_only(model, views, remembered, now, spec_error=model.spec_error)
     spec = model.spec
@@ -404,6 +442,14 @@ def plan(
         events = (*events, Event("ScaledUp" if scale.up else "ScaledDown", scale.message))
         written = decision.desired
         observed = observe(decision.desired, views.pods, now)
+    update = _rollout(
+        model, views, children, observed.replicas, wanted, load if load is not None else servers
+    )
+    if update is not None:
+        events += tuple(
+            Event("PodReplaced", f"{r.pod} ran an older template ({r.why}): replaced")
+            for r in update.replace
+        )
 
     situation = Situation(
         observed=observed,
@@ -420,6 +466,7 @@ def plan(
         generation=model.generation,
         selector=render.status_selector(model.owner.name),
         last_scale_time=now if scale else None,
+        update=update,
     )
     patch, status, phase = _with_status(remembered, decision, situation, now)
     cold_starts, seen_ready = new_cold_starts(views.pods, remembered.seen_ready)
@@ -430,6 +477,8 @@ def plan(
     custom_query = spec.scaling.metric is not None and spec.scaling.metric.query is not None
     if load is not None and (observed.replicas > 0 or custom_query):
         wake_times.append(now + settings.metric_interval)
+    if update is not None and update.waiting:
+        wake_times.append(now + timedelta(seconds=ROLLOUT_RETRY_SECONDS))
 
     return Plan(
         remember=Remembered(status, decision.memory, written, seen_ready),
@@ -444,6 +493,7 @@ def plan(
         observed=observed,
         load=reading,
         cold_starts=cold_starts,
+        replace_pods=update.replace if update is not None else (),
     )
 
 

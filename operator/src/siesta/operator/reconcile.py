@@ -34,6 +34,7 @@ from siesta.operator.plan import (
     gateway_in_flight,
     load_query,
     plan,
+    rollout_evidence_urls,
     server_metrics_urls,
     status_only,
     unscheduled_pods,
@@ -101,7 +102,8 @@ class ModelLoop:
         load = await self._read_load(load_query(model, views, self.remembered, settings))
         if load is not None and load.value is None:
             load = await self._fallback_load(load, views, now)
-        planned = plan(model, views, self.remembered, load, settings, now)
+        servers = await self._rollout_evidence(model, views, load, now)
+        planned = plan(model, views, self.remembered, load, settings, now, servers)
         try:
             await execute(planned, self.runtime.kube, self.owner, now)
         except ChildrenFailed as failed:
@@ -165,6 +167,16 @@ class ModelLoop:
         events = tuple(pod_event(body) for body in bodies)
         self._pod_events = (time.monotonic(), waiting[0], events)
         return events
+
+    async def _rollout_evidence(
+        self, model: Model, views: Views, load: LoadReading | None, now: datetime
+    ) -> LoadReading | None:
+        """The servers' own load, read only when a pod on an older template waits for an
+        idle moment that nothing else can show."""
+        urls = rollout_evidence_urls(model, views, load, now)
+        if not urls:
+            return None
+        return await read_servers(urls, SERVER_METRICS_SECONDS)
 
     async def _fallback_load(
         self, reading: LoadReading, views: Views, now: datetime

@@ -417,7 +417,9 @@ def statefulset(owner: Owner, spec: ModelDeploymentSpec, settings: OperatorSetti
             "serviceName": headless_service_name(owner.name),
             "podManagementPolicy": "Parallel",
             "selector": {"matchLabels": selector_labels(owner.name)},
-            "updateStrategy": {"type": "RollingUpdate"},
+            # A new template never restarts a serving pod: the operator replaces old pods
+            # when they are idle (siesta.operator.rollout).
+            "updateStrategy": {"type": "OnDelete"},
             "persistentVolumeClaimRetentionPolicy": {
                 "whenScaled": spec.cache.when_scaled,
                 "whenDeleted": "Delete",

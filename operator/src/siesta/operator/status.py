@@ -15,6 +15,7 @@ from typing import Any
 from siesta.api.contract import MODEL_SERVING_CONDITION
 from siesta.api.models import ColdStart, Phase
 from siesta.operator.observe import format_time, parse_time
+from siesta.operator.rollout import Rollout
 from siesta.policy import Condition, Decision, ManualOverride, Memory, Observed, Transition
 
 
@@ -56,6 +57,8 @@ class Situation:
     spec_error: str = ""
     children_error: str = ""
     """Why the StatefulSet or a Service could not be created or updated (API server's words)."""
+    update: Rollout | None = None
+    """Pods on an older template and why they wait (None: the revisions are not known)."""
 
 
 def _failed(decision: Decision | None, kind: str) -> bool:
@@ -151,6 +154,8 @@ def _conditions(
     if situation.children_error:
         found.append(Condition("ChildrenReady", False, "ApplyFailed", situation.children_error))
     found.append(_ready_condition(decision, situation))
+    if situation.update is not None:
+        found.append(_up_to_date_condition(situation.update))
     for condition in decision.conditions if decision else []:
         if condition.type == MODEL_SERVING_CONDITION:
             condition = remembered_failure(condition, situation, previous)
@@ -163,6 +168,12 @@ def _conditions(
             )
         found.append(condition)
     return found
+
+
+def _up_to_date_condition(update: Rollout) -> Condition:
+    if not update.pending:
+        return Condition("UpToDate", True, "UpToDate", update.message)
+    return Condition("UpToDate", False, "UpdatePending", update.message)
 
 
 def render_conditions(
@@ -198,6 +209,8 @@ def _phase_notes(situation: Situation) -> list[str]:
         notes.append(f"cannot apply owned objects: {situation.children_error}")
     if situation.observed.failing:
         notes.append(f"failing: {situation.observed.failure}")
+    if situation.update is not None and situation.update.pending:
+        notes.append(f"update pending: {situation.update.message}")
     for cause, message in situation.pending[:1]:
         notes.append(f"{len(situation.pending)} pod(s) pending ({cause}): {message}")
     if situation.observed.waiting_for_gpu:
