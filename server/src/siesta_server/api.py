@@ -360,16 +360,28 @@ async def _disconnected(request: Request) -> None:
 def _embedding_answer(
     vectors: list[list[float]], body: EmbeddingRequest, name: str, used: int
 ) -> bytes:
-    answer = {
-        "object": "list",
-        "model": name,
-        "data": [
-            {"object": "embedding", "index": i, "embedding": _encode(vector, body)}
-            for i, vector in enumerate(vectors)
-        ],
-        "usage": {"prompt_tokens": used, "total_tokens": used},
-    }
-    return json.dumps(answer, separators=(",", ":")).encode()
+    """The answer's JSON, one vector at a time: the interpreter lock is released between
+    vectors, so even 512 vectors of 4096 floats (about 44 MB) never stall the event loop."""
+    items = (
+        _dumps({"object": "embedding", "index": i, "embedding": _encode(vector, body)})
+        for i, vector in enumerate(vectors)
+    )
+    usage = {"prompt_tokens": used, "total_tokens": used}
+    return b"".join(
+        [
+            b'{"object":"list","model":',
+            _dumps(name),
+            b',"data":[',
+            b",".join(items),
+            b'],"usage":',
+            _dumps(usage),
+            b"}",
+        ]
+    )
+
+
+def _dumps(value: Any) -> bytes:
+    return json.dumps(value, separators=(",", ":")).encode()
 
 
 def _encode(vector: list[float], body: EmbeddingRequest) -> list[float] | str:

@@ -34,6 +34,13 @@ _DENIED = {
     "IDPRejectedClaim",
     "AllAccessDisabled",
 }
+# S3 answers 403 instead of 404 for a missing key when the caller may not list the bucket
+# (the usual GetObject-only role): the two cannot be told apart, so both are named.
+_DENIED_OR_MISSING = {"AccessDenied", "403"}
+DENIED_OR_MISSING = (
+    "access denied, or the key does not exist (without s3:ListBucket S3 answers 403 for a "
+    "missing key)"
+)
 CREDENTIALS_HINT = (
     "the credentials found (IRSA or Pod Identity role, AWS_* variables, instance role) "
     "need s3:GetObject on this object"
@@ -85,6 +92,11 @@ class S3Object:
             message = details.get("Message") or code
             if code in _MISSING:
                 return ModelSourceError(f"cannot download {where}: no such object ({code})")
+            if code in _DENIED_OR_MISSING:
+                return ModelSourceError(
+                    f"cannot download {where}: {DENIED_OR_MISSING}; bucket {self.bucket!r}, "
+                    f"key {self.key!r} ({code}: {message}; {CREDENTIALS_HINT})"
+                )
             if code in _DENIED:
                 return ModelSourceError(
                     f"cannot download {where}: {code}: {message} ({CREDENTIALS_HINT})"
