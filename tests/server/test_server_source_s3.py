@@ -116,8 +116,15 @@ def test_keys_without_permission_are_denied(
     store: Store, aws_env: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:
     use_keys(aws_env, store.stranger)
-    with pytest.raises(ModelSourceError, match=r"AccessDenied"):
+    with pytest.raises(ModelSourceError) as denied:
         fetch_model(ModelSource(URI, DIGEST, tmp_path))
+    # Real S3 answers a GetObject-only role's request for a missing key the same way (403):
+    # the message names both causes, the bucket and the key.
+    assert str(denied.value).startswith(
+        f"cannot download {URI}: access denied, or the key does not exist (without "
+        f"s3:ListBucket S3 answers 403 for a missing key); bucket '{BUCKET}', key "
+    )
+    assert "AccessDenied" in str(denied.value)
 
 
 def test_role_limited_to_its_bucket(
