@@ -12,6 +12,8 @@ install_debian_packages() {
   command -v prometheus >/dev/null || [ -x /usr/bin/prometheus ] || missing+=(prometheus)
   # ip netns: the tests' model-server processes get pod addresses in a network namespace.
   command -v ip >/dev/null || [ -x /usr/sbin/ip ] || missing+=(iproute2)
+  # A real browser for the gateway's CORS test (tests/clients/test_browser_cors.py).
+  command -v chromium >/dev/null || missing+=(chromium)
   if [ ${#missing[@]} -gt 0 ]; then
     log "installing Debian packages: ${missing[*]}"
     local sudo=""

@@ -31,6 +31,7 @@ class HttpLimits:
     idle_timeout: float = 30.0
     max_connections: int = 4096
     lingering_time: float = 1.0  # reading the rest of a refused body (aiohttp's default: 10 s)
+    backlog: int = 1024  # a burst of connects waits in the kernel, not in SYN retries
 
 
 class Connections:
@@ -124,4 +125,4 @@ async def listen(runner: web.AppRunner, host: str, port: int, limits: HttpLimits
             access_log=None,
         )
 
-    return await loop.create_server(handler, host, port, reuse_address=True)
+    return await loop.create_server(handler, host, port, reuse_address=True, backlog=limits.backlog)

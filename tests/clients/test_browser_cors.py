@@ -1,0 +1,165 @@
+"""The TypeScript client in a real headless browser (Debian's chromium), from another origin.
+
+A page served on one local origin loads the client's browser bundle (`deno task build`) and
+calls the real gateway on another port with an API key: the browser sends the CORS
+preflight itself, then lists models and streams a chat answer from a real siesta-server.
+A page on an origin the gateway does not list is refused by the browser. The browser can
+reach nothing but 127.0.0.1 (every host name resolves to nothing).
+"""
+
+from __future__ import annotations
+
+import functools
+import http.server
+import json
+import shutil
+import subprocess
+import threading
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from localworld.cluster import Cluster, wait_for
+from localworld.gateway_env import endpoint_slice, install_crd, model_manifest
+from localworld.localnet import add_local_address, pod_address, remove_local_address
+from localworld.procs import Proc, free_port, start_gateway, start_server
+
+pytestmark = [pytest.mark.cluster, pytest.mark.llama]
+
+ROOT = Path(__file__).resolve().parents[2]
+CLIENT = ROOT / "clients" / "typescript"
+DENO = ROOT / "scripts" / "deno.sh"
+NODE_INDEX = 253  # pod-like addresses 10.244.253.N
+KEY = "browser-key"
+CHROMIUM_FLAGS = [
+    "--headless=new", "--no-sandbox", "--disable-gpu", "--no-first-run",
+    "--disable-background-networking", "--disable-component-update", "--disable-sync",
+    "--disable-default-apps", "--disable-domain-reliability", "--no-pings",
+    "--host-resolver-rules=MAP * ~NOTFOUND, EXCLUDE 127.0.0.1",  # sealed: loopback only
+    "--virtual-time-budget=60000", "--dump-dom",
+]  # fmt: skip
+
+PAGE = """<!doctype html>
+<pre id="out">pending</pre>
+<script type="module">
+import { Client, text } from "./siesta.js";
+const out = document.getElementById("out");
+try {
+  const siesta = new Client({ baseURL: "GATEWAY/v1", apiKey: "KEY" });
+  const models = (await siesta.models()).map((m) => m.id);
+  const stream = await siesta.chat(
+    { model: "MODEL", messages: [{ role: "user", content: "hi" }], max_tokens: 4 },
+    { timeoutMs: 50000 },
+  );
+  const answer = await text(stream);
+  out.textContent = "OK " + JSON.stringify({ models, answer });
+} catch (error) {
+  out.textContent = "ERROR " + error;
+}
+</script>
+"""
+
+
+class QuietHandler(http.server.SimpleHTTPRequestHandler):
+    def log_message(self, format: str, *args: object) -> None:  # noqa: A002
+        pass
+
+
+@pytest.fixture(scope="module")
+def bundle() -> Path:
+    subprocess.run([str(DENO), "task", "build"], cwd=CLIENT, check=True, timeout=600)
+    return CLIENT / "dist" / "siesta.js"
+
+
+def serve_page(directory: Path) -> tuple[http.server.ThreadingHTTPServer, str]:
+    port = free_port()
+    handler = functools.partial(QuietHandler, directory=str(directory))
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", port), handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    return server, f"http://127.0.0.1:{port}"
+
+
+def browse(url: str, profile: Path) -> str:
+    chromium = shutil.which("chromium")
+    assert chromium, "chromium is missing: scripts/setup.sh installs it"
+    result = subprocess.run(
+        [chromium, *CHROMIUM_FLAGS, f"--user-data-dir={profile}", url],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    return result.stdout
+
+
+@pytest.fixture
+def gateway_and_model(
+    cluster: Cluster, namespace: str, tmp_path: Path
+) -> Iterator[tuple[Proc, str, Path]]:
+    """A gateway allowing one page origin, and a warm model behind it; (gateway, origin, dir)."""
+    from localworld.tiny_gguf import write_tiny_llama
+
+    install_crd(cluster)
+    site = tmp_path / "site"
+    site.mkdir()
+    page_server, origin = serve_page(site)
+    keys = tmp_path / "keys"
+    keys.write_text(f"{KEY}\n")
+    gateway = start_gateway(
+        cluster.kubeconfig,
+        namespaces=[namespace],
+        log_dir=tmp_path,
+        args=["--cors-origins", origin, "--api-keys-file", str(keys)],
+        name="gateway-browser",
+    )
+    address = pod_address(NODE_INDEX, 1)
+    add_local_address(address)
+    server = start_server(
+        write_tiny_llama(tmp_path / "tiny.gguf"), alias="web", host=address, port=8080,
+        log_dir=tmp_path, name="server-web", args=["--ctx-size", "1024"],
+    )  # fmt: skip
+    try:
+        cluster.apply(model_manifest("web", namespace))
+        cluster.apply(endpoint_slice("web", namespace, address))
+        wait_for(
+            "endpoint seen",
+            lambda: (
+                get_json_with_key(f"{gateway.url}/v1/models/web")["siesta"]["readyEndpoints"] == 1
+            ),
+            10,
+        )
+        yield gateway, origin, site
+    finally:
+        server.stop()
+        remove_local_address(address)
+        gateway.stop()
+        page_server.shutdown()
+
+
+def get_json_with_key(url: str) -> Any:
+    request = urllib.request.Request(url, headers={"Authorization": f"Bearer {KEY}"})
+    with urllib.request.urlopen(request, timeout=5) as response:
+        return json.loads(response.read())
+
+
+def test_the_client_calls_the_gateway_from_another_origin(
+    gateway_and_model: tuple[Proc, str, Path], bundle: Path, tmp_path: Path, namespace: str
+) -> None:
+    gateway, origin, site = gateway_and_model
+    shutil.copy(bundle, site / "siesta.js")
+    page = PAGE.replace("GATEWAY", gateway.url).replace("KEY", KEY).replace("MODEL", "web")
+    (site / "page.html").write_text(page)
+    dom = browse(f"{origin}/page.html", tmp_path / "profile")
+    assert "OK " in dom, dom[-2000:]
+    assert f'"{namespace}/web"' in dom  # /v1/models, read by the page
+
+    # The same page from an origin the gateway does not list: the browser refuses it.
+    other, other_origin = serve_page(site)
+    try:
+        refused = browse(f"{other_origin}/page.html", tmp_path / "profile-2")
+    finally:
+        other.shutdown()
+    assert "ERROR TypeError" in refused, refused[-2000:]
