@@ -28,19 +28,25 @@ CHUNK = 16 * 1024
 
 def ranged_head(
     request: http.server.BaseHTTPRequestHandler, size: int, *, honour_ranges: bool = True
-) -> int:
-    """Answer the head of a GET of `size` bytes: 206 from a `Range: bytes=N-` start, else 200.
+) -> tuple[int, int]:
+    """Answer the head of a GET of `size` bytes: 206 for a `Range: bytes=N-` or `bytes=N-M`,
+    else 200.
 
-    Returns where the body starts (the test servers of downloads share this)."""
+    Returns the body's span, start and end exclusive (the test servers of downloads share
+    this)."""
     header = request.headers.get("Range")
-    start = int(header.removeprefix("bytes=").split("-")[0]) if header and honour_ranges else 0
-    request.send_response(206 if start else 200)
-    if start:
-        request.send_header("Content-Range", f"bytes {start}-{size - 1}/{size}")
-    request.send_header("Content-Length", str(size - start))
+    start, end = 0, size
+    if header and honour_ranges:
+        first, _, last = header.removeprefix("bytes=").partition("-")
+        start = int(first)
+        end = min(int(last) + 1, size) if last else size
+    request.send_response(206 if header and honour_ranges else 200)
+    if header and honour_ranges:
+        request.send_header("Content-Range", f"bytes {start}-{end - 1}/{size}")
+    request.send_header("Content-Length", str(end - start))
     request.send_header("Accept-Ranges", "bytes")
     request.end_headers()
-    return start
+    return start, end
 
 
 class QuietHandler(http.server.BaseHTTPRequestHandler):
@@ -67,15 +73,24 @@ def send_body(
     *,
     cut_after: int | None = None,
     seconds_per_chunk: float = 0.0,
+    bytes_per_second: float = 0.0,
 ) -> int:
     """Write `body` in chunks; with `cut_after`, stop there and drop the connection mid-body,
-    as a dying proxy or node would. Returns the bytes sent."""
+    as a dying proxy or node would; with `bytes_per_second`, no faster than that (one
+    connection's share of a link, as a store that throttles each connection). Returns the
+    bytes sent."""
     limit = len(body) if cut_after is None else min(cut_after, len(body))
+    started = time.monotonic()
     for offset in range(0, limit, CHUNK):
-        request.wfile.write(body[offset : min(offset + CHUNK, limit)])
+        end = min(offset + CHUNK, limit)
+        request.wfile.write(body[offset:end])
         request.wfile.flush()
         if seconds_per_chunk:
             time.sleep(seconds_per_chunk)
+        if bytes_per_second:
+            ahead = started + end / bytes_per_second - time.monotonic()
+            if ahead > 0:
+                time.sleep(ahead)
     if cut_after is not None:
         request.close_connection = True
         request.connection.shutdown(socket.SHUT_RDWR)
@@ -93,9 +108,13 @@ class ModelFileServer:
         cut_after_bytes: int = 0,
         honour_ranges: bool = True,
         seconds_per_chunk: float = 0.0,
+        bytes_per_second: float = 0.0,
     ) -> None:
         self.payload = payload
         self.range_headers: list[str | None] = []
+        self.sending = 0
+        self.most_at_once = 0  # the most bodies being sent at the same time
+        lock = threading.Lock()
         owner = self
 
         class Handler(QuietHandler):
@@ -103,15 +122,24 @@ class ModelFileServer:
                 if self.path != "/model.gguf":
                     self.send_error(404)
                     return
-                owner.range_headers.append(self.headers.get("Range"))
-                start = ranged_head(self, len(owner.payload), honour_ranges=honour_ranges)
-                cut = len(owner.range_headers) <= cut_first_requests
-                send_body(
-                    self,
-                    owner.payload[start:],
-                    cut_after=cut_after_bytes if cut else None,
-                    seconds_per_chunk=seconds_per_chunk,
-                )
+                with lock:  # parallel requests: count each exactly once
+                    owner.range_headers.append(self.headers.get("Range"))
+                    cut = len(owner.range_headers) <= cut_first_requests
+                start, end = ranged_head(self, len(owner.payload), honour_ranges=honour_ranges)
+                with lock:
+                    owner.sending += 1
+                    owner.most_at_once = max(owner.most_at_once, owner.sending)
+                try:
+                    send_body(
+                        self,
+                        owner.payload[start:end],
+                        cut_after=cut_after_bytes if cut else None,
+                        seconds_per_chunk=seconds_per_chunk,
+                        bytes_per_second=bytes_per_second,
+                    )
+                finally:
+                    with lock:
+                        owner.sending -= 1
 
         self._server = serve_in_thread(Handler)
 
@@ -138,12 +166,12 @@ def directory_handler(directory: Path, cut_after: int) -> type[http.server.BaseH
             with lock:
                 cut = self.path not in served
                 served.add(self.path)
-            start = ranged_head(self, len(payload))
+            start, end = ranged_head(self, len(payload))
             # Logged before the connection drops, so that the client's retry comes after it.
             header = self.headers.get("Range")
-            sent = min(cut_after, len(payload) - start) if cut else len(payload) - start
+            sent = min(cut_after, end - start) if cut else end - start
             print(json.dumps({"path": self.path, "range": header, "sent": sent}), flush=True)
-            send_body(self, payload[start:], cut_after=cut_after if cut else None)
+            send_body(self, payload[start:end], cut_after=cut_after if cut else None)
 
     return Handler
 

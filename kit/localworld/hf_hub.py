@@ -95,8 +95,8 @@ class FakeHub:
                     return
                 if digest in hub.corrupt:
                     content = content[:-1] + bytes([content[-1] ^ 0xFF])
-                start = ranged_head(self, len(content))
-                self.wfile.write(content[start:])
+                start, end = ranged_head(self, len(content))
+                self.wfile.write(content[start:end])
 
         self._server = serve_in_thread(Handler)
 

@@ -87,14 +87,15 @@ def test_interrupted_transfer_resumes_with_a_range_request(
     assert int(server.range_headers[1].removeprefix("bytes=").rstrip("-")) > 0
 
 
-def test_interrupted_part_resumes_where_it_stopped(
-    tmp_path: Path, file_server: FileServer
-) -> None:
+def test_interrupted_part_resumes_where_it_stopped(tmp_path: Path, file_server: FileServer) -> None:
     server = file_server(PAYLOAD, cut_first_requests=1, cut_after_bytes=200 * 1024)
     path = fetch_model(ModelSource(server.url, DIGEST, tmp_path))
     assert path.read_bytes() == PAYLOAD
     # The whole file is one part here; its retry asks for the rest of it only.
-    assert server.range_headers == [f"bytes=0-{1024 * 1024 - 1}", f"bytes=204800-{len(PAYLOAD) - 1}"]
+    assert server.range_headers == [
+        f"bytes=0-{1024 * 1024 - 1}",
+        f"bytes=204800-{len(PAYLOAD) - 1}",
+    ]
 
 
 def test_partial_file_from_a_killed_pod_is_resumed(tmp_path: Path, file_server: FileServer) -> None:

@@ -16,7 +16,14 @@ import httpx
 import pytest
 
 from localworld.s3_store import Keys, S3Store, aws_variables, get_object_policy, running_store
-from siesta_server.source import ModelSource, ModelSourceError, cache_path, fetch_model, s3
+from siesta_server.source import (
+    FetchSettings,
+    ModelSource,
+    ModelSourceError,
+    cache_path,
+    fetch_model,
+    s3,
+)
 
 PAYLOAD = bytes(range(256)) * 4096  # 1 MiB: more than one read chunk
 DIGEST = hashlib.sha256(PAYLOAD).hexdigest()
@@ -220,3 +227,15 @@ def test_siesta_server_exits_with_the_reason_when_the_object_is_missing(
     server = launch_server("--model", f"s3://{BUCKET}/missing.gguf", env=environment, wait=False)
     assert server.process.wait(60) == 1
     assert "s3://clinic-models/missing.gguf: no such object" in server.log()
+
+
+def test_parallel_parts_from_s3(store: Store, aws_env: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    """Ranged GETs over four connections, each thread with its own client."""
+    use_keys(aws_env, store.reader)
+    part = 64 * 1024
+    settings = FetchSettings(connections=4, max_part_bytes=part, min_part_bytes=part)
+    received: list[int] = []
+    path = fetch_model(ModelSource(URI, DIGEST, tmp_path, settings), on_bytes=received.append)
+    assert path.read_bytes() == PAYLOAD
+    assert sum(received) == len(PAYLOAD)
+    assert sorted(p.name for p in tmp_path.iterdir()) == [path.name, path.name + ".lock"]

@@ -77,6 +77,7 @@ class ServerConfig:
     max_body_bytes: int = 8 * 1024 * 1024
     log_level: str = "info"
     cache_keep: int = 1
+    fetch_connections: int = 8  # parallel ranged reads of a remote model (source/ranged.py)
     termination_log: Path | None = None
     loras: tuple[LoraSpec, ...] = ()
     api_key_file: Path | None = None
@@ -156,6 +157,12 @@ _OPTIONS: list[tuple[str, str, Callable[[str], object], str]] = [
     ("--max-body-bytes", "SIESTA_MAX_BODY_BYTES", int, "largest request body accepted (8 MiB)"),
     ("--log-level", "SIESTA_LOG_LEVEL", str, "debug, info, warning or error"),
     ("--cache-keep", "SIESTA_CACHE_KEEP", int, "other model versions kept in the cache (1)"),
+    (
+        "--fetch-connections",
+        "SIESTA_FETCH_CONNECTIONS",
+        int,
+        "connections a download uses, each reading its own byte ranges (8; 1: one stream)",
+    ),
     (
         "--termination-log",
         "SIESTA_TERMINATION_LOG",
@@ -380,6 +387,8 @@ def _validate(config: ServerConfig) -> None:
         raise ConfigError("--require-gpu with --gpu-layers 0 would run the model on the CPU")
     if config.cache_keep < 0:
         raise ConfigError("--cache-keep must be 0 or more")
+    if not 1 <= config.fetch_connections <= 64:
+        raise ConfigError("--fetch-connections must be between 1 and 64")
     _validate_limits(config)
     if config.sha256 is not None:
         digest = config.sha256

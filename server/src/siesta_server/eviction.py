@@ -1,8 +1,8 @@
 """Keep the model cache from filling its volume.
 
 The cache directory holds one file per downloaded model version (`<key>-<name>`, see
-`source.cache_path`), with `.part` (download in progress), `.lock` and `.sha256-mismatch`
-files beside it. Before a download the server deletes the versions the current spec does
+`source.cache_path`), with `.part` (download in progress), `.parts` (its parts done),
+`.lock` and `.sha256-mismatch` files beside it. Before a download the server deletes the versions the current spec does
 not use, oldest first, keeping the newest `--cache-keep` of them; once the download's size
 is known it deletes kept versions too if that is what it takes to fit, and fails with the
 numbers when even an empty cache would not hold the file.
@@ -20,11 +20,11 @@ from pathlib import Path
 
 from siesta_server import mismatch
 from siesta_server.fit import gib
-from siesta_server.source import LOCK_SUFFIX, PARTIAL_SUFFIX
+from siesta_server.source import LOCK_SUFFIX, PARTIAL_SUFFIX, PARTS_SUFFIX
 
 log = logging.getLogger(__name__)
 
-SIDE_SUFFIXES = (PARTIAL_SUFFIX, LOCK_SUFFIX, mismatch.SUFFIX)
+SIDE_SUFFIXES = (PARTIAL_SUFFIX, PARTS_SUFFIX, LOCK_SUFFIX, mismatch.SUFFIX)
 # Room left over after a download (the filesystem's own needs, a log file or two).
 HEADROOM_BYTES = 64 * 1024 * 1024
 

@@ -43,11 +43,13 @@ from siesta_server.native import (
 )
 from siesta_server.source import (
     ChecksumMismatch,
+    FetchSettings,
     ModelSource,
     ModelSourceError,
     cache_path,
     check_source,
     fetch_model,
+    scheme_of,
 )
 from siesta_server.state import Loaded, Phase, ServerState
 from siesta_server.termination import termination_log, write_cause
@@ -72,7 +74,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
         stream=sys.stderr,
     )
-    source = ModelSource(config.model, config.sha256, config.cache_dir)
+    source = ModelSource(
+        config.model, config.sha256, config.cache_dir, FetchSettings(config.fetch_connections)
+    )
     try:
         check_source(source)
         for lora in config.loras:
@@ -250,8 +254,12 @@ class Runner:
         """The model's local path: evicting old versions, refusing a known-bad download."""
         source, config = self.source, self.config
         if not source.is_remote:
+            self.state.metrics.fetched(scheme_of(source.uri) or "file", "local", 0)
             return fetch_model(source)
         entry = cache_path(source)
+        self.state.metrics.fetched(
+            scheme_of(source.uri), "hit" if entry.is_file() else "miss", source.fetch.connections
+        )
         if source.sha256:
             known = mismatch.recall(entry, source.uri, source.sha256, datetime.now(UTC))
             if known is not None:
@@ -308,7 +316,12 @@ class Runner:
         """Fetch (and cache) every --lora like the model, then load it onto the model."""
         adapters: dict[str, Adapter] = {}
         for lora in self.config.loras:
-            source = ModelSource(lora.uri, lora.sha256, self.config.cache_dir)
+            source = ModelSource(
+                lora.uri,
+                lora.sha256,
+                self.config.cache_dir,
+                FetchSettings(self.config.fetch_connections),
+            )
             path = fetch_model(source, on_bytes=self.state.metrics.download_bytes.inc)
             adapters[lora.name] = load_adapter(model, lora.name, path, lora.scale)
             log.info("LoRA adapter %s loaded from %s (scale %g)", lora.name, path, lora.scale)

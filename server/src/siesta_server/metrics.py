@@ -73,6 +73,13 @@ class ServerMetrics:
             "Bytes of model data downloaded",
             registry=self.registry,
         )
+        self.fetch_info = Gauge(
+            "siesta_server_model_fetch_info",
+            "Where this start's model came from: source (URI scheme), cache (hit, miss or "
+            "local) and the download's connections; the operator's wake stages read it",
+            ["source", "cache", "connections"],
+            registry=self.registry,
+        )
         self.download_rate = Gauge(
             "siesta_server_download_bytes_per_second",
             "Model download rate: over the last few seconds while downloading, then the average",
@@ -108,6 +115,9 @@ class ServerMetrics:
             registry=self.registry,
         )
         self.base_name = ""  # the base model's alias: the `adapter` label of plain requests
+
+    def fetched(self, source: str, cache: str, connections: int) -> None:
+        self.fetch_info.labels(source=source, cache=cache, connections=str(connections)).set(1)
         self.ready = Gauge(
             "siesta_server_ready",
             "1 when the model is loaded and requests are accepted, else 0",

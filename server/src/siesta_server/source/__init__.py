@@ -5,8 +5,8 @@
     s3://BUCKET/KEY      s3.py      the AWS SDK's credential chain and endpoint settings
     hf://ORG/REPO/FILE   hf.py      Hugging Face resolve URLs, optional token and @revision
 
-Remote objects are downloaded by cache.py: resumable, sha256-checked and renamed into
-place only when complete. Anything that fetches a file by URI (the model, LoRA adapters)
+Remote objects are downloaded by cache.py (over several connections by ranged.py):
+resumable, sha256-checked and renamed into place only when complete. Anything that fetches a file by URI (the model, LoRA adapters)
 goes through `fetch`; anything that manages the cache asks `cache_path` which file a URI
 occupies.
 """
@@ -14,15 +14,18 @@ occupies.
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import urlparse
 
 from siesta_server.source import hf, local, s3, web
 from siesta_server.source.cache import (
+    DEFAULT_CONNECTIONS,
     LOCK_SUFFIX,
     PARTIAL_SUFFIX,
+    PARTS_SUFFIX,
     ChecksumMismatch,
+    FetchSettings,
     ModelSourceError,
     Progress,
     Remote,
@@ -33,10 +36,13 @@ from siesta_server.source.cache import (
 )
 
 __all__ = [
+    "DEFAULT_CONNECTIONS",
     "LOCK_SUFFIX",
     "PARTIAL_SUFFIX",
+    "PARTS_SUFFIX",
     "REMOTE_SCHEMES",
     "ChecksumMismatch",
+    "FetchSettings",
     "ModelSource",
     "ModelSourceError",
     "Progress",
@@ -77,6 +83,7 @@ class ModelSource:
     uri: str
     sha256: str | None
     cache_dir: Path
+    fetch: FetchSettings = field(default_factory=FetchSettings)
 
     @property
     def is_remote(self) -> bool:
@@ -118,7 +125,7 @@ def fetch_model(
         return local.fetch(source.uri, source.sha256)
     remote = _scheme(source.uri).remote(source.uri)
     progress = Progress(on_bytes, on_rate, on_size)
-    return download(remote, cache_path(source), source.sha256, progress)
+    return download(remote, cache_path(source), source.sha256, progress, source.fetch)
 
 
 def fetch(
@@ -126,8 +133,9 @@ def fetch(
     cache_dir: Path,
     sha256: str | None = None,
     progress: Progress | None = None,
+    settings: FetchSettings | None = None,
 ) -> Path:
     """`fetch_model` for any file by URI (adapters, tokenizers, ...)."""
-    source = ModelSource(uri, sha256, cache_dir)
+    source = ModelSource(uri, sha256, cache_dir, settings or FetchSettings())
     progress = progress or Progress()
     return fetch_model(source, progress.on_bytes, progress.on_rate)

@@ -4,13 +4,16 @@ Credentials, region and endpoint come from the AWS SDK's standard chain, exactly
 AWS CLI finds them: AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY, IRSA (AWS_ROLE_ARN +
 AWS_WEB_IDENTITY_TOKEN_FILE), EKS Pod Identity (AWS_CONTAINER_CREDENTIALS_FULL_URI), the
 shared config files, then the instance role. AWS_REGION picks the region, and
-AWS_ENDPOINT_URL_S3 (or AWS_ENDPOINT_URL) an S3-compatible store such as MinIO. Resumed
-with ranged GETs like an https:// download.
+AWS_ENDPOINT_URL_S3 (or AWS_ENDPOINT_URL) an S3-compatible store such as MinIO. Read in
+ranged GETs (parallel parts, resume) like an https:// download; each download thread keeps
+one client (a client is slow to build), rebuilt when the AWS_* environment changes.
 """
 
 from __future__ import annotations
 
+import os
 import re
+import threading
 from dataclasses import dataclass
 from pathlib import PurePosixPath
 from typing import Any
@@ -55,26 +58,30 @@ class S3Object:
     def describe(self) -> str:
         return f"s3://{self.bucket}/{self.key}"
 
-    def open(self, offset: int) -> Body:
-        client = _client()
+    def open(self, offset: int, end: int | None = None) -> Body:
         request: dict[str, Any] = {"Bucket": self.bucket, "Key": self.key}
-        if offset:
+        if end is not None:
+            request["Range"] = f"bytes={offset}-{end - 1}"
+        elif offset:
             request["Range"] = f"bytes={offset}-"
         try:
-            reply = client.get_object(**request)
+            reply = _client().get_object(**request)
         except Exception as error:
+            _forget_client()  # the next attempt starts from fresh credentials
             raise self._classify(error) from None
-        start, total = offset, None
+        start, total, body_end = offset, None, None
         match = _CONTENT_RANGE.match(reply.get("ContentRange") or "")
         if match:
-            start = int(match.group(1))
+            start, body_end = int(match.group(1)), int(match.group(2)) + 1
             total = int(match.group(3)) if match.group(3) != "*" else None
         else:
             start = 0
             length = reply.get("ContentLength")
-            total = int(length) if length is not None else None
+            total = body_end = int(length) if length is not None else None
         stream = reply["Body"]
-        return Body(stream=_Stream(stream), offset=start, total=total, close=stream.close)
+        return Body(
+            stream=_Stream(stream), offset=start, total=total, close=stream.close, end=body_end
+        )
 
     def _classify(self, error: Exception) -> Exception:
         from botocore.exceptions import (
@@ -150,11 +157,26 @@ def file_name(uri: str) -> str:
     return PurePosixPath(parse(uri).key).name
 
 
+_clients = threading.local()
+
+
+def _forget_client() -> None:
+    _clients.__dict__.clear()
+
+
 def _client() -> Any:
+    environment = tuple(sorted((k, v) for k, v in os.environ.items() if k.startswith("AWS_")))
+    if getattr(_clients, "environment", None) != environment:
+        _clients.client = _new_client()
+        _clients.environment = environment
+    return _clients.client
+
+
+def _new_client() -> Any:
     import boto3
     from botocore.config import Config
 
-    # A fresh session per attempt re-reads the environment and refreshes role credentials.
+    # A fresh session re-reads the environment and the role credentials.
     session = boto3.session.Session()
     config = Config(
         connect_timeout=30,

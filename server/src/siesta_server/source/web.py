@@ -1,8 +1,9 @@
-"""http:// and https:// objects, resumed with Range requests."""
+"""http:// and https:// objects, read in byte ranges (parallel parts, resume) with Range."""
 
 from __future__ import annotations
 
 import http.client
+import re
 import urllib.error
 import urllib.request
 from collections.abc import Mapping
@@ -21,6 +22,7 @@ from siesta_server.source.cache import (
 )
 
 USER_AGENT = "siesta-server"
+_CONTENT_RANGE = re.compile(r"^bytes (\d+)-(\d+)/(\d+|\*)$")
 
 
 def file_name(uri: str) -> str:
@@ -54,18 +56,20 @@ class HttpObject:
                 return value.lower()
         return None
 
-    def open(self, offset: int) -> Body:
+    def open(self, offset: int, end: int | None = None) -> Body:
         request = urllib.request.Request(self.url, headers={"User-Agent": USER_AGENT})
         for name, value in self.secret_headers.items():
             request.add_unredirected_header(name, value)
-        if offset:
+        if end is not None:
+            request.add_header("Range", f"bytes={offset}-{end - 1}")
+        elif offset:
             request.add_header("Range", f"bytes={offset}-")
         redirects = _RecordingRedirects()
         opener = urllib.request.build_opener(redirects)
         try:
             response = opener.open(request, timeout=CONNECT_TIMEOUT_SECONDS)
         except urllib.error.HTTPError as error:
-            if error.code == 416 and offset:
+            if error.code == 416 and (offset or end is not None):
                 raise RestartDownload(f"the server cannot resume at byte {offset}") from None
             if error.code < 500 and error.code != 429:
                 raise ModelSourceError(
@@ -75,16 +79,38 @@ class HttpObject:
             raise
         except http.client.HTTPException as error:
             raise OSError(f"HTTP protocol error: {error}") from error
-        resumed = offset > 0 and response.status == 206
         length = response.headers.get("Content-Length")
-        start = offset if resumed else 0
+        start, total, body_end = 0, None, None
+        ranged = _CONTENT_RANGE.match(response.headers.get("Content-Range") or "")
+        if response.status == 206 and ranged:
+            start, body_end = int(ranged.group(1)), int(ranged.group(2)) + 1
+            total = int(ranged.group(3)) if ranged.group(3) != "*" else None
+        elif response.status == 206:  # a resume without Content-Range: trust our offset
+            start = offset
+        if total is None and length is not None and (response.status != 206 or end is None):
+            total = start + int(length)
+            body_end = total
         return Body(
-            stream=response,
+            stream=_Stream(response),
             offset=start,
-            total=start + int(length) if length is not None else None,
+            total=total,
             sha256=self._vouched_digest([*redirects.seen, response.headers]),
             close=response.close,
+            end=body_end,
         )
+
+
+class _Stream:
+    """The response body, with http.client's IncompleteRead & co. turned into OSError (retryable)."""
+
+    def __init__(self, response: http.client.HTTPResponse) -> None:
+        self._response = response
+
+    def read(self, size: int = -1) -> bytes:
+        try:
+            return self._response.read(size)
+        except http.client.HTTPException as error:
+            raise OSError(f"HTTP protocol error: {error!r}") from error
 
 
 _GENERIC_HINTS = {
