@@ -4,7 +4,18 @@ import { APIError, Client, text } from "../../clients/typescript/mod.ts";
 
 type Discovery = { noun: string; by: string; from: string[] };
 const STARTERS = ["Water", "Earth", "Fire", "Wind", "Plants"];
-const NOUN = /^[A-Z][a-z]{2,15}$/; // one capitalised word: the grammar below, checked again
+const NOUN = /^[A-Z][a-z]{2,11}$/; // one capitalised word: the grammar below, checked again
+// Worked examples, so that a small model (the demo's has 135M parameters) answers with
+// a real thing rather than a made-up word.
+const EXAMPLES = [
+  ["Fire", "Water", "Steam"],
+  ["Earth", "Water", "Mud"],
+  ["Fire", "Sand", "Glass"],
+  ["Water", "Wind", "Wave"],
+  ["Cold", "Water", "Ice"],
+  ["Earth", "Plants", "Forest"],
+  ["Fire", "Wood", "Ash"],
+];
 const PLAYER = /^[\p{L}\p{N} _-]{1,24}$/u;
 
 const siesta = new Client({
@@ -33,13 +44,17 @@ async function invent(pair: string[]): Promise<string> {
   const noun = await text(
     await siesta.chat({
       model,
-      temperature: 0.7,
-      max_tokens: 16, // the grammar allows at most 16 letters
+      temperature: 0.5,
+      max_tokens: 12, // the grammar allows at most 12 letters
       messages: [
-        { role: "system", content: "Two elements meet. Answer with the one noun they make." },
+        { role: "system", content: "You name what two things make together: one real noun." },
+        ...EXAMPLES.flatMap(([a, b, made]) => [
+          { role: "user" as const, content: `${a} + ${b}` },
+          { role: "assistant" as const, content: made },
+        ]),
         { role: "user", content: `${pair[0]} + ${pair[1]}` },
       ],
-      grammar: `root ::= [A-Z] [a-z]{2,15}`, // GBNF: every token is checked against it
+      grammar: `root ::= [A-Z] [a-z]{2,11}`, // GBNF: every token is checked against it
     }, { timeoutMs: 120_000 }), // long enough for the model to wake from zero
   );
   if (!NOUN.test(noun)) throw new Error(`not one noun: ${JSON.stringify(noun)}`);
