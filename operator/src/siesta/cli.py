@@ -17,9 +17,11 @@ COMMANDS = [
     "siesta.commands.crds",
     "siesta.commands.api_docs",
     "siesta.commands.simulate",
+    "siesta.commands.report",
     "siesta.commands.traces",
     "siesta.commands.gateway",
     "siesta.commands.run_operator",
+    "siesta.commands.placeholders",
 ]
 
 EXIT_USAGE = 2
