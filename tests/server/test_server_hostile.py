@@ -330,6 +330,8 @@ BAD_INPUT: list[tuple[str, str, bytes | dict[str, Any]]] = [
     *[(f"surrogate-{p}", CHAT, surrogate_body(p)) for p in ("grammar", "schema", "key")],
     ("surrogate-prompt", TEXT, b'{"prompt": "\\udfff"}'),
     ("surrogate-input", EMBED, b'{"input": ["ok", "\\ud83d"]}'),
+    ("stop-string-too-long", CHAT, {"messages": OK_MESSAGES, "stop": ["a" * 10_000]}),
+    ("stop-too-many", CHAT, {"messages": OK_MESSAGES, "stop": ["a"] * 100_000}),
     ("max-tokens-zero", CHAT, {"messages": OK_MESSAGES, "max_tokens": 0}),
     ("n-negative", CHAT, {"messages": OK_MESSAGES, "n": -1}),
     ("repeat-last-n-negative", CHAT, {"messages": OK_MESSAGES, "repeat_last_n": -1}),

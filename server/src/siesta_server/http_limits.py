@@ -175,7 +175,8 @@ def limited_protocol(config: ServerConfig) -> type[HttpToolsProtocol]:
             if self.transport.is_closing():
                 return
             self.transport.write(_answer(status, message, code))
-            if self.transport.can_write_eof():
+            # Past twice the cap (a flood), refused connections are not kept to linger.
+            if self.transport.can_write_eof() and len(self.connections) <= 2 * max_connections:
                 self.transport.write_eof()
                 self.loop.call_later(LINGER_SECONDS, self.transport.close)
             else:

@@ -12,10 +12,14 @@ from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictInt, Strict
 
 MAX_N = 16
 MAX_STOP_STRINGS = 16
+# Each generated token is matched against the end of every stop string (on the decode
+# thread), so their length is bounded too.
+MAX_STOP_LENGTH = 256
 INT32_MAX = 2**31 - 1
 
 Probability = Annotated[float, Field(ge=0.0, le=1.0)]
 Penalty = Annotated[float, Field(ge=-2.0, le=2.0)]
+StopString = Annotated[StrictStr, Field(max_length=MAX_STOP_LENGTH)]
 
 
 class _Body(BaseModel):
@@ -70,7 +74,7 @@ class _SamplingFields(_Body):
     presence_penalty: Penalty | None = None
     frequency_penalty: Penalty | None = None
     seed: StrictInt | None = None
-    stop: StrictStr | Annotated[list[StrictStr], Field(max_length=MAX_STOP_STRINGS)] | None = None
+    stop: StopString | Annotated[list[StopString], Field(max_length=MAX_STOP_STRINGS)] | None = None
     n: Annotated[StrictInt, Field(ge=1, le=MAX_N)] = 1
     stream: StrictBool = False
     stream_options: StreamOptions | None = None
