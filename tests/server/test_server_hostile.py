@@ -282,6 +282,21 @@ def test_embeddings_count_against_the_queue(launch_server: Launcher, slow_model:
         assert response.headers["retry-after"]
 
 
+def test_more_sequences_than_the_queue_holds_are_refused_at_once(
+    launch_server: Launcher, tiny_model: Path
+) -> None:
+    small = launch_server(
+        "--model", str(tiny_model), "--alias", "tiny", "--parallel", "1", "--max-queue", "2"
+    )
+    # 4 prompts x n 4 = 16 sequences for room of 3: no sampler, no grammar is built for them.
+    body = {"prompt": ["a", "b", "c", "d"], "n": 4, "max_tokens": 2, "grammar": 'root ::= "x"'}
+    response = post(small, TEXT, body)
+    assert_refused(response, status=503, mentions="room for 3")
+    assert response.headers["retry-after"]
+    assert post(small, TEXT, {**body, "prompt": "a", "n": 3}).status_code == 200
+    assert small.metric("llamacpp:requests_processing") == 0
+
+
 def test_a_cancelled_embedding_does_not_hold_the_next(
     launch_server: Launcher, slow_model: Path
 ) -> None:

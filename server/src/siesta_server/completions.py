@@ -255,6 +255,13 @@ async def run_completion(
 async def _start(
     state: ServerState, loaded: Loaded, job: CompletionJob, max_tokens: int
 ) -> list[Generation]:
+    engine = loaded.engine
+    room = engine.n_slots + engine.max_queue - engine.outstanding
+    if len(job.prompts) > room:  # refused before any sampler (or grammar) is built
+        raise unavailable(
+            f"server busy: {len(job.prompts)} sequences asked for, room for {max(room, 0)} "
+            f"({engine.n_slots} slots, --max-queue {engine.max_queue})"
+        )
     samplers = await _make_samplers(state, loaded, job)
     generations: list[Generation] = []
     try:
