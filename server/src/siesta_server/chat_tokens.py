@@ -58,17 +58,28 @@ def chat_tokens(model: Model, template: ChatTemplate, messages: list[dict[str, A
     marked = [{**m, "content": f"{opening}{m['content']}{closing}"} for m in messages]
     rendered = template.render(marked)
     pieces = rendered.split(opening)
-    tokens = _tokenize_template(model, pieces[0])
+    tokens = _tokenize_template(model, _template_text(pieces[0], nonce))
     for piece in pieces[1:]:
         content, found, rest = piece.partition(closing)
-        if not found or closing in rest:
-            raise ChatTemplateError(
-                "a message contains control-token text, and this model's chat template "
-                "changes message content so it cannot be kept as text; remove the markup"
-            )
+        if not found:
+            raise _mangled()
         tokens += model.tokenize(content, add_special=False, parse_special=False)
-        tokens += model.tokenize(rest, add_special=False, parse_special=True)
+        tokens += model.tokenize(_template_text(rest, nonce), add_special=False, parse_special=True)
     return tokens
+
+
+def _mangled() -> ChatTemplateError:
+    return ChatTemplateError(
+        "a message contains control-token text, and this model's chat template changes "
+        "message content so it cannot be kept as text; remove the markup"
+    )
+
+
+def _template_text(text: str, nonce: str) -> str:
+    """Text the template wrote; a marker's remains in it mean content was cut or rewritten."""
+    if nonce in text.lower() or any(mark in text for mark in "\ue000\ue001\ue002\ue003"):
+        raise _mangled()
+    return text
 
 
 def _tokenize_template(model: Model, text: str) -> list[int]:
