@@ -456,3 +456,12 @@ def _text_prompts(
         elif isinstance(item, list):
             prompts.append(list(item))
     return prompts
+
+
+def build_metrics_app(state: ServerState) -> Starlette:
+    """`--metrics-port`: /metrics alone, so a scraper needs no access to the API port."""
+
+    async def metrics(_: Request) -> Response:
+        return Response(state.metrics.render(), media_type=CONTENT_TYPE)
+
+    return Starlette(routes=[Route("/metrics", metrics, methods=["GET"])])

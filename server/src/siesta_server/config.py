@@ -64,6 +64,8 @@ class ServerConfig:
     alias: str | None = None
     host: str = "0.0.0.0"
     port: int = DEFAULT_PORT
+    metrics_port: int = 0
+    """A second port that serves only /metrics (0: none); /metrics stays on `port` too."""
     ctx_size: int = 4096
     parallel: int = 4
     gpu_layers: int = -1
@@ -139,6 +141,12 @@ _OPTIONS: list[tuple[str, str, Callable[[str], object], str]] = [
     ("--alias", "SIESTA_ALIAS", str, "model name in the API (default: the file name)"),
     ("--host", "SIESTA_HOST", str, "address to listen on (default 0.0.0.0)"),
     ("--port", "SIESTA_PORT", int, f"port to listen on (default {DEFAULT_PORT})"),
+    (
+        "--metrics-port",
+        "SIESTA_METRICS_PORT",
+        int,
+        "also serve /metrics alone on this port, for a scraper kept off the API port (0: off)",
+    ),
     ("--ctx-size", "SIESTA_CTX_SIZE", int, "total context in tokens, split over slots"),
     ("--parallel", "SIESTA_PARALLEL", int, "sequences decoded together (slots, default 4)"),
     ("--gpu-layers", "SIESTA_GPU_LAYERS", int, "layers to offload to the GPU (-1: all)"),
@@ -374,6 +382,8 @@ def _loras(args: dict[str, object], environ: Mapping[str, str]) -> tuple[LoraSpe
 def _validate(config: ServerConfig) -> None:
     if not 0 < config.port < 65536:
         raise ConfigError(f"port {config.port} is out of range")
+    if not 0 <= config.metrics_port < 65536 or config.metrics_port == config.port:
+        raise ConfigError(f"--metrics-port {config.metrics_port}: 0, or a port other than --port")
     if config.parallel < 1:
         raise ConfigError("--parallel must be at least 1")
     if config.ctx_size < 16 * config.parallel:

@@ -22,7 +22,7 @@ from pathlib import Path
 import uvicorn
 
 from siesta_server import eviction, fit, gpu, memory, mismatch
-from siesta_server.api import build_app
+from siesta_server.api import build_app, build_metrics_app
 from siesta_server.chat import ChatTemplate
 from siesta_server.chat_tokens import special_texts
 from siesta_server.config import ConfigError, ServerConfig, parse_config
@@ -134,6 +134,14 @@ class _Server(uvicorn.Server):
                 loop.remove_signal_handler(sig)
 
 
+class _SignalFreeServer(uvicorn.Server):
+    """A second listener: the main server alone handles signals (and starts the drain)."""
+
+    @contextlib.contextmanager
+    def capture_signals(self) -> Iterator[None]:
+        yield
+
+
 class Runner:
     def __init__(self, config: ServerConfig, source: ModelSource) -> None:
         self.config = config
@@ -163,10 +171,15 @@ class Runner:
     async def serve(self) -> int:
         loop = asyncio.get_running_loop()
         watcher = asyncio.create_task(self._start_loading_when_listening(loop))
+        metrics = self._metrics_server()
+        metrics_task = asyncio.create_task(metrics.serve()) if metrics is not None else None
         try:
             await self._server.serve()
         finally:
             watcher.cancel()
+            if metrics is not None and metrics_task is not None:
+                metrics.should_exit = True
+                await asyncio.gather(metrics_task, return_exceptions=True)
             if self.state.loaded is not None:
                 await asyncio.to_thread(self.state.loaded.engine.stop)
         if not self._server.started and self.exit_code == EXIT_OK:
@@ -175,6 +188,20 @@ class Runner:
         if self.exit_code != EXIT_OK:
             write_cause(termination_log(self.config.termination_log), self.cause or "failed")
         return self.exit_code
+
+    def _metrics_server(self) -> uvicorn.Server | None:
+        """/metrics alone on --metrics-port; it ends with the main server (no signals)."""
+        if not self.config.metrics_port:
+            return None
+        config = uvicorn.Config(
+            build_metrics_app(self.state),
+            host=self.config.host,
+            port=self.config.metrics_port,
+            log_level="warning",
+            access_log=False,
+            lifespan="off",
+        )
+        return _SignalFreeServer(config)
 
     async def _start_loading_when_listening(self, loop: asyncio.AbstractEventLoop) -> None:
         # uvicorn exposes only a flag for "listening", no event to wait on.
