@@ -2,7 +2,7 @@
 
 One dashboard, per model (variables: namespace, modeldeployment, and the gateway's model
 alias): desired vs ready replicas, a phase timeline, cold-start phases, held requests,
-tokens/s and GPU-hours saved. Every metric name in these queries is checked against what
+tokens/s, GPU node-hours and dollars spent and saved. Every metric name in these queries is checked against what
 Siesta exports (tests/unit/test_dashboard.py).
 """
 
@@ -206,31 +206,32 @@ def dashboard() -> dict[str, Any]:
         ),
         panel(
             6,
-            "GPU-hours saved in range",
+            "Saved vs always-on in range ($)",
             "stat",
             (12, 16, 6, 8),
             [
                 target(
-                    f"sum((max_over_time(siesta_operator_replicas{{{MODEL}}}[$__range]) - avg_over_time(siesta_operator_replicas{{{MODEL}}}[$__range])) * $__range_s / 3600)",
+                    f"sum(increase(siesta_operator_always_on_cost_dollars_total{{{MODEL}}}[$__range])) - sum(increase(siesta_operator_gpu_cost_dollars_total{{{MODEL}}}[$__range]))",
                     "saved",
                 ),
             ],
-            "Replica-hours not run compared with keeping each model at its peak replica "
-            "count for the whole range (GPU-hours when each replica has one GPU).",
-            unit="h",
+            "Measured: what the range would have cost with each model always on (at least one "
+            "replica on the node type it runs on) minus what its GPU nodes cost (status.cost; "
+            "prices from the chart's cost.prices).",
+            unit="currencyUSD",
         ),
         panel(
             7,
-            "GPU-hours used in range",
+            "GPU node-hours used in range",
             "stat",
             (18, 16, 6, 8),
             [
                 target(
-                    f"sum(avg_over_time(siesta_operator_replicas{{{MODEL}}}[$__range]) * $__range_s / 3600)",
-                    "used",
+                    f"sum(increase(siesta_operator_gpu_node_seconds_total{{{MODEL}}}[$__range])) / 3600",
+                    "node-hours",
                 )
             ],
-            "Replica-hours run (GPU-hours when each replica has one GPU).",
+            "Measured GPU node time the models' pods held (shared nodes split by GPUs requested).",
             unit="h",
         ),
         panel(
@@ -268,11 +269,43 @@ def dashboard() -> dict[str, Any]:
             "Requests answered by the gateway, and requests refused before routing.",
             unit="reqps",
         ),
+        panel(
+            10,
+            "GPU spend vs always-on ($ per hour)",
+            "timeseries",
+            (0, 32, 12, 8),
+            [
+                target(
+                    f"sum by (modeldeployment) (rate(siesta_operator_gpu_cost_dollars_total{{{MODEL}}}[$__rate_interval])) * 3600",
+                    "spend {{modeldeployment}}",
+                ),
+                target(
+                    f"sum by (modeldeployment) (rate(siesta_operator_always_on_cost_dollars_total{{{MODEL}}}[$__rate_interval])) * 3600",
+                    "always-on {{modeldeployment}}",
+                ),
+            ],
+            "Measured cost rate of each model's GPU nodes, and what always-on would cost.",
+            unit="currencyUSD",
+        ),
+        panel(
+            11,
+            "Wakes from zero in range",
+            "stat",
+            (12, 32, 12, 8),
+            [
+                target(
+                    f"sum by (in_window) (increase(siesta_operator_wakes_total{{{MODEL}}}[$__range]))",
+                    "in window: {{in_window}}",
+                ),
+            ],
+            "Starts from zero replicas, by whether they began inside a schedule window "
+            "(prewarm not counted; inside a window a wake means the floor did not hold).",
+        ),
     ]
     return {
         "title": "Siesta: models scaling to zero",
         "uid": "siesta-models",
-        "description": "Per-model replicas, phases, cold starts, held requests, tokens/s and GPU-hours saved.",
+        "description": "Per-model replicas, phases, cold starts, held requests, tokens/s, GPU node-hours and dollars spent and saved.",
         "tags": ["siesta", "llama.cpp", "gpu"],
         "schemaVersion": 39,
         "version": 1,

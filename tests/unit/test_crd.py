@@ -72,7 +72,9 @@ def test_subresources_and_printer_columns() -> None:
         "Desired",
         "Ready",
         "Phase",
+        "Cost",
         "Reason",
+        "Wake",
         "Age",
     ]
 

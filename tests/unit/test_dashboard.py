@@ -105,7 +105,20 @@ def test_the_checker_catches_a_typo() -> None:
 def test_dashboard_panels() -> None:
     dashboard = json.loads(DASHBOARD.read_text())
     titles = " | ".join(panel["title"] for panel in dashboard["panels"])
-    for wanted in ("Desired vs ready", "Phase", "Cold start", "Held requests", "Tokens", "saved"):
+    for wanted in ("Desired vs ready", "Phase", "Cold start", "Held requests", "Tokens", "Saved"):
         assert wanted in titles
+    # Money and node-hours come from the measured cost counters, not from replica counts.
+    units = {
+        panel["title"]: panel["fieldConfig"]["defaults"]["unit"] for panel in dashboard["panels"]
+    }
+    assert units["Saved vs always-on in range ($)"] == "currencyUSD"
+    assert units["GPU node-hours used in range"] == "h"
+    exprs = " ".join(t["expr"] for panel in dashboard["panels"] for t in panel["targets"])
+    for counter in (
+        "gpu_cost_dollars_total",
+        "always_on_cost_dollars_total",
+        "gpu_node_seconds_total",
+    ):
+        assert f"siesta_operator_{counter}" in exprs
     variables = [v["name"] for v in dashboard["templating"]["list"]]
     assert {"namespace", "modeldeployment"} <= set(variables)

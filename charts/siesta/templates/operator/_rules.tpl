@@ -12,6 +12,13 @@
     resources: [customresourcedefinitions]
     verbs: [list, watch]
 {{- end }}
+{{- define "siesta.operator.costRules" }}
+  # Cost accounting (status.cost): the instance type, capacity type and region labels of
+  # the nodes a model's pods run on.
+  - apiGroups: [""]
+    resources: [nodes]
+    verbs: [get]
+{{- end }}
 {{- define "siesta.operator.eventRules" }}
   # Events: kopf reports handler failures; the operator reports every scale change and
   # failure, and reads the autoscaler's Events on a pod that waits for a node.

@@ -23,6 +23,12 @@ PRINTER_COLUMNS = [
     {"name": "Desired", "type": "integer", "jsonPath": ".status.desiredReplicas"},
     {"name": "Ready", "type": "integer", "jsonPath": ".status.readyReplicas"},
     {"name": "Phase", "type": "string", "jsonPath": ".status.phase"},
+    {
+        "name": "Cost",
+        "type": "string",
+        "jsonPath": ".status.cost.summary",
+        "description": "This week's GPU spend and what it saved against always-on (USD).",
+    },
     {"name": "Reason", "type": "string", "jsonPath": ".status.reason", "priority": 0},
     {"name": "Age", "type": "date", "jsonPath": ".metadata.creationTimestamp"},
 ]

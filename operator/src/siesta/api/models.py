@@ -465,23 +465,99 @@ class MetricSource(ApiModel):
     ) = Field(default=None, description="Prometheus to query. Defaults to the operator's setting.")
 
 
+AUTO = "auto"
+IdleTimeout = Annotated[
+    str,
+    StringConstraints(pattern=rf"^({AUTO}|{DURATION_PATTERN[1:-1]})$", max_length=32),
+    Field(description="Duration such as 90s, 15m or 1h30m, or `auto`."),
+]
+
+
+class AutoIdleTimeout(ApiModel):
+    """How `idleTimeout: auto` learns (docs/concepts.md, "A learned idle timeout")."""
+
+    model_config = ConfigDict(
+        json_schema_extra={
+            "x-kubernetes-validations": [
+                _positive_duration("min"),
+                _positive_duration("max"),
+                _positive_duration("wakeCost"),
+                cel(
+                    "!has(self.min) || !has(self.max) || duration(self.min) <= duration(self.max)",
+                    "autoIdleTimeout.min must not exceed autoIdleTimeout.max",
+                ),
+            ]
+        }
+    )
+    min: Duration = Field(default="2m", description="The shortest learned idle timeout.")
+    max: Duration = Field(
+        default="30m",
+        description="The longest learned idle timeout; also the timeout while it learns.",
+    )
+    wake_cost: Duration = Field(
+        default="10m",
+        description=(
+            "How much idle GPU time one avoided wake is worth (node boot, model load, the "
+            "wait users see). Larger keeps models warm longer between requests."
+        ),
+    )
+
+    @model_validator(mode="after")
+    def _ordered(self) -> AutoIdleTimeout:
+        for name in ("min", "max", "wake_cost"):
+            if parse_duration(getattr(self, name)).total_seconds() <= 0:
+                raise ValueError(f"autoIdleTimeout.{to_camel(name)} must be a positive duration")
+        if self.min_delta > self.max_delta:
+            raise ValueError("autoIdleTimeout.min must not exceed autoIdleTimeout.max")
+        return self
+
+    @property
+    def min_delta(self) -> timedelta:
+        return parse_duration(self.min)
+
+    @property
+    def max_delta(self) -> timedelta:
+        return parse_duration(self.max)
+
+    @property
+    def wake_cost_delta(self) -> timedelta:
+        return parse_duration(self.wake_cost)
+
+
 class Scaling(ApiModel):
     model_config = ConfigDict(
         json_schema_extra={
             "x-kubernetes-validations": [
-                _positive_duration("idleTimeout"),
+                cel(
+                    f"!has(self.idleTimeout) || self.idleTimeout == '{AUTO}' || "
+                    "duration(self.idleTimeout) > duration('0s')",
+                    "idleTimeout must be auto or a positive duration such as 30s, 15m or 1h",
+                    ".idleTimeout",
+                ),
+                cel(
+                    f"!has(self.autoIdleTimeout) || "
+                    f"(has(self.idleTimeout) && self.idleTimeout == '{AUTO}')",
+                    "autoIdleTimeout needs idleTimeout: auto",
+                    ".autoIdleTimeout",
+                ),
                 _positive_duration("wakeTimeout"),
                 _positive_duration("overrideDuration"),
                 _positive_duration("startupTimeout"),
             ]
         }
     )
-    idle_timeout: Duration | None = Field(
+    idle_timeout: IdleTimeout | None = Field(
         default=None,
         description=(
             "No load and no requests for this long (outside windows) -> scale to zero. "
+            "`auto`: learned from the gaps between this model's requests, within "
+            "autoIdleTimeout. "
             f"Default: the operator's setting ({DEFAULT_IDLE_TIMEOUT} unless changed)."
         ),
+    )
+    auto_idle_timeout: AutoIdleTimeout | None = Field(
+        default=None,
+        description="Bounds and wake cost for idleTimeout: auto (defaults 2m, 30m, 10m).",
     )
     scale_down_delay: Duration = Field(
         default="5m", description="A lower answer must hold this long before replicas go down."
@@ -512,14 +588,27 @@ class Scaling(ApiModel):
     def _positive(self) -> Scaling:
         for name in ("idle_timeout", "wake_timeout", "override_duration", "startup_timeout"):
             value = getattr(self, name)
-            if value is not None and parse_duration(value).total_seconds() <= 0:
+            if value is not None and value != AUTO and parse_duration(value).total_seconds() <= 0:
                 raise ValueError(
                     f"{to_camel(name)} must be a positive duration such as 30s, 15m or 1h"
                 )
+        if self.auto_idle_timeout is not None and not self.idle_timeout_auto:
+            raise ValueError("autoIdleTimeout needs idleTimeout: auto")
         return self
 
     @property
+    def idle_timeout_auto(self) -> bool:
+        return self.idle_timeout == AUTO
+
+    @property
+    def auto_idle_timeout_settings(self) -> AutoIdleTimeout:
+        return self.auto_idle_timeout or AutoIdleTimeout()
+
+    @property
     def idle_timeout_delta(self) -> timedelta:
+        """The fixed idle timeout; for `auto`, the longest it may learn (its upper bound)."""
+        if self.idle_timeout_auto:
+            return self.auto_idle_timeout_settings.max_delta
         return parse_duration(self.idle_timeout or DEFAULT_IDLE_TIMEOUT)
 
     @property
@@ -915,6 +1004,94 @@ class ManualOverride(ApiModel):
     until: str
 
 
+class RequestGaps(ApiModel):
+    """What idleTimeout: auto has learned, kept here so an operator restart keeps it."""
+
+    last_request_time: str | None = Field(
+        default=None, description="The last request already counted."
+    )
+    counts: dict[str, list[int]] = Field(
+        default_factory=dict,
+        description=(
+            "Per local hour of the schedule's clock (weekday-21, weekend-09): how many gaps "
+            "after a request fell in each bucket (upper edges 30s 1m 2m 3m 5m 7m 10m 15m "
+            "20m 30m 45m 1h 2h 4h 8h, then longer)."
+        ),
+    )
+
+
+class WakeBackoff(ApiModel):
+    """A model that failed is woken again only after a backoff (docs/gateway.md)."""
+
+    failures: int = Field(description="Failures since the spec changed or a replica served.")
+    failing_since: str | None = Field(
+        default=None, description="When the current failure began (while replicas fail)."
+    )
+    next_wake_allowed: str | None = Field(
+        default=None,
+        description=(
+            "Until then the gateway answers 503 model_failing instead of waking the model "
+            "(1m after the first failure, doubling up to 1h)."
+        ),
+    )
+    observed_generation: int | None = None
+    retry_token: str | None = Field(
+        default=None,
+        description="The siesta.dev/wake-retry annotation these failures count under.",
+    )
+
+
+class CostTotals(ApiModel):
+    since: str
+    node_hours: float = Field(
+        default=0.0, description="GPU node-hours (shared nodes split by GPUs requested)."
+    )
+    spend: float = Field(default=0.0, description="Those node-hours priced, USD.")
+    always_on: float = Field(
+        default=0.0, description="The same time with the model always on (>= 1 replica), USD."
+    )
+    saved: float = Field(default=0.0, description="alwaysOn - spend, USD.")
+    wakes: int = Field(default=0, description="Starts from zero replicas.")
+    wakes_in_window: int = Field(
+        default=0, description="Of those, started inside a schedule window (prewarm not counted)."
+    )
+
+
+class CostNode(ApiModel):
+    node: str
+    instance_type: str = ""
+    share: float = 0.0
+    price_per_hour: float | None = None
+
+
+class CostWake(ApiModel):
+    started_at: str
+    seconds: float
+    in_window: bool = False
+
+
+class CostStatus(ApiModel):
+    """Measured GPU cost (docs/operations.md, "Cost"), written by the operator's cost loop."""
+
+    updated_at: str
+    currency: str = "USD"
+    summary: str = Field(default="", description="This week, for the printer column.")
+    today: CostTotals
+    week: CostTotals = Field(description="Since Monday 00:00 on the schedule's clock.")
+    total: CostTotals = Field(description="Since the ModelDeployment was created.")
+    nodes: list[CostNode] = Field(
+        default_factory=list, description="The nodes the model's pods hold at updatedAt."
+    )
+    always_on_per_hour: float | None = None
+    unobserved_seconds: float = Field(
+        default=0.0, description="Time the operator did not sample (it was down), not counted."
+    )
+    wakes: list[CostWake] = Field(default_factory=list, description="The latest wakes.")
+    days: list[CostTotals] = Field(
+        default_factory=list, description="Finished days, oldest first (the last 31)."
+    )
+
+
 class ModelDeploymentStatus(ApiModel):
     model_config = ConfigDict(extra="ignore")
     phase: Phase | None = None
@@ -933,6 +1110,8 @@ class ModelDeploymentStatus(ApiModel):
     next_transition: NextTransition | None = None
     cold_start: ColdStart | None = None
     manual_override: ManualOverride | None = None
+    request_gaps: RequestGaps | None = None
+    cost: CostStatus | None = None
     selector: str | None = Field(
         default=None, description="Pod label selector (for the scale subresource)."
     )

@@ -12,6 +12,7 @@ from typing import Any
 from siesta.api.durations import parse_duration
 from siesta.api.loader import load_one
 from siesta.api.models import ModelDeployment
+from siesta.commands.learned import add_requests_argument, learned
 from siesta.commands.timeparse import in_zone, parse_instant
 from siesta.errors import UsageError
 from siesta.operator import render
@@ -63,6 +64,7 @@ def register(subparsers: Any) -> None:
         help="also list what the operator would write (its plan), with the owned objects "
         "in place and --replicas running",
     )
+    add_requests_argument(parser)
     parser.add_argument("-o", "--output", choices=["text", "json"], default="text")
     parser.set_defaults(handler=run)
 
@@ -173,7 +175,16 @@ def run(args: argparse.Namespace) -> int:
         failure_reason="Failing" if args.failing else "",
         failure="crashing or cannot start (--failing)" if args.failing else "",
     )
-    decision = decide(spec, observed, signals, now, Memory(last_active_time=last_active))
+    memory = Memory(last_active_time=last_active)
+    if spec.scaling.idle_timeout_auto:
+        seen = learned(md, args.requests, now)
+        memory = replace(
+            memory,
+            last_active_time=last_active or seen.last_request,
+            last_request_time=seen.last_request,
+            request_gaps=seen.gaps,
+        )
+    decision = decide(spec, observed, signals, now, memory)
     zone = md.spec.schedule.timezone
     next_change = in_zone(decision.next_change, zone) if decision.next_change else None
     writes = (

@@ -8,7 +8,9 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
+from siesta.api.durations import format_duration
 from siesta.api.loader import load_one
+from siesta.commands.learned import add_requests_argument, hourly_timeouts, learned
 from siesta.commands.timeparse import in_zone, parse_instant
 from siesta.errors import UsageError
 from siesta.policy import CompiledSchedule, ScheduleError
@@ -22,6 +24,7 @@ def register(subparsers: Any) -> None:
     parser.add_argument("--name", help="which ModelDeployment, if the file has several")
     parser.add_argument("--from", dest="start", required=True, help="ISO 8601 time with offset")
     parser.add_argument("--to", dest="end", required=True, help="ISO 8601 time with offset")
+    add_requests_argument(parser)
     parser.add_argument("-o", "--output", choices=["text", "json"], default="text")
     parser.set_defaults(handler=run)
 
@@ -50,8 +53,19 @@ def run(args: argparse.Namespace) -> int:
         | ({"holiday": holiday} if holiday else {})
         for time, replicas, window, holiday in moments
     ]
+    idle: list[dict[str, Any]] = []
+    if spec.scaling.idle_timeout_auto:
+        seen = learned(md, args.requests, end)
+        idle = [
+            {
+                "time": in_zone(entry.start, zone),
+                "idleTimeout": format_duration(entry.timeout),
+                "reason": entry.reason,
+            }
+            for entry in hourly_timeouts(md, seen, start, end)
+        ]
     if args.output == "json":
-        print(json.dumps(entries, indent=2))
+        print(json.dumps(entries + idle, indent=2))
         return 0
     for entry in entries:
         window = f"window {entry['window']}" if entry["window"] else "no window"
@@ -61,4 +75,8 @@ def run(args: argparse.Namespace) -> int:
             )
             window = f"holiday: {entry['holiday']}, no window opens{still}"
         print(f"{entry['time']}  min {entry['minReplicas']}  ({window})")
+    if idle:
+        print(f"idleTimeout auto, after a request (learned from {seen.source}):")
+    for entry in idle:
+        print(f"{entry['time']}  idle timeout {entry['idleTimeout']}  ({entry['reason']})")
     return 0

@@ -8,9 +8,11 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
+from pydantic import ValidationError
+
 from siesta.api.durations import format_duration, parse_duration
-from siesta.api.loader import load_one
-from siesta.api.models import ModelDeploymentSpec
+from siesta.api.loader import describe_validation_error, load_one
+from siesta.api.models import AUTO, ModelDeploymentSpec
 from siesta.commands.timeparse import in_zone, parse_instant
 from siesta.errors import UsageError
 from siesta.policy import CompiledSchedule, ScheduleError
@@ -66,7 +68,13 @@ def register(subparsers: Any) -> None:
         "--end", help="end of the simulated period (ISO 8601); default: the trace's span"
     )
     parser.add_argument(
-        "--idle-timeout", help="N for the idle-only policy (default: the spec's idleTimeout)"
+        "--idle-timeout",
+        help="N (or auto) for the idle-only policy (default: the spec's idleTimeout)",
+    )
+    parser.add_argument(
+        "--spec-idle-timeout",
+        metavar="N|auto",
+        help="replace the spec's scaling.idleTimeout (e.g. auto) before every policy runs",
     )
     world = parser.add_argument_group("world model (each overrides --world)")
     world.add_argument("--world", type=Path, metavar="FILE", help="YAML file of world settings")
@@ -108,6 +116,27 @@ def _duration_seconds(text: str | None, option: str) -> float | None:
         raise UsageError(f"{option}: {error}") from error
 
 
+def _with_idle_timeout(spec: ModelDeploymentSpec, value: str | None) -> ModelDeploymentSpec:
+    """The spec with --spec-idle-timeout applied (validated like the field itself)."""
+    if value is None:
+        return spec
+    if value != AUTO:
+        seconds = _duration_seconds(value, "--spec-idle-timeout")
+        if not seconds:
+            raise UsageError("--spec-idle-timeout must be auto or a positive duration")
+        value = format_duration(parse_duration(f"{seconds}s"))
+    scaling = spec.scaling.model_dump(by_alias=True, exclude_none=True)
+    scaling["idleTimeout"] = value
+    if value != AUTO:
+        scaling.pop("autoIdleTimeout", None)
+    data = spec.model_dump(by_alias=True, exclude_none=True)
+    data["scaling"] = scaling
+    try:
+        return ModelDeploymentSpec.model_validate(data)
+    except ValidationError as error:
+        raise UsageError(f"--spec-idle-timeout: {describe_validation_error(error)}") from None
+
+
 def run(args: argparse.Namespace) -> int:
     md = load_one(args.filename, args.name)
     if (args.trace is None) == (args.fine_tune_trace is None):
@@ -126,8 +155,11 @@ def run(args: argparse.Namespace) -> int:
         "concurrency": args.concurrency,
         "default_request_seconds": _duration_seconds(args.request_seconds, "--request-seconds"),
     }
+    md = md.model_copy(update={"spec": _with_idle_timeout(md.spec, args.spec_idle_timeout)})
     idle_timeout = None
-    if args.idle_timeout is not None:
+    if args.idle_timeout == AUTO:
+        idle_timeout = AUTO
+    elif args.idle_timeout is not None:
         seconds = _duration_seconds(args.idle_timeout, "--idle-timeout")
         if not seconds:
             raise UsageError("--idle-timeout must be a positive duration such as 15m")

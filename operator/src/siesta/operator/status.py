@@ -17,6 +17,7 @@ from siesta.api.models import ColdStart, Phase
 from siesta.operator.observe import format_time, parse_time
 from siesta.operator.rollout import Rollout
 from siesta.policy import Condition, Decision, ManualOverride, Memory, Observed, Transition
+from siesta.policy.idle import GapHistory
 
 
 def memory_from_status(status: Mapping[str, Any] | None) -> Memory:
@@ -29,7 +30,10 @@ def memory_from_status(status: Mapping[str, Any] | None) -> Memory:
         if since and until and isinstance(override.get("replicas"), int):
             remembered = ManualOverride(int(override["replicas"]), since, until)
     desired = status.get("desiredReplicas")
+    gaps = status.get("requestGaps") or {}
     return Memory(
+        last_request_time=parse_time(gaps.get("lastRequestTime")),
+        request_gaps=GapHistory.from_mapping(gaps.get("counts") or {}),
         desired=int(desired) if isinstance(desired, int) else None,
         last_active_time=parse_time(status.get("lastActiveTime")),
         scale_down_since=parse_time(status.get("scaleDownSince")),
@@ -278,9 +282,20 @@ def build_status(
             if override
             else (previous.get("manualOverride") if decision is None else None)
         ),
+        "requestGaps": _request_gaps(memory) if decision else previous.get("requestGaps"),
         "selector": situation.selector,
         "observedGeneration": situation.generation,
         "conditions": render_conditions(conditions, previous.get("conditions") or [], now),
+    }
+
+
+def _request_gaps(memory: Memory) -> dict[str, Any] | None:
+    """idleTimeout: auto's history (absent for models that never learned)."""
+    if memory.last_request_time is None and not memory.request_gaps.rows:
+        return None
+    return {
+        "lastRequestTime": format_time(memory.last_request_time),
+        "counts": memory.request_gaps.as_mapping(),
     }
 
 

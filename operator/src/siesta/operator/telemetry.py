@@ -51,6 +51,13 @@ COLD_START = Histogram(
     (*MODEL, "phase"),
     buckets=(1, 5, 10, 30, 60, 120, 180, 300, 450, 600, 900, 1200, 1800, 3600),
 )
+WAKE_STAGE = Histogram(
+    "siesta_operator_wake_stage_seconds",
+    "Seconds each stage of a server pod's start took, from the scale-up to Ready "
+    "(status.lastWake); stage total is the whole start.",
+    (*MODEL, "stage"),
+    buckets=(0.5, 1, 2, 5, 10, 20, 30, 60, 90, 120, 180, 300, 600, 1200),
+)
 RECONCILE_ERRORS = Counter(
     "siesta_operator_reconcile_errors_total", "Failed reconcile cycles.", (*MODEL, "stage")
 )
@@ -61,6 +68,30 @@ API_CALLS = Counter(
 )
 METRIC_QUERIES = Counter(
     "siesta_operator_metric_queries_total", "Load queries sent to Prometheus.", (*MODEL, "result")
+)
+
+# Measured GPU cost (siesta.operator.cost, sampled by the cost loop): counters, so
+# increase(...[7d]) is the week's figure in Prometheus.
+GPU_NODE_SECONDS = Counter(
+    "siesta_operator_gpu_node_seconds_total",
+    "GPU node time the model's pods held (shared nodes split by GPUs requested).",
+    MODEL,
+)
+GPU_COST = Counter(
+    "siesta_operator_gpu_cost_dollars_total",
+    "That node time priced from the price table (chart values cost.prices), USD.",
+    MODEL,
+)
+ALWAYS_ON_COST = Counter(
+    "siesta_operator_always_on_cost_dollars_total",
+    "What the same time would have cost with the model always on (>= 1 replica), USD.",
+    MODEL,
+)
+WAKES = Counter(
+    "siesta_operator_wakes_total",
+    "Starts from zero replicas (a pod became ready while no other was), by whether the "
+    "pod was created inside a schedule window (prewarm not counted).",
+    (*MODEL, "in_window"),
 )
 
 

@@ -24,12 +24,13 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, replace
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from functools import lru_cache
 
 from siesta.api.contract import DEFAULT_TARGET_PER_REPLICA, MODEL_SERVING_CONDITION
 from siesta.api.durations import format_duration
 from siesta.api.models import ModelDeploymentSpec, Schedule
+from siesta.policy.idle import GapHistory, learned_idle_timeout, observe_request
 from siesta.policy.model import (
     Condition,
     Decision,
@@ -202,6 +203,12 @@ def decide(
     maximum = spec.replicas.max
     floor = schedule.floor_at(now) if schedule else FloorAt(min(spec.replicas.min, maximum), None)
     last_active = _last_active(previous, signals, observed.replicas, now)
+    gaps, last_request = previous.request_gaps, previous.last_request_time
+    if spec.scaling.idle_timeout_auto:
+        gaps, last_request = observe_request(
+            gaps, last_request, signals.last_request_time, spec.schedule.timezone
+        )
+    idle_timeout = _idle_timeout(spec, gaps, last_request)
     override, remembered_override, clear_override = _manual_override(
         spec, previous.manual_override, schedule, now
     )
@@ -212,7 +219,7 @@ def decide(
         answer = _manual_answer(override, maximum)
     else:
         proposals, idle_wake = _proposals(
-            spec, observed, signals, now, floor, schedule_condition, last_active
+            spec, observed, signals, now, floor, schedule_condition, last_active, idle_timeout
         )
         answer = _settle(spec, observed, proposals, now, previous, last_active)
         answer = replace(answer, wake=(*idle_wake, *answer.wake))
@@ -232,10 +239,38 @@ def decide(
             last_active_time=last_active,
             scale_down_since=answer.scale_down_since,
             manual_override=remembered_override,
+            last_request_time=last_request,
+            request_gaps=gaps,
         ),
         clear_manual_replicas=clear_override,
         window=floor.window,
     )
+
+
+@dataclass(frozen=True)
+class IdleTimeout:
+    """The idle timeout in force, and for `auto` how it was learned."""
+
+    timeout: timedelta
+    learned: str = ""
+
+
+def _idle_timeout(
+    spec: ModelDeploymentSpec, gaps: GapHistory, last_request: datetime | None
+) -> IdleTimeout:
+    scaling = spec.scaling
+    if not scaling.idle_timeout_auto:
+        return IdleTimeout(scaling.idle_timeout_delta)
+    bounds = scaling.auto_idle_timeout_settings
+    learned = learned_idle_timeout(
+        gaps,
+        last_request,
+        spec.schedule.timezone,
+        bounds.min_delta,
+        bounds.max_delta,
+        bounds.wake_cost_delta,
+    )
+    return IdleTimeout(learned.timeout, learned.reason)
 
 
 def _manual_answer(override: ManualOverride, maximum: int) -> _Answer:
@@ -259,6 +294,7 @@ def _proposals(
     floor: FloorAt,
     schedule_condition: Condition,
     last_active: datetime | None,
+    idle_timeout: IdleTimeout,
 ) -> tuple[list[Proposal], tuple[datetime, ...]]:
     """Rules 1-4 each propose a count (the largest wins); and when the idle timeout ends."""
     current = observed.replicas
@@ -294,15 +330,17 @@ def _proposals(
         proposals.append((1, 1, "demand", waiting_requests))
     if current == 0 or last_active is None:
         return proposals, ()
-    idle_text = format_duration(scaling.idle_timeout_delta)
-    idle_at = last_active + scaling.idle_timeout_delta
+    idle_text = format_duration(idle_timeout.timeout)
+    learned = f" ({idle_timeout.learned})" if idle_timeout.learned else ""
+    idle_at = last_active + idle_timeout.timeout
     if now < idle_at:
         idle_reason = (
             f"last active {when(last_active)}; idle timeout {idle_text} ends {when(idle_at)}"
+            f"{learned}"
         )
         proposals.append((1, 3, "idle-timeout", idle_reason))
         return proposals, (idle_at,)
-    idle_reason = f"idle since {when(last_active)} (idleTimeout {idle_text})"
+    idle_reason = f"idle since {when(last_active)} (idleTimeout {idle_text}){learned}"
     proposals.append((0, 1, "idle", idle_reason))
     return proposals, ()
 

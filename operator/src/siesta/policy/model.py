@@ -5,6 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from datetime import datetime
 
+from siesta.policy.idle import GapHistory
+
 
 @dataclass(frozen=True)
 class Observed:
@@ -59,6 +61,10 @@ class Memory:
     last_active_time: datetime | None = None
     scale_down_since: datetime | None = None
     manual_override: ManualOverride | None = None
+    last_request_time: datetime | None = None
+    """The last request time already counted in request_gaps."""
+    request_gaps: GapHistory = field(default_factory=GapHistory)
+    """Gaps between requests, for idleTimeout: auto (policy.idle)."""
 
 
 @dataclass(frozen=True)

@@ -3,7 +3,7 @@
 - `siesta`: the spec as written, with the gateway holding requests and waking the model.
 - `always-on`: replicas.min = max(1, min), no windows; load still scales up to replicas.max
   (what a plain Deployment with an HPA at minReplicas 1 does).
-- `idle-only`: no windows, replicas.min = 0, idleTimeout N (default: the spec's), with the
+- `idle-only`: no windows, replicas.min = 0, idleTimeout N (default: the spec's, `auto` too), with the
   same gateway holding and waking (like the KEDA HTTP add-on with scaledownPeriod N).
 - `schedule-only`: the spec's windows, min and load scaling, but no activator: nothing holds
   requests or reports demand, so a request that finds no ready replica fails at once
@@ -17,7 +17,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from siesta.api.durations import format_duration
-from siesta.api.models import ModelDeploymentSpec
+from siesta.api.models import AUTO, ModelDeploymentSpec
 
 POLICY_NAMES = ("always-on", "idle-only", "schedule-only", "siesta")
 
@@ -44,9 +44,16 @@ def build_policy(name: str, spec: ModelDeploymentSpec, idle_timeout: str | None 
         always = base.model_copy(update={"replicas": replicas, "schedule": no_windows})
         return Policy(name, always, True, "replicas.min >= 1, no windows; load may add replicas")
     if name == "idle-only":
-        timeout = idle_timeout or format_duration(spec.scaling.idle_timeout_delta)
+        timeout = idle_timeout or (
+            AUTO
+            if spec.scaling.idle_timeout_auto
+            else format_duration(spec.scaling.idle_timeout_delta)
+        )
         replicas = spec.replicas.model_copy(update={"min": 0})
-        scaling = spec.scaling.model_copy(update={"idle_timeout": timeout})
+        auto = spec.scaling.auto_idle_timeout if timeout == AUTO else None
+        scaling = spec.scaling.model_copy(
+            update={"idle_timeout": timeout, "auto_idle_timeout": auto}
+        )
         idle = base.model_copy(
             update={"replicas": replicas, "schedule": no_windows, "scaling": scaling}
         )
