@@ -204,7 +204,8 @@ _OPTIONS: list[tuple[str, str, Callable[[str], object], str]] = [
         "--max-grammar-step-ms",
         "SIESTA_MAX_GRAMMAR_STEP_MS",
         float,
-        "most milliseconds a grammar may add to each token, measured at compile time (20)",
+        "milliseconds per token a grammar may always cost, measured; more is allowed up to 8x "
+        "what JSON mode costs on the model (20)",
     ),
     ("--max-messages", "SIESTA_MAX_MESSAGES", int, "most messages in a chat request (2048)"),
     ("--max-prompts", "SIESTA_MAX_PROMPTS", int, "most prompts in a completions list (16)"),

@@ -3,8 +3,8 @@
 Everything after the cheap size check runs on a small pool of grammar threads, never on the
 event loop, and within `--grammar-timeout`: the schema's shape, GBNF built from it, the
 GBNF checked against the limits (gbnf.py: llama.cpp never sees a grammar it would crash on
-or print), llama.cpp's compile, and a measured pass over the vocabulary
-(`--max-grammar-step-ms`). Nothing of a grammar is logged here; errors quote 32 characters.
+or print), llama.cpp's compile, and a measured pass over the vocabulary (at most 8 times
+what JSON mode costs on the model, or `--max-grammar-step-ms` if that is more). Nothing of a grammar is logged here; errors quote 32 characters.
 """
 
 from __future__ import annotations
@@ -20,7 +20,13 @@ from siesta_server.errors import APIError, unavailable
 from siesta_server.gbnf import GrammarLimitError, GrammarLimits, GrammarSyntaxError, check_gbnf
 from siesta_server.limits import check_schema
 from siesta_server.native import Model
-from siesta_server.sampling import GrammarError, Sampler, SamplingParams, grammar_for_json_schema
+from siesta_server.sampling import (
+    GrammarError,
+    Sampler,
+    SamplingParams,
+    grammar_for_json_schema,
+    grammar_step_budget_ms,
+)
 
 # Grammar compiles at once; more wait (and count against their deadline), so a burst of
 # expensive grammars takes two cores at most, never the decode thread's.
@@ -106,6 +112,7 @@ def _compile(
     prompts: list[list[int]],
 ) -> list[Sampler]:
     params = dataclasses.replace(sampling, grammar=to_gbnf(source, config, model))
+    step_budget_ms = grammar_step_budget_ms(model, config.max_grammar_step_ms)
     samplers: list[Sampler] = []
     try:
         for index, prompt in enumerate(prompts):
@@ -113,7 +120,7 @@ def _compile(
             if params.seed is not None and index:
                 seeded = dataclasses.replace(params, seed=params.seed + index)
             # One pass measured per request: every sequence has the same grammar.
-            budget = config.max_grammar_step_ms if index == 0 else None
+            budget = step_budget_ms if index == 0 else None
             samplers.append(Sampler(model, seeded, prompt, grammar_step_budget_ms=budget))
     except GrammarError as error:
         for sampler in samplers:
