@@ -31,6 +31,7 @@ _offload_lines: deque[str] = deque(maxlen=4)
 # line). llama-cpp-python's own logger still maps the older numbering and hides errors.
 _GGML_LOG_LEVEL_NONE, _GGML_LOG_LEVEL_ERROR, _GGML_LOG_LEVEL_CONT = 0, 4, 5
 _last_level = _GGML_LOG_LEVEL_NONE
+_MAX_LOG_LINE = 1000
 
 
 class NativeError(RuntimeError):
@@ -42,7 +43,9 @@ def _on_log(level: int, text: bytes, _user_data: ctypes.c_void_p) -> None:
     global _last_level
     if level != _GGML_LOG_LEVEL_CONT:
         _last_level = level
-    line = text.decode("utf-8", errors="replace")
+    line = text[:_MAX_LOG_LINE].decode("utf-8", errors="replace")
+    if len(text) > _MAX_LOG_LINE:  # a line may quote request data (a grammar, a prompt)
+        line = f"{line}... ({len(text)} bytes)\n"
     is_error = _last_level in (_GGML_LOG_LEVEL_NONE, _GGML_LOG_LEVEL_ERROR)
     if is_error and line.strip():
         _recent_errors.append(line.strip())
