@@ -14,7 +14,9 @@ from support.specs import make_spec
 
 OWNER = render.Owner(name="reception-7b", namespace="ai", uid="0000-uid")
 SETTINGS = OperatorSettings(
-    server_image="example.com/siesta-server:test", drain_timeout=timedelta(seconds=45)
+    server_image="example.com/siesta-server:test",
+    server_cuda_image="example.com/siesta-server:test-cuda",
+    drain_timeout=timedelta(seconds=45),
 )
 
 
@@ -73,18 +75,20 @@ def test_server_settings_become_environment() -> None:
             "extraArgs": ["--threads", "4"],
         }
     )
-    assert container(sts)["image"] == "example.com/siesta-server:test"
+    assert container(sts)["image"] == "example.com/siesta-server:test-cuda"
     assert container(sts)["args"] == ["--threads", "4"]
     assert env(sts) == {
         "SIESTA_MODEL": "https://models.example.com/m.gguf",
         "SIESTA_ALIAS": "reception-7b",
         "SIESTA_HOST": "0.0.0.0",
         "SIESTA_PORT": "8080",
+        "SIESTA_METRICS_PORT": "9090",
         "SIESTA_CTX_SIZE": "8192",
         "SIESTA_PARALLEL": "2",
         "SIESTA_GPU_LAYERS": "20",
         "SIESTA_CACHE_DIR": "/models",
         "SIESTA_DRAIN_TIMEOUT": "45",
+        "SIESTA_REQUIRE_GPU": "1",
     }
 
 
@@ -144,6 +148,20 @@ def test_gpu_any_product_and_cpu_only() -> None:
     assert "tolerations" not in pod_spec(cpu)
     assert container(cpu)["resources"] == {"requests": {"cpu": "2", "memory": "4Gi"}}
     assert env(cpu)["SIESTA_GPU_LAYERS"] == "0"
+    assert container(cpu)["image"] == "example.com/siesta-server:test"
+    assert "SIESTA_REQUIRE_GPU" not in env(cpu)
+
+
+def test_gpu_models_get_the_cuda_image_and_must_run_on_the_gpu() -> None:
+    gpu = statefulset(gpu={"count": 1})
+    assert container(gpu)["image"] == "example.com/siesta-server:test-cuda"
+    assert env(gpu)["SIESTA_REQUIRE_GPU"] == "1"
+    # gpuLayers: 0 on a GPU model asks for the CPU: nothing to require.
+    assert "SIESTA_REQUIRE_GPU" not in env(statefulset(server={"gpuLayers": 0}))
+    # The model's own image wins for GPU and CPU models alike.
+    for count in (0, 1):
+        own = statefulset(gpu={"count": count}, server={"image": "mine:1"})
+        assert container(own)["image"] == "mine:1"
 
 
 def test_explicit_tolerations_and_node_selector() -> None:

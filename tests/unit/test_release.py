@@ -7,7 +7,7 @@ from typing import Any
 
 import yaml
 
-from siesta.operator.settings import DEFAULT_SERVER_IMAGE
+from siesta.operator.settings import DEFAULT_SERVER_CUDA_IMAGE, DEFAULT_SERVER_IMAGE
 
 ROOT = Path(__file__).resolve().parents[2]
 WORKFLOW = ROOT / ".github" / "workflows" / "release.yml"
@@ -49,7 +49,9 @@ def test_chart_defaults_name_published_images() -> None:
     assert control_plane in images
     assert values["operator"]["serverImage"] in images
     assert values["operator"]["serverImage"] == DEFAULT_SERVER_IMAGE
-    assert f"{values['operator']['serverImage']}-cuda" in images
+    assert values["operator"]["serverCudaImage"] in images
+    assert values["operator"]["serverCudaImage"] == DEFAULT_SERVER_CUDA_IMAGE
+    assert f"{values['operator']['serverImage']}-cuda" == values["operator"]["serverCudaImage"]
     assert len(images) == 3
 
 

@@ -50,6 +50,12 @@ MODEL_SERVING_CONDITION = "ModelServing"
 """False while the model's replicas fail (message: the container's last words); the gateway
 then answers at once with 503 and that message instead of holding requests."""
 
+# --- the model server ------------------------------------------------------------------------
+REQUIRE_GPU_ENV = "SIESTA_REQUIRE_GPU"
+"""Set to "1" on the servers of GPU models: a server that would compute on the CPU (no GPU
+backend, no device, too few layers offloaded, not enough GPU memory) exits 1 with its reason
+instead, and the model fails toward GPU off (siesta-server's --require-gpu)."""
+
 # --- routing ---------------------------------------------------------------------------------
 HTTP_PORT_NAME = "http"
 """The model server's port name on its pods and Services (the gateway routes to it)."""

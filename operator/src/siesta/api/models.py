@@ -29,6 +29,7 @@ from siesta.api.contract import (
     DEFAULT_TARGET_PER_REPLICA,
     DEFAULT_WAKE_TIMEOUT,
     KIND,
+    REQUIRE_GPU_ENV,
 )
 from siesta.api.durations import DURATION_PATTERN, parse_duration
 
@@ -207,16 +208,30 @@ class ResourceRequirements(ApiModel):
 
 class ServerSettings(ApiModel):
     image: Annotated[str, StringConstraints(max_length=512)] | None = Field(
-        default=None, description="Model server image. Defaults to the operator's setting."
+        default=None,
+        description=(
+            "Model server image. Default: the operator's CUDA image when gpu.count > 0, its "
+            "CPU image otherwise."
+        ),
     )
     context_size: int = Field(
-        default=4096, ge=128, le=1048576, description="Context window in tokens (llama.cpp -c)."
+        default=4096,
+        ge=128,
+        le=1048576,
+        description=(
+            "Context window in tokens of a replica (llama.cpp -c), shared by its parallel "
+            "slots: one conversation gets contextSize / parallel tokens."
+        ),
     )
     parallel: int = Field(
         default=4,
         ge=1,
         le=64,
-        description="Concurrent sequences (slots) per replica (llama.cpp -np).",
+        description=(
+            "Concurrent sequences (slots) per replica (llama.cpp -np). The context window is "
+            "split over them: each conversation gets contextSize / parallel tokens (4096 over "
+            "4 slots: 1024 tokens each)."
+        ),
     )
     gpu_layers: int = Field(
         default=-1, ge=-1, le=1000, description="Layers offloaded to the GPU; -1 = all."
@@ -640,6 +655,7 @@ OWNED_ENV = (
     "SIESTA_GPU_LAYERS",
     "SIESTA_CACHE_DIR",
     "SIESTA_DRAIN_TIMEOUT",
+    REQUIRE_GPU_ENV,
 )
 OWNED_LABELS = (
     "app.kubernetes.io/name",

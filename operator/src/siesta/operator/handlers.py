@@ -52,8 +52,9 @@ def configure(settings: kopf.OperatorSettings, memo: Any, **_: Any) -> None:
         settings.watching.label_selectors[selector] = MODEL_LABEL
     telemetry.serve(own.metrics_port)
     logger.info(
-        "siesta operator: image %s, prometheus %s, metric interval %s, metrics port %s",
+        "siesta operator: images %s (CPU), %s (GPU), prometheus %s, metric interval %s, metrics port %s",
         own.server_image,
+        own.server_cuda_image,
         own.prometheus_url or "(none)",
         own.metric_interval,
         own.metrics_port,

@@ -21,6 +21,7 @@ from siesta.api.contract import (
     KIND,
     MANAGED_BY_LABEL,
     MODEL_LABEL,
+    REQUIRE_GPU_ENV,
     service_name,
 )
 from siesta.api.models import OWNED_ENV, ModelDeploymentSpec
@@ -262,6 +263,8 @@ def _environment(
         "SIESTA_GPU_LAYERS": str(spec.server.gpu_layers if spec.gpu.count > 0 else 0),
         "SIESTA_CACHE_DIR": CACHE_DIR,
         "SIESTA_DRAIN_TIMEOUT": str(int(settings.drain_timeout.total_seconds())),
+        # A GPU model never computes on the CPU: its server exits instead (docs/server.md).
+        REQUIRE_GPU_ENV: "1" if spec.gpu.count > 0 and spec.server.gpu_layers != 0 else "",
     }
     assert set(values) <= set(OWNED_ENV), "OWNED_ENV lists what spec.pod.env may not set"
     owned = [{"name": key, "value": value} for key, value in values.items() if value != ""]
@@ -313,13 +316,20 @@ def _volumes(
     return volumes, mounts, templates
 
 
+def server_image(spec: ModelDeploymentSpec, settings: OperatorSettings) -> str:
+    """The model's own image, else the CUDA build for GPU models and the CPU build for others."""
+    if spec.server.image:
+        return spec.server.image
+    return settings.server_cuda_image if spec.gpu.count > 0 else settings.server_image
+
+
 def _container(
     owner: Owner, spec: ModelDeploymentSpec, settings: OperatorSettings, mounts: list[Manifest]
 ) -> Manifest:
     health = {"path": "/health", "port": HTTP_PORT_NAME}
     container: Manifest = {
         "name": CONTAINER_NAME,
-        "image": spec.server.image or settings.server_image,
+        "image": server_image(spec, settings),
         "args": [*_adapter_args(spec), *spec.server.extra_args],
         "env": _environment(owner, spec, settings),
         "ports": [{"name": HTTP_PORT_NAME, "containerPort": HTTP_PORT, "protocol": "TCP"}],

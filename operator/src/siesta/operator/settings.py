@@ -14,6 +14,7 @@ from siesta.api.contract import DEFAULT_IDLE_TIMEOUT
 from siesta.api.durations import parse_duration
 
 DEFAULT_SERVER_IMAGE = "ghcr.io/siesta-dev/siesta-server:0.1.0"
+DEFAULT_SERVER_CUDA_IMAGE = f"{DEFAULT_SERVER_IMAGE}-cuda"
 DEFAULT_METRICS_PORT = 8081
 DEFAULT_PEERING = "siesta"
 
@@ -25,6 +26,9 @@ class SettingsError(ValueError):
 @dataclass(frozen=True)
 class OperatorSettings:
     server_image: str = DEFAULT_SERVER_IMAGE
+    """The model server for models without GPUs (the CPU build)."""
+    server_cuda_image: str = DEFAULT_SERVER_CUDA_IMAGE
+    """The model server for models with `gpu.count > 0` (the CUDA build)."""
     prometheus_url: str | None = None
     default_idle_timeout: str = DEFAULT_IDLE_TIMEOUT
     metric_interval: timedelta = timedelta(seconds=30)
@@ -69,6 +73,7 @@ class OperatorSettings:
         peering = env.get("SIESTA_PEERING", DEFAULT_PEERING).strip()
         return cls(
             server_image=get("SIESTA_SERVER_IMAGE") or DEFAULT_SERVER_IMAGE,
+            server_cuda_image=get("SIESTA_SERVER_CUDA_IMAGE") or DEFAULT_SERVER_CUDA_IMAGE,
             prometheus_url=get("SIESTA_PROMETHEUS_URL").rstrip("/") or None,
             default_idle_timeout=idle,
             metric_interval=duration("SIESTA_METRIC_INTERVAL", "30s"),
