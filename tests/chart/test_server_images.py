@@ -56,7 +56,8 @@ def _rendered(path: str, tmp_path: Path) -> list[dict[str, Any]]:
             doc for name in kustomization["resources"] for doc in _documents(ROOT / "deploy" / name)
         ]
     values: dict[str, Any] | Path | None = {
-        "chart defaults": None,
+        # The defaults plus the one choice every install makes: the gateway's API keys.
+        "chart defaults": {"gateway": {"apiKeys": {"existingSecret": "siesta-api-keys"}}},
         "docs/eks.md values": ROOT / "charts" / "siesta" / "ci" / "eks-values.yaml",
         "Argo CD": _argocd_values(),
         "Flux": _flux_values(),
