@@ -6,6 +6,7 @@
 #                                   pulled here)
 #   localhost/siesta:<hash>         operator/Dockerfile (operator + gateway)
 #   localhost/siesta-server:<hash>  server/Dockerfile, CPU variant
+#   localhost/siesta-server:<hash>-cuda  the same Dockerfile, CUDA variant (VARIANT=cuda only)
 #   localhost/pause:<key>           the pod sandbox image of the test node's containerd
 #                                   (kit/cluster/cmd/pause, a static Go binary)
 #
@@ -17,7 +18,15 @@
 # The last run's tags are written to $SIESTA_CACHE/images/images.env (sourced by tests and
 # the demo); its path is the last line on stdout.
 #
-# Env: SIESTA_CACHE (default ~/.cache/siesta), PYTHON (default .venv/bin/python).
+# VARIANT=cuda builds the CUDA server image as well (server/Dockerfile with VARIANT=cuda):
+# llama-cpp-python compiled inside the build from its sdist with the CUDA 13 toolkit from
+# PyPI wheels, for CUDA_ARCHITECTURES (default "75;86;89": T4, A10G, L4; add 90 for H100).
+# Its compile is long on 2 cores (see docs/server.md), so it is not part of `make test` or
+# .ci/run; run it under `nice -n 19`. The wheels it needs are fetched here with pip (from
+# its cache when it has them) and the build itself runs with PIP_OFFLINE=1.
+#
+# Env: SIESTA_CACHE (default ~/.cache/siesta), PYTHON (default .venv/bin/python), VARIANT
+# (cpu or cuda), CUDA_ARCHITECTURES, BUILD_JOBS (parallel compile jobs; default 2).
 set -euo pipefail
 shopt -s inherit_errexit # a failed step inside $(...) fails the build too
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -29,6 +38,9 @@ DEBIAN_SUITE=bookworm
 # What the base image holds; part of its cache key.
 BASE_PACKAGES=passwd,python3,python3-venv,python3-pip,libgomp1,ca-certificates
 BASE_RECIPE_VERSION=1
+VARIANT=${VARIANT:-cpu}
+CUDA_ARCHITECTURES=${CUDA_ARCHITECTURES:-75;86;89}
+BUILD_JOBS=${BUILD_JOBS:-2}
 
 log() { printf '[images] %s\n' "$*" >&2; }
 
@@ -129,11 +141,30 @@ wheels_for() {
   rm -f "$dest/$project"-[0-9]*.whl
 }
 
-# build_image NAME DIST [BUILD_ARG...]: localhost/NAME:<hash> from DIST/Dockerfile. The hash
-# covers the Dockerfile, DIST's sources, the build arguments, the base image and the
-# virtualenv's package versions, and is checked before anything is built.
+# dockerfile_arg NAME FILE: the default value of ARG NAME in a Dockerfile.
+dockerfile_arg() { sed -n "s/^ARG $1=\"\{0,1\}\([^\"]*\)\"\{0,1\}$/\1/p" "$2" | head -1; }
+
+# cuda_wheels DEST: what the CUDA build compiles from, offline: llama-cpp-python's sdist (in
+# place of the CPU wheel), its build backend, the CUDA toolkit and runtime wheels.
+cuda_wheels() {
+  local dest=$1 llama toolkit runtime
+  llama=$("$PYTHON" -m pip freeze | grep -i '^llama[-_]cpp[-_]python==')
+  rm -f "$dest"/llama_cpp_python-*.whl
+  read -ra toolkit <<<"$(dockerfile_arg CUDA_TOOLKIT server/Dockerfile)"
+  read -ra runtime <<<"$(dockerfile_arg CUDA_RUNTIME server/Dockerfile)"
+  "$PYTHON" -m pip download -q --dest "$dest" --no-binary llama-cpp-python --no-deps "$llama" >&2
+  "$PYTHON" -m pip download -q --dest "$dest" 'scikit-build-core[pyproject]>=0.9.2' \
+    "${toolkit[@]}" "${runtime[@]}" >&2
+}
+
+# build_image NAME DIST [BUILD_ARG...]: localhost/NAME:<hash>[-cuda] from DIST/Dockerfile.
+# The hash covers the Dockerfile, DIST's sources, the build arguments, the base image and
+# the virtualenv's package versions, and is checked before anything is built. A build
+# argument VARIANT=cuda gives the -cuda tag and the CUDA wheels.
 build_image() {
   local name=$1 dist=$2; shift 2
+  local suffix=""
+  [[ " $* " == *" VARIANT=cuda "* ]] && suffix=-cuda
   local key ref archive wheels=$IMAGES_DIR/wheels/$dist
   key=$(
     {
@@ -143,11 +174,13 @@ build_image() {
       "$PYTHON" -m pip freeze --exclude-editable
     } | sha
   )
-  ref=localhost/$name:$key
-  archive=$IMAGES_DIR/$name-$key.tar
+  ref=localhost/$name:$key$suffix
+  archive=$IMAGES_DIR/$name-$key$suffix.tar
   if ! restore "$ref" "$archive"; then
     log "building $ref"
+    wheels=$wheels$suffix
     wheels_for "$dist" "$wheels"
+    [[ -z $suffix ]] || cuda_wheels "$wheels"
     local build_args=()
     for arg in "$@"; do build_args+=(--build-arg "$arg"); done
     buildah build -q "${CFLAGS[@]}" --network host --layers=false \
@@ -156,7 +189,7 @@ build_image() {
     save "$ref" "$archive"
     rm -rf "$wheels" "$wheels.constraints"
   fi
-  podman tag "$ref" "localhost/$name:dev"
+  podman tag "$ref" "localhost/$name:dev$suffix"
   printf '%s\n' "$ref"
 }
 
@@ -188,6 +221,7 @@ write_env() {
     printf 'SIESTA_IMAGE=%s\n' "$SIESTA_IMAGE"
     printf 'SIESTA_SERVER_IMAGE=%s\n' "$SERVER_IMAGE"
     printf 'SIESTA_PAUSE_IMAGE=%s\n' "$PAUSE_IMAGE"
+    [[ -z ${SERVER_CUDA_IMAGE:-} ]] || printf 'SIESTA_SERVER_CUDA_IMAGE=%s\n' "$SERVER_CUDA_IMAGE"
     local ref name
     for ref in "$SIESTA_IMAGE" "$SERVER_IMAGE" "$PAUSE_IMAGE"; do
       name=${ref#localhost/}
@@ -206,11 +240,22 @@ main() {
   base_image
   SIESTA_IMAGE=$(build_image siesta operator)
   SERVER_IMAGE=$(build_image siesta-server server VARIANT=cpu BUILD_PACKAGES=)
+  local built=("$SIESTA_IMAGE" "$SERVER_IMAGE")
+  case $VARIANT in
+    cpu) ;;
+    cuda)
+      SERVER_CUDA_IMAGE=$(build_image siesta-server server VARIANT=cuda \
+        "CUDA_ARCHITECTURES=$CUDA_ARCHITECTURES" "BUILD_JOBS=$BUILD_JOBS" \
+        "BUILD_PACKAGES=build-essential cmake ninja-build")
+      built+=("$SERVER_CUDA_IMAGE")
+      ;;
+    *) log "VARIANT is cpu or cuda, not $VARIANT"; exit 2 ;;
+  esac
   pause_image
   write_env
   log "images ready in $((SECONDS - t0))s:"
   local ref
-  for ref in "$SIESTA_IMAGE" "$SERVER_IMAGE" "$PAUSE_IMAGE"; do
+  for ref in "${built[@]}" "$PAUSE_IMAGE"; do
     log "  $ref $(podman image inspect --format '{{.Size}}' "$ref" | numfmt --to=iec)"
   done
   echo "$IMAGES_DIR/images.env"
