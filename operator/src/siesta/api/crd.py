@@ -30,6 +30,12 @@ PRINTER_COLUMNS = [
         "description": "This week's GPU spend and what it saved against always-on (USD).",
     },
     {"name": "Reason", "type": "string", "jsonPath": ".status.reason", "priority": 0},
+    {
+        "name": "Wake",
+        "type": "string",
+        "jsonPath": ".status.lastWake.summary",
+        "description": "The last start: seconds from scale-up to Ready, the longest stages.",
+    },
     {"name": "Age", "type": "date", "jsonPath": ".metadata.creationTimestamp"},
 ]
 

@@ -1025,6 +1025,36 @@ class RequestGaps(ApiModel):
 
     last_request_time: str | None = Field(
         default=None, description="The last request already counted."
+class WakeFetch(ApiModel):
+    """How the last started server got its model, as it reported it."""
+
+    source: str = Field(default="", description="The URI scheme (s3, https, hf, file).")
+    cache: str = Field(default="", description="hit, miss or local.")
+    bytes: int = 0
+    seconds: float = 0.0
+    connections: int = 0
+
+
+class LastWake(ApiModel):
+    """The last server pod's start, stage by stage, from object timestamps and Events."""
+
+    pod: str
+    pod_uid: str = Field(alias="podUID")
+    started_at: str = Field(description="The operator's scale-up (ScaledUp Event).")
+    total_seconds: float
+    stages: dict[str, float] = Field(
+        default_factory=dict,
+        description=(
+            "Seconds of each stage with evidence, in order: podCreated, nodeClaimed, "
+            "nodeLaunched, nodeRegistered, gpuAllocatable, scheduled, imagePulled, started, "
+            "fetched, loaded, ready."
+        ),
+    )
+    summary: str = Field(default="", description="The total and the longest stages.")
+    image: str | None = Field(default=None, description="pulled, or present on the node.")
+    fetch: WakeFetch | None = None
+
+
     )
     counts: dict[str, list[int]] = Field(
         default_factory=dict,
@@ -1136,6 +1166,7 @@ class ModelDeploymentStatus(ApiModel):
 
 
 class ModelDeployment(BaseModel):
+    last_wake: LastWake | None = None
     """A whole object as users write it (apiVersion, kind, metadata, spec)."""
 
     model_config = ConfigDict(populate_by_name=True, extra="forbid")

@@ -14,7 +14,7 @@ from typing import Any
 import kopf
 
 from siesta.api.contract import GROUP, MODEL_LABEL, PLURAL, VERSION, ModelKey
-from siesta.operator import cost_loop, telemetry
+from siesta.operator import cost_loop, telemetry, wake_recorder
 from siesta.operator.demand import lease_view
 from siesta.operator.kube import Kube, RetryLater, load_credentials
 from siesta.operator.observe import ChildView, PodView, child_view, pod_view
@@ -25,6 +25,7 @@ from siesta.operator.settings import OperatorSettings
 FINALIZER = "siesta.dev/operator"
 COST_LOOP = cost_loop  # its timer (status.cost) registers with kopf on import
 MAX_BACKOFF_SECONDS = 60.0
+WAKE_RECORDER = wake_recorder  # its pod handler (status.lastWake) registers on import
 OWNED = {MODEL_LABEL: kopf.PRESENT}
 
 logger = logging.getLogger(__name__)
