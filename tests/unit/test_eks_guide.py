@@ -76,9 +76,10 @@ def test_the_nodepools_use_the_node_class_of_the_template() -> None:
     ]
     assert {doc["kind"] for doc in pools} == {"NodePool"}, "the NodeClass lives in the template"
     for pool in pools:
-        assert pool["spec"]["template"]["spec"]["nodeClassRef"]["name"] == node_class["metadata"][
-            "name"
-        ]
+        assert (
+            pool["spec"]["template"]["spec"]["nodeClassRef"]["name"]
+            == node_class["metadata"]["name"]
+        )
 
 
 def node_selectors(values: Any) -> list[dict[str, str]]:
