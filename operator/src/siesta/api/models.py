@@ -584,6 +584,16 @@ class Scaling(ApiModel):
         default=DEFAULT_WAKE_TIMEOUT,
         description="How long the gateway holds requests while the model wakes up.",
     )
+    max_held_requests: int | None = Field(
+        default=None,
+        ge=1,
+        le=100000,
+        description=(
+            "At most this many requests held per gateway replica while the model wakes up; "
+            "more get 503 `model_busy` with Retry-After at once. Default: the gateway's "
+            "setting (100 unless changed)."
+        ),
+    )
     override_duration: Duration = Field(
         default="1h",
         description=(
@@ -1138,6 +1148,27 @@ class CostStatus(ApiModel):
     )
 
 
+class WakeBackoff(ApiModel):
+    """A model that failed is woken again only after a backoff (docs/gateway.md)."""
+
+    failures: int = Field(description="Failures since the spec changed or a replica served.")
+    failing_since: str | None = Field(
+        default=None, description="When the current failure began (while replicas fail)."
+    )
+    next_wake_allowed: str | None = Field(
+        default=None,
+        description=(
+            "Until then the gateway answers 503 model_failing instead of waking the model "
+            "(1m after the first failure, doubling up to 1h)."
+        ),
+    )
+    observed_generation: int | None = None
+    retry_token: str | None = Field(
+        default=None,
+        description="The siesta.dev/wake-retry annotation these failures count under.",
+    )
+
+
 class ModelDeploymentStatus(ApiModel):
     model_config = ConfigDict(extra="ignore")
     phase: Phase | None = None
@@ -1162,6 +1193,7 @@ class ModelDeploymentStatus(ApiModel):
         default=None, description="Pod label selector (for the scale subresource)."
     )
     observed_generation: int | None = None
+    wake_backoff: WakeBackoff | None = None
     conditions: list[Condition] = Field(default_factory=list)
 
 

@@ -17,6 +17,7 @@ from siesta.api.contract import GROUP, MODEL_LABEL, PLURAL, VERSION, ModelKey
 from siesta.operator import cost_loop, telemetry, wake_recorder
 from siesta.operator.demand import lease_view
 from siesta.operator.kube import Kube, RetryLater, load_credentials
+from siesta.operator.names import NameClaim, alias_of, bare_name_holder
 from siesta.operator.observe import ChildView, PodView, child_view, pod_view
 from siesta.operator.plan import Views
 from siesta.operator.reconcile import ModelLoop, Runtime, sleep_until_woken
@@ -100,6 +101,14 @@ def services_by_model(
     return {(namespace, labels[MODEL_LABEL]): child_view({**body, "kind": "Service"})}
 
 
+@kopf.index(GROUP, VERSION, PLURAL)
+def models_by_alias(
+    namespace: str | None, name: str, body: kopf.Body, **_: Any
+) -> dict[Any, NameClaim]:
+    created = str(body.get("metadata", {}).get("creationTimestamp") or "")
+    return {alias_of(body): NameClaim(created, namespace or "", name)}
+
+
 # --- wake-ups: any change of a model's objects runs its loop at once ----------------------
 
 
@@ -111,9 +120,18 @@ def wake_owner(namespace: str | None, labels: kopf.Labels, memo: Any, **_: Any) 
     memo.runtime.wake(ModelKey(namespace or "", labels[MODEL_LABEL]))
 
 
-@kopf.on.event(GROUP, VERSION, PLURAL)
-def wake_model(namespace: str | None, name: str, memo: Any, **_: Any) -> None:
+@kopf.on.event(GROUP, VERSION, PLURAL)  # type: ignore[arg-type]  # an index, as in run_model
+def wake_model(
+    namespace: str | None,
+    name: str,
+    body: kopf.Body,
+    memo: Any,
+    models_by_alias: kopf.Index[Any, NameClaim],
+    **_: Any,
+) -> None:
     memo.runtime.wake(ModelKey(namespace or "", name))
+    for claim in models_by_alias.get(alias_of(body), []):  # who holds the name may change
+        memo.runtime.wake(ModelKey(claim.namespace, claim.name))
 
 
 # --- the per-model loop --------------------------------------------------------------------
@@ -132,6 +150,7 @@ async def run_model(
     leases_by_model: kopf.Index[Any, Any],
     statefulsets_by_model: kopf.Index[Any, ChildView],
     services_by_model: kopf.Index[Any, ChildView],
+    models_by_alias: kopf.Index[Any, NameClaim],
     **_: Any,
 ) -> None:
     runtime: Runtime = memo.runtime
@@ -143,10 +162,14 @@ async def run_model(
     try:
         while not stopped:
             waker.clear()  # events from here on run the next cycle
+            created = str(body.get("metadata", {}).get("creationTimestamp") or "")
             views = Views.build(
                 pods_by_model.get(key, []),
                 leases_by_model.get(key, []),
                 [*statefulsets_by_model.get(key, []), *services_by_model.get(key, [])],
+                bare_name_holder(
+                    NameClaim(created, namespace, name), models_by_alias.get(alias_of(body), [])
+                ),
             )
             try:
                 delay = await model.step(body, views)

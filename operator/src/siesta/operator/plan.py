@@ -16,13 +16,18 @@ from typing import Any, Literal
 
 from pydantic import ValidationError
 
-from siesta.api.contract import CONFIG_HASH_ANNOTATION, MODEL_SERVING_CONDITION
+from siesta.api.contract import (
+    CONFIG_HASH_ANNOTATION,
+    MODEL_SERVING_CONDITION,
+    WAKE_RETRY_ANNOTATION,
+)
 from siesta.api.loader import describe_validation_error
 from siesta.api.models import ColdStart, ModelDeploymentSpec, Phase
 from siesta.operator import render
 from siesta.operator.autoscaler import PodEvent, verdict
 from siesta.operator.demand import Demand, LeaseView, demand
 from siesta.operator.load import LoadReading, render_query
+from siesta.operator.names import NameClaim, name_condition, name_event_due
 from siesta.operator.observe import (
     ChildView,
     PodView,
@@ -54,12 +59,19 @@ class Views:
     children: dict[tuple[str, str], ChildView] = field(default_factory=dict)
     pod_events: tuple[PodEvent, ...] = ()
     """Events on the model's unscheduled pods (read only while some wait; see autoscaler)."""
+    name_holder: NameClaim | None = None
+    """The older model holding this one's bare alias (siesta.operator.names), if any."""
 
     @classmethod
     def build(
-        cls, pods: Iterable[PodView], leases: Iterable[LeaseView], children: Iterable[ChildView]
+        cls,
+        pods: Iterable[PodView],
+        leases: Iterable[LeaseView],
+        children: Iterable[ChildView],
+        name_holder: NameClaim | None = None,
     ) -> Views:
-        return cls(list(pods), list(leases), {(c.kind, c.name): c for c in children})
+        children_by_name = {(c.kind, c.name): c for c in children}
+        return cls(list(pods), list(leases), children_by_name, name_holder=name_holder)
 
 
 @dataclass(frozen=True)
@@ -90,17 +102,20 @@ class Model:
     generation: int | None
     spec: ModelDeploymentSpec | None
     spec_error: str = ""
+    wake_retry: str = ""  # the WAKE_RETRY_ANNOTATION (wake_backoff.py)
 
     @classmethod
     def read(
         cls, body: Mapping[str, Any], owner: render.Owner, settings: OperatorSettings
     ) -> Model:
         generation = (body.get("metadata") or {}).get("generation")
+        annotations = (body.get("metadata") or {}).get("annotations") or {}
+        retry = str(annotations.get(WAKE_RETRY_ANNOTATION) or "")
         try:
             spec = ModelDeploymentSpec.model_validate(body.get("spec") or {})
         except ValidationError as error:
-            return cls(owner, generation, None, describe_validation_error(error, "spec."))
-        return cls(owner, generation, effective_spec(spec, settings))
+            return cls(owner, generation, None, describe_validation_error(error, "spec."), retry)
+        return cls(owner, generation, effective_spec(spec, settings), wake_retry=retry)
 
 
 def effective_spec(spec: ModelDeploymentSpec, settings: OperatorSettings) -> ModelDeploymentSpec:
@@ -437,6 +452,12 @@ def plan(
     scale: Scale | None = None
     failure = failure_event(decision, remembered.status)
     events: tuple[Event, ...] = (failure,) if failure else ()
+    owner = model.owner
+    name = name_condition(
+        spec.model.alias or owner.name, owner.namespace, owner.name, views.name_holder
+    )
+    if name_event_due(name, remembered.status):
+        events = (*events, Event(name.reason, name.message, warning=True))
     if decision.desired != observed.replicas:
         scale = Scale(observed.replicas, decision.desired, decision.rule, tuple(decision.reasons))
         events = (*events, Event("ScaledUp" if scale.up else "ScaledDown", scale.message))
@@ -464,6 +485,8 @@ def plan(
         cold_start=cold_start(views.pods, previous_cold_start(remembered.status)),
         transition=forecast(spec, decision, signals),
         generation=model.generation,
+        wake_retry=model.wake_retry,
+        name=name,
         selector=render.status_selector(model.owner.name),
         last_scale_time=now if scale else None,
         update=update,

@@ -16,6 +16,7 @@ from siesta.api.contract import MODEL_SERVING_CONDITION
 from siesta.api.models import ColdStart, Phase
 from siesta.operator.observe import format_time, parse_time
 from siesta.operator.rollout import Rollout
+from siesta.operator.wake_backoff import next_wake_backoff
 from siesta.policy import Condition, Decision, ManualOverride, Memory, Observed, Transition
 from siesta.policy.idle import GapHistory
 
@@ -61,6 +62,10 @@ class Situation:
     spec_error: str = ""
     children_error: str = ""
     """Why the StatefulSet or a Service could not be created or updated (API server's words)."""
+    wake_retry: str = ""
+    """The `siesta.dev/wake-retry` annotation: a new value forgets the wake backoff."""
+    name: Condition | None = None
+    """NameUnique: whether this model holds its bare alias (siesta.operator.names)."""
     update: Rollout | None = None
     """Pods on an older template and why they wait (None: the revisions are not known)."""
 
@@ -158,6 +163,8 @@ def _conditions(
     if situation.children_error:
         found.append(Condition("ChildrenReady", False, "ApplyFailed", situation.children_error))
     found.append(_ready_condition(decision, situation))
+    if situation.name is not None:
+        found.append(situation.name)
     if situation.update is not None:
         found.append(_up_to_date_condition(situation.update))
     for condition in decision.conditions if decision else []:
@@ -284,6 +291,14 @@ def build_status(
         ),
         "requestGaps": _request_gaps(memory) if decision else previous.get("requestGaps"),
         "selector": situation.selector,
+        "wakeBackoff": next_wake_backoff(
+            previous.get("wakeBackoff"),
+            failing=observed.failing > 0 and observed.replicas > 0,
+            serving=observed.ready > 0 and not observed.failing,
+            generation=situation.generation,
+            retry_token=situation.wake_retry,
+            now=now,
+        ),
         "observedGeneration": situation.generation,
         "conditions": render_conditions(conditions, previous.get("conditions") or [], now),
     }
