@@ -18,6 +18,11 @@
   - apiGroups: [""]
     resources: [nodes]
     verbs: [get]
+  # Wake stages (status.lastWake): the Karpenter NodeClaim of a started pod's node (its
+  # launch, registration and initialization times). Without Karpenter this reads nothing.
+  - apiGroups: [karpenter.sh]
+    resources: [nodeclaims]
+    verbs: [list]
 {{- end }}
 {{- define "siesta.operator.eventRules" }}
   # Events: kopf reports handler failures; the operator reports every scale change and
