@@ -101,6 +101,35 @@ def test_a_crash_looping_model_says_why_and_goes_back_to_sleep(loop: Loop) -> No
     assert asleep_after < 30, f"asleep {asleep_after:.1f}s after the request"
     print(f"fault to asleep: {asleep_after:.1f}s; first answer after {answered:.1f}s")
 
+    # It stops waking: status says when the next wake is allowed (1 minute after the first
+    # failure ended), and until then a request gets 503 at once and wakes nothing.
+    backoff = wait_for(
+        "a wake backoff in status",
+        lambda: status(loop.cluster, "broken", loop.namespace).get("wakeBackoff"),
+        30,
+    )
+    assert backoff["failures"] == 1, backoff
+    assert backoff["nextWakeAllowed"], backoff
+    refused = ask(loop, alias, timeout=10)
+    assert refused.status_code == 503
+    assert refused.json()["error"]["code"] == "model_failing"
+    assert 0 < int(refused.headers["Retry-After"]) <= 60
+    assert "woken again in" in refused.json()["error"]["message"]
+    time.sleep(3)
+    assert loop.replicas("broken") == 0, "a request woke a model in its backoff"
+
+    # The annotation the docs name forgets the failures: the next request wakes it again.
+    loop.cluster.kubectl(
+        "annotate", "md", "broken", "-n", loop.namespace, "siesta.dev/wake-retry=1"
+    )
+    wait_for(
+        "backoff forgotten",
+        lambda: "wakeBackoff" not in status(loop.cluster, "broken", loop.namespace),
+        30,
+    )
+    assert ask(loop, alias).json()["error"]["code"] == "model_failing"  # woken, fails again
+    assert loop.replicas("broken") == 1
+
 
 def test_a_model_that_recovers_is_served_again(loop: Loop, model_dir: Path) -> None:
     loop.start_operator()
