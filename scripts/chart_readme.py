@@ -28,8 +28,14 @@ endpoint that wakes sleeping models), their ServiceAccounts and RBAC, the ModelD
 and optionally a ServiceMonitor, a PodMonitor and a Grafana dashboard.
 
 ```sh
-helm install siesta charts/siesta --namespace siesta-system --create-namespace
+kubectl create namespace siesta-system
+kubectl -n siesta-system create secret generic siesta-api-keys --from-file=api-keys=./keys.txt
+helm install siesta charts/siesta --namespace siesta-system \\
+  --set gateway.apiKeys.existingSecret=siesta-api-keys
 ```
+
+The gateway is closed by default: without `gateway.apiKeys.existingSecret` the chart refuses
+to install it, unless `gateway.auth=none` says that it should check no key.
 
 ## CRDs
 

@@ -116,8 +116,34 @@ GATEWAY_RBAC = Path(__file__).resolve().parents[2] / "deploy" / "rbac" / "gatewa
 GATEWAY_ACCOUNT = ("siesta-system", "siesta-gateway")
 
 
+GATEWAY_LEASE_ROLE = "siesta-gateway-leases"
+
+
 def gateway_kubeconfig(cluster: Cluster, path: Path) -> Path:
-    """Install the gateway's RBAC and return a kubeconfig for its ServiceAccount."""
+    """Install the gateway's RBAC and return a kubeconfig for its ServiceAccount.
+
+    Its demand-Lease rights (a ClusterRole the chart leaves unbound) are what the operator
+    binds per model namespace; tests of the gateway alone have no operator to do so, so the
+    role is bound here for the whole test cluster."""
     cluster.kubectl("create", "namespace", GATEWAY_ACCOUNT[0], check=False)
     cluster.kubectl("apply", "-f", str(GATEWAY_RBAC))
+    cluster.apply(
+        {
+            "apiVersion": "rbac.authorization.k8s.io/v1",
+            "kind": "ClusterRoleBinding",
+            "metadata": {"name": f"{GATEWAY_LEASE_ROLE}-tests"},
+            "roleRef": {
+                "apiGroup": "rbac.authorization.k8s.io",
+                "kind": "ClusterRole",
+                "name": GATEWAY_LEASE_ROLE,
+            },
+            "subjects": [
+                {
+                    "kind": "ServiceAccount",
+                    "namespace": GATEWAY_ACCOUNT[0],
+                    "name": GATEWAY_ACCOUNT[1],
+                }
+            ],
+        }
+    )
     return cluster.service_account_kubeconfig(*GATEWAY_ACCOUNT, path)

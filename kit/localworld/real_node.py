@@ -108,7 +108,13 @@ def chart_values(cluster: Cluster, built: dict[str, str], *, tag: str | None = N
             ],
             **placement,
         },
-        "gateway": {"replicas": 1, "extraEnv": api_server_env(cluster), **placement},
+        # A local trial: no API keys, which the chart installs only when asked explicitly.
+        "gateway": {
+            "auth": "none",
+            "replicas": 1,
+            "extraEnv": api_server_env(cluster),
+            **placement,
+        },
     }
 
 

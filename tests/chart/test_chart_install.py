@@ -77,8 +77,9 @@ def account_kubeconfig(cluster: Cluster, account: str, directory: Path) -> Path:
     )
 
 
-def start_operator(kubeconfig: Path, log_dir: Path, *args: str) -> Proc:
+def start_operator(kubeconfig: Path, log_dir: Path, *args: str, **chart_env: str) -> Proc:
     env = {"KUBECONFIG": str(kubeconfig), "SIESTA_SERVER_IMAGE": "siesta-server:test"}
+    env |= chart_env
     env |= {"SIESTA_METRICS_PORT": str(free_port())}
     os.environ.pop("KUBERNETES_SERVICE_HOST", None)
     proc = start("operator", [str(BIN / "siesta"), "operator", *args], env=env, log_dir=log_dir)
@@ -109,10 +110,30 @@ def leftovers(cluster: Cluster, release: str) -> list[str]:
     return found
 
 
+KEYS = ("--set", "gateway.apiKeys.existingSecret=siesta-api-keys")
+
+
+def test_a_gateway_without_keys_must_be_asked_for(chart_cluster: Cluster) -> None:
+    refused = chart_helm(
+        chart_cluster, "install", RELEASE, str(CHART), "-n", NAMESPACE, "--create-namespace",
+        check=False,
+    )  # fmt: skip
+    assert refused.returncode != 0
+    assert "gateway.apiKeys.existingSecret is empty" in refused.stderr, refused.stderr
+    assert "gateway.auth=none" in refused.stderr
+    releases = chart_helm(chart_cluster, "list", "-A", "-q").stdout.split()
+    assert RELEASE not in releases
+
+
 def test_install(chart_cluster: Cluster) -> None:
+    chart_cluster.kubectl("create", "namespace", NAMESPACE, check=False)
+    chart_cluster.kubectl(
+        "create", "secret", "generic", "siesta-api-keys", "-n", NAMESPACE,
+        "--from-literal=api-keys=sk-chart-test",
+    )  # fmt: skip
     result = chart_helm(
         chart_cluster, "install", RELEASE, str(CHART), "-n", NAMESPACE, "--create-namespace",
-        "--wait", "--timeout=3m",
+        *KEYS, "--wait", "--timeout=3m",
     )  # fmt: skip
     assert "Next steps" in result.stdout
     cluster = chart_cluster
@@ -148,7 +169,31 @@ def test_operator_and_gateway_run_as_the_charts_service_accounts(
 ) -> None:
     cluster = chart_cluster
     cluster.kubectl("create", "namespace", "ai", check=False)
-    operator = start_operator(account_kubeconfig(cluster, "siesta-operator", tmp_path), tmp_path)
+    # What the chart's operator Deployment sets: the models' NetworkPolicy, the gateway's
+    # Lease role and account (bound per model namespace by the operator).
+    deployment = cluster.get_json("deployment", "siesta-operator", "-n", NAMESPACE)
+    chart_env = {
+        e["name"]: e["value"]
+        for e in deployment["spec"]["template"]["spec"]["containers"][0]["env"]
+        if e["name"].startswith(("SIESTA_MODEL_NETWORK", "SIESTA_GATEWAY_"))
+    }
+    assert set(chart_env) == {
+        "SIESTA_MODEL_NETWORK_POLICY",
+        "SIESTA_GATEWAY_LEASE_ROLE",
+        "SIESTA_GATEWAY_SERVICE_ACCOUNT",
+    }
+    gateway_subject = f"--as=system:serviceaccount:{NAMESPACE}:siesta-gateway"
+
+    def gateway_can(verb: str, namespace: str) -> str:
+        answer = cluster.kubectl(
+            "auth", "can-i", verb, "leases", "-n", namespace, gateway_subject, check=False
+        )
+        return str(answer.stdout.strip())
+
+    assert gateway_can("create", "ai") == "no"  # no model there yet
+    operator = start_operator(
+        account_kubeconfig(cluster, "siesta-operator", tmp_path), tmp_path, **chart_env
+    )
     gateway: Proc | None = None
     try:
         cluster.apply(example("ai"))
@@ -169,6 +214,18 @@ def test_operator_and_gateway_run_as_the_charts_service_accounts(
             return md.get("status", {}).get("phase")
 
         assert wait_for("a status phase", phase, timeout=60) == "ScaledToZero"
+        # The gateway may write Leases where the model is, and nowhere else.
+        binding = cluster.get_json("rolebinding", "tiny-cpu-gateway-leases", "-n", "ai")
+        assert binding["roleRef"]["name"] == "siesta-gateway-leases"
+        for verb in ("create", "patch", "get"):
+            assert gateway_can(verb, "ai") == "yes"
+            assert gateway_can(verb, "kube-system") == "no"
+            assert gateway_can(verb, NAMESPACE) == "no"
+        policy = cluster.get_json("networkpolicy", "tiny-cpu-model-server", "-n", "ai")
+        assert policy["spec"]["policyTypes"] == ["Ingress", "Egress"]
+        assert policy["spec"]["podSelector"]["matchLabels"]["siesta.dev/modeldeployment"] == (
+            "tiny-cpu"
+        )
         # The chart's ClusterKopfPeering is found (no fallback to an unguarded standalone mode).
         assert "falling back to the standalone mode" not in operator.log_path.read_text()
 
@@ -211,7 +268,7 @@ def test_upgrade_upgrades_the_crd(chart_cluster: Cluster) -> None:
         chart = _chart_with_extra_column(Path(directory))
         chart_helm(
             cluster, "upgrade", RELEASE, str(chart), "-n", NAMESPACE, "--wait", "--timeout=3m",
-            "--set", "gateway.replicas=3",
+            *KEYS, "--set", "gateway.replicas=3",
         )  # fmt: skip
     crd = cluster.get_json(MD_CRD)
     columns = [c["name"] for c in crd["spec"]["versions"][0]["additionalPrinterColumns"]]
@@ -245,7 +302,7 @@ def test_uninstall_without_keep_deletes_the_crd(chart_cluster: Cluster) -> None:
     cluster.kubectl("delete", MD_CRD, "--timeout=60s")
     chart_helm(
         cluster, "install", RELEASE, str(CHART), "-n", NAMESPACE, "--set", "crds.keep=false",
-        "--wait", "--timeout=3m",
+        "--set", "gateway.auth=none", "--wait", "--timeout=3m",
     )  # fmt: skip
     assert "helm.sh/resource-policy" not in cluster.get_json(MD_CRD)["metadata"].get(
         "annotations", {}

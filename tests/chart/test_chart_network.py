@@ -1,8 +1,9 @@
-"""The chart's locked-down data plane: NetworkPolicies, the gateway's Ingress and HTTPRoute,
-and the key the gateway sends to model servers that check keys themselves.
+"""The chart's locked-down data plane: the models' NetworkPolicy (the chart's values, which
+the operator writes for every model), the gateway's Ingress and HTTPRoute, and the key the
+gateway sends to model servers that check keys themselves.
 
 The test cluster's CNI does not enforce NetworkPolicies, so these check the objects: what
-they select and whom they let in (docs/security.md).
+they select, whom they let in and where they let out (docs/security.md).
 """
 
 from __future__ import annotations
@@ -13,64 +14,96 @@ import pytest
 
 from localworld.helm import CHART, find, objects, template
 from siesta.operator import render
+from siesta.operator.settings import OperatorSettings
+from support.specs import make_spec
 
 EKS = str(CHART / "ci" / "eks-values.yaml")
+DEFAULT = ("-f", str(CHART / "ci" / "default-values.yaml"))
 
 
-def policies(*args: str) -> list[dict[str, Any]]:
-    return [d for d in objects(template(*args)) if d["kind"] == "NetworkPolicy"]
+def operator_env(*args: str) -> dict[str, str]:
+    docs = objects(template(*DEFAULT, *args))
+    container = find(docs, "Deployment", "siesta-operator")["spec"]["template"]["spec"]
+    return {e["name"]: e.get("value", "") for e in container["containers"][0]["env"]}
+
+
+def model_policy(*args: str) -> dict[str, Any]:
+    """The NetworkPolicy the operator writes for a model `chat` in `ai`, from the chart's
+    values (the operator renders it: every namespace that holds models is covered)."""
+    settings = OperatorSettings.from_env(operator_env(*args))
+    assert settings.model_network_policy is not None
+    return render.network_policy(
+        render.Owner("chat", "ai", "uid"), dict(settings.model_network_policy)
+    )
 
 
 def test_model_pods_accept_only_the_gateway_operator_and_scraper() -> None:
-    (policy,) = policies()
-    assert policy["metadata"]["namespace"] == "siesta-system"
-    spec = policy["spec"]
+    spec = model_policy()["spec"]
     selected = spec["podSelector"]["matchLabels"]
-    model_pod_labels = render.labels("any-model")
-    assert selected.items() <= model_pod_labels.items()  # it selects every model pod...
-    assert spec["policyTypes"] == ["Ingress"]  # ...and leaves their downloads alone
-    (rule,) = spec["ingress"]
-    assert rule["ports"] == [{"port": "http", "protocol": "TCP"}]
-    gateway, operator, scraper = rule["from"]
+    assert selected.items() <= render.labels("chat").items()
+    assert spec["policyTypes"] == ["Ingress", "Egress"]
+    api, metrics = spec["ingress"]
+    assert api["ports"] == [{"port": "http", "protocol": "TCP"}]
+    gateway, operator = api["from"]
     release = {"kubernetes.io/metadata.name": "siesta-system"}
     assert gateway["namespaceSelector"]["matchLabels"] == release
     assert gateway["podSelector"]["matchLabels"]["app.kubernetes.io/name"] == "siesta-gateway"
     assert operator["namespaceSelector"]["matchLabels"] == release
     assert operator["podSelector"]["matchLabels"]["app.kubernetes.io/name"] == "siesta-operator"
+    # The scraper reaches the metrics port only, never the API.
+    assert metrics["ports"] == [{"port": "metrics", "protocol": "TCP"}]
+    (scraper,) = metrics["from"]
     assert scraper["namespaceSelector"]["matchLabels"] == {
         "kubernetes.io/metadata.name": "monitoring"
     }
     assert scraper["podSelector"] == {}
 
 
+def test_model_pods_reach_only_dns_and_the_model_sources() -> None:
+    dns, sources = model_policy()["spec"]["egress"]
+    assert dns["ports"] == [{"port": 53, "protocol": "UDP"}, {"port": 53, "protocol": "TCP"}]
+    (kube_dns,) = dns["to"]
+    assert kube_dns["podSelector"]["matchLabels"] == {"k8s-app": "kube-dns"}
+    assert sources == {"ports": [{"port": 443, "protocol": "TCP"}]}
+    open_egress = model_policy("--set", "networkPolicy.egress.enabled=false")["spec"]
+    assert open_egress["policyTypes"] == ["Ingress"]
+    assert "egress" not in open_egress
+
+
+def test_the_policy_ports_are_the_model_pods_ports() -> None:
+    sts = render.statefulset(render.Owner("chat", "ai", "uid"), make_spec(), OperatorSettings())
+    names = {p["name"] for p in sts["spec"]["template"]["spec"]["containers"][0]["ports"]}
+    for rule in model_policy()["spec"]["ingress"]:
+        assert {p["port"] for p in rule["ports"]} <= names
+
+
 def test_pod_labels_of_the_gateway_and_operator_match_the_policy() -> None:
-    docs = objects(template())
-    (policy,) = [d for d in docs if d["kind"] == "NetworkPolicy"]
-    gateway, operator, _ = policy["spec"]["ingress"][0]["from"]
+    docs = objects(template(*DEFAULT))
+    gateway, operator = model_policy()["spec"]["ingress"][0]["from"]
     for peer, name in ((gateway, "siesta-gateway"), (operator, "siesta-operator")):
         labels = find(docs, "Deployment", name)["spec"]["template"]["metadata"]["labels"]
         assert peer["podSelector"]["matchLabels"].items() <= labels.items()
 
 
-def test_one_policy_per_model_namespace() -> None:
-    watched = policies("--set", "watchNamespaces={ai,research}")
-    assert [p["metadata"]["namespace"] for p in watched] == ["ai", "research"]
-    listed = policies("--set", "networkPolicy.namespaces={team-a}", "--set", "watchNamespaces={ai}")
-    assert [p["metadata"]["namespace"] for p in listed] == ["team-a"]
-    assert policies("--set", "networkPolicy.enabled=false") == []
+def test_the_chart_renders_no_policy_of_its_own() -> None:
+    """One per model, by the operator: none that could miss a namespace."""
+    docs = objects(template(*DEFAULT, "--set", "watchNamespaces={ai,research}"))
+    assert not [d for d in docs if d["kind"] == "NetworkPolicy"]
+    assert "SIESTA_MODEL_NETWORK_POLICY" not in operator_env("--set", "networkPolicy.enabled=false")
 
 
 def test_extra_sources_and_scraper_from_values() -> None:
-    (policy,) = policies(
+    policy = model_policy(
         "-f",
         EKS,
         "--set-json",
         'networkPolicy.extraFrom=[{"namespaceSelector":{"matchLabels":{"team":"batch"}}}]',
     )
-    peers = policy["spec"]["ingress"][0]["from"]
-    assert peers[2]["podSelector"] == {"matchLabels": {"app.kubernetes.io/name": "prometheus"}}
-    assert peers[3] == {"namespaceSelector": {"matchLabels": {"team": "batch"}}}
-    assert policy["metadata"]["namespace"] == "ai"
+    api, metrics = policy["spec"]["ingress"]
+    assert api["from"][2] == {"namespaceSelector": {"matchLabels": {"team": "batch"}}}
+    assert metrics["from"][0]["podSelector"] == {
+        "matchLabels": {"app.kubernetes.io/name": "prometheus"}
+    }
 
 
 def test_ingress_keeps_held_requests_open() -> None:
@@ -92,6 +125,7 @@ def test_ingress_keeps_held_requests_open() -> None:
 def test_http_route() -> None:
     docs = objects(
         template(
+            *DEFAULT,
             "--set",
             "gateway.httpRoute.enabled=true",
             "--set",
@@ -108,7 +142,7 @@ def test_http_route() -> None:
     assert rule["backendRefs"] == [{"name": "siesta-gateway", "port": 80}]
     assert rule["timeouts"] == {"request": "0s"}
     assert rule["matches"] == [{"path": {"type": "PathPrefix", "value": "/v1"}}]
-    assert not [d for d in objects(template()) if d["kind"] in ("HTTPRoute", "Ingress")]
+    assert not [d for d in objects(template(*DEFAULT)) if d["kind"] in ("HTTPRoute", "Ingress")]
 
 
 def test_gateway_gets_the_model_server_key_as_a_file() -> None:
@@ -123,7 +157,8 @@ def test_gateway_gets_the_model_server_key_as_a_file() -> None:
 @pytest.mark.parametrize(
     ("values", "message"),
     [
-        (["--set", "networkPolicy.namespaces[0]=Not_A_Namespace"], "does not match pattern"),
+        (["--set", "networkPolicy.namespaces[0]=ai"], "additional properties 'namespaces'"),
+        (["--set-json", "networkPolicy.egress.modelSources=[{}]"], "missing property 'ports'"),
         (["--set", "gateway.ingress.hosts[0].paths[0].pathType=Sometimes"], "value must be one of"),
         (["--set", "gateway.httpRoute.timeouts.request=ten minutes"], "does not match pattern"),
     ],

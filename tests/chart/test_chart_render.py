@@ -1,7 +1,7 @@
 """The Helm chart without a cluster: lint, golden renders, values schema, security defaults.
 
-Goldens live in tests/chart/golden/ (one per scenario: the defaults and every
-charts/siesta/ci/*-values.yaml). After an intended change: `UPDATE_GOLDEN=1 pytest tests/chart`.
+Goldens live in tests/chart/golden/ (one per scenario: every charts/siesta/ci/*-values.yaml;
+`default` is the defaults plus the one explicit choice a fresh install must make). After an intended change: `UPDATE_GOLDEN=1 pytest tests/chart`.
 """
 
 from __future__ import annotations
@@ -16,22 +16,48 @@ import yaml
 from localworld.helm import CHART, ROOT, find, helm, objects, template
 
 GOLDEN = Path(__file__).parent / "golden"
-SCENARIOS = {"default": None} | {
+SCENARIOS = {
     path.name.removesuffix("-values.yaml"): path
     for path in sorted((CHART / "ci").glob("*-values.yaml"))
 }
 
 
+_KEY_SECRET = ("--set", "gateway.apiKeys.existingSecret=keys")
+
+
 def render(scenario: str) -> str:
-    values = SCENARIOS[scenario]
-    return template(*(["-f", str(values)] if values else []))
+    return template("-f", str(SCENARIOS[scenario]))
 
 
 @pytest.mark.parametrize("scenario", list(SCENARIOS))
 def test_lint(scenario: str) -> None:
-    values = SCENARIOS[scenario]
-    result = helm("lint", "--strict", str(CHART), *(["-f", str(values)] if values else []))
+    result = helm("lint", "--strict", str(CHART), "-f", str(SCENARIOS[scenario]))
     assert "0 chart(s) failed" in result.stdout
+
+
+def test_a_gateway_without_api_keys_must_be_asked_for() -> None:
+    """Closed by default: no key Secret and no `auth: none` -> no install, and why."""
+    refused = helm("template", "x", str(CHART), check=False)
+    assert refused.returncode != 0
+    assert "gateway.apiKeys.existingSecret is empty" in refused.stderr, refused.stderr
+    assert "set gateway.auth=none" in refused.stderr
+    # Without a gateway there is nothing to authenticate.
+    helm("template", "x", str(CHART), "--set", "gateway.enabled=false")
+
+
+def _gateway_env(docs: list[dict[str, Any]]) -> dict[str, Any]:
+    gateway = find(docs, "Deployment", "siesta-gateway")["spec"]["template"]["spec"]
+    return {e["name"]: e.get("value") for e in gateway["containers"][0]["env"]}
+
+
+def test_auth_none_is_explicit_and_uses_no_keys() -> None:
+    open_env = _gateway_env(objects(render("default")))
+    assert "SIESTA_GATEWAY_API_KEYS_FILE" not in open_env
+    # A key Secret left over from before does not half-enable keys under `auth: none`.
+    docs = objects(template("--set", "gateway.auth=none", *_KEY_SECRET))
+    assert "SIESTA_GATEWAY_API_KEYS_FILE" not in _gateway_env(docs)
+    keyed = _gateway_env(objects(template(*_KEY_SECRET)))
+    assert keyed["SIESTA_GATEWAY_API_KEYS_FILE"] == "/etc/siesta/api-keys/api-keys"
 
 
 @pytest.mark.parametrize("scenario", list(SCENARIOS))
@@ -62,6 +88,7 @@ def test_every_golden_has_a_scenario() -> None:
         (["--set", "watchNamespaces[0]=Not_A_Namespace"], "does not match pattern"),
         (["--set", "gateway.service.type=Ingress"], "value must be one of"),
         (["--set", "crds.install=maybe"], "crds/install"),
+        (["--set", "gateway.auth=open"], "value must be one of"),
     ],
 )
 def test_schema_rejects_bad_values(values: list[str], message: str) -> None:
@@ -145,7 +172,55 @@ def test_operator_rbac_matches_what_the_operator_uses() -> None:
     assert ("siesta.dev", "modeldeployments/status", "patch") in granted
     assert ("coordination.k8s.io", "leases", "list") in granted
     assert ("coordination.k8s.io", "leases", "create") not in granted  # only the gateway writes
-    assert ("", "pods", "delete") not in granted
+    # Pods on an older template are replaced when idle (OnDelete); models' NetworkPolicies
+    # and the gateway's Lease RoleBindings are written per model.
+    assert ("", "pods", "delete") in granted
+    assert ("networking.k8s.io", "networkpolicies", "update") in granted
+    assert ("rbac.authorization.k8s.io", "rolebindings", "create") in granted
+    (bind,) = [r for r in role["rules"] if "bind" in r["verbs"]]
+    assert bind == {
+        "apiGroups": ["rbac.authorization.k8s.io"],
+        "resources": ["clusterroles"],
+        "verbs": ["bind"],
+        "resourceNames": ["siesta-gateway-leases"],
+    }
+
+
+def test_the_gateway_writes_leases_only_where_models_are() -> None:
+    """Cluster-wide: its Lease ClusterRole is bound by nothing in the chart (the operator
+    binds it per model namespace); namespaced: Roles in the watched namespaces only."""
+    docs = objects(render("default"))
+    leases = find(docs, "ClusterRole", "siesta-gateway-leases")
+    assert leases["rules"] == [
+        {
+            "apiGroups": ["coordination.k8s.io"],
+            "resources": ["leases"],
+            "verbs": ["get", "create", "patch"],
+        }
+    ]
+    bound = [d["roleRef"]["name"] for d in docs if d["kind"].endswith("RoleBinding")]
+    assert "siesta-gateway-leases" not in bound
+    reads = find(docs, "ClusterRole", "siesta-gateway")
+    assert all("leases" not in rule["resources"] for rule in reads["rules"])
+    env = {
+        e["name"]: e.get("value")
+        for e in find(docs, "Deployment", "siesta-operator")["spec"]["template"]["spec"][
+            "containers"
+        ][0]["env"]
+    }
+    assert env["SIESTA_GATEWAY_LEASE_ROLE"] == "siesta-gateway-leases"
+    assert env["SIESTA_GATEWAY_SERVICE_ACCOUNT"] == "siesta-system/siesta-gateway"
+
+    namespaced = objects(render("namespaced"))
+    assert not [d for d in namespaced if d["metadata"]["name"] == "siesta-gateway-leases"]
+    lease_roles = [
+        d["metadata"]["namespace"]
+        for d in namespaced
+        if d["kind"] == "Role"
+        and d["metadata"]["name"] == "siesta-gateway"
+        and any("leases" in rule["resources"] for rule in d["rules"])
+    ]
+    assert lease_roles == ["ai", "ai-staging"]
 
 
 def test_chart_crd_is_the_generated_crd() -> None:
@@ -155,10 +230,12 @@ def test_chart_crd_is_the_generated_crd() -> None:
     source = yaml.safe_load((ROOT / "crds" / "siesta.dev_modeldeployments.yaml").read_text())
     assert chart_crd["spec"] == source["spec"]
     assert chart_crd["metadata"]["annotations"]["helm.sh/resource-policy"] == "keep"
-    no_keep = objects(template("--set", "crds.keep=false"))
+    no_keep = objects(template("--set", "crds.keep=false", "--set", "gateway.enabled=false"))
     crd = find(no_keep, "CustomResourceDefinition", "modeldeployments.siesta.dev")
     assert "helm.sh/resource-policy" not in crd["metadata"]["annotations"]
-    external = helm("template", "x", str(CHART), "--set", "crds.install=false").stdout
+    external = helm(
+        "template", "x", str(CHART), "--set", "crds.install=false", "--set", "gateway.auth=none"
+    ).stdout
     assert not [d for d in objects(external) if d["kind"] == "CustomResourceDefinition"]
 
 

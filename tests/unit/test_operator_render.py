@@ -82,6 +82,7 @@ def test_server_settings_become_environment() -> None:
         "SIESTA_ALIAS": "reception-7b",
         "SIESTA_HOST": "0.0.0.0",
         "SIESTA_PORT": "8080",
+        "SIESTA_METRICS_PORT": "9090",
         "SIESTA_CTX_SIZE": "8192",
         "SIESTA_PARALLEL": "2",
         "SIESTA_GPU_LAYERS": "20",

@@ -72,6 +72,49 @@ app.kubernetes.io/component: gateway
 {{- end }}
 
 {{/* SIESTA_NAMESPACES: empty = all namespaces. */}}
+{{/*
+The ClusterRole holding the gateway's demand-Lease rights. Cluster-wide, nothing binds it
+but the operator: one RoleBinding per model, in the model's namespace (docs/security.md).
+*/}}
+{{- define "siesta.gateway.leaseRole" -}}
+{{ include "siesta.gateway.fullname" . }}-leases
+{{- end }}
+
+{{/*
+The NetworkPolicy spec (less podSelector) the operator gives every model's pods
+(SIESTA_MODEL_NETWORK_POLICY): ingress from the gateway, the operator, networkPolicy.extraFrom
+and the metrics scraper; egress to DNS and the model sources only.
+*/}}
+{{- define "siesta.modelNetworkPolicy" -}}
+{{- $release := dict "kubernetes.io/metadata.name" .Release.Namespace }}
+{{- $from := list
+  (dict "namespaceSelector" (dict "matchLabels" $release) "podSelector" (dict "matchLabels" (include "siesta.gateway.selectorLabels" . | fromYaml)))
+  (dict "namespaceSelector" (dict "matchLabels" $release) "podSelector" (dict "matchLabels" (include "siesta.operator.selectorLabels" . | fromYaml))) }}
+{{- $from = concat $from .Values.networkPolicy.extraFrom }}
+{{- $scraper := dict "namespaceSelector" .Values.networkPolicy.metricsScraper.namespaceSelector "podSelector" .Values.networkPolicy.metricsScraper.podSelector }}
+{{- $ingress := list
+  (dict "ports" (list (dict "port" "http" "protocol" "TCP")) "from" $from)
+  (dict "ports" (list (dict "port" "metrics" "protocol" "TCP")) "from" (list $scraper)) }}
+{{- $spec := dict "policyTypes" (list "Ingress") "ingress" $ingress }}
+{{- if .Values.networkPolicy.egress.enabled }}
+{{- $dnsPorts := list (dict "port" 53 "protocol" "UDP") (dict "port" 53 "protocol" "TCP") }}
+{{- $egress := list (dict "to" .Values.networkPolicy.egress.dns "ports" $dnsPorts) }}
+{{- $egress = concat $egress .Values.networkPolicy.egress.modelSources }}
+{{- $_ := set $spec "policyTypes" (list "Ingress" "Egress") }}
+{{- $_ := set $spec "egress" $egress }}
+{{- end }}
+{{- toJson $spec }}
+{{- end }}
+
+{{/*
+Closed by default: a gateway that checks no API key must be asked for (gateway.auth: none).
+*/}}
+{{- define "siesta.gateway.checkAuth" -}}
+{{- if and .Values.gateway.enabled (eq .Values.gateway.auth "apiKeys") (not .Values.gateway.apiKeys.existingSecret) }}
+{{- fail "gateway.auth is apiKeys but gateway.apiKeys.existingSecret is empty: create a Secret with one API key per line (kubectl -n NAMESPACE create secret generic siesta-api-keys --from-file=api-keys=keys.txt) and set gateway.apiKeys.existingSecret=siesta-api-keys, or set gateway.auth=none to run the gateway without authentication (anyone who reaches it may use and wake every model)" }}
+{{- end }}
+{{- end }}
+
 {{- define "siesta.watchNamespaces" -}}
 {{- join "," .Values.watchNamespaces }}
 {{- end }}

@@ -1,5 +1,5 @@
 {{/* RBAC rules of the gateway, shared by the ClusterRole and the namespaced Roles (rbac.yaml). */}}
-{{- define "siesta.gateway.rules" }}
+{{- define "siesta.gateway.readRules" }}
   # Which models exist, their alias and wakeTimeout (list + watch, no per-request calls).
   - apiGroups: [siesta.dev]
     resources: [modeldeployments]
@@ -8,6 +8,8 @@
   - apiGroups: [discovery.k8s.io]
     resources: [endpointslices]
     verbs: [list, watch]
+{{- end }}
+{{- define "siesta.gateway.leaseRules" }}
   # Demand: one Lease per model and gateway replica, created then patched.
   - apiGroups: [coordination.k8s.io]
     resources: [leases]

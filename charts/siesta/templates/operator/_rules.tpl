@@ -63,4 +63,19 @@
   - apiGroups: [coordination.k8s.io]
     resources: [leases]
     verbs: [list, watch]
+  # Per model, owned by it: the NetworkPolicy of its pods, and (cluster-wide) the RoleBinding
+  # that lets the gateway write demand Leases in the model's namespace.
+  - apiGroups: [networking.k8s.io]
+    resources: [networkpolicies]
+    verbs: [get, list, watch, create, update]
+  - apiGroups: [rbac.authorization.k8s.io]
+    resources: [rolebindings]
+    verbs: [get, list, watch, create, update]
+{{- end }}
+{{- define "siesta.operator.bindRules" }}
+  # Binding the gateway's Lease ClusterRole, and no other, in the models' namespaces.
+  - apiGroups: [rbac.authorization.k8s.io]
+    resources: [clusterroles]
+    verbs: [bind]
+    resourceNames: [{{ include "siesta.gateway.leaseRole" . }}]
 {{- end }}

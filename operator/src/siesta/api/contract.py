@@ -61,6 +61,9 @@ instead, and the model fails toward GPU off (siesta-server's --require-gpu)."""
 # --- routing ---------------------------------------------------------------------------------
 HTTP_PORT_NAME = "http"
 """The model server's port name on its pods and Services (the gateway routes to it)."""
+METRICS_PORT_NAME = "metrics"
+"""The model server's /metrics-only port on its pods (`--metrics-port`): what Prometheus
+scrapes, so a NetworkPolicy can let the scraper in without opening the API."""
 
 
 def service_name(model_name: str) -> str:

@@ -50,6 +50,8 @@ def configure(settings: kopf.OperatorSettings, memo: Any, **_: Any) -> None:
         ("coordination.k8s.io", "leases"),
         ("apps", "statefulsets"),
         "services",
+        ("networking.k8s.io", "networkpolicies"),
+        ("rbac.authorization.k8s.io", "rolebindings"),
     ):
         settings.watching.label_selectors[selector] = MODEL_LABEL
     telemetry.serve(own.metrics_port)
@@ -101,6 +103,20 @@ def services_by_model(
     return {(namespace, labels[MODEL_LABEL]): child_view({**body, "kind": "Service"})}
 
 
+@kopf.index("networking.k8s.io", "v1", "networkpolicies", labels=OWNED)
+def network_policies_by_model(
+    namespace: str | None, labels: kopf.Labels, body: kopf.Body, **_: Any
+) -> dict[Any, ChildView]:
+    return {(namespace, labels[MODEL_LABEL]): child_view({**body, "kind": "NetworkPolicy"})}
+
+
+@kopf.index("rbac.authorization.k8s.io", "v1", "rolebindings", labels=OWNED)
+def role_bindings_by_model(
+    namespace: str | None, labels: kopf.Labels, body: kopf.Body, **_: Any
+) -> dict[Any, ChildView]:
+    return {(namespace, labels[MODEL_LABEL]): child_view({**body, "kind": "RoleBinding"})}
+
+
 @kopf.index(GROUP, VERSION, PLURAL)
 def models_by_alias(
     namespace: str | None, name: str, body: kopf.Body, **_: Any
@@ -116,6 +132,8 @@ def models_by_alias(
 @kopf.on.event("pods", labels=OWNED)
 @kopf.on.event("apps", "v1", "statefulsets", labels=OWNED)
 @kopf.on.event("", "v1", "services", labels=OWNED)
+@kopf.on.event("networking.k8s.io", "v1", "networkpolicies", labels=OWNED)
+@kopf.on.event("rbac.authorization.k8s.io", "v1", "rolebindings", labels=OWNED)
 def wake_owner(namespace: str | None, labels: kopf.Labels, memo: Any, **_: Any) -> None:
     memo.runtime.wake(ModelKey(namespace or "", labels[MODEL_LABEL]))
 
@@ -150,6 +168,8 @@ async def run_model(
     leases_by_model: kopf.Index[Any, Any],
     statefulsets_by_model: kopf.Index[Any, ChildView],
     services_by_model: kopf.Index[Any, ChildView],
+    network_policies_by_model: kopf.Index[Any, ChildView],
+    role_bindings_by_model: kopf.Index[Any, ChildView],
     models_by_alias: kopf.Index[Any, NameClaim],
     **_: Any,
 ) -> None:
@@ -166,7 +186,12 @@ async def run_model(
             views = Views.build(
                 pods_by_model.get(key, []),
                 leases_by_model.get(key, []),
-                [*statefulsets_by_model.get(key, []), *services_by_model.get(key, [])],
+                [
+                    *statefulsets_by_model.get(key, []),
+                    *services_by_model.get(key, []),
+                    *network_policies_by_model.get(key, []),
+                    *role_bindings_by_model.get(key, []),
+                ],
                 bare_name_holder(
                     NameClaim(created, namespace, name), models_by_alias.get(alias_of(body), [])
                 ),

@@ -66,7 +66,7 @@ def _replacement(desired: dict[str, Any], current: dict[str, Any]) -> dict[str, 
         for key in ("clusterIP", "clusterIPs"):
             if key in current["spec"]:
                 body["spec"][key] = current["spec"][key]
-    else:
+    elif desired["kind"] == "StatefulSet":
         body["spec"]["replicas"] = int(current["spec"].get("replicas") or 0)  # owned by /scale
     return body
 
@@ -85,6 +85,8 @@ class Kube:
         self.apps = client.AppsV1Api(self.api_client)
         self.core = client.CoreV1Api(self.api_client)
         self.custom = client.CustomObjectsApi(self.api_client)
+        networking = client.NetworkingV1Api(self.api_client)
+        rbac = client.RbacAuthorizationV1Api(self.api_client)
         self.children = {
             "StatefulSet": ChildApi(
                 "statefulsets",
@@ -97,6 +99,18 @@ class Kube:
                 self.core.read_namespaced_service,
                 self.core.create_namespaced_service,
                 self.core.replace_namespaced_service,
+            ),
+            "NetworkPolicy": ChildApi(
+                "networkpolicies",
+                networking.read_namespaced_network_policy,
+                networking.create_namespaced_network_policy,
+                networking.replace_namespaced_network_policy,
+            ),
+            "RoleBinding": ChildApi(
+                "rolebindings",
+                rbac.read_namespaced_role_binding,
+                rbac.create_namespaced_role_binding,
+                rbac.replace_namespaced_role_binding,
             ),
         }
         self.instance = socket.gethostname()

@@ -20,6 +20,7 @@ from siesta.api.contract import (
     HTTP_PORT_NAME,
     KIND,
     MANAGED_BY_LABEL,
+    METRICS_PORT_NAME,
     MODEL_LABEL,
     REQUIRE_GPU_ENV,
     service_name,
@@ -35,6 +36,7 @@ GPU_PRESENT_LABEL = "nvidia.com/gpu.present"
 SAFE_TO_EVICT = "cluster-autoscaler.kubernetes.io/safe-to-evict"
 CONTAINER_NAME = "server"
 HTTP_PORT = 8080
+METRICS_PORT = 9090
 CACHE_VOLUME = "model-cache"
 CACHE_DIR = "/models"
 SOURCE_DIR = "/model-source"
@@ -258,6 +260,7 @@ def _environment(
         "SIESTA_ALIAS": spec.model.alias or owner.name,
         "SIESTA_HOST": "0.0.0.0",
         "SIESTA_PORT": str(HTTP_PORT),
+        "SIESTA_METRICS_PORT": str(METRICS_PORT),
         "SIESTA_CTX_SIZE": str(spec.server.context_size),
         "SIESTA_PARALLEL": str(spec.server.parallel),
         "SIESTA_GPU_LAYERS": str(spec.server.gpu_layers if spec.gpu.count > 0 else 0),
@@ -332,7 +335,10 @@ def _container(
         "image": server_image(spec, settings),
         "args": [*_adapter_args(spec), *spec.server.extra_args],
         "env": _environment(owner, spec, settings),
-        "ports": [{"name": HTTP_PORT_NAME, "containerPort": HTTP_PORT, "protocol": "TCP"}],
+        "ports": [
+            {"name": HTTP_PORT_NAME, "containerPort": HTTP_PORT, "protocol": "TCP"},
+            {"name": METRICS_PORT_NAME, "containerPort": METRICS_PORT, "protocol": "TCP"},
+        ],
         "resources": _resources(spec),
         "volumeMounts": mounts,
         # Loading a model (download included) may take long: the startup probe allows it and
@@ -496,9 +502,49 @@ def service(owner: Owner) -> Manifest:
     )
 
 
+def network_policy(owner: Owner, rules: Manifest) -> Manifest:
+    """The model's pods accept and open only the connections `rules` allows (the chart's
+    networkPolicy values: from the gateway, the operator and the metrics scraper; to DNS and
+    the model sources). One per model, so every namespace that holds models is covered."""
+    return _with_hash(
+        {
+            "apiVersion": "networking.k8s.io/v1",
+            "kind": "NetworkPolicy",
+            "metadata": _metadata(owner, f"{owner.name}-model-server"),
+            "spec": {"podSelector": {"matchLabels": selector_labels(owner.name)}, **rules},
+        }
+    )
+
+
+def gateway_lease_binding(owner: Owner, role: str, account: tuple[str, str]) -> Manifest:
+    """Lets the gateway's ServiceAccount write demand Leases in the model's namespace only:
+    a RoleBinding to the chart's Lease ClusterRole (the operator may bind that role alone)."""
+    return _with_hash(
+        {
+            "apiVersion": "rbac.authorization.k8s.io/v1",
+            "kind": "RoleBinding",
+            "metadata": _metadata(owner, f"{owner.name}-gateway-leases"),
+            "roleRef": {
+                "apiGroup": "rbac.authorization.k8s.io",
+                "kind": "ClusterRole",
+                "name": role,
+            },
+            "subjects": [{"kind": "ServiceAccount", "namespace": account[0], "name": account[1]}],
+        }
+    )
+
+
 def children(owner: Owner, spec: ModelDeploymentSpec, settings: OperatorSettings) -> list[Manifest]:
-    """Everything the model owns, in the order to create it."""
-    return [headless_service(owner), service(owner), statefulset(owner, spec, settings)]
+    """Everything the model owns, in the order to create it (the pods' NetworkPolicy before
+    the pods)."""
+    found = [headless_service(owner), service(owner)]
+    if settings.model_network_policy is not None:
+        found.append(network_policy(owner, dict(settings.model_network_policy)))
+    if settings.gateway_lease_role and settings.gateway_account is not None:
+        found.append(
+            gateway_lease_binding(owner, settings.gateway_lease_role, settings.gateway_account)
+        )
+    return [*found, statefulset(owner, spec, settings)]
 
 
 # Fields of a StatefulSet the API server refuses to change: a change means re-creating it

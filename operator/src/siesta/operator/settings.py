@@ -5,10 +5,12 @@ Built once by `siesta operator` and handed to kopf in its memo; nothing writes o
 
 from __future__ import annotations
 
+import json
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import timedelta
+from typing import Any
 
 from siesta.api.contract import DEFAULT_IDLE_TIMEOUT
 from siesta.api.durations import parse_duration
@@ -39,6 +41,14 @@ class OperatorSettings:
     """Name of the ClusterKopfPeering (or KopfPeering) object; empty = standalone."""
     drain_timeout: timedelta = timedelta(seconds=60)
     prometheus_timeout: float = 5.0
+    model_network_policy: Mapping[str, Any] | None = None
+    """A NetworkPolicy spec without its podSelector (policyTypes, ingress, egress): each model
+    gets one for its pods (SIESTA_MODEL_NETWORK_POLICY, JSON; the chart renders it)."""
+    gateway_lease_role: str = ""
+    """A ClusterRole the operator binds, per model, to `gateway_account` in the model's
+    namespace: the gateway may write demand Leases only where models are."""
+    gateway_account: tuple[str, str] | None = None
+    """The gateway's ServiceAccount (namespace, name), from SIESTA_GATEWAY_SERVICE_ACCOUNT."""
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> OperatorSettings:
@@ -68,6 +78,27 @@ class OperatorSettings:
             except ValueError:
                 raise SettingsError(f"{name}={text!r} is not a number") from None
 
+        def json_object(name: str) -> Mapping[str, Any] | None:
+            text = get(name)
+            if not text:
+                return None
+            try:
+                value = json.loads(text)
+            except ValueError as error:
+                raise SettingsError(f"{name}: not JSON: {error}") from None
+            if not isinstance(value, dict):
+                raise SettingsError(f"{name}: a JSON object is needed")
+            return value
+
+        def account(name: str) -> tuple[str, str] | None:
+            text = get(name)
+            if not text:
+                return None
+            namespace, slash, account_name = text.partition("/")
+            if not slash or not namespace or not account_name:
+                raise SettingsError(f"{name}={text!r} is not NAMESPACE/NAME")
+            return namespace, account_name
+
         idle = get("SIESTA_DEFAULT_IDLE_TIMEOUT") or DEFAULT_IDLE_TIMEOUT
         duration("SIESTA_DEFAULT_IDLE_TIMEOUT", idle)
         peering = env.get("SIESTA_PEERING", DEFAULT_PEERING).strip()
@@ -83,6 +114,9 @@ class OperatorSettings:
             peering="" if peering in ("", "standalone") else peering,
             drain_timeout=duration("SIESTA_SERVER_DRAIN_TIMEOUT", "60s"),
             prometheus_timeout=number("SIESTA_PROMETHEUS_TIMEOUT", 5.0),
+            model_network_policy=json_object("SIESTA_MODEL_NETWORK_POLICY"),
+            gateway_lease_role=get("SIESTA_GATEWAY_LEASE_ROLE"),
+            gateway_account=account("SIESTA_GATEWAY_SERVICE_ACCOUNT"),
         )
 
 
