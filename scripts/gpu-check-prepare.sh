@@ -60,7 +60,7 @@ constraints=$CACHE/constraints.txt
   -c "$constraints" \
   numpy 'diskcache>=5.6.1' 'jinja2>=3.1' 'typing-extensions>=4.5' \
   'starlette>=0.40' 'uvicorn>=0.30' 'httptools>=0.6' 'pydantic>=2.7,<3' \
-  'prometheus-client>=0.20' 'scikit-build-core[pyproject]>=0.9.2' 'setuptools>=69' wheel
+  'prometheus-client>=0.20' 'scikit-build-core[pyproject]>=0.9.2' 'setuptools>=69' wheel pip
 
 rm -rf "$OUT"
 mkdir -p "$OUT/wheels"

@@ -60,7 +60,11 @@ step "building llama.cpp's llama-server (background) and llama-cpp-python with C
 ) >"$WORK/logs/llama-server-build.log" 2>&1 &
 native_pid=$!
 
-"$PYTHON" -m venv "$WORK/venv"
+# pip from the carried wheel: a Python without ensurepip (Debian without python3.12-venv's
+# wheels) still gets a venv.
+"$PYTHON" -m venv --without-pip "$WORK/venv"
+pip_wheel=$(find "$KIT/wheels" -name 'pip-*.whl' | head -1)
+"$WORK/venv/bin/python" "$pip_wheel/pip" install -q --no-index "$pip_wheel"
 pip=("$WORK/venv/bin/python" -m pip install -q --no-index --find-links "$KIT/wheels")
 "${pip[@]}" numpy diskcache jinja2 typing-extensions starlette uvicorn httptools pydantic \
   prometheus-client scikit-build-core setuptools wheel
