@@ -1031,11 +1031,6 @@ class ManualOverride(ApiModel):
     until: str
 
 
-class RequestGaps(ApiModel):
-    """What idleTimeout: auto has learned, kept here so an operator restart keeps it."""
-
-    last_request_time: str | None = Field(
-        default=None, description="The last request already counted."
 class WakeFetch(ApiModel):
     """How the last started server got its model, as it reported it."""
 
@@ -1066,6 +1061,11 @@ class LastWake(ApiModel):
     fetch: WakeFetch | None = None
 
 
+class RequestGaps(ApiModel):
+    """What idleTimeout: auto has learned, kept here so an operator restart keeps it."""
+
+    last_request_time: str | None = Field(
+        default=None, description="The last request already counted."
     )
     counts: dict[str, list[int]] = Field(
         default_factory=dict,
