@@ -4,7 +4,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
 
-.PHONY: setup test test-unit lint lint-ts fmt generate check-generated demo demo-down images island
+.PHONY: setup test test-unit lint lint-ts fmt generate check-generated demo demo-down images push island
 
 ## setup: install Debian packages, the virtualenv and the control plane (idempotent, cached)
 setup:
@@ -61,6 +61,11 @@ check-generated:
 VARIANT ?= cpu
 images: setup
 	PYTHON=$(CURDIR)/$(PY) VARIANT=$(VARIANT) scripts/images.sh
+
+## push: push the images built here and the chart (OCI) to REGISTRY=HOST[/PATH], tagged with
+## the chart's version (until a release exists, the way to install on EKS; scripts/push.sh)
+push: images
+	REGISTRY=$(REGISTRY) scripts/push.sh
 
 -include kit/cluster/cluster.mk
 -include kit/cluster/karpenter.mk

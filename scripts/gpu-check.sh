@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # One prepared check that Siesta's model server computes on an NVIDIA GPU, for a machine with
 # a GPU, nvcc, CMake and Python 3.12 but no network, from this working tree plus
-# .cache/gpu-check (made by scripts/gpu-check-prepare.sh on a machine with network; 30 MiB).
+# .cache/gpu-check (made by scripts/gpu-check-prepare.sh on a machine with network; 32 MiB).
 # In under 8 minutes on 16 cores it:
 #
 #   1. builds llama-cpp-python with CUDA for this card (its compute capability only) from

@@ -81,18 +81,20 @@ restore() {
   podman load -q -i "$archive" >/dev/null && image_exists "$ref"
 }
 
-# save REF ARCHIVE: the archive of REF; older builds of the same image go (store and cache).
+# save REF ARCHIVE: the archive of REF; older builds of the same image and variant go (store
+# and cache): a -cuda build never removes the CPU one, nor the other way round.
 save() {
-  local ref=$1 archive=$2 tmp="$2.tmp" name old
+  local ref=$1 archive=$2 tmp="$2.tmp" name old suffix=""
   rm -f "$tmp"
   podman save -q --format docker-archive -o "$tmp" "$ref"
   mv -f "$tmp" "$archive"
   name=${ref#localhost/}
   name=${name%%:*}
+  [[ $ref == *-cuda ]] && suffix=-cuda
   find "$IMAGES_DIR" -maxdepth 1 -regextype posix-extended \
-    -regex ".*/$name-[0-9a-f]{16}\.tar" ! -path "$archive" -delete
+    -regex ".*/$name-[0-9a-f]{16}$suffix\.tar" ! -path "$archive" -delete
   for old in $(podman images --format '{{.Repository}}:{{.Tag}}' "localhost/$name"); do
-    [[ $old =~ :[0-9a-f]{16}$ && $old != "$ref" ]] && podman rmi -f "$old" >/dev/null 2>&1
+    [[ $old =~ :[0-9a-f]{16}$suffix$ && $old != "$ref" ]] && podman rmi -f "$old" >/dev/null 2>&1
   done
   return 0
 }
@@ -221,7 +223,6 @@ write_env() {
     printf 'SIESTA_IMAGE=%s\n' "$SIESTA_IMAGE"
     printf 'SIESTA_SERVER_IMAGE=%s\n' "$SERVER_IMAGE"
     printf 'SIESTA_PAUSE_IMAGE=%s\n' "$PAUSE_IMAGE"
-    [[ -z ${SERVER_CUDA_IMAGE:-} ]] || printf 'SIESTA_SERVER_CUDA_IMAGE=%s\n' "$SERVER_CUDA_IMAGE"
     local ref name
     for ref in "$SIESTA_IMAGE" "$SERVER_IMAGE" "$PAUSE_IMAGE"; do
       name=${ref#localhost/}
@@ -231,8 +232,30 @@ write_env() {
   } >"$IMAGES_DIR/images.env"
 }
 
+# cuda_image: the CUDA server image, built without holding the cache's lock (its compile
+# takes long; tests and the demo go on meanwhile), one CUDA build at a time; then its tag is
+# added to images.env under the lock.
+cuda_image() {
+  flock -u 7
+  exec 8>"$IMAGES_DIR/.lock-cuda"
+  flock 8
+  SERVER_CUDA_IMAGE=$(build_image siesta-server server VARIANT=cuda \
+    "CUDA_ARCHITECTURES=$CUDA_ARCHITECTURES" "BUILD_JOBS=$BUILD_JOBS" \
+    "BUILD_PACKAGES=build-essential cmake ninja-build")
+  flock -u 8
+  flock 7
+  local env_file=$IMAGES_DIR/images.env
+  { grep -v '^SIESTA_SERVER_CUDA_IMAGE=' "$env_file" || true; } >"$env_file.tmp"
+  printf 'SIESTA_SERVER_CUDA_IMAGE=%s\n' "$SERVER_CUDA_IMAGE" >>"$env_file.tmp"
+  mv -f "$env_file.tmp" "$env_file"
+}
+
 main() {
   require_tools
+  case $VARIANT in
+    cpu | cuda) ;;
+    *) log "VARIANT is cpu or cuda, not $VARIANT"; exit 2 ;;
+  esac
   mkdir -p "$IMAGES_DIR"
   exec 7>"$IMAGES_DIR/.lock"
   flock 7 # one build at a time per cache
@@ -240,22 +263,16 @@ main() {
   base_image
   SIESTA_IMAGE=$(build_image siesta operator)
   SERVER_IMAGE=$(build_image siesta-server server VARIANT=cpu BUILD_PACKAGES=)
-  local built=("$SIESTA_IMAGE" "$SERVER_IMAGE")
-  case $VARIANT in
-    cpu) ;;
-    cuda)
-      SERVER_CUDA_IMAGE=$(build_image siesta-server server VARIANT=cuda \
-        "CUDA_ARCHITECTURES=$CUDA_ARCHITECTURES" "BUILD_JOBS=$BUILD_JOBS" \
-        "BUILD_PACKAGES=build-essential cmake ninja-build")
-      built+=("$SERVER_CUDA_IMAGE")
-      ;;
-    *) log "VARIANT is cpu or cuda, not $VARIANT"; exit 2 ;;
-  esac
   pause_image
   write_env
+  local built=("$SIESTA_IMAGE" "$SERVER_IMAGE" "$PAUSE_IMAGE")
+  if [[ $VARIANT == cuda ]]; then
+    cuda_image
+    built+=("$SERVER_CUDA_IMAGE")
+  fi
   log "images ready in $((SECONDS - t0))s:"
   local ref
-  for ref in "${built[@]}" "$PAUSE_IMAGE"; do
+  for ref in "${built[@]}"; do
     log "  $ref $(podman image inspect --format '{{.Size}}' "$ref" | numfmt --to=iec)"
   done
   echo "$IMAGES_DIR/images.env"

@@ -41,11 +41,13 @@ install_python() {
 
 # Container tools for `make images` and the test cluster's real node (kubelet + containerd):
 # buildah/podman build the images, mmdebstrap the Debian base, containerd + runc + the CNI
-# plugins run pods; iptables and conntrack serve kube-proxy.
+# plugins run pods; iptables and conntrack serve kube-proxy; docker-registry (the
+# Distribution registry, not started as a service here) is the loopback registry of the
+# `make push` test.
 install_container_tools() {
   local missing=()
   for pair in buildah:buildah podman:podman mmdebstrap:mmdebstrap containerd:containerd \
-    runc:runc iptables:iptables conntrack:conntrack; do
+    runc:runc iptables:iptables conntrack:conntrack docker-registry:docker-registry; do
     command -v "${pair%%:*}" >/dev/null || missing+=("${pair#*:}")
   done
   [ -x /usr/lib/cni/bridge ] || missing+=(containernetworking-plugins)
