@@ -194,7 +194,12 @@ def test_cold_request_is_held_demand_recorded_then_served(
 ) -> None:
     alias = add_model(cluster, gateway, namespace, "cold", alias="cold-chat")
     with concurrent.futures.ThreadPoolExecutor(3) as pool:
-        futures = [pool.submit(chat, gateway, alias) for _ in range(3)]
+        futures = [pool.submit(chat, gateway, alias) for _ in range(2)]
+        woken = pool.submit(
+            lambda: client(gateway, timeout=60).chat.completions.with_raw_response.create(
+                model=alias, messages=[{"role": "user", "content": "hello"}], max_tokens=4
+            )
+        )
 
         def pending_lease() -> dict[str, Any] | None:
             for lease in demand_leases(cluster, namespace, "cold"):
@@ -209,11 +214,13 @@ def test_cold_request_is_held_demand_recorded_then_served(
         assert lease["spec"]["leaseDurationSeconds"] == 30
         assert lease["spec"]["holderIdentity"].startswith("gateway-")
         assert metric(gateway.url, "siesta_gateway_queued_requests", {"model": alias}) == 3
-        assert not any(f.done() for f in futures)
+        assert not any(f.done() for f in [*futures, woken])
 
         servers(alias, 2)
         publish(cluster, namespace, "cold", pod_address(NODE_INDEX, 2))
         assert all(f.result(timeout=60) for f in futures)
+        # A held request's answer says how long it waited for the wake.
+        assert float(woken.result(timeout=60).headers["X-Siesta-Wake-Seconds"]) > 0
 
     wait_for(
         "pending back to 0 in the Lease",

@@ -1041,6 +1041,11 @@ class WakeFetch(ApiModel):
     connections: int = 0
 
 
+class WakeStage(ApiModel):
+    name: str
+    seconds: float = Field(description="Since the previous stage with evidence.")
+
+
 class LastWake(ApiModel):
     """The last server pod's start, stage by stage, from object timestamps and Events."""
 
@@ -1048,12 +1053,12 @@ class LastWake(ApiModel):
     pod_uid: str = Field(alias="podUID")
     started_at: str = Field(description="The operator's scale-up (ScaledUp Event).")
     total_seconds: float
-    stages: dict[str, float] = Field(
-        default_factory=dict,
+    stages: list[WakeStage] = Field(
+        default_factory=list,
         description=(
-            "Seconds of each stage with evidence, in order: podCreated, nodeClaimed, "
-            "nodeLaunched, nodeRegistered, gpuAllocatable, scheduled, imagePulled, started, "
-            "fetched, loaded, ready."
+            "Each stage with evidence, in order: podCreated, nodeClaimed, nodeLaunched, "
+            "nodeRegistered, gpuAllocatable, scheduled, imagePulled, started, fetched, "
+            "loaded, ready."
         ),
     )
     summary: str = Field(default="", description="The total and the longest stages.")

@@ -34,6 +34,8 @@ from siesta.gateway.settings import GatewaySettings
 log = logging.getLogger("siesta.gateway")
 
 KEEPALIVE = b": waiting for model\n\n"
+WAKE_SECONDS_HEADER = "X-Siesta-Wake-Seconds"
+"""On a response whose request was held while its model woke: the seconds it was held."""
 REFUSAL_REASONS = {"model": "model_busy", "gateway": "held_cap", "bytes": "held_bytes"}
 UPSTREAM_KEEPALIVE_SECONDS = 3.0  # below uvicorn's 5 s idle timeout: never reuse a closing socket
 
@@ -49,6 +51,7 @@ class Held:
     held_since: float | None = None
     status: int | None = None  # once the status line has been sent
     refused: QueueFull | None = None  # why it could not be held
+    waited: float | None = None  # seconds it was held (the wake, as this request saw it)
 
 
 class Forwarder:
@@ -249,10 +252,11 @@ class Forwarder:
                     await out.write_eof()
                     return out
             else:
+                headers = proxy.response_headers(response.headers)
+                if held.waited is not None:  # it waited for a wake (as KEDA-HTTP says)
+                    headers[WAKE_SECONDS_HEADER] = f"{held.waited:.3f}"
                 out = web.StreamResponse(
-                    status=response.status,
-                    reason=response.reason,
-                    headers=proxy.response_headers(response.headers),
+                    status=response.status, reason=response.reason, headers=headers
                 )
                 if response.content_length is not None and upstream.prefetched is None:
                     out.content_length = response.content_length
@@ -293,6 +297,7 @@ class Forwarder:
             waited = end - held.held_since
             self.metrics.hold_seconds.labels(model.alias, outcome).observe(waited)
             held.held_since = None
+            held.waited = waited
             log.info("%s: request held %.3fs: %s", model.alias, waited, outcome)
         self._counts_changed(model)
 

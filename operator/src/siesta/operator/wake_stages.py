@@ -243,7 +243,7 @@ def status_of(timeline: WakeTimeline) -> dict[str, Any]:
         "podUID": timeline.pod_uid,
         "startedAt": timeline.started.strftime("%Y-%m-%dT%H:%M:%SZ"),
         "totalSeconds": timeline.total_seconds,
-        "stages": {s.name: s.seconds for s in timeline.stages[1:]},
+        "stages": [{"name": s.name, "seconds": s.seconds} for s in timeline.stages[1:]],
         "summary": timeline.summary(),
     }
     if timeline.image_pulled is not None:
@@ -265,7 +265,8 @@ def report_from_status(last_wake: Mapping[str, Any] | None, pod_uid: str) -> Ser
     after the pod's server was gone still has it)."""
     if not last_wake or last_wake.get("podUID") != pod_uid:
         return None
-    stages, fetch = last_wake.get("stages") or {}, last_wake.get("fetch") or {}
+    fetch = last_wake.get("fetch") or {}
+    stages = {s.get("name"): s.get("seconds") for s in last_wake.get("stages") or []}
     if "fetched" not in stages or "loaded" not in stages:
         return None
     return ServerReport(
