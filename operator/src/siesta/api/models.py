@@ -1192,6 +1192,7 @@ class ModelDeploymentStatus(ApiModel):
     last_scale_time: str | None = None
     next_transition: NextTransition | None = None
     cold_start: ColdStart | None = None
+    last_wake: LastWake | None = None
     manual_override: ManualOverride | None = None
     request_gaps: RequestGaps | None = None
     cost: CostStatus | None = None
@@ -1204,7 +1205,6 @@ class ModelDeploymentStatus(ApiModel):
 
 
 class ModelDeployment(BaseModel):
-    last_wake: LastWake | None = None
     """A whole object as users write it (apiVersion, kind, metadata, spec)."""
 
     model_config = ConfigDict(populate_by_name=True, extra="forbid")
