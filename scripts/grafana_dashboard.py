@@ -159,6 +159,25 @@ def dashboard() -> dict[str, Any]:
             unit="s",
         ),
         panel(
+            30,
+            "Wake by stage (p50 / p95)",
+            "timeseries",
+            (0, 100, 24, 8),
+            [
+                target(
+                    f"histogram_quantile(0.5, sum by (stage, le) (rate(siesta_operator_wake_stage_seconds_bucket{{{MODEL}}}[$__rate_interval])))",
+                    "p50 {{stage}}",
+                ),
+                target(
+                    f"histogram_quantile(0.95, sum by (stage, le) (rate(siesta_operator_wake_stage_seconds_bucket{{{MODEL}}}[$__rate_interval])))",
+                    "p95 {{stage}}",
+                ),
+            ],
+            "Each start from the scale-up to Ready, stage by stage (status.lastWake): node "
+            "launch and registration, GPU allocatable, image pull, model fetch, load.",
+            unit="s",
+        ),
+        panel(
             4,
             "Held requests (gateway)",
             "timeseries",
