@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 import json
 from collections.abc import Iterator
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -22,14 +22,13 @@ from localworld.nodes import add_node, gpu_node_manifest, remove_node
 from localworld.operator_env import OperatorAccess
 from siesta.api.contract import API_VERSION, MODEL_LABEL
 from siesta.cli import main
-from siesta.operator import cost_loop
+from siesta.operator import cost, cost_loop
 from siesta.operator.kube import Kube
 from support.specs import utc
 
 pytestmark = pytest.mark.cluster
 
 PRICES = {"us-east-1": {"on-demand": {"g4dn.xlarge": 0.6, "g4dn.12xlarge": 4.0}}}
-START = utc("2026-11-25T10:00+01:00")  # a Wednesday, inside office hours
 MINUTE = timedelta(minutes=1)
 
 
@@ -119,28 +118,36 @@ def test_cost_is_measured_per_model_and_split_on_shared_nodes(
         cluster.apply(pod("shared-0", nodes[1], 1, "shared"), namespace)
         cluster.apply(pod("batch-job", nodes[1], 3, None), namespace)  # another workload
 
-        first = sample(cluster, operator_access, namespace, "alone", START)
+        # Known times: samples are taken at fixed offsets after the model was created.
+        created_text = cluster.get_json("modeldeployment", "alone", "-n", namespace)["metadata"][
+            "creationTimestamp"
+        ]
+        start = utc(created_text) + MINUTE
+        first = sample(cluster, operator_access, namespace, "alone", start)
         assert first["nodes"] == [
             {"node": nodes[0], "instanceType": "g4dn.xlarge", "share": 1.0, "pricePerHour": 0.6}
         ]
-        later = sample(cluster, operator_access, namespace, "alone", START + 10 * MINUTE)
-        assert later["total"]["nodeHours"] == pytest.approx(10 / 60)
-        assert later["total"]["spend"] == pytest.approx(0.1)  # 10 minutes at $0.60/h
-        assert later["total"]["alwaysOn"] == pytest.approx(0.1)  # it was on all along
-        assert later["today"]["since"] == "2026-11-24T23:00:00Z"  # Berlin midnight
+        later = sample(cluster, operator_access, namespace, "alone", start + 10 * MINUTE)
+        assert later["total"]["nodeHours"] == pytest.approx(10 / 60, abs=1e-5)
+        assert later["total"]["spend"] == pytest.approx(0.1, abs=1e-5)  # 10 minutes at $0.60/h
+        assert later["total"]["alwaysOn"] == pytest.approx(0.1, abs=1e-5)  # it was on all along
+        midnight = cost.day_start(start + 10 * MINUTE, "Europe/Berlin")
+        expected_since = max(midnight, utc(created_text)).astimezone(UTC)
+        assert later["today"]["since"] == expected_since.strftime("%Y-%m-%dT%H:%M:%SZ")
+        assert later["total"]["since"] == created_text
 
-        sample(cluster, operator_access, namespace, "shared", START)
-        shared = sample(cluster, operator_access, namespace, "shared", START + 10 * MINUTE)
+        sample(cluster, operator_access, namespace, "shared", start)
+        shared = sample(cluster, operator_access, namespace, "shared", start + 10 * MINUTE)
         assert shared["nodes"][0]["share"] == 0.25  # 1 of the 4 GPUs requested on the node
-        assert shared["total"]["spend"] == pytest.approx(4.0 * 0.25 / 6)
+        assert shared["total"]["spend"] == pytest.approx(4.0 * 0.25 / 6, abs=1e-5)
 
         # Asleep: the pod goes, the next sample counts up to it and then nothing more.
         cluster.kubectl("delete", "pod", "alone-0", "-n", namespace, "--grace-period=0", "--force")
-        sample(cluster, operator_access, namespace, "alone", START + 20 * MINUTE)
-        asleep = sample(cluster, operator_access, namespace, "alone", START + 30 * MINUTE)
-        assert asleep["total"]["spend"] == pytest.approx(0.2)
-        assert asleep["total"]["alwaysOn"] == pytest.approx(0.3)
-        assert asleep["total"]["saved"] == pytest.approx(0.1)
+        sample(cluster, operator_access, namespace, "alone", start + 20 * MINUTE)
+        asleep = sample(cluster, operator_access, namespace, "alone", start + 30 * MINUTE)
+        assert asleep["total"]["spend"] == pytest.approx(0.2, abs=1e-5)
+        assert asleep["total"]["alwaysOn"] == pytest.approx(0.3, abs=1e-5)
+        assert asleep["total"]["saved"] == pytest.approx(0.1, abs=1e-5)
         assert asleep["summary"] == "$0.20 (saved $0.10 (33%))"
 
         # The printer column, and the report from the cluster's status.
@@ -153,7 +160,7 @@ def test_cost_is_measured_per_model_and_split_on_shared_nodes(
         rows = {r["name"]: r for r in json.loads(capsys.readouterr().out)}
         assert rows["alone"]["spend"] == 0.2
         assert rows["alone"]["saved"] == 0.1
-        assert rows["shared"]["spend"] == pytest.approx(0.17)
+        assert rows["shared"]["spend"] == pytest.approx(0.17, abs=1e-5)
     finally:
         for name in nodes:
             remove_node(cluster.kubeconfig, name)
