@@ -120,10 +120,10 @@ def test_the_seal_is_installed() -> None:
 
 def test_every_listed_address_stays_on_this_machine(cluster: Cluster, fake_pod_ip: str) -> None:
     addresses = listed_addresses(cluster)
-    # Not vacuous: a simulated pod, a Service and the nodes are among them.
+    # Not vacuous: a simulated pod and Services are among them. (kwok's nodes list only a
+    # Hostname; nodes with a kubelet list their InternalIP, and are checked when present.)
     assert fake_pod_ip in addresses
     assert any(owner.startswith("service") for owner in addresses.values())
-    assert any(owner.startswith("node") for owner in addresses.values())
     leaving = {
         f"{owner} {ip}": route(ip) for ip, owner in addresses.items() if not stays_here(route(ip))
     }

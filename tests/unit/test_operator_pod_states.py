@@ -169,6 +169,13 @@ def test_a_clean_exit_is_not_failing() -> None:
             "is not helpful for scheduling.",
             "VolumeNodeConflict",
         ),
+        # kube-scheduler 1.35 on the test cluster, the README's model beside kwok's nodes.
+        (
+            "0/5 nodes are available: 2 node(s) didn't match Pod's node affinity/selector, 3 "
+            "node(s) had untolerated taint(s). no new claims to deallocate, preemption: 0/5 "
+            "nodes are available: 5 Preemption is not helpful for scheduling.",
+            "WaitingForGPU",
+        ),
         # Every node turned away by selection: only a new node helps.
         (
             "0/5 nodes are available: 1 node(s) had untolerated taint {siesta.test/simulated: "
@@ -202,6 +209,10 @@ def test_node_reasons_split_per_node_group() -> None:
     )
     assert node_reasons(message) == ["1 node(s) had untolerated taint {a: b}", "3 Insufficient cpu"]
     assert node_reasons("no nodes available to schedule pods") == []
+    assert node_reasons(
+        "0/2 nodes are available: 2 node(s) had untolerated taint(s). no new claims to "
+        "deallocate, preemption: 0/2 nodes are available: 2 Preemption is not helpful."
+    ) == ["2 node(s) had untolerated taint(s)"]
 
 
 def test_only_gpu_waits_count_as_waiting_for_gpu() -> None:

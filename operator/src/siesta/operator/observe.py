@@ -69,7 +69,8 @@ REVISION_LABEL = "controller-revision-hash"
 # available persistent volumes to bind, 5 node(s) didn't match Pod's node affinity/selector."
 # Nodes turned away for these reasons are not the model's (wrong labels, a taint it does not
 # tolerate): what stops the pod is said by the other nodes, those its GPU selection accepts.
-_NODE_REASONS = re.compile(r"\d+/\d+ nodes are available: (.*?)(?:\. preemption:|\.?\s*$)", re.S)
+# The reasons end with the first sentence (then "preemption: ..." or "no new claims ...").
+_NODE_REASONS = re.compile(r"\d+/\d+ nodes are available: (.*?)(?:\.\s|\.?$)", re.S)
 _ONE_REASON = re.compile(r",\s*(?=\d+ )")
 NOT_SELECTED = ("affinity/selector", "untolerated taint", "node(s) had taint")
 
