@@ -141,12 +141,16 @@ def test_namespaced_mode_grants_writes_only_in_watched_namespaces() -> None:
         "watchNamespaces"
     ]
     cluster_rules = [r for d in docs if d["kind"] == "ClusterRole" for r in d["rules"]]
+    # Cluster-wide only: reading CRDs, and the nodes (status.cost) and Karpenter NodeClaims
+    # (status.lastWake) of the models' pods, which are cluster-scoped.
     assert cluster_rules == [
         {
             "apiGroups": ["apiextensions.k8s.io"],
             "resources": ["customresourcedefinitions"],
             "verbs": ["list", "watch"],
-        }
+        },
+        {"apiGroups": [""], "resources": ["nodes"], "verbs": ["get"]},
+        {"apiGroups": ["karpenter.sh"], "resources": ["nodeclaims"], "verbs": ["list"]},
     ]
     roles = [d for d in docs if d["kind"] == "Role"]
     assert sorted({r["metadata"]["namespace"] for r in roles}) == sorted(watched)
