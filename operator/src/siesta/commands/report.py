@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import re
 from collections.abc import Iterable, Mapping
 from dataclasses import asdict, dataclass
@@ -44,6 +45,9 @@ def register(subparsers: Any) -> None:
         "--filename",
         type=Path,
         help="read a saved `kubectl get md -A -o yaml` instead of the cluster",
+    )
+    parser.add_argument(
+        "--kubeconfig", help="kubeconfig file (default: $KUBECONFIG, ~/.kube/config)"
     )
     parser.add_argument("-o", "--output", choices=["table", "json"], default="table")
     parser.set_defaults(handler=run)
@@ -168,12 +172,14 @@ def _from_file(path: Path) -> list[dict[str, Any]]:
     return items
 
 
-def _from_cluster(namespace: str | None) -> list[dict[str, Any]]:
+def _from_cluster(namespace: str | None, kubeconfig: str | None) -> list[dict[str, Any]]:
     from kubernetes import client, config
     from kubernetes.config.config_exception import ConfigException
 
     try:
-        config.load_kube_config()  # type: ignore[no-untyped-call]
+        # Read KUBECONFIG now: the client library reads it once, when first imported.
+        path = kubeconfig or os.environ.get("KUBECONFIG") or None
+        config.load_kube_config(config_file=path)  # type: ignore[no-untyped-call]
     except (ConfigException, OSError):
         try:
             config.load_incluster_config()  # type: ignore[no-untyped-call]
@@ -195,7 +201,11 @@ def _from_cluster(namespace: str | None) -> list[dict[str, Any]]:
 
 def run(args: argparse.Namespace) -> int:
     since = _period(args.since)
-    items = _from_file(args.filename) if args.filename else _from_cluster(args.namespace)
+    items = (
+        _from_file(args.filename)
+        if args.filename
+        else _from_cluster(args.namespace, args.kubeconfig)
+    )
     if args.namespace:
         items = [i for i in items if (i.get("metadata") or {}).get("namespace") == args.namespace]
     items.sort(
