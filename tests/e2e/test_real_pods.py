@@ -273,12 +273,15 @@ def test_a_request_wakes_a_model_in_a_real_pod(
         claim = real.get_json("pvc", "-n", MODELS)["items"][0]
         assert claim["status"]["phase"] == "Bound"
         assert claim["spec"]["storageClassName"] == "siesta-local"
-        # The download was cut once and resumed where it stopped: no second full download.
+        # The download (parallel ranged reads) was cut once and its part resumed where it
+        # stopped: every byte was sent once.
         log = real.kubectl("logs", "-n", FILES, "models").stdout.splitlines()
         gets = [json.loads(line) for line in log if line.startswith("{")]
-        assert gets[0] == {"path": "/tiny.gguf", "range": None, "sent": CUT_AFTER}, gets
-        assert len(gets) == 2, gets
-        assert gets[1]["range"] == f"bytes={CUT_AFTER}-", gets
+        assert gets[0]["path"] == "/tiny.gguf", gets
+        assert gets[0]["range"].startswith("bytes=0-"), gets
+        assert gets[0]["sent"] == CUT_AFTER, gets
+        assert any(g["range"].startswith(f"bytes={CUT_AFTER}-") for g in gets[1:]), gets
+        assert sum(g["sent"] for g in gets) == gguf.stat().st_size, gets
 
         wait_for("the model back at zero", lambda: _replicas(real) == 0, timeout=120)
         wait_for("its pod gone", lambda: watch.gone_at, timeout=120)
