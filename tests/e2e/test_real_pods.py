@@ -48,7 +48,7 @@ MODELS = "ai"
 FILES = "files"
 MODEL = "tiny-real"
 PRESTOP_SECONDS = 5  # operator/render.py: the server's preStop sleep
-FILE_SERVER_SCRIPT = Path(__file__).resolve().parents[1] / "support" / "file_servers.py"
+FILE_SERVER_SCRIPT = Path(__file__).resolve().parents[2] / "kit" / "localworld" / "file_servers.py"
 CUT_AFTER = 128 * 1024  # the first download of the model ends here: it must resume
 
 
