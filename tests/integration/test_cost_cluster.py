@@ -101,6 +101,7 @@ def test_cost_is_measured_per_model_and_split_on_shared_nodes(
     fake_prices: None,
     tmp_path: Path,
     capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     t4 = f"{namespace}-t4"[:63]
     big = gpu_node_manifest(f"{namespace}-big"[:63], "g4dn")
@@ -161,6 +162,11 @@ def test_cost_is_measured_per_model_and_split_on_shared_nodes(
         assert rows["alone"]["spend"] == 0.2
         assert rows["alone"]["saved"] == 0.1
         assert rows["shared"]["spend"] == pytest.approx(0.17, abs=1e-5)
+        # The same straight from the cluster (the kubeconfig's context).
+        monkeypatch.setenv("KUBECONFIG", str(cluster.kubeconfig))
+        assert main(["report", "-n", namespace, "--since", "total", "-o", "json"]) == 0
+        live = {r["name"]: r for r in json.loads(capsys.readouterr().out)}
+        assert live == rows
     finally:
         for name in nodes:
             remove_node(cluster.kubeconfig, name)
