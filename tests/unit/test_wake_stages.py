@@ -12,6 +12,7 @@ from siesta.operator.wake_stages import (
     ServerReport,
     WakeObjects,
     derive,
+    is_newer,
     report_from_status,
     server_report,
     status_of,
@@ -161,6 +162,11 @@ def test_a_wake_on_a_new_gpu_node_by_stage() -> None:
     )
     assert again == timeline
     assert report_from_status(status, "another-pod") is None
+    # Another replica that became ready earlier (or in the same second) is not newer.
+    assert not is_newer(timeline, status)
+    later = {**status, "startedAt": "2026-12-05T21:50:00Z"}
+    assert is_newer(timeline, later)
+    assert is_newer(timeline, None)
 
 
 def test_a_node_already_there_and_a_cached_image_have_no_node_or_pull_time() -> None:

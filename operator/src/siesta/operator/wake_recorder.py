@@ -27,6 +27,7 @@ from siesta.operator.wake_stages import (
     WakeObjects,
     WakeTimeline,
     derive,
+    is_newer,
     report_from_status,
     server_report,
     status_of,
@@ -100,7 +101,7 @@ async def record(
             server=server,
         )
     )
-    if timeline is None:
+    if timeline is None or not is_newer(timeline, last_wake):
         return None
     status = status_of(timeline)
     await kube.patch_status(namespace, model, {"lastWake": status})

@@ -260,6 +260,19 @@ def status_of(timeline: WakeTimeline) -> dict[str, Any]:
     return status
 
 
+def is_newer(timeline: WakeTimeline, last_wake: Mapping[str, Any] | None) -> bool:
+    """Whether `timeline` ended after the start status.lastWake holds (startedAt is in whole
+    seconds, so a start within a second of it is not newer): with several replicas, an
+    operator that restarts must not put an older pod's start back into the status."""
+    if not last_wake:
+        return True
+    started = parse_time(last_wake.get("startedAt"))
+    if started is None:
+        return True
+    ready = started.timestamp() + float(last_wake.get("totalSeconds") or 0)
+    return timeline.stages[-1].ended.timestamp() > ready + 1.0
+
+
 def report_from_status(last_wake: Mapping[str, Any] | None, pod_uid: str) -> ServerReport | None:
     """The server report kept in status.lastWake for this pod (an operator that restarted
     after the pod's server was gone still has it)."""
