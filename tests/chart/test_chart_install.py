@@ -324,23 +324,16 @@ def test_namespaced_mode(chart_cluster: Cluster, tmp_path: Path) -> None:
     release = "siesta-team-a"
     chart_helm(
         cluster, "install", release, str(CHART), "-n", NAMESPACE, "--create-namespace",
-        "--set", f"watchNamespaces={{{watched}}}", "--set", "gateway.auth=none",
+        "--set", f"watchNamespaces={{{watched}}}", "--set", "gateway.enabled=false",
         "--wait", "--timeout=3m",
     )  # fmt: skip
     account = "siesta-team-a-operator"
     subject = f"--as=system:serviceaccount:{NAMESPACE}:{account}"
-    gateway = f"--as=system:serviceaccount:{NAMESPACE}:siesta-team-a-gateway"
-    for namespace, expected in ((watched, "yes"), ("default", "no"), ("kube-system", "no")):
+    for namespace, expected in ((watched, "yes"), ("default", "no")):
         answer = cluster.kubectl(
             "auth", "can-i", "create", "statefulsets", "-n", namespace, subject, check=False
         )
         assert answer.stdout.strip() == expected
-        # The gateway writes demand Leases only in the namespaces the chart names.
-        for verb in ("create", "patch"):
-            answer = cluster.kubectl(
-                "auth", "can-i", verb, "leases", "-n", namespace, gateway, check=False
-            )
-            assert answer.stdout.strip() == expected, (verb, namespace)
     assert exists(cluster, "kopfpeering", "siesta", "-n", watched)
 
     operator = start_operator(

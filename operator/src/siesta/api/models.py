@@ -424,6 +424,22 @@ class Holidays(ApiModel):
         return self
 
 
+class LearnedPrewarm(ApiModel):
+    """Wake the model before a first request that recurs (docs/concepts.md, "Prewarm from history")."""
+
+    model_config = ConfigDict(
+        json_schema_extra={"x-kubernetes-validations": [_positive_duration("lead")]}
+    )
+    enabled: bool = Field(default=False, description="Off by default.")
+    lead: Duration = Field(
+        default="10m", description="How long before the recurring quarter-hour to wake it."
+    )
+
+    @property
+    def lead_delta(self) -> timedelta:
+        return parse_duration(self.lead)
+
+
 class Schedule(ApiModel):
     model_config = ConfigDict(
         json_schema_extra={
@@ -446,6 +462,13 @@ class Schedule(ApiModel):
         description=(
             "Days on which no window opens, by the calendar day in timezone. A window "
             "already open from the day before runs to its end."
+        ),
+    )
+    learned_prewarm: LearnedPrewarm | None = Field(
+        default=None,
+        description=(
+            "Prewarm from history: a quarter-hour in which the first request after a quiet "
+            "hour came on most days wakes the model `lead` before it."
         ),
     )
 
@@ -1066,6 +1089,18 @@ class LastWake(ApiModel):
     fetch: WakeFetch | None = None
 
 
+class DemandPattern(ApiModel):
+    """What schedule.learnedPrewarm has counted (first requests after a quiet hour)."""
+
+    slots: dict[str, int] = Field(
+        default_factory=dict,
+        description="Per quarter-hour (weekday-07:45): days with a first request in it.",
+    )
+    days: dict[str, int] = Field(default_factory=dict, description="Days with requests.")
+    last_day: str = ""
+    last_slot_day: str = ""
+
+
 class RequestGaps(ApiModel):
     """What idleTimeout: auto has learned, kept here so an operator restart keeps it."""
 
@@ -1154,27 +1189,6 @@ class CostStatus(ApiModel):
     )
 
 
-class WakeBackoff(ApiModel):
-    """A model that failed is woken again only after a backoff (docs/gateway.md)."""
-
-    failures: int = Field(description="Failures since the spec changed or a replica served.")
-    failing_since: str | None = Field(
-        default=None, description="When the current failure began (while replicas fail)."
-    )
-    next_wake_allowed: str | None = Field(
-        default=None,
-        description=(
-            "Until then the gateway answers 503 model_failing instead of waking the model "
-            "(1m after the first failure, doubling up to 1h)."
-        ),
-    )
-    observed_generation: int | None = None
-    retry_token: str | None = Field(
-        default=None,
-        description="The siesta.dev/wake-retry annotation these failures count under.",
-    )
-
-
 class ModelDeploymentStatus(ApiModel):
     model_config = ConfigDict(extra="ignore")
     phase: Phase | None = None
@@ -1195,6 +1209,7 @@ class ModelDeploymentStatus(ApiModel):
     last_wake: LastWake | None = None
     manual_override: ManualOverride | None = None
     request_gaps: RequestGaps | None = None
+    demand_pattern: DemandPattern | None = None
     cost: CostStatus | None = None
     selector: str | None = Field(
         default=None, description="Pod label selector (for the scale subresource)."

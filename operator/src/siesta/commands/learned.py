@@ -7,7 +7,7 @@ status of a ModelDeployment saved with `kubectl get md NAME -o yaml` (what it di
 from __future__ import annotations
 
 import argparse
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from pathlib import Path
 
@@ -15,6 +15,7 @@ from siesta.api.models import ModelDeployment
 from siesta.errors import UsageError
 from siesta.operator.status import memory_from_status
 from siesta.policy.idle import GapHistory, history_from_requests, learned_idle_timeout
+from siesta.policy.prewarm import DemandPattern, learned_prewarm, observe_arrival
 from siesta.sim.traces import TraceError, load_trace
 
 
@@ -23,6 +24,7 @@ class Learned:
     gaps: GapHistory
     last_request: datetime | None
     source: str
+    pattern: DemandPattern = field(default_factory=DemandPattern)
 
 
 def add_requests_argument(parser: argparse.ArgumentParser) -> None:
@@ -44,11 +46,17 @@ def learned(md: ModelDeployment, requests: Path | None, before: datetime) -> Lea
             raise UsageError(str(error)) from error
         arrivals = [r.arrival for r in trace.requests if r.arrival < before]
         gaps, last = history_from_requests(arrivals, zone)
-        return Learned(gaps, last, f"{len(arrivals)} requests in {requests.name}")
-    if md.status is not None and md.status.request_gaps is not None:
+        pattern, previous = DemandPattern(), None
+        for arrival in arrivals:
+            pattern = observe_arrival(pattern, previous, arrival, zone)
+            previous = arrival
+        return Learned(gaps, last, f"{len(arrivals)} requests in {requests.name}", pattern)
+    if md.status is not None and (md.status.request_gaps or md.status.demand_pattern):
         memory = memory_from_status(md.status.model_dump(by_alias=True, exclude_none=True))
-        return Learned(memory.request_gaps, memory.last_request_time, "status.requestGaps")
-    return Learned(GapHistory(), None, "nothing (no --requests, no status.requestGaps)")
+        return Learned(
+            memory.request_gaps, memory.last_request_time, "the status", memory.demand_pattern
+        )
+    return Learned(GapHistory(), None, "nothing (no --requests, no status)")
 
 
 @dataclass(frozen=True)
@@ -75,3 +83,25 @@ def hourly_timeouts(
             entries.append(HourlyTimeout(shown, found.timeout, found.reason))
         moment += timedelta(hours=1)
     return entries
+
+
+def prewarm_changes(
+    md: ModelDeployment, seen: Learned, start: datetime, end: datetime
+) -> list[tuple[datetime, bool, str]]:
+    """When schedule.learnedPrewarm would switch on and off in [start, end), and why."""
+    settings = md.spec.schedule.learned_prewarm
+    if settings is None or not settings.enabled:
+        return []
+    zone = md.spec.schedule.timezone
+    changes: list[tuple[datetime, bool, str]] = []
+    moment, active = start, False
+    while moment < end:
+        found = learned_prewarm(seen.pattern, moment, zone, settings.lead_delta)
+        if found.active != active:
+            changes.append((moment, found.active, found.reason))
+            active = found.active
+        if found.next_change is None or found.next_change <= moment:
+            moment += timedelta(days=1)  # nothing within a day: look a day later
+        else:
+            moment = found.next_change
+    return changes

@@ -10,7 +10,12 @@ from typing import Any
 
 from siesta.api.durations import format_duration
 from siesta.api.loader import load_one
-from siesta.commands.learned import add_requests_argument, hourly_timeouts, learned
+from siesta.commands.learned import (
+    add_requests_argument,
+    hourly_timeouts,
+    learned,
+    prewarm_changes,
+)
 from siesta.commands.timeparse import in_zone, parse_instant
 from siesta.errors import UsageError
 from siesta.policy import CompiledSchedule, ScheduleError
@@ -64,8 +69,15 @@ def run(args: argparse.Namespace) -> int:
             }
             for entry in hourly_timeouts(md, seen, start, end)
         ]
+    prewarm: list[dict[str, Any]] = []
+    if spec.schedule.learned_prewarm is not None and spec.schedule.learned_prewarm.enabled:
+        seen = learned(md, args.requests, end)
+        prewarm = [
+            {"time": in_zone(time, zone), "learnedPrewarm": on, "reason": reason or "over"}
+            for time, on, reason in prewarm_changes(md, seen, start, end)
+        ]
     if args.output == "json":
-        print(json.dumps(entries + idle, indent=2))
+        print(json.dumps(entries + idle + prewarm, indent=2))
         return 0
     for entry in entries:
         window = f"window {entry['window']}" if entry["window"] else "no window"
@@ -79,4 +91,9 @@ def run(args: argparse.Namespace) -> int:
         print(f"idleTimeout auto, after a request (learned from {seen.source}):")
     for entry in idle:
         print(f"{entry['time']}  idle timeout {entry['idleTimeout']}  ({entry['reason']})")
+    if spec.schedule.learned_prewarm is not None and spec.schedule.learned_prewarm.enabled:
+        print(f"learned prewarm (from {seen.source}):" if prewarm else "learned prewarm: none")
+    for entry in prewarm:
+        state = "on " if entry["learnedPrewarm"] else "off"
+        print(f"{entry['time']}  learned prewarm {state} ({entry['reason']})")
     return 0

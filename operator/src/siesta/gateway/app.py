@@ -198,11 +198,15 @@ class Gateway:
 
     # --- inference ----------------------------------------------------------------------
 
-    async def _read_body(self, request: web.Request) -> bytes | web.Response:
-        """The body, or a 413 (too large) or 408 (too slow)."""
+    async def handle_inference(self, request: web.Request) -> web.StreamResponse:
+        caller = self._caller(request)
+        if isinstance(caller, web.Response):
+            return caller
+        if (limited := self._over_rate(caller)) is not None:
+            return limited  # before the body is read: refusing costs nothing
         try:
             async with asyncio.timeout(self.settings.body_timeout):
-                return await request.read()
+                body = await request.read()
         except web.HTTPRequestEntityTooLarge:
             self.metrics.rejected.labels("body_too_large").inc()
             return error_response(
@@ -221,16 +225,6 @@ class Gateway:
             )
             late.force_close()  # the rest of the body is not worth waiting for
             return late
-
-    async def handle_inference(self, request: web.Request) -> web.StreamResponse:
-        caller = self._caller(request)
-        if isinstance(caller, web.Response):
-            return caller
-        if (limited := self._over_rate(caller)) is not None:
-            return limited  # before the body is read: refusing costs nothing
-        body = await self._read_body(request)
-        if isinstance(body, web.Response):
-            return body
         try:
             alias, streaming = read_target(body)
         except ValueError as error:

@@ -19,6 +19,7 @@ from siesta.operator.rollout import Rollout
 from siesta.operator.wake_backoff import next_wake_backoff
 from siesta.policy import Condition, Decision, ManualOverride, Memory, Observed, Transition
 from siesta.policy.idle import GapHistory
+from siesta.policy.prewarm import DemandPattern
 
 
 def memory_from_status(status: Mapping[str, Any] | None) -> Memory:
@@ -35,6 +36,7 @@ def memory_from_status(status: Mapping[str, Any] | None) -> Memory:
     return Memory(
         last_request_time=parse_time(gaps.get("lastRequestTime")),
         request_gaps=GapHistory.from_mapping(gaps.get("counts") or {}),
+        demand_pattern=DemandPattern.from_status(status.get("demandPattern") or {}),
         desired=int(desired) if isinstance(desired, int) else None,
         last_active_time=parse_time(status.get("lastActiveTime")),
         scale_down_since=parse_time(status.get("scaleDownSince")),
@@ -290,6 +292,11 @@ def build_status(
             else (previous.get("manualOverride") if decision is None else None)
         ),
         "requestGaps": _request_gaps(memory) if decision else previous.get("requestGaps"),
+        "demandPattern": (
+            (memory.demand_pattern.as_status() if memory.demand_pattern.days else None)
+            if decision
+            else previous.get("demandPattern")
+        ),
         "selector": situation.selector,
         "wakeBackoff": next_wake_backoff(
             previous.get("wakeBackoff"),

@@ -40,6 +40,7 @@ from siesta.policy.model import (
     Signals,
     Transition,
 )
+from siesta.policy.prewarm import DemandPattern, learned_prewarm, observe_arrival
 from siesta.policy.schedule import SEARCH_HORIZON, CompiledSchedule, FloorAt, ScheduleError
 
 
@@ -204,7 +205,14 @@ def decide(
     floor = schedule.floor_at(now) if schedule else FloorAt(min(spec.replicas.min, maximum), None)
     last_active = _last_active(previous, signals, observed.replicas, now)
     gaps, last_request = previous.request_gaps, previous.last_request_time
-    if spec.scaling.idle_timeout_auto:
+    pattern = previous.demand_pattern
+    prewarm_settings = spec.schedule.learned_prewarm
+    learning_prewarm = prewarm_settings is not None and prewarm_settings.enabled
+    if learning_prewarm:
+        pattern = observe_arrival(
+            pattern, last_request, signals.last_request_time, spec.schedule.timezone
+        )
+    if spec.scaling.idle_timeout_auto or learning_prewarm:
         gaps, last_request = observe_request(
             gaps, last_request, signals.last_request_time, spec.schedule.timezone
         )
@@ -221,6 +229,8 @@ def decide(
         proposals, idle_wake = _proposals(
             spec, observed, signals, now, floor, schedule_condition, last_active, idle_timeout
         )
+        prewarm_wake = _learned_prewarm(spec, pattern, now, proposals)
+        idle_wake = (*idle_wake, *prewarm_wake)
         answer = _settle(spec, observed, proposals, now, previous, last_active)
         answer = replace(answer, wake=(*idle_wake, *answer.wake))
     later = [t for t in (*_schedule_wake(schedule, now), *answer.wake) if t > now]
@@ -241,6 +251,7 @@ def decide(
             manual_override=remembered_override,
             last_request_time=last_request,
             request_gaps=gaps,
+            demand_pattern=pattern,
         ),
         clear_manual_replicas=clear_override,
         window=floor.window,
@@ -271,6 +282,20 @@ def _idle_timeout(
         bounds.wake_cost_delta,
     )
     return IdleTimeout(learned.timeout, learned.reason)
+
+
+def _learned_prewarm(
+    spec: ModelDeploymentSpec, pattern: DemandPattern, now: datetime, proposals: list[Proposal]
+) -> tuple[datetime, ...]:
+    """schedule.learnedPrewarm: a recurring first request is due -> propose 1 (adds to
+    `proposals`); returns when to look again."""
+    settings = spec.schedule.learned_prewarm
+    if settings is None or not settings.enabled:
+        return ()
+    found = learned_prewarm(pattern, now, spec.schedule.timezone, settings.lead_delta)
+    if found.active:
+        proposals.append((min(1, spec.replicas.max), 4, "learned-prewarm", found.reason))
+    return (found.next_change,) if found.next_change is not None else ()
 
 
 def _manual_answer(override: ManualOverride, maximum: int) -> _Answer:

@@ -6,6 +6,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 
 from siesta.policy.idle import GapHistory
+from siesta.policy.prewarm import DemandPattern
 
 
 @dataclass(frozen=True)
@@ -65,6 +66,8 @@ class Memory:
     """The last request time already counted in request_gaps."""
     request_gaps: GapHistory = field(default_factory=GapHistory)
     """Gaps between requests, for idleTimeout: auto (policy.idle)."""
+    demand_pattern: DemandPattern = field(default_factory=DemandPattern)
+    """First requests after a quiet hour, for schedule.learnedPrewarm (policy.prewarm)."""
 
 
 @dataclass(frozen=True)
@@ -94,7 +97,7 @@ class Decision:
     rule: str = "min"
     """The rule behind the first reason, a low-cardinality label: schedule, min, load, demand,
     idle-timeout, idle, metrics-unavailable, schedule-invalid, max, cold-start,
-    scale-down-delay, paused or manual."""
+    scale-down-delay, paused, manual or learned-prewarm."""
     clear_manual_replicas: bool = False
     """The manual override has expired: the operator should remove spec.manualReplicas."""
     window: str | None = None
