@@ -324,16 +324,23 @@ def test_namespaced_mode(chart_cluster: Cluster, tmp_path: Path) -> None:
     release = "siesta-team-a"
     chart_helm(
         cluster, "install", release, str(CHART), "-n", NAMESPACE, "--create-namespace",
-        "--set", f"watchNamespaces={{{watched}}}", "--set", "gateway.enabled=false",
+        "--set", f"watchNamespaces={{{watched}}}", "--set", "gateway.auth=none",
         "--wait", "--timeout=3m",
     )  # fmt: skip
     account = "siesta-team-a-operator"
     subject = f"--as=system:serviceaccount:{NAMESPACE}:{account}"
-    for namespace, expected in ((watched, "yes"), ("default", "no")):
+    gateway = f"--as=system:serviceaccount:{NAMESPACE}:siesta-team-a-gateway"
+    for namespace, expected in ((watched, "yes"), ("default", "no"), ("kube-system", "no")):
         answer = cluster.kubectl(
             "auth", "can-i", "create", "statefulsets", "-n", namespace, subject, check=False
         )
         assert answer.stdout.strip() == expected
+        # The gateway writes demand Leases only in the namespaces the chart names.
+        for verb in ("create", "patch"):
+            answer = cluster.kubectl(
+                "auth", "can-i", verb, "leases", "-n", namespace, gateway, check=False
+            )
+            assert answer.stdout.strip() == expected, (verb, namespace)
     assert exists(cluster, "kopfpeering", "siesta", "-n", watched)
 
     operator = start_operator(

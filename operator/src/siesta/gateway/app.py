@@ -198,15 +198,11 @@ class Gateway:
 
     # --- inference ----------------------------------------------------------------------
 
-    async def handle_inference(self, request: web.Request) -> web.StreamResponse:
-        caller = self._caller(request)
-        if isinstance(caller, web.Response):
-            return caller
-        if (limited := self._over_rate(caller)) is not None:
-            return limited  # before the body is read: refusing costs nothing
+    async def _read_body(self, request: web.Request) -> bytes | web.Response:
+        """The body, or a 413 (too large) or 408 (too slow)."""
         try:
             async with asyncio.timeout(self.settings.body_timeout):
-                body = await request.read()
+                return await request.read()
         except web.HTTPRequestEntityTooLarge:
             self.metrics.rejected.labels("body_too_large").inc()
             return error_response(
@@ -225,6 +221,16 @@ class Gateway:
             )
             late.force_close()  # the rest of the body is not worth waiting for
             return late
+
+    async def handle_inference(self, request: web.Request) -> web.StreamResponse:
+        caller = self._caller(request)
+        if isinstance(caller, web.Response):
+            return caller
+        if (limited := self._over_rate(caller)) is not None:
+            return limited  # before the body is read: refusing costs nothing
+        body = await self._read_body(request)
+        if isinstance(body, web.Response):
+            return body
         try:
             alias, streaming = read_target(body)
         except ValueError as error:

@@ -193,7 +193,6 @@ class Catalog:
         self._slices: dict[ModelKey, tuple[ModelKey, list[Endpoint]]] = {}
         self._endpoints: dict[ModelKey, list[Endpoint]] = {}
         self._on_endpoints = on_endpoints or (lambda key: None)
-        self.synced: set[str] = set()
 
     # --- models -------------------------------------------------------------------------
 
