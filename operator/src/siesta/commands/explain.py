@@ -203,6 +203,11 @@ def run(args: argparse.Namespace) -> int:
         print(json.dumps(payload, indent=2))
         return 0
     print(f"{md.name} at {in_zone(now, zone)}: {decision.desired} replica(s)")
+    server = md.spec.server
+    print(
+        f"  context per conversation: {server.context_size // server.parallel} tokens "
+        f"(contextSize {server.context_size} over parallel {server.parallel} slots)"
+    )
     for reason in decision.reasons:
         print(f"  - {reason}")
     for condition in decision.conditions:
