@@ -94,7 +94,10 @@ def test_create_update_delete(
     printed = cluster.kubectl("get", "md", "chat", "-n", namespace).stdout
     assert "Ready" in printed.splitlines()[1]
 
-    # A spec change rolls out: the template changes and the pod is replaced.
+    # A spec change rolls out: the template changes, and the pod is replaced once the model
+    # is known to be idle (a gateway reports nothing held or in flight; kwok pods have no
+    # /metrics to ask; tests/integration/test_operator_rollout.py has the busy case).
+    cluster.apply(demand_lease("chat", pending=0, in_flight=0, duration=600), namespace)
     old_uid = pod["metadata"]["uid"]
     cluster.kubectl("patch", "md", "chat", "-n", namespace, "--type=merge", "-p",
                     json.dumps({"spec": {"server": {"contextSize": 8192}}}))  # fmt: skip
