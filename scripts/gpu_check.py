@@ -26,6 +26,7 @@ import subprocess
 import sys
 import threading
 import time
+import urllib.error
 import urllib.request
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -230,8 +231,11 @@ def _complete(url: str, index: int, max_tokens: int) -> int:
         data=json.dumps(body).encode(),
         headers={"Content-Type": "application/json"},
     )
-    with urllib.request.urlopen(request, timeout=600) as reply:
-        usage = json.loads(reply.read()).get("usage") or {}
+    try:
+        with urllib.request.urlopen(request, timeout=600) as reply:
+            usage = json.loads(reply.read()).get("usage") or {}
+    except urllib.error.HTTPError as error:
+        raise RuntimeError(f"{url}: HTTP {error.code}: {error.read()[:500]!r}") from None
     return int(usage.get("completion_tokens") or max_tokens)
 
 
@@ -292,12 +296,12 @@ def bench(args: argparse.Namespace) -> int:
             args.siesta_server,
             *("--model", args.model, "--host", "127.0.0.1", "--port", str(port)),
             *("--ctx-size", str(ctx), "--parallel", str(parallel), "--gpu-layers", "-1"),
-            "--require-gpu",
+            *([] if args.allow_cpu else ["--require-gpu"]),
         ],
         "llama-server": lambda port: [
             args.llama_server,
             *("-m", args.model, "--host", "127.0.0.1", "--port", str(port)),
-            *("-c", str(ctx), "-np", str(parallel), "-ngl", "999", "--no-webui"),
+            *("-c", str(ctx), "-np", str(parallel), "-ngl", "999"),
         ],
     }
     ready = {"siesta-server": "/health", "llama-server": "/health"}
@@ -364,6 +368,8 @@ def main() -> int:
             sub.add_argument("--ctx-size", type=int, default=32768)
             sub.add_argument("--max-tokens", type=int, default=128)
             sub.add_argument("--requests-per-level", type=int, default=8)
+            # Checking this script on a machine without a GPU: no --require-gpu.
+            sub.add_argument("--allow-cpu", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.command == "write-model":
         started = time.perf_counter()

@@ -338,6 +338,12 @@ class Runner:
         host = memory.host_free()
         if host is not None:
             fit.check(on_host, host, config.ctx_size, config.parallel)
+            log.info(
+                "memory check: %s on %s, %s free",
+                fit.gib(on_host.total),
+                host.where,
+                fit.gib(host.free),
+            )
 
     def _load_adapters(self, model: Model) -> dict[str, Adapter]:
         """Fetch (and cache) every --lora like the model, then load it onto the model."""
