@@ -201,6 +201,8 @@ class Gateway:
     async def _read_body(self, request: web.Request) -> bytes | web.Response:
         """The body, or a 413 (too large) or 408 (too slow)."""
         try:
+            if request.content.is_eof():  # it came with the head: no timer to arm
+                return await request.read()
             async with asyncio.timeout(self.settings.body_timeout):
                 return await request.read()
         except web.HTTPRequestEntityTooLarge:
