@@ -67,7 +67,7 @@ BAD: list[tuple[str, dict[str, Any], str]] = [
     (
         "zero-idle-timeout",
         with_model(scaling={"idleTimeout": "0s"}),
-        "idleTimeout must be a positive duration such as 30s, 15m or 1h",
+        "idleTimeout must be auto or a positive duration such as 30s, 15m or 1h",
     ),
     (
         "zero-target",
