@@ -16,6 +16,13 @@ This agent plays that part for every node labelled ``karpenter.sh/nodepool``:
    before the GPUs are there (a real kubelet registers without them);
 3. when the node object is gone (Karpenter consolidated it), the process kubelet stops.
 
+It also provisions the volumes of its nodes, as the EBS CSI driver does on EKS: a claim of
+the StorageClass ``siesta-local`` that the scheduler put on one of them gets a directory
+under ``--volume-root``, as a PersistentVolume pinned to the node's zone
+(kit/localworld/local_provisioner.py has the functions; the real node runs its own). So a
+model whose file is downloaded (http, s3, hf: a cache claim) or read from a claim runs on
+Karpenter's nodes as on the real one.
+
     PYTHONPATH=kit:tests python -m localworld.karpenter_nodes --kubeconfig K \
         --path-map /models=/tmp/models --log-dir /tmp/karpenter-nodes --gpu-delay 3
 
@@ -31,6 +38,7 @@ import contextlib
 import json
 import logging
 import os
+import shutil
 import signal
 import sys
 import time
@@ -38,6 +46,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import localworld.local_provisioner as volumes
 from localworld.nodes import GPU_RESOURCE, POOLS
 from siesta.gateway.kube import ApiError, KubeClient, load_config
 
@@ -46,6 +55,7 @@ Obj = dict[str, Any]
 MERGE = "application/merge-patch+json"
 NODEPOOL_LABEL = "karpenter.sh/nodepool"
 INSTANCE_TYPE_LABEL = "node.kubernetes.io/instance-type"
+VOLUME_POLL_SECONDS = 0.5
 # Karpenter labels a node it has registered (and has put the startup taints on).
 REGISTERED_LABEL = "karpenter.sh/registered"
 GPU_PENDING_TAINT = {"key": "siesta.test/gpu-pending", "value": "true", "effect": "NoSchedule"}
@@ -95,6 +105,7 @@ class AgentConfig:
     gpu_delay: float
     path_map: list[str] = field(default_factory=list)
     events: Path | None = None
+    volume_root: Path | None = None  # default: LOG_DIR/volumes
 
 
 @dataclass
@@ -103,6 +114,7 @@ class BootedNode:
     index: int
     task: asyncio.Task[None]
     kubelet: asyncio.subprocess.Process | None = None
+    zone: str | None = None
 
 
 class Agent:
@@ -212,6 +224,7 @@ class Agent:
         if name in self.nodes:
             return
         booted = BootedNode(name, self._free_index(), asyncio.ensure_future(asyncio.sleep(0)))
+        booted.zone = node["metadata"].get("labels", {}).get(volumes.ZONE_LABEL)
         self.nodes[name] = booted
         booted.task = asyncio.create_task(self._boot_logged(node, booted), name=f"boot-{name}")
 
@@ -260,6 +273,59 @@ class Agent:
                 log.warning("node watch: %s; listing again", error)
                 await asyncio.sleep(0.5)
 
+    @property
+    def volume_root(self) -> Path:
+        return self.config.volume_root or self.config.log_dir / "volumes"
+
+    async def provide_volumes(self) -> None:
+        """The StorageClass, then a volume for each claim scheduled onto one of our nodes,
+        and the directories of released volumes removed; polled, as the real node's is."""
+        while True:
+            try:
+                await self._create(
+                    volumes.storage_class(), "/apis/storage.k8s.io/v1/storageclasses"
+                )
+                break
+            except (ApiError, OSError, TimeoutError) as error:
+                log.warning("storage class: %s; trying again", error)
+                await asyncio.sleep(VOLUME_POLL_SECONDS)
+        while True:
+            try:
+                await self._provision_once()
+            except (ApiError, OSError, TimeoutError, json.JSONDecodeError) as error:
+                log.warning("volumes: %s; trying again", error)
+            await asyncio.sleep(VOLUME_POLL_SECONDS)
+
+    async def _provision_once(self) -> None:
+        claims = await self.client.request("GET", "/api/v1/persistentvolumeclaims")
+        for claim in claims.get("items") or []:
+            booted = self.nodes.get(volumes.selected_node(claim) or "")
+            if booted is None:
+                continue
+            path = volumes.make_directory(self.volume_root, claim)
+            volume = volumes.volume_for(claim, booted.name, path, zone=booted.zone)
+            if await self._create(volume, "/api/v1/persistentvolumes"):
+                meta = claim["metadata"]
+                self.record(booted.name, f"volume {meta['namespace']}/{meta['name']}")
+        listed = await self.client.request("GET", "/api/v1/persistentvolumes")
+        for volume in listed.get("items") or []:
+            released = volumes.released_directory(volume, self.volume_root)
+            if released is not None:
+                shutil.rmtree(released, ignore_errors=True)
+                with contextlib.suppress(ApiError):
+                    name = volume["metadata"]["name"]
+                    await self.client.request("DELETE", f"/api/v1/persistentvolumes/{name}")
+
+    async def _create(self, body: Obj, path: str) -> bool:
+        """POST `body`; False if it exists already."""
+        try:
+            await self.client.request("POST", path, body)
+        except ApiError as error:
+            if error.status != 409:
+                raise
+            return False
+        return True
+
     async def shutdown(self) -> None:
         booted = list(self.nodes.values())
         self.nodes.clear()
@@ -273,6 +339,7 @@ async def main_async(args: argparse.Namespace) -> None:
         gpu_delay=args.gpu_delay,
         path_map=list(args.path_map),
         events=Path(args.events) if args.events else None,
+        volume_root=Path(args.volume_root) if args.volume_root else None,
     )
     config.log_dir.mkdir(parents=True, exist_ok=True)
     client = KubeClient(load_config(args.kubeconfig))
@@ -282,9 +349,11 @@ async def main_async(args: argparse.Namespace) -> None:
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
     watcher = asyncio.create_task(agent.watch_nodes())
+    provisioner = asyncio.create_task(agent.provide_volumes())
     print("karpenter node agent watching nodes", flush=True)
     await stop.wait()
     watcher.cancel()
+    provisioner.cancel()
     await agent.shutdown()
     await client.close()
 
@@ -323,6 +392,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--path-map", action="append", default=[], help="passed to kubelets")
     parser.add_argument("--events", help="append node events here (JSON lines)")
+    parser.add_argument("--volume-root", help="the nodes' volumes (default: LOG_DIR/volumes)")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
     asyncio.run(main_async(args))

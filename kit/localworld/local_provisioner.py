@@ -1,11 +1,18 @@
-"""A local-path volume provisioner for the test cluster's real node (kit/cluster/node.sh).
+"""A local-path volume provisioner for the test cluster's kubelet-run nodes.
 
 Like Rancher's local-path-provisioner: a StorageClass ``siesta-local`` (default class,
 ``WaitForFirstConsumer``) whose claims get a directory on the node that the scheduler picked
 (annotation ``volume.kubernetes.io/selected-node``), as a ``hostPath`` PersistentVolume pinned
 to that node. Directories are world-writable (0777) because the kubelet applies no fsGroup
 to hostPath volumes and pods run as non-root users. A released volume (reclaim ``Delete``)
-is removed with its directory. Runs as a process next to the kubelet:
+is removed with its directory.
+
+Two users: this process, next to the real node's kubelet (kit/cluster/node.sh), and the
+Karpenter node agent (kit/localworld/karpenter_nodes.py), which serves the nodes it boots
+with the same functions. Karpenter's nodes come and go, so their volumes are pinned to the
+node's zone instead (``zone=``), as an EBS volume is: a later node in that zone mounts the
+same directory (one machine, one filesystem), and a node in another zone cannot. Run as a
+process:
 
     python3 -m localworld.local_provisioner --kubeconfig K --kubectl KUBECTL --node real-0 \
         --root DIR
@@ -34,6 +41,8 @@ PROVISIONER_ANNOTATIONS = (
     "volume.beta.kubernetes.io/storage-provisioner",
 )
 POLL_SECONDS = 0.5
+HOSTNAME_LABEL = "kubernetes.io/hostname"
+ZONE_LABEL = "topology.kubernetes.io/zone"
 
 Obj = dict[str, Any]
 
@@ -52,9 +61,11 @@ def storage_class() -> Obj:
     }
 
 
-def volume_for(claim: Obj, node: str, path: Path) -> Obj:
-    """The PersistentVolume that satisfies `claim` with directory `path` on `node`."""
+def volume_for(claim: Obj, node: str, path: Path, zone: str | None = None) -> Obj:
+    """The PersistentVolume that satisfies `claim` with directory `path` on `node`; with
+    `zone`, usable from any node of that zone (a zonal volume, as on EBS)."""
     meta = claim["metadata"]
+    key, value = (ZONE_LABEL, zone) if zone else (HOSTNAME_LABEL, node)
     return {
         "apiVersion": "v1",
         "kind": "PersistentVolume",
@@ -78,15 +89,7 @@ def volume_for(claim: Obj, node: str, path: Path) -> Obj:
             "nodeAffinity": {
                 "required": {
                     "nodeSelectorTerms": [
-                        {
-                            "matchExpressions": [
-                                {
-                                    "key": "kubernetes.io/hostname",
-                                    "operator": "In",
-                                    "values": [node],
-                                }
-                            ]
-                        }
+                        {"matchExpressions": [{"key": key, "operator": "In", "values": [value]}]}
                     ]
                 }
             },
@@ -98,17 +101,40 @@ def volume_name(claim: Obj) -> str:
     return f"pvc-{claim['metadata']['uid']}"
 
 
-def wants_volume(claim: Obj, node: str) -> bool:
-    """A pending claim of our class, scheduled onto our node, with no volume yet."""
+def selected_node(claim: Obj) -> str | None:
+    """The node a pending claim of our class, with no volume yet, was scheduled onto."""
     meta = claim["metadata"]
     annotations = meta.get("annotations") or {}
-    return (
+    wanted = (
         claim.get("status", {}).get("phase") == "Pending"
         and not claim["spec"].get("volumeName")
-        and annotations.get(SELECTED_NODE) == node
         and any(annotations.get(key) == PROVISIONER for key in PROVISIONER_ANNOTATIONS)
         and not meta.get("deletionTimestamp")
     )
+    return annotations.get(SELECTED_NODE) if wanted else None
+
+
+def wants_volume(claim: Obj, node: str) -> bool:
+    """A pending claim of our class, scheduled onto our node, with no volume yet."""
+    return selected_node(claim) == node
+
+
+def make_directory(root: Path, claim: Obj) -> Path:
+    path = root / volume_name(claim)
+    path.mkdir(parents=True, exist_ok=True)
+    path.chmod(0o777)
+    return path
+
+
+def released_directory(volume: Obj, root: Path) -> Path | None:
+    """The directory under `root` of one of our volumes that its claim let go, else None."""
+    annotations = volume["metadata"].get("annotations") or {}
+    if annotations.get("pv.kubernetes.io/provisioned-by") != PROVISIONER:
+        return None
+    if volume.get("status", {}).get("phase") not in {"Released", "Failed"}:
+        return None
+    path = Path((volume["spec"].get("hostPath") or {}).get("path", "/"))
+    return path if path.parent == root else None
 
 
 class Provisioner:
@@ -133,9 +159,7 @@ class Provisioner:
         for claim in self.items("pvc", "--all-namespaces"):
             if not wants_volume(claim, self.node):
                 continue
-            path = self.root / volume_name(claim)
-            path.mkdir(parents=True, exist_ok=True)
-            path.chmod(0o777)
+            path = make_directory(self.root, claim)
             manifest = volume_for(claim, self.node, path)
             self.kubectl("apply", "-f", "-", stdin=json.dumps(manifest))
             meta = claim["metadata"]
@@ -145,14 +169,10 @@ class Provisioner:
 
     def reclaim(self) -> None:
         for volume in self.items("pv"):
-            annotations = volume["metadata"].get("annotations") or {}
-            if annotations.get("pv.kubernetes.io/provisioned-by") != PROVISIONER:
+            path = released_directory(volume, self.root)
+            if path is None:  # not released, or another provisioner's (the node agent's)
                 continue
-            if volume.get("status", {}).get("phase") not in {"Released", "Failed"}:
-                continue
-            path = Path(volume["spec"]["hostPath"]["path"])
-            if path.parent == self.root:
-                shutil.rmtree(path, ignore_errors=True)
+            shutil.rmtree(path, ignore_errors=True)
             self.kubectl("delete", "pv", volume["metadata"]["name"], "--wait=false")
             print(f"deleted {volume['metadata']['name']}")
 
