@@ -20,6 +20,7 @@ from localworld.local_provisioner import (
     volume_for,
     wants_volume,
 )
+from localworld.process_kubelet import KubeletConfig, map_path
 
 
 def claim(*, node: str | None = "kwok-gpu-t4-abc", phase: str = "Pending") -> dict[str, Any]:
@@ -84,3 +85,15 @@ def test_a_provisioner_reclaims_only_released_volumes_under_its_own_root(tmp_pat
     foreign = volume(directory, "Released")
     foreign["metadata"]["annotations"] = {"pv.kubernetes.io/provisioned-by": "ebs.csi.aws.com"}
     assert released_directory(foreign, mine) is None
+
+
+def test_a_process_kubelets_pod_sees_its_claims_directory_before_the_path_map() -> None:
+    # The cache is mounted at /models, where the demo's --path-map also points file:// models:
+    # a claim's volume wins (the download lands in it), an emptyDir does not.
+    config = KubeletConfig("n", 1, Path("/bin/true"), Path("/logs"), [("/models", "/srv/gguf")])
+    volume = {"/models": Path("/volumes/pvc-1")}
+
+    assert map_path("/models", config, volume, claimed=volume) == "/volumes/pvc-1"
+    assert map_path("file:///models/a.gguf", config, volume) == "/srv/gguf/a.gguf"
+    assert map_path("/tmp/x", config, {"/tmp": Path("/pod/tmp")}) == "/pod/tmp/x"
+    assert map_path("http://host/a.gguf", config, volume, claimed=volume) == "http://host/a.gguf"
