@@ -77,12 +77,21 @@ class KubeletConfig:
         return pod_address(self.node_index, 254)
 
 
-def map_path(value: str, config: KubeletConfig, mounts: dict[str, Path]) -> str:
-    """A container path (or file:// URI) as a local path: --path-map first, then mounts."""
+def map_path(
+    value: str,
+    config: KubeletConfig,
+    mounts: dict[str, Path],
+    claimed: dict[str, Path] | None = None,
+) -> str:
+    """A container path (or file:// URI) as a local path: the mounts of claims first (a
+    volume's directory), then --path-map, then the other mounts."""
     scheme = "file://" if value.startswith("file://") else ""
     path = value.removeprefix("file://")
     if not path.startswith("/"):
         return value
+    for mount, local_dir in (claimed or {}).items():
+        if path == mount or path.startswith(mount.rstrip("/") + "/"):
+            return str(local_dir) + path[len(mount.rstrip("/")) :]
     for prefix, local in sorted(config.path_map, key=lambda p: -len(p[0])):
         if path == prefix or path.startswith(prefix.rstrip("/") + "/"):
             return local + path[len(prefix.rstrip("/")) :]
@@ -129,7 +138,9 @@ class PodRunner:
 
     # --- the process --------------------------------------------------------------------
 
-    def _environment(self, mounts: dict[str, Path]) -> dict[str, str]:
+    def _environment(
+        self, mounts: dict[str, Path], claimed: dict[str, Path] | None = None
+    ) -> dict[str, str]:
         env = {k: v for k, v in os.environ.items() if k not in {"KUBECONFIG"}}
         fields = {
             "metadata.name": self.name,
@@ -141,9 +152,13 @@ class PodRunner:
         }
         for item in self.container.get("env") or []:
             if "value" in item:
-                env[item["name"]] = map_path(str(item["value"]), self.kubelet.config, mounts)
+                value = str(item["value"])
+                env[item["name"]] = map_path(value, self.kubelet.config, mounts, claimed)
             elif ref := (item.get("valueFrom") or {}).get("fieldRef"):
                 env[item["name"]] = fields.get(ref.get("fieldPath", ""), "")
+        # This node stands in for a GPU node but runs the server on the CPU: the model must
+        # not refuse to start for want of the GPU that the node's labels promise.
+        env.pop("SIESTA_REQUIRE_GPU", None)
         # The pod's own address, as if 0.0.0.0 inside its network namespace.
         env["SIESTA_HOST"] = self.address
         env["SIESTA_PORT"] = str(self.port)
@@ -176,13 +191,33 @@ class PodRunner:
             return "\n".join(lines)[-FALLBACK_LOG_BYTES:]
         return ""
 
+    async def _claimed_directories(self) -> dict[str, Path]:
+        """Volume name -> the directory of its claim's PersistentVolume (hostPath, as the
+        local provisioners make them): the pod sees what an earlier pod left there."""
+        found = {}
+        for volume in self.pod["spec"].get("volumes") or []:
+            claim = (volume.get("persistentVolumeClaim") or {}).get("claimName")
+            if not claim:
+                continue
+            path = f"/api/v1/namespaces/{self.namespace}/persistentvolumeclaims/{claim}"
+            bound = (await self.kubelet.client.request("GET", path))["spec"].get("volumeName")
+            if not bound:
+                continue
+            pv = await self.kubelet.client.request("GET", f"/api/v1/persistentvolumes/{bound}")
+            if host_path := (pv["spec"].get("hostPath") or {}).get("path"):
+                found[volume["name"]] = Path(host_path)
+        return found
+
     async def _start_process(self) -> None:
-        mounts = {}
+        mounts, claimed_mounts = {}, {}
+        claimed = await self._claimed_directories()
         for mount in self.container.get("volumeMounts") or []:
-            local = self.root / "volumes" / mount["name"]
+            local = claimed.get(mount["name"]) or self.root / "volumes" / mount["name"]
             local.mkdir(parents=True, exist_ok=True)
             mounts[mount["mountPath"]] = local
-        env = self._environment(mounts)
+            if mount["name"] in claimed:
+                claimed_mounts[mount["mountPath"]] = local
+        env = self._environment(mounts, claimed_mounts)
         args = [str(a) for a in self.container.get("args") or []]
         self.message_file.write_bytes(b"")  # a fresh, empty file for every container run
         log_file = self.log_path.open("ab")
