@@ -26,6 +26,7 @@ from siesta.gateway.catalog import Catalog, Endpoint, ModelInfo
 from siesta.gateway.demand import DemandTracker, warm_interval
 from siesta.gateway.errors import JSON, error_json, sse_error_event
 from siesta.gateway.holding import HoldQueues, QueueFull, Ticket
+from siesta.gateway.inflight import InFlight
 from siesta.gateway.metrics import GatewayMetrics
 from siesta.gateway.responses import unknown_model
 from siesta.gateway.routing import Router
@@ -61,10 +62,11 @@ class Forwarder:
         self.settings = settings
         self.metrics = metrics
         self.catalog = catalog
-        self.router = Router()
+        self.in_flight = InFlight()  # the one count: routing, demand and the metric read it
+        self.in_flight.on_change = self._in_flight_changed
+        self.router = Router(self.in_flight)
         self.queues = HoldQueues(settings.queue_size, settings.max_held, settings.max_held_bytes)
         self.demand = DemandTracker()
-        self.in_flight: dict[ModelKey, int] = {}
         self.draining = False
         self.kick_demand: Callable[[ModelKey], None] = lambda model: None  # the demand writer's
         self._session: aiohttp.ClientSession | None = None
@@ -197,11 +199,7 @@ class Forwarder:
         key = model.key
         loop = asyncio.get_running_loop()
         attempt = loop.time()
-        self.router.started(endpoint)
-        self.in_flight[key] = self.in_flight.get(key, 0) + 1
-        self.metrics.in_flight.labels(model.alias).inc()
-        self._counts_changed(model)
-        try:
+        with self.in_flight.counting(key, model.alias, endpoint.key):
             try:
                 upstream = await proxy.send(
                     self.session,
@@ -231,13 +229,6 @@ class Forwarder:
                 return await self._bad_gateway(held, f"Replica failed: {error}")
             self.leave_queue(model, held, "forwarded", attempt)
             return await self._relay(model, held, upstream)
-        finally:
-            self.router.finished(endpoint)
-            self.in_flight[key] -= 1
-            if not self.in_flight[key]:
-                del self.in_flight[key]
-            self.metrics.in_flight.labels(model.alias).dec()
-            self._counts_changed(model)
 
     async def _relay(
         self, model: ModelInfo, held: Held, upstream: proxy.Upstream
@@ -313,11 +304,17 @@ class Forwarder:
             self.queues.readmit(held.ticket)
             self._counts_changed(model)
 
+    def _in_flight_changed(self, key: ModelKey, alias: str) -> None:
+        self.metrics.in_flight.labels(alias).set(self.in_flight.for_alias(alias))
+        self._publish_counts(key, alias)
+
     def _counts_changed(self, model: ModelInfo) -> None:
-        key = model.key
+        self._publish_counts(model.key, model.alias)
+
+    def _publish_counts(self, key: ModelKey, alias: str) -> None:
         pending = self.queues.pending(key)
-        self.metrics.queued.labels(model.alias).set(pending)
-        self.demand.set_counts(key, pending, self.in_flight.get(key, 0))
+        self.metrics.queued.labels(alias).set(pending)
+        self.demand.set_counts(key, pending, self.in_flight.for_model(key))
         self.kick_demand(key)
 
     async def _keepalive(self, held: Held) -> None:

@@ -9,14 +9,17 @@ from __future__ import annotations
 from collections.abc import Collection, Sequence
 
 from siesta.gateway.catalog import Endpoint
+from siesta.gateway.inflight import InFlight
 
 COOLDOWN_SECONDS = 2.0
 
 
 class Router:
-    def __init__(self, cooldown: float = COOLDOWN_SECONDS) -> None:
+    def __init__(
+        self, in_flight: InFlight | None = None, cooldown: float = COOLDOWN_SECONDS
+    ) -> None:
+        self.in_flight = InFlight() if in_flight is None else in_flight  # read, never written
         self.cooldown = cooldown
-        self._in_flight: dict[str, int] = {}
         self._cooling: dict[str, float] = {}  # endpoint key -> until (monotonic)
         self._turn = 0
 
@@ -28,8 +31,9 @@ class Router:
         ]
         if not candidates:
             return None
-        fewest = min(self._in_flight.get(e.key, 0) for e in candidates)
-        tied = [e for e in candidates if self._in_flight.get(e.key, 0) == fewest]
+        counts = {e.key: self.in_flight.for_endpoint(e.key) for e in candidates}
+        fewest = min(counts.values())
+        tied = [e for e in candidates if counts[e.key] == fewest]
         self._turn += 1
         return tied[self._turn % len(tied)]
 
@@ -40,19 +44,6 @@ class Router:
 
     def cool(self, endpoint: Endpoint, now: float) -> None:
         self._cooling[endpoint.key] = now + self.cooldown
-
-    def started(self, endpoint: Endpoint) -> None:
-        self._in_flight[endpoint.key] = self._in_flight.get(endpoint.key, 0) + 1
-
-    def finished(self, endpoint: Endpoint) -> None:
-        count = self._in_flight.get(endpoint.key, 0) - 1
-        if count > 0:
-            self._in_flight[endpoint.key] = count
-        else:
-            self._in_flight.pop(endpoint.key, None)
-
-    def in_flight(self, endpoint: Endpoint) -> int:
-        return self._in_flight.get(endpoint.key, 0)
 
     def forget(self, now: float) -> None:
         """Drop cooldowns that ended (keeps the map small)."""
