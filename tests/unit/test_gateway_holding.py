@@ -111,3 +111,48 @@ def test_a_model_cap_overrides_the_default() -> None:
     with pytest.raises(QueueFull) as full:
         queues.admit(ModelKey("ns", "big"), per_model=3)
     assert (full.value.scope, full.value.limit) == ("model", 3)
+
+
+class ClientGone(Exception):
+    pass
+
+
+def test_a_place_is_given_back_once_whatever_ends_the_block() -> None:
+    queues = HoldQueues(per_model=1, total=10)
+    model = ModelKey("ns", "a")
+    changes: list[str | None] = []
+    seen: dict[str, object] = {}
+
+    async def held_then_gone() -> None:
+        async with queues.place(model, lambda place, outcome: changes.append(outcome)) as place:
+            seen["empty before it waits"] = (place.held, queues.pending(model))
+            place.take(size=10, per_model=None, now=asyncio.get_running_loop().time())
+            seen["while held"] = (queues.pending(model), queues.held_bytes)
+            raise ClientGone
+
+    with pytest.raises(ClientGone):
+        asyncio.run(held_then_gone())
+    assert seen == {"empty before it waits": (False, 0), "while held": (1, 10)}
+    assert (queues.pending(model), queues.held_bytes) == (0, 0)
+    assert changes == [None, "abandoned"]
+
+
+def test_a_place_steps_out_while_tried_and_leaves_with_its_outcome() -> None:
+    async def scenario() -> tuple[list[int], float | None]:
+        queues = HoldQueues(per_model=5, total=10)
+        model = ModelKey("ns", "a")
+        pending: list[int] = []
+        async with queues.place(model, lambda place, outcome: outcomes.append(outcome)) as first:
+            first.take(0, None, now=0.0)
+            queues.admit(model)  # a second request
+            first.step_out()  # tried: not waiting
+            pending.append(queues.pending(model))
+            first.step_back()  # the try reached no replica: back in, with its old place
+            pending.append(queues.pending(model))
+            first.leave("forwarded", at=2.5)
+            pending.append(queues.pending(model))
+        return pending, first.waited
+
+    outcomes: list[str | None] = []
+    assert asyncio.run(scenario()) == ([1, 2, 1], 2.5)
+    assert outcomes == [None, None, None, "forwarded"]  # the block's end adds nothing

@@ -262,7 +262,6 @@ class Gateway:
             self.active_handlers -= 1
             if not self.active_handlers:
                 self._no_handlers.set()
-            self.forwarder.leave_queue(model, held, "abandoned")
         self.metrics.requests.labels(model.alias, str(response.status)).inc()
         return response
 

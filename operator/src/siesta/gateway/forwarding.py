@@ -10,6 +10,7 @@ replica did no work are retried (see `proxy`).
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import math
 import time
@@ -25,7 +26,7 @@ from siesta.gateway.auth import UpstreamKey
 from siesta.gateway.catalog import Catalog, Endpoint, ModelInfo
 from siesta.gateway.demand import DemandTracker, warm_interval
 from siesta.gateway.errors import JSON, error_json, sse_error_event
-from siesta.gateway.holding import HoldQueues, QueueFull, Ticket
+from siesta.gateway.holding import HoldQueues, Place, QueueFull
 from siesta.gateway.inflight import InFlight
 from siesta.gateway.metrics import GatewayMetrics
 from siesta.gateway.responses import unknown_model
@@ -43,16 +44,19 @@ UPSTREAM_KEEPALIVE_SECONDS = 3.0  # below uvicorn's 5 s idle timeout: never reus
 
 @dataclass
 class Held:
-    """One request's stay at the gateway: its queue ticket and, once started, its SSE stream."""
+    """One request's stay at the gateway: its place in the queue and, once started, its SSE
+    stream."""
 
     request: web.Request
     streaming: bool
     sse: web.StreamResponse | None = None
-    ticket: Ticket | None = None
-    held_since: float | None = None
+    place: Place | None = None  # while `Forwarder.serve` runs
     status: int | None = None  # once the status line has been sent
-    refused: QueueFull | None = None  # why it could not be held
-    waited: float | None = None  # seconds it was held (the wake, as this request saw it)
+
+    @property
+    def waited(self) -> float | None:
+        """Seconds it was held (the wake, as this request saw it), once it left the queue."""
+        return self.place.waited if self.place is not None else None
 
 
 class Forwarder:
@@ -99,13 +103,21 @@ class Forwarder:
         return self.queues.pending(key)
 
     async def serve(self, model: ModelInfo, held: Held, body: bytes) -> web.StreamResponse:
-        loop = asyncio.get_running_loop()
         backoff = model.wake_backoff(time.time())
         if (model.failure or backoff) and not self.catalog.endpoints(model.key):
             # Not counted as demand: a request no replica can serve must not keep it awake,
             # and one for a model that failed must not wake it before its backoff ends.
             return await self._failing(model, held, backoff)
         self.demand.seen(model.key, time.time(), warm_interval(model.idle_timeout))
+        on_change = functools.partial(self._place_changed, model)
+        async with self.queues.place(model.key, on_change) as place:
+            held.place = place
+            return await self._forward_or_hold(model, held, place, body)
+
+    async def _forward_or_hold(
+        self, model: ModelInfo, held: Held, place: Place, body: bytes
+    ) -> web.StreamResponse:
+        loop = asyncio.get_running_loop()
         arrival = loop.time()
         deadline = arrival + model.wake_timeout
         next_keepalive = arrival + self.settings.keepalive_interval
@@ -119,20 +131,23 @@ class Forwarder:
             endpoints = self.catalog.endpoints(model.key)
             endpoint = self.router.choose(endpoints, now)
             if endpoint is not None:
-                self._step_out(model, held)  # not waiting while it is tried
-                result = await self._try(model, held, endpoint, body)
+                place.step_out()  # not waiting while it is tried
+                result = await self._try(model, held, place, endpoint, body)
                 if result is not None:
                     return result
-                self._step_back(model, held)  # not reached or unavailable: it keeps its place
+                place.step_back()  # not reached or unavailable: it keeps its place
                 continue
             if model.failure:
-                self.leave_queue(model, held, "failing")
+                place.leave("failing")
                 return await self._failing(model, held)
-            if held.ticket is None and not self._admit(model, held, len(body), now):
-                return await self._busy(model, held)
+            if not place.held:
+                try:
+                    place.take(len(body), model.max_held, now)
+                except QueueFull as full:
+                    return await self._busy(model, held, full)
             if now >= deadline:
                 self.metrics.timeouts.labels(model.alias).inc()
-                self.leave_queue(model, held, "timeout")
+                place.leave("timeout")
                 return await self._unavailable(
                     held,
                     f"Model {model.alias!r} did not become ready within its wakeTimeout "
@@ -143,33 +158,20 @@ class Forwarder:
             cooldown_end = self.router.next_cooldown_end(endpoints, now)
             if cooldown_end is not None:
                 wake_at = min(wake_at, cooldown_end)
-            assert held.ticket is not None  # admitted above
-            await self.queues.wait(held.ticket, wake_at - now)
+            await place.wait(wake_at - now)
             if held.streaming and loop.time() >= next_keepalive:
                 await self._keepalive(held)
                 next_keepalive = loop.time() + self.settings.keepalive_interval
             current = self.catalog.model_by_key(model.key)
             if current is None:  # deleted while its requests were held
+                place.leave("abandoned")
                 return await self._deleted(model, held)
             model = current  # wakeTimeout may have changed
 
-    def _admit(self, model: ModelInfo, held: Held, size: int, now: float) -> bool:
-        """Hold the request in its model's queue; False (and `held.refused`) when full."""
-        try:
-            held.ticket = self.queues.admit(model.key, size, model.max_held)
-        except QueueFull as full:
-            self.metrics.rejected.labels(REFUSAL_REASONS[full.scope]).inc()
-            self.metrics.busy.labels(model.alias, full.scope).inc()
-            held.refused = full
-            return False
-        held.held_since = held.held_since or now
-        self._counts_changed(model)
-        return True
-
-    async def _busy(self, model: ModelInfo, held: Held) -> web.StreamResponse:
+    async def _busy(self, model: ModelInfo, held: Held, full: QueueFull) -> web.StreamResponse:
         """No room to hold it: 503 at once, so a stampede costs no memory and no waiting."""
-        full = held.refused
-        assert full is not None
+        self.metrics.rejected.labels(REFUSAL_REASONS[full.scope]).inc()
+        self.metrics.busy.labels(model.alias, full.scope).inc()
         if full.scope == "model":
             message = (
                 f"Model {model.alias!r} already holds {full.limit} requests while it wakes "
@@ -182,7 +184,6 @@ class Forwarder:
         )
 
     async def _deleted(self, model: ModelInfo, held: Held) -> web.StreamResponse:
-        self.leave_queue(model, held, "abandoned")
         if held.sse is None:
             return unknown_model(self.catalog, self.metrics, model.alias)
         gone = error_json(
@@ -193,7 +194,7 @@ class Forwarder:
         return held.sse
 
     async def _try(
-        self, model: ModelInfo, held: Held, endpoint: Endpoint, body: bytes
+        self, model: ModelInfo, held: Held, place: Place, endpoint: Endpoint, body: bytes
     ) -> web.StreamResponse | None:
         """Forward to one replica; None when it never did the work (try elsewhere)."""
         key = model.key
@@ -215,7 +216,7 @@ class Forwarder:
                 if self.router.choose(self.catalog.endpoints(key), loop.time()) is not None:
                     busy.upstream.release()
                     return None  # another replica may have room: it did no work here
-                self.leave_queue(model, held, "forwarded", attempt)
+                place.leave("forwarded", attempt)
                 return await self._relay(model, held, busy.upstream)
             except (proxy.NotReached, proxy.Unavailable) as error:
                 kind = "connect" if isinstance(error, proxy.NotReached) else "unavailable"
@@ -224,10 +225,10 @@ class Forwarder:
                 self.router.cool(endpoint, loop.time())
                 return None
             except (aiohttp.ClientError, TimeoutError) as error:
-                self.leave_queue(model, held, "forwarded", attempt)
+                place.leave("forwarded", attempt)
                 self.metrics.upstream_errors.labels(model.alias, "broken").inc()
                 return await self._bad_gateway(held, f"Replica failed: {error}")
-            self.leave_queue(model, held, "forwarded", attempt)
+            place.leave("forwarded", attempt)
             return await self._relay(model, held, upstream)
 
     async def _relay(
@@ -272,37 +273,16 @@ class Forwarder:
         await out.write_eof()
         return out
 
-    # --- holding helpers ----------------------------------------------------------------
+    # --- counts ------------------------------------------------------------------------
 
-    def leave_queue(
-        self, model: ModelInfo, held: Held, outcome: str, at: float | None = None
-    ) -> None:
-        """The request stops being held (`at`: when, if not now); its hold time is observed
-        here, once."""
-        if held.ticket is None:
-            return
-        self.queues.leave(held.ticket)
-        held.ticket = None
-        if held.held_since is not None:
-            end = asyncio.get_running_loop().time() if at is None else at
-            waited = end - held.held_since
-            self.metrics.hold_seconds.labels(model.alias, outcome).observe(waited)
-            held.held_since = None
-            held.waited = waited
-            log.info("%s: request held %.3fs: %s", model.alias, waited, outcome)
+    def _place_changed(self, model: ModelInfo, place: Place, outcome: str | None) -> None:
+        """A request entered, stepped out of or left its queue; on leaving, its hold time is
+        observed, once."""
+        model = self.catalog.model_by_key(place.model) or model  # its alias, as it is now
+        if outcome is not None and place.waited is not None:
+            self.metrics.hold_seconds.labels(model.alias, outcome).observe(place.waited)
+            log.info("%s: request held %.3fs: %s", model.alias, place.waited, outcome)
         self._counts_changed(model)
-
-    def _step_out(self, model: ModelInfo, held: Held) -> None:
-        """While a held request is tried it is not waiting: out of the queue, ticket kept."""
-        if held.ticket is not None:
-            self.queues.leave(held.ticket)
-            self._counts_changed(model)
-
-    def _step_back(self, model: ModelInfo, held: Held) -> None:
-        """A try that reached no replica: back into the queue at the place it had."""
-        if held.ticket is not None:
-            self.queues.readmit(held.ticket)
-            self._counts_changed(model)
 
     def _in_flight_changed(self, key: ModelKey, alias: str) -> None:
         self.metrics.in_flight.labels(alias).set(self.in_flight.for_alias(alias))

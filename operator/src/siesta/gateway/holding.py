@@ -5,6 +5,9 @@ model gets a ready replica, `wake` resolves the waiters in arrival order, so the
 resumes them, and they forward, in that order. Caps: per model (the model's
 spec.scaling.maxHeldRequests, else the gateway's default), in all, and the bytes of the held
 bodies in all (a count alone would let 4 MiB bodies exhaust the pod's memory).
+
+A request's stay is one `async with queues.place(...)`: it takes a ticket when it first has
+to wait, and whatever way the request ends, the ticket is given back once, on the way out.
 """
 
 from __future__ import annotations
@@ -12,6 +15,8 @@ from __future__ import annotations
 import asyncio
 import itertools
 from collections import OrderedDict
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 
 from siesta.api.contract import ModelKey
@@ -105,3 +110,66 @@ class HoldQueues:
 
     def pending(self, model: ModelKey) -> int:
         return len(self._queues.get(model, ()))
+
+    @asynccontextmanager
+    async def place(self, model: ModelKey, on_change: OnChange) -> AsyncIterator[Place]:
+        """One request's place in `model`'s queue, given back (as "abandoned", if it still
+        holds one) when the block ends, by a return, an error or the client going away."""
+        place = Place(self, model, on_change)
+        try:
+            yield place
+        finally:
+            place.leave("abandoned")
+
+
+OnChange = Callable[["Place", "str | None"], None]
+"""Called after every change to a place: with the outcome when it leaves the queue."""
+
+
+class Place:
+    """A request's place in its model's queue: empty until it first has to wait."""
+
+    def __init__(self, queues: HoldQueues, model: ModelKey, on_change: OnChange) -> None:
+        self._queues = queues
+        self.model = model
+        self._on_change = on_change
+        self.ticket: Ticket | None = None
+        self.since: float | None = None  # loop time when it started waiting
+        self.waited: float | None = None  # seconds it waited, once it left
+
+    @property
+    def held(self) -> bool:
+        return self.ticket is not None
+
+    def take(self, size: int, per_model: int | None, now: float) -> None:
+        """Start waiting, for a body of `size` bytes; raises QueueFull when there is no room."""
+        self.ticket = self._queues.admit(self.model, size, per_model)
+        self.since = now
+        self._on_change(self, None)
+
+    def step_out(self) -> None:
+        """While it is tried it is not waiting: out of the queue, ticket kept."""
+        if self.ticket is not None:
+            self._queues.leave(self.ticket)
+            self._on_change(self, None)
+
+    def step_back(self) -> None:
+        """A try that reached no replica: back into the queue at the place it had."""
+        if self.ticket is not None:
+            self._queues.readmit(self.ticket)
+            self._on_change(self, None)
+
+    async def wait(self, seconds: float) -> bool:
+        assert self.ticket is not None, "take a place before waiting"
+        return await self._queues.wait(self.ticket, seconds)
+
+    def leave(self, outcome: str, at: float | None = None) -> None:
+        """Stop waiting (`at`: when, in loop time, if not now); only the first call counts."""
+        if self.ticket is None:
+            return
+        self._queues.leave(self.ticket)
+        self.ticket = None
+        if self.since is not None:
+            end = asyncio.get_running_loop().time() if at is None else at
+            self.waited = end - self.since
+        self._on_change(self, outcome)
