@@ -426,6 +426,7 @@ def readme_example(cluster: Any, client: Any, model: Path) -> None:
         {"PYTHONPATH": str(ROOT / "kit")},
     )  # fmt: skip
     uri = url(port, model.name)
+    # Up when it answers at all: its root is no file, so a 404 (the GGUF's 98 MB, not fetched).
     wait_for("the model host", lambda: http_status(uri.rsplit("/", 1)[0] + "/") == 404, 30)
     manifest = readme_model()
     manifest["spec"]["model"]["uri"] = uri
