@@ -43,6 +43,7 @@ import aiohttp
 
 from localworld.localnet import add_local_address, in_pod_network, pod_address, remove_local_address
 from localworld.nodes import PROCESS_KUBELET_TAINT, gpu_node_manifest
+from siesta.api.contract import REQUIRE_GPU_ENV
 from siesta.gateway.kube import ApiError, KubeClient, load_config
 
 log = logging.getLogger("process-kubelet")
@@ -158,7 +159,7 @@ class PodRunner:
                 env[item["name"]] = fields.get(ref.get("fieldPath", ""), "")
         # This node stands in for a GPU node but runs the server on the CPU: the model must
         # not refuse to start for want of the GPU that the node's labels promise.
-        env.pop("SIESTA_REQUIRE_GPU", None)
+        env.pop(REQUIRE_GPU_ENV, None)
         # The pod's own address, as if 0.0.0.0 inside its network namespace.
         env["SIESTA_HOST"] = self.address
         env["SIESTA_PORT"] = str(self.port)

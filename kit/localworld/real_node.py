@@ -102,6 +102,9 @@ def chart_values(cluster: Cluster, built: dict[str, str], *, tag: str | None = N
         "image": {"repository": repository, "tag": tag or image_tag, "pullPolicy": "Never"},
         "operator": {
             "serverImage": built["SIESTA_SERVER_IMAGE"],
+            # No CUDA build here: the real node's "T4" runs the CPU image, which containerd has
+            # imported (the chart's default would be pulled from ghcr.io: a packet off the world).
+            "serverCudaImage": built["SIESTA_SERVER_IMAGE"],
             "extraEnv": [
                 *api_server_env(cluster),
                 {"name": "SIESTA_SERVER_DRAIN_TIMEOUT", "value": "5s"},

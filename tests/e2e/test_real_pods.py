@@ -178,6 +178,9 @@ def _model(uri: str, sha256: str) -> dict[str, Any]:
             # The operator's own GPU affinity and toleration put it on the real node's "T4";
             # the selector keeps it off the kwok nodes of the same pool.
             "gpu": {"count": 1, "nodeSelector": NODE_SELECTOR},
+            # The real node's GPU is a stand-in: a GPU model computes on the CPU only when it
+            # says so, or the server refuses to start (--require-gpu).
+            "server": {"gpuLayers": 0},
         },
     }
 
