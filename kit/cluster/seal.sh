@@ -10,6 +10,9 @@
 #                  namespace while it exists                    -> else unreachable
 #   10.85.0.0/16   the real node's pods (node.sh, bridge siesta-cni0 with 10.85.0.0/24)
 #                                                                -> else unreachable
+# Pods of the real node and of the process kubelet may not leave through this machine's
+# uplink either (the CNI bridge masquerades): forwarded packets from their interfaces to the
+# default route's device are rejected.
 # The unreachable routes carry metric $METRIC, so the world's own interfaces (their kernel
 # routes, metric 0) win while they exist and the route falls back to "unreachable" when they
 # go. An unreachable route cannot cover the ClusterIPs: the kernel refuses a connect before
@@ -24,6 +27,8 @@ set -euo pipefail
 METRIC=4242
 VOID=siesta-void
 CHAIN=SIESTA-SEAL
+EGRESS_CHAIN=SIESTA-SEAL-EGRESS
+POD_LINKS=(siesta-cni0 siesta-host)
 UNREACHABLE=(10.0.0.0/16 10.244.0.0/16 10.85.0.0/16)
 SERVICES=10.96.0.0/16
 
@@ -51,7 +56,17 @@ up() {
   for hook in OUTPUT FORWARD; do
     ipt -C "$hook" -j "$CHAIN" 2>/dev/null || ipt -I "$hook" -j "$CHAIN"
   done
-  log "sealed: ${UNREACHABLE[*]} unreachable, $SERVICES rejected on $VOID"
+  local uplink link
+  uplink=$(ip_ route show default | awk '{print $5; exit}')
+  ipt -N "$EGRESS_CHAIN" 2>/dev/null || ipt -F "$EGRESS_CHAIN"
+  if [[ -n $uplink ]]; then
+    for link in "${POD_LINKS[@]}"; do
+      ipt -A "$EGRESS_CHAIN" -i "$link" -o "$uplink" -p tcp -j REJECT --reject-with tcp-reset
+      ipt -A "$EGRESS_CHAIN" -i "$link" -o "$uplink" -j REJECT --reject-with icmp-host-unreachable
+    done
+  fi
+  ipt -C FORWARD -j "$EGRESS_CHAIN" 2>/dev/null || ipt -I FORWARD -j "$EGRESS_CHAIN"
+  log "sealed: ${UNREACHABLE[*]} unreachable, $SERVICES rejected on $VOID, pods kept off ${uplink:-the uplink}"
 }
 
 down() {
@@ -64,8 +79,11 @@ down() {
   for hook in OUTPUT FORWARD; do
     while ipt -D "$hook" -j "$CHAIN" 2>/dev/null; do :; done
   done
+  while ipt -D FORWARD -j "$EGRESS_CHAIN" 2>/dev/null; do :; done
   ipt -F "$CHAIN" 2>/dev/null || true
   ipt -X "$CHAIN" 2>/dev/null || true
+  ipt -F "$EGRESS_CHAIN" 2>/dev/null || true
+  ipt -X "$EGRESS_CHAIN" 2>/dev/null || true
   log "unsealed"
 }
 
@@ -77,6 +95,7 @@ check() {
   ip_ route show "$SERVICES" | grep -q "dev $VOID" || { log "$SERVICES not on $VOID"; ok=1; }
   ipt -C OUTPUT -j "$CHAIN" 2>/dev/null || { log "no $CHAIN in OUTPUT"; ok=1; }
   ipt -C FORWARD -j "$CHAIN" 2>/dev/null || { log "no $CHAIN in FORWARD"; ok=1; }
+  ipt -C FORWARD -j "$EGRESS_CHAIN" 2>/dev/null || { log "no $EGRESS_CHAIN in FORWARD"; ok=1; }
   return "$ok"
 }
 

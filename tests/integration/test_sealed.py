@@ -15,6 +15,7 @@ import ipaddress
 import re
 import socket
 import subprocess
+import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -25,6 +26,7 @@ import pytest
 
 from localworld.cluster import Cluster, wait_for
 from localworld.gateway_env import endpoint_slice, install_crd, metric, model_manifest
+from localworld.localnet import ensure_pod_network, in_pod_network
 from localworld.nodes import SIMULATED_GPU_TOLERATIONS
 from localworld.procs import Proc, start_gateway
 
@@ -146,6 +148,29 @@ def test_a_stray_cluster_ip_is_refused_here() -> None:
     with pytest.raises(ConnectionRefusedError), socket.create_connection(("10.96.254.254", 80), 5):
         pass
     assert time.monotonic() - started < 1.0
+
+
+def test_a_process_pod_cannot_leave_the_machine() -> None:
+    """A process-kubelet pod (the siesta-pods namespace) connecting to the uplink's gateway:
+    refused here at once (no route out of the namespace; the seal rejects forwarding too)."""
+    ensure_pod_network()
+    gateway = route("1.1.1.1").split(" via ")[-1].split()[0]
+    probe = (
+        "import socket, sys, time\n"
+        "t = time.monotonic()\n"
+        "try:\n"
+        f"    socket.create_connection(({gateway!r}, 80), timeout=5)\n"
+        "    sys.exit('connected')\n"
+        "except OSError as error:\n"
+        "    print(type(error).__name__, round(time.monotonic() - t, 3))\n"
+    )
+    result = subprocess.run(
+        in_pod_network([sys.executable, "-c", probe]), capture_output=True, text=True, check=False
+    )
+    assert result.returncode == 0, result.stderr
+    kind, seconds = result.stdout.split()
+    assert kind in ("OSError", "ConnectionRefusedError")
+    assert float(seconds) < 1.0
 
 
 def test_the_gateway_answers_its_own_error_for_a_simulated_replica(
