@@ -7,15 +7,18 @@ import base64
 import json
 import logging
 import struct
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable, Sequence
 from typing import Any, TypeVar
 
 from pydantic import BaseModel, ValidationError
 from starlette.applications import Starlette
+from starlette.datastructures import Headers
 from starlette.exceptions import HTTPException
+from starlette.middleware import Middleware
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
-from starlette.routing import Route
+from starlette.routing import Match, Route
+from starlette.types import ASGIApp, Receive, Scope, Send
 
 from siesta_server.chat import ChatTemplateError
 from siesta_server.chat_tokens import chat_tokens
@@ -50,180 +53,260 @@ INLINE_BYTES = 64 * 1024
 _MESSAGE_COST = 64
 
 
+# The paths that answer without an API key: kubelet probes, the gateway's readiness checks
+# and Prometheus carry no key. Every other route needs one when --api-key-file is set.
+OPEN_PATHS = frozenset({"/health", "/v1/health", "/metrics"})
+
+
 def build_app(state: ServerState) -> Starlette:
-    async def health(_: Request) -> Response:
-        # Exactly llama-server's bodies: probes and the gateway read these.
-        loaded = state.loaded
-        if state.phase is Phase.READY and loaded is not None and loaded.engine.alive:
-            return JSONResponse({"status": "ok"})
-        if state.phase is Phase.READY:
-            message = "The decode loop stopped; restart the server"
-        elif state.phase is Phase.DRAINING:
-            message = "Server is shutting down"
-        else:
-            message = "Loading model"
-        return JSONResponse(
-            {"error": {"code": 503, "message": message, "type": "unavailable_error"}},
-            status_code=503,
-        )
-
-    async def metrics(_: Request) -> Response:
-        return Response(state.metrics.render(), media_type=CONTENT_TYPE)
-
-    async def models(request: Request) -> Response:
-        if state.api_keys is not None:
-            try:
-                state.api_keys.check(request.headers.get("authorization"))
-            except APIError as error:
-                return error.response()
-        loaded = state.loaded
-        meta: dict[str, Any] = {}
-        if loaded is not None:
-            meta = {
-                "n_vocab": loaded.model.n_vocab,
-                "n_ctx_train": loaded.model.n_ctx_train,
-                "n_embd": loaded.model.n_embd,
-                "n_params": loaded.model.n_params,
-                "size": loaded.model.size_bytes,
-            }
-        base = state.config.model_id
-        # Adapters are listed from the configuration, so also while the model loads.
-        adapters = [
-            {
-                "id": lora.name,
-                "object": "model",
-                "created": state.created,
-                "owned_by": "siesta",
-                "parent": base,
-                "meta": {"lora_scale": lora.scale},
-            }
-            for lora in state.config.loras
-        ]
-        base_entry = {
-            "id": base,
-            "object": "model",
-            "created": state.created,
-            "owned_by": "siesta",
-            "meta": meta or None,
-        }
-        return JSONResponse({"object": "list", "data": [base_entry, *adapters]})
-
-    async def props(_: Request) -> Response:
-        loaded = state.require_ready()
-        return JSONResponse(
-            {
-                "model_path": str(loaded.model.path),
-                "model_alias": state.config.model_id,
-                "total_slots": loaded.engine.n_slots,
-                "n_ctx": loaded.engine.n_ctx_seq * loaded.engine.n_slots,
-                "n_ctx_slot": loaded.engine.n_ctx_seq,
-                "chat_template": loaded.chat_template.source,
-                "build_info": "siesta-server",
-            }
-        )
-
-    async def chat(request: Request) -> Response:
-        loaded = state.require_ready()
-        body = await _parse(request, state, ChatCompletionRequest)
-        adapter = _resolve_model(state, loaded, body.model)
-        if body.tools:
-            raise bad_request("tool calling is not supported by this server", param="tools")
-        if body.logprobs:
-            raise bad_request("logprobs are not supported by this server", param="logprobs")
-        messages = [{"role": m.role, "content": m.text()} for m in body.messages]
-        size = sum(len(m["content"]) + _MESSAGE_COST for m in messages)
-        try:
-            prompt = await _off_loop(
-                size, chat_tokens, loaded.model, loaded.chat_template, messages
-            )
-        except ChatTemplateError as error:
-            raise bad_request(str(error), param="messages") from None
-        max_tokens = body.max_completion_tokens or body.max_tokens
-        job = _job(body, loaded, [prompt] * body.n, max_tokens, adapter, state)
-        return await run_completion(request, state, loaded, job, CHAT)
-
-    async def completions(request: Request) -> Response:
-        loaded = state.require_ready()
-        body = await _parse(request, state, CompletionRequest)
-        adapter = _resolve_model(state, loaded, body.model)
-        if body.logprobs:
-            raise bad_request("logprobs are not supported by this server", param="logprobs")
-        if body.echo:
-            raise bad_request("echo is not supported by this server", param="echo")
-        texts = _prompt_chars(body.prompt)
-        prompts = await _off_loop(texts, _text_prompts, loaded, body.prompt)
-        prompts = [p for p in prompts for _ in range(body.n)]
-        job = _job(body, loaded, prompts, body.max_tokens, adapter, state)
-        return await run_completion(request, state, loaded, job, TEXT)
-
-    async def embeddings(request: Request) -> Response:
-        loaded = state.require_ready()
-        body = await _parse(request, state, EmbeddingRequest)
-        adapter = _resolve_model(state, loaded, body.model)
-        inputs = await _off_loop(_prompt_chars(body.input), _embedding_inputs, loaded, body.input)
-        state.metrics.request_received(adapter)
-        state.request_started()
-        try:
-            vectors = await _embed(request, loaded, inputs, adapter)
-        finally:
-            state.request_ended()
-        if vectors is None:  # the client went away; the work was dropped
-            return Response(status_code=CLIENT_CLOSED_REQUEST)
-        if body.dimensions is not None:
-            vectors = [v[: body.dimensions] for v in vectors]
-        used = sum(len(tokens) for tokens in inputs)
-        name = adapter.name if adapter is not None else state.config.model_id
-        # A few hundred vectors of thousands of floats: serialize off the event loop.
-        content = await _off_loop(
-            len(vectors) * len(vectors[0]) if vectors else 0,
-            _embedding_answer,
-            vectors,
-            body,
-            name,
-            used,
-        )
-        return Response(content, media_type="application/json")
-
-    def endpoint(name: str, handler: Any) -> Any:
-        """Answer every failure in OpenAI's error shape and count requests by status."""
-
-        async def wrapper(request: Request) -> Response:
-            try:
-                if state.api_keys is not None:
-                    state.api_keys.check(request.headers.get("authorization"))
-                response: Response = await handler(request)
-            except APIError as error:
-                response = error.response()
-            except Exception:
-                log.exception("unexpected error in %s", request.url.path)
-                response = APIError(
-                    500, "internal server error", error_type="server_error"
-                ).response()
-            state.metrics.requests.labels(name, str(response.status_code)).inc()
-            return response
-
-        return wrapper
-
-    async def http_error(_: Request, error: Exception) -> Response:
-        assert isinstance(error, HTTPException)
-        kind = "not_found_error" if error.status_code == 404 else "invalid_request_error"
-        return APIError(error.status_code, str(error.detail), error_type=kind).response()
-
     routes = [
         Route("/health", health, methods=["GET"]),
         Route("/v1/health", health, methods=["GET"]),
         Route("/metrics", metrics, methods=["GET"]),
         Route("/v1/models", models, methods=["GET"]),
         Route("/models", models, methods=["GET"]),
-        Route("/props", endpoint("props", props), methods=["GET"]),
+        MeteredRoute("/props", "props", props, "GET"),
     ]
     for prefix in ("/v1", ""):
         routes += [
-            Route(f"{prefix}/chat/completions", endpoint("chat", chat), methods=["POST"]),
-            Route(f"{prefix}/completions", endpoint("completions", completions), methods=["POST"]),
-            Route(f"{prefix}/embeddings", endpoint("embeddings", embeddings), methods=["POST"]),
+            MeteredRoute(f"{prefix}/chat/completions", "chat", chat, "POST"),
+            MeteredRoute(f"{prefix}/completions", "completions", completions, "POST"),
+            MeteredRoute(f"{prefix}/embeddings", "embeddings", embeddings, "POST"),
         ]
-    return Starlette(routes=routes, exception_handlers={HTTPException: http_error})
+    keyed = [route for route in routes if route.path not in OPEN_PATHS]
+    app = Starlette(
+        routes=routes,
+        middleware=[Middleware(ApiKeyMiddleware, state=state, routes=keyed)],
+        exception_handlers={HTTPException: http_error},
+    )
+    app.state.server = state
+    return app
+
+
+def build_metrics_app(state: ServerState) -> Starlette:
+    """`--metrics-port`: /metrics alone, so a scraper needs no access to the API port."""
+    app = Starlette(routes=[Route("/metrics", metrics, methods=["GET"])])
+    app.state.server = state
+    return app
+
+
+def server_state(request: Request) -> ServerState:
+    """The state `build_app` hung on the application, typed."""
+    state: ServerState = request.app.state.server
+    return state
+
+
+class ApiKeyMiddleware:
+    """The one place the API key is checked (--api-key-file), before any handler runs.
+
+    Only a request that a keyed route would serve (path and method) is checked, so unknown
+    paths still answer 404 and wrong methods 405, as they do without keys."""
+
+    def __init__(self, app: ASGIApp, state: ServerState, routes: Sequence[Route]) -> None:
+        self.app = app
+        self.state = state
+        self.routes = routes
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        keys = self.state.api_keys
+        route = self._keyed_route(scope) if keys is not None else None
+        if keys is None or route is None:
+            await self.app(scope, receive, send)
+            return
+        try:
+            keys.check(Headers(scope=scope).get("authorization"))
+        except Exception as error:
+            response = _error_response(error, scope["path"])
+            if isinstance(route, MeteredRoute):
+                route.count(self.state, response.status_code)
+            await response(scope, receive, send)
+            return
+        await self.app(scope, receive, send)
+
+    def _keyed_route(self, scope: Scope) -> Route | None:
+        if scope["type"] != "http":
+            return None
+        for route in self.routes:
+            if route.matches(scope)[0] is Match.FULL:
+                return route
+        return None
+
+
+Handler = Callable[[Request], Awaitable[Response]]
+
+
+class MeteredRoute(Route):
+    """A route counted in siesta_server_requests_total (its `endpoint` label is `name`) that
+    answers every failure in OpenAI's error shape."""
+
+    def __init__(self, path: str, name: str, handler: Handler, method: str) -> None:
+        async def counted(request: Request) -> Response:
+            try:
+                response = await handler(request)
+            except Exception as error:
+                response = _error_response(error, request.url.path)
+            self.count(server_state(request), response.status_code)
+            return response
+
+        super().__init__(path, counted, methods=[method], name=name)
+
+    def count(self, state: ServerState, status: int) -> None:
+        state.metrics.requests.labels(self.name, str(status)).inc()
+
+
+def _error_response(error: Exception, path: str) -> Response:
+    if isinstance(error, APIError):
+        return error.response()
+    log.exception("unexpected error in %s", path, exc_info=error)
+    return APIError(500, "internal server error", error_type="server_error").response()
+
+
+async def http_error(_: Request, error: Exception) -> Response:
+    assert isinstance(error, HTTPException)
+    kind = "not_found_error" if error.status_code == 404 else "invalid_request_error"
+    return APIError(error.status_code, str(error.detail), error_type=kind).response()
+
+
+async def health(request: Request) -> Response:
+    # Exactly llama-server's bodies: probes and the gateway read these.
+    state = server_state(request)
+    loaded = state.loaded
+    if state.phase is Phase.READY and loaded is not None and loaded.engine.alive:
+        return JSONResponse({"status": "ok"})
+    if state.phase is Phase.READY:
+        message = "The decode loop stopped; restart the server"
+    elif state.phase is Phase.DRAINING:
+        message = "Server is shutting down"
+    else:
+        message = "Loading model"
+    return JSONResponse(
+        {"error": {"code": 503, "message": message, "type": "unavailable_error"}},
+        status_code=503,
+    )
+
+
+async def metrics(request: Request) -> Response:
+    return Response(server_state(request).metrics.render(), media_type=CONTENT_TYPE)
+
+
+async def models(request: Request) -> Response:
+    state = server_state(request)
+    base = state.config.model_id
+    base_entry = {
+        "id": base,
+        "object": "model",
+        "created": state.created,
+        "owned_by": "siesta",
+        "meta": _model_meta(state.loaded),
+    }
+    # Adapters are listed from the configuration, so also while the model loads.
+    adapters = [
+        {
+            "id": lora.name,
+            "object": "model",
+            "created": state.created,
+            "owned_by": "siesta",
+            "parent": base,
+            "meta": {"lora_scale": lora.scale},
+        }
+        for lora in state.config.loras
+    ]
+    return JSONResponse({"object": "list", "data": [base_entry, *adapters]})
+
+
+def _model_meta(loaded: Loaded | None) -> dict[str, Any] | None:
+    """llama-server's `meta` of the base model; None until it is loaded."""
+    if loaded is None:
+        return None
+    return {
+        "n_vocab": loaded.model.n_vocab,
+        "n_ctx_train": loaded.model.n_ctx_train,
+        "n_embd": loaded.model.n_embd,
+        "n_params": loaded.model.n_params,
+        "size": loaded.model.size_bytes,
+    }
+
+
+async def props(request: Request) -> Response:
+    state = server_state(request)
+    loaded = state.require_ready()
+    return JSONResponse(
+        {
+            "model_path": str(loaded.model.path),
+            "model_alias": state.config.model_id,
+            "total_slots": loaded.engine.n_slots,
+            "n_ctx": loaded.engine.n_ctx_seq * loaded.engine.n_slots,
+            "n_ctx_slot": loaded.engine.n_ctx_seq,
+            "chat_template": loaded.chat_template.source,
+            "build_info": "siesta-server",
+        }
+    )
+
+
+async def chat(request: Request) -> Response:
+    state = server_state(request)
+    loaded = state.require_ready()
+    body = await _parse(request, state, ChatCompletionRequest)
+    adapter = _resolve_model(state, loaded, body.model)
+    if body.tools:
+        raise bad_request("tool calling is not supported by this server", param="tools")
+    if body.logprobs:
+        raise bad_request("logprobs are not supported by this server", param="logprobs")
+    messages = [{"role": m.role, "content": m.text()} for m in body.messages]
+    size = sum(len(m["content"]) + _MESSAGE_COST for m in messages)
+    try:
+        prompt = await _off_loop(size, chat_tokens, loaded.model, loaded.chat_template, messages)
+    except ChatTemplateError as error:
+        raise bad_request(str(error), param="messages") from None
+    max_tokens = body.max_completion_tokens or body.max_tokens
+    job = _job(body, loaded, [prompt] * body.n, max_tokens, adapter, state)
+    return await run_completion(request, state, loaded, job, CHAT)
+
+
+async def completions(request: Request) -> Response:
+    state = server_state(request)
+    loaded = state.require_ready()
+    body = await _parse(request, state, CompletionRequest)
+    adapter = _resolve_model(state, loaded, body.model)
+    if body.logprobs:
+        raise bad_request("logprobs are not supported by this server", param="logprobs")
+    if body.echo:
+        raise bad_request("echo is not supported by this server", param="echo")
+    texts = _prompt_chars(body.prompt)
+    prompts = await _off_loop(texts, _text_prompts, loaded, body.prompt)
+    prompts = [p for p in prompts for _ in range(body.n)]
+    job = _job(body, loaded, prompts, body.max_tokens, adapter, state)
+    return await run_completion(request, state, loaded, job, TEXT)
+
+
+async def embeddings(request: Request) -> Response:
+    state = server_state(request)
+    loaded = state.require_ready()
+    body = await _parse(request, state, EmbeddingRequest)
+    adapter = _resolve_model(state, loaded, body.model)
+    inputs = await _off_loop(_prompt_chars(body.input), _embedding_inputs, loaded, body.input)
+    state.metrics.request_received(adapter)
+    state.request_started()
+    try:
+        vectors = await _embed(request, loaded, inputs, adapter)
+    finally:
+        state.request_ended()
+    if vectors is None:  # the client went away; the work was dropped
+        return Response(status_code=CLIENT_CLOSED_REQUEST)
+    if body.dimensions is not None:
+        vectors = [v[: body.dimensions] for v in vectors]
+    used = sum(len(tokens) for tokens in inputs)
+    name = adapter.name if adapter is not None else state.config.model_id
+    # A few hundred vectors of thousands of floats: serialize off the event loop.
+    content = await _off_loop(
+        len(vectors) * len(vectors[0]) if vectors else 0,
+        _embedding_answer,
+        vectors,
+        body,
+        name,
+        used,
+    )
+    return Response(content, media_type="application/json")
 
 
 async def _parse(request: Request, state: ServerState, model: type[BodyT]) -> BodyT:
@@ -456,12 +539,3 @@ def _text_prompts(
         elif isinstance(item, list):
             prompts.append(list(item))
     return prompts
-
-
-def build_metrics_app(state: ServerState) -> Starlette:
-    """`--metrics-port`: /metrics alone, so a scraper needs no access to the API port."""
-
-    async def metrics(_: Request) -> Response:
-        return Response(state.metrics.render(), media_type=CONTENT_TYPE)
-
-    return Starlette(routes=[Route("/metrics", metrics, methods=["GET"])])
