@@ -583,7 +583,8 @@ def test_each_gateway_replica_reports_demand_in_its_own_lease(
         body = {"model": alias, "prompt": "x"}
         with concurrent.futures.ThreadPoolExecutor(2) as pool:
             for replica in (gateway, second):
-                pool.submit(httpx.post, f"{replica.url}/v1/completions", json=body, timeout=3)
+                # Held while the test looks: a client that gave up takes its demand back.
+                pool.submit(httpx.post, f"{replica.url}/v1/completions", json=body, timeout=12)
 
             def two_pending_leases() -> bool:
                 leases = demand_leases(cluster, namespace, "shared")
