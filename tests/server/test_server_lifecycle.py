@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import hashlib
 import signal
+import socket
 import subprocess
 import sys
 import threading
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -55,6 +57,25 @@ def test_sigterm_while_downloading_exits_at_once(
     assert server.wait_listening().status_code == 503
     server.process.send_signal(signal.SIGTERM)
     assert server.process.wait(10) == 0
+
+
+def test_sigterm_as_soon_as_it_listens_exits_at_once(
+    launch_server: Launcher, tiny_model: Path, file_server: Callable[..., Any]
+) -> None:
+    """The signal before the download has reported anything: the drain must not depend on
+    what loading sets up (it once failed on a metric created only after the fetch)."""
+    source = file_server(tiny_model.read_bytes(), seconds_per_chunk=0.5)
+    server = launch_server("--model", source.url, wait=False)
+    deadline = time.monotonic() + 30
+    while True:
+        try:
+            socket.create_connection(("127.0.0.1", server.port), timeout=1).close()
+            break
+        except OSError:
+            assert time.monotonic() < deadline, server.log()
+            time.sleep(0.002)
+    server.process.send_signal(signal.SIGTERM)
+    assert server.process.wait(10) == 0, server.log()
 
 
 def test_bad_checksum_exits_non_zero_without_serving(

@@ -114,15 +114,15 @@ class ServerMetrics:
             ["adapter", "kind"],
             registry=self.registry,
         )
-        self.base_name = ""  # the base model's alias: the `adapter` label of plain requests
-
-    def fetched(self, source: str, cache: str, connections: int) -> None:
-        self.fetch_info.labels(source=source, cache=cache, connections=str(connections)).set(1)
         self.ready = Gauge(
             "siesta_server_ready",
             "1 when the model is loaded and requests are accepted, else 0",
             registry=self.registry,
         )
+        self.base_name = ""  # the base model's alias: the `adapter` label of plain requests
+
+    def fetched(self, source: str, cache: str, connections: int) -> None:
+        self.fetch_info.labels(source=source, cache=cache, connections=str(connections)).set(1)
 
     def request_received(self, adapter: Adapter | None = None) -> None:
         self.last_request_timestamp.set(time.time())
