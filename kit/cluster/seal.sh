@@ -3,9 +3,9 @@
 # connection to a fake address fails here, at once, instead of leaving by the default route.
 #
 #   10.0.0.0/16    kwok's fake node and pod addresses          -> unreachable
-#   10.96.0.0/16   Service ClusterIPs                           -> veth siesta-void, where every
-#                  packet kube-proxy did not translate to a live pod is rejected (TCP reset,
-#                  else ICMP host-unreachable)
+#   10.96.0.0/16   Service ClusterIPs                           -> veth siesta-void; every
+#                  packet kube-proxy did not translate to a live pod (its destination still a
+#                  ClusterIP) is rejected (TCP reset, else ICMP host-unreachable)
 #   10.244.0.0/16  process-kubelet pods (kit/localworld/localnet.py): the siesta-pods network
 #                  namespace while it exists                    -> else unreachable
 #   10.85.0.0/16   the real node's pods (node.sh, bridge siesta-cni0 with 10.85.0.0/24)
@@ -50,8 +50,10 @@ up() {
   ip_ link set "$VOID-end" up
   ip_ route replace "$SERVICES" dev "$VOID" metric "$METRIC"
   ipt -N "$CHAIN" 2>/dev/null || ipt -F "$CHAIN"
-  ipt -A "$CHAIN" -o "$VOID" -p tcp -j REJECT --reject-with tcp-reset
-  ipt -A "$CHAIN" -o "$VOID" -j REJECT --reject-with icmp-host-unreachable
+  # By destination, not by device: a packet kube-proxy translated still names siesta-void as
+  # its hook's output device (the route is redone after DNAT), but no longer a ClusterIP.
+  ipt -A "$CHAIN" -d "$SERVICES" -p tcp -j REJECT --reject-with tcp-reset
+  ipt -A "$CHAIN" -d "$SERVICES" -j REJECT --reject-with icmp-host-unreachable
   local hook
   for hook in OUTPUT FORWARD; do
     ipt -C "$hook" -j "$CHAIN" 2>/dev/null || ipt -I "$hook" -j "$CHAIN"
