@@ -584,14 +584,19 @@ def test_each_gateway_replica_reports_demand_in_its_own_lease(
         with concurrent.futures.ThreadPoolExecutor(2) as pool:
             for replica in (gateway, second):
                 # Held while the test looks: a client that gave up takes its demand back.
-                pool.submit(httpx.post, f"{replica.url}/v1/completions", json=body, timeout=12)
+                pool.submit(httpx.post, f"{replica.url}/v1/completions", json=body, timeout=30)
 
             def two_pending_leases() -> bool:
                 leases = demand_leases(cluster, namespace, "shared")
                 pending = [lease["metadata"]["annotations"][PENDING_ANNOTATION] for lease in leases]
                 return len(leases) == 2 and pending == ["1", "1"]
 
-            wait_for("one Lease per gateway replica, 1 pending each", two_pending_leases, 10)
+            try:
+                wait_for("one Lease per gateway replica, 1 pending each", two_pending_leases, 25)
+            except BaseException:
+                leases = demand_leases(cluster, namespace, "shared")
+                print([(lease["spec"], lease["metadata"]["annotations"]) for lease in leases])
+                raise
         holders = {
             lease["spec"]["holderIdentity"] for lease in demand_leases(cluster, namespace, "shared")
         }
