@@ -580,7 +580,8 @@ def test_each_gateway_replica_reports_demand_in_its_own_lease(
             lambda: alias in {m["id"] for m in get_json(f"{second.url}/v1/models")["data"]},
             10,
         )
-        body = {"model": alias, "prompt": "x"}
+        # By NAMESPACE/ALIAS: another test's model may hold the bare name (the oldest wins).
+        body = {"model": f"{namespace}/{alias}", "prompt": "x"}
         with concurrent.futures.ThreadPoolExecutor(2) as pool:
             for replica in (gateway, second):
                 # Held while the test looks: a client that gave up takes its demand back.
