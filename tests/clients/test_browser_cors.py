@@ -15,6 +15,7 @@ import json
 import shutil
 import subprocess
 import threading
+import urllib.error
 import urllib.request
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -146,19 +147,21 @@ def gateway_and_model(cluster: Cluster, namespace: str, tmp_path: Path) -> Itera
     try:
         cluster.apply(model_manifest("web", namespace))
         cluster.apply(endpoint_slice("web", namespace, address))
-        wait_for(
-            "endpoint seen",
-            lambda: (
-                get_json_with_key(f"{gateway.url}/v1/models/web")["siesta"]["readyEndpoints"] == 1
-            ),
-            10,
-        )
+        wait_for("endpoint seen", lambda: ready_endpoints(f"{gateway.url}/v1/models/web") == 1, 30)
         yield Browsing(gateway, origin, site, results)
     finally:
         server.stop()
         remove_local_address(address)
         gateway.stop()
         page_server.shutdown()
+
+
+def ready_endpoints(url: str) -> int:
+    """The model's ready replicas as the gateway sees them; 0 while it does not list it yet."""
+    try:
+        return int(get_json_with_key(url)["siesta"]["readyEndpoints"])
+    except urllib.error.HTTPError:  # 404 until the gateway's catalog has the model
+        return 0
 
 
 def get_json_with_key(url: str) -> Any:
