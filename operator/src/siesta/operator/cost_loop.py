@@ -28,6 +28,7 @@ from siesta.api.contract import GROUP, MODEL_LABEL, PLURAL, VERSION, ModelKey
 from siesta.api.models import ModelDeploymentSpec
 from siesta.operator import cost, telemetry
 from siesta.operator.cost_sample import node_facts, pod_facts, sample
+from siesta.operator.kube import Kube
 from siesta.operator.observe import parse_time
 from siesta.sim.world import INSTANCE_PRICES
 
@@ -73,25 +74,14 @@ def _counted(
     )
 
 
-async def _list(kube: Any, **kwargs: Any) -> list[dict[str, Any]]:
-    namespace = kwargs.pop("namespace", None)
-    if namespace is None:
-        result = await kube._call("list", "pods", kube.core.list_pod_for_all_namespaces, **kwargs)
-    else:
-        result = await kube._call(
-            "list", "pods", kube.core.list_namespaced_pod, namespace, **kwargs
-        )
-    return [kube.api_client.sanitize_for_serialization(item) for item in result.items]
-
-
 async def _node_pods(
-    kube: Any, node_names: Iterable[str], own: list[dict[str, Any]]
+    kube: Kube, node_names: Iterable[str], own: list[dict[str, Any]]
 ) -> list[cost.PodFacts]:
     """Every GPU pod on the model's nodes (only its own if pods cannot be listed cluster-wide)."""
     found: list[cost.PodFacts] = []
     try:
         for node in node_names:
-            bodies = await _list(kube, field_selector=f"spec.nodeName={node}")
+            bodies = await kube.pods(field_selector=f"spec.nodeName={node}")
             found += [facts for body in bodies if (facts := pod_facts(body)) is not None]
     except ApiException as error:
         if error.status != 403:
@@ -100,21 +90,13 @@ async def _node_pods(
     return found
 
 
-async def _nodes(kube: Any, names: Iterable[str]) -> dict[str, cost.NodeFacts]:
-    found = {}
-    for name in names:
-        try:
-            body = await kube._call("get", "nodes", kube.core.read_node, name)
-        except ApiException as error:
-            if error.status in (403, 404):
-                continue  # gone, or no RBAC on nodes: counted, not priced
-            raise
-        found[name] = node_facts(kube.api_client.sanitize_for_serialization(body))
-    return found
+async def _nodes(kube: Kube, names: Iterable[str]) -> dict[str, cost.NodeFacts]:
+    """The model's nodes; one that is gone (or unreadable without RBAC) is counted, not priced."""
+    return {name: node_facts(body) for name in names if (body := await kube.node(name))}
 
 
 async def measure(
-    kube: Any, now: datetime, body: Mapping[str, Any], namespace: str, name: str
+    kube: Kube, now: datetime, body: Mapping[str, Any], namespace: str, name: str
 ) -> None:
     """One sample of one model: read its pods and nodes, write status.cost, count."""
     try:
@@ -122,7 +104,7 @@ async def measure(
     except ValidationError:
         return  # the model loop reports an invalid spec
     created = parse_time((body.get("metadata") or {}).get("creationTimestamp")) or now
-    own = await _list(kube, namespace=namespace, label_selector=f"{MODEL_LABEL}={name}")
+    own = await kube.pods(namespace, label_selector=f"{MODEL_LABEL}={name}")
     node_names = sorted({facts.node for b in own if (facts := pod_facts(b)) is not None})
     node_pods = await _node_pods(kube, node_names, own)
     nodes = await _nodes(kube, node_names)

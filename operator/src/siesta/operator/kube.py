@@ -290,14 +290,74 @@ class Kube:
 
     async def pod_events(self, namespace: str, pod: str) -> list[dict[str, Any]]:
         """The Events about one pod (the autoscaler's verdict on it, see autoscaler.py)."""
+        return await self.events(namespace, "Pod", pod)
+
+    async def events(self, namespace: str, kind: str, name: str) -> list[dict[str, Any]]:
+        """The Events about one object of `kind`."""
         found = await self._call(
             "list",
             "events",
             self.core.list_namespaced_event,
             namespace,
-            field_selector=f"involvedObject.kind=Pod,involvedObject.name={pod}",
+            field_selector=f"involvedObject.kind={kind},involvedObject.name={name}",
         )
-        items: list[dict[str, Any]] = self.api_client.sanitize_for_serialization(found).get(  # type: ignore[no-untyped-call]
-            "items", []
+        return self._plain(found).get("items", [])  # type: ignore[no-any-return]
+
+    # --- reads of the wake recorder and the cost loop -----------------------------------
+
+    async def model(self, namespace: str, name: str) -> dict[str, Any] | None:
+        """A ModelDeployment by a list (the operator's role lists them but does not get them)."""
+        found = await self._call(
+            "list",
+            PLURAL,
+            self.custom.list_namespaced_custom_object,
+            GROUP,
+            VERSION,
+            namespace,
+            PLURAL,
+            field_selector=f"metadata.name={name}",
         )
-        return items
+        items = found.get("items") or []
+        return dict(items[0]) if items else None
+
+    async def pods(self, namespace: str | None = None, **selectors: str) -> list[dict[str, Any]]:
+        """Pods of one namespace, or of all (`field_selector`, `label_selector` pass through)."""
+        if namespace is None:
+            found = await self._call(
+                "list", "pods", self.core.list_pod_for_all_namespaces, **selectors
+            )
+        else:
+            found = await self._call(
+                "list", "pods", self.core.list_namespaced_pod, namespace, **selectors
+            )
+        return [self._plain(item) for item in found.items]
+
+    async def node(self, name: str) -> dict[str, Any] | None:
+        """A Node; None when it is gone or the operator may not read Nodes."""
+        try:
+            return self._plain(await self._call("get", "nodes", self.core.read_node, name))
+        except ApiException as error:
+            if error.status in (403, 404):
+                return None
+            raise
+
+    async def node_claims(self) -> list[dict[str, Any]]:
+        """Karpenter's NodeClaims; none without Karpenter or the right to read them."""
+        try:
+            found = await self._call(
+                "list",
+                "nodeclaims",
+                self.custom.list_cluster_custom_object,
+                "karpenter.sh",
+                "v1",
+                "nodeclaims",
+            )
+        except ApiException as error:
+            if error.status in (403, 404):
+                return []
+            raise
+        return [dict(claim) for claim in found.get("items", [])]
+
+    def _plain(self, model: Any) -> dict[str, Any]:
+        """A client model as the JSON dict the API server sent."""
+        return self.api_client.sanitize_for_serialization(model)  # type: ignore[no-any-return,no-untyped-call]

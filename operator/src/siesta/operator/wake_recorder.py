@@ -18,7 +18,7 @@ import aiohttp
 import kopf
 from kubernetes.client import ApiException
 
-from siesta.api.contract import GROUP, MODEL_LABEL, PLURAL, VERSION
+from siesta.api.contract import MODEL_LABEL
 from siesta.operator.kube import Kube
 from siesta.operator.render import HTTP_PORT, Owner
 from siesta.operator.telemetry import WAKE_STAGE
@@ -73,20 +73,9 @@ async def record(
 ) -> WakeTimeline | None:
     """Derive and record the start of `pod` (Ready) unless status.lastWake already has it."""
     uid = str((pod.get("metadata") or {}).get("uid", ""))
-    # A list by name: the operator's role lists ModelDeployments but does not get them.
-    found = await kube._call(
-        "list",
-        PLURAL,
-        kube.custom.list_namespaced_custom_object,
-        GROUP,
-        VERSION,
-        namespace,
-        PLURAL,
-        field_selector=f"metadata.name={model}",
-    )
-    if not found.get("items"):
+    owner_body = await kube.model(namespace, model)
+    if owner_body is None:
         return None  # the model is gone
-    owner_body = found["items"][0]
     last_wake = (owner_body.get("status") or {}).get("lastWake")
     if last_wake and last_wake.get("podUID") == uid:
         return None
@@ -96,7 +85,7 @@ async def record(
         WakeObjects(
             pod=pod,
             pod_events=await kube.pod_events(namespace, pod_name),
-            model_events=await _model_events(kube, namespace, model),
+            model_events=await kube.events(namespace, "ModelDeployment", model),
             node_claim=await _node_claim(kube, str((pod.get("spec") or {}).get("nodeName", ""))),
             server=server,
         )
@@ -144,39 +133,12 @@ async def read_report(pod: Mapping[str, Any]) -> ServerReport | None:
         return None
 
 
-async def _model_events(kube: Kube, namespace: str, model: str) -> list[dict[str, Any]]:
-    found = await kube._call(
-        "list",
-        "events",
-        kube.core.list_namespaced_event,
-        namespace,
-        field_selector=f"involvedObject.kind=ModelDeployment,involvedObject.name={model}",
-    )
-    items: list[dict[str, Any]] = kube.api_client.sanitize_for_serialization(found).get(  # type: ignore[no-untyped-call]
-        "items", []
-    )
-    return items
-
-
 async def _node_claim(kube: Kube, node: str) -> dict[str, Any] | None:
     """Karpenter's NodeClaim of `node`; None without Karpenter (or without the right to read
     NodeClaims: the node stages are then left out)."""
     if not node:
         return None
-    try:
-        found = await kube._call(
-            "list",
-            "nodeclaims",
-            kube.custom.list_cluster_custom_object,
-            "karpenter.sh",
-            "v1",
-            "nodeclaims",
-        )
-    except ApiException as error:
-        if error.status in (403, 404):
-            return None
-        raise
-    for claim in found.get("items", []):
+    for claim in await kube.node_claims():
         if (claim.get("status") or {}).get("nodeName") == node:
-            return dict(claim)
+            return claim
     return None
