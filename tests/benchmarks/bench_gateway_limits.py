@@ -17,20 +17,16 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import io
 import os
-import statistics
 import subprocess
 import sys
-import tarfile
 import tempfile
-import threading
-import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 import httpx
+from side_by_side import Round, closed_loop, print_ratios, sources_at
 
 from localworld.cluster import Cluster, start_cluster, wait_for
 from localworld.gateway_env import endpoint_slice, install_crd, model_manifest
@@ -52,18 +48,6 @@ class Gateway:
     url: str
     process: subprocess.Popen[bytes]
     headers: dict[str, str]
-
-
-def baseline_sources(scratch: Path) -> Path:
-    archive = subprocess.run(
-        ["git", "archive", BASELINE_COMMIT, "operator/src"],
-        cwd=ROOT,
-        capture_output=True,
-        check=True,
-    ).stdout
-    with tarfile.open(fileobj=io.BytesIO(archive)) as tar:
-        tar.extractall(scratch, filter="data")
-    return scratch / "operator" / "src"
 
 
 @contextlib.contextmanager
@@ -102,39 +86,15 @@ def _exited(name: str, logs: Path) -> bool:
     raise SystemExit(f"{name} exited: {(logs / f'{name}.log').read_text()[-3000:]}")
 
 
-def cpu_seconds(gateway: Gateway) -> float:
-    fields = Path(f"/proc/{gateway.process.pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-
-
-@dataclass
-class Round:
-    per_second: float
-    per_cpu_second: float
-
-
 def one_round(gateway: Gateway, seconds: float) -> Round:
-    done = [0]
-    lock = threading.Lock()
-    stop = time.monotonic() + seconds
-
-    def client() -> None:
-        with httpx.Client(base_url=gateway.url, timeout=60, headers=gateway.headers) as http:
-            while time.monotonic() < stop:
-                response = http.post("/v1/completions", json=BODY)
-                if response.status_code != 200:
-                    raise SystemExit(f"{gateway.name}: {response.status_code} {response.text}")
-                with lock:
-                    done[0] += 1
-
-    started_at, cpu_before = time.monotonic(), cpu_seconds(gateway)
-    threads = [threading.Thread(target=client) for _ in range(CONCURRENCY)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
-    cpu = max(cpu_seconds(gateway) - cpu_before, 1e-9)
-    return Round(done[0] / (time.monotonic() - started_at), done[0] / cpu)
+    return closed_loop(
+        gateway.url,
+        gateway.process.pid,
+        [("/v1/completions", BODY)],
+        seconds,
+        concurrency=CONCURRENCY,
+        headers=gateway.headers,
+    )
 
 
 def main() -> None:
@@ -164,7 +124,8 @@ def main() -> None:
             (work / "flat-keys").write_text("bench-key\n")
             new_args = ["--api-keys-file", str(keys), "--cors-origins", "https://app.example"]
             with (
-                started("before", baseline_sources(work / "base"), cluster, work, old_args,
+                started("before", sources_at(BASELINE_COMMIT, "operator/src", work / "base"),
+                        cluster, work, old_args,
                         "bench-key") as before,
                 started("limits", ROOT / "operator" / "src", cluster, work, new_args,
                         "bench-key") as now,
@@ -188,19 +149,7 @@ def main() -> None:
             remove_local_address(address)
             cluster.kubectl("delete", "namespace", NAMESPACE, "--wait=false", check=False)
     print()
-    for label, attribute in (("throughput", "per_second"), ("per CPU-second", "per_cpu_second")):
-        ratios = [
-            getattr(n, attribute) / getattr(b, attribute)
-            for n, b in zip(results["limits"], results["before"], strict=True)
-        ]
-        print(
-            f"limits / before {label}: median {statistics.median(ratios):.2f}x "
-            f"(rounds: {', '.join(f'{r:.2f}' for r in ratios)})"
-        )
-    print(
-        f"concurrency {CONCURRENCY}, {rounds} rounds of {seconds:g} s, "
-        f"load average after {os.getloadavg()[0]:.1f}"
-    )
+    print_ratios(results, footer=f"concurrency {CONCURRENCY}, {rounds} rounds of {seconds:g} s")
 
 
 if __name__ == "__main__":

@@ -16,15 +16,11 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import io
 import os
-import socket
 import statistics
 import subprocess
 import sys
-import tarfile
 import tempfile
-import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -33,6 +29,9 @@ from pathlib import Path
 import httpx
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "kit"))
+from side_by_side import Round, closed_loop, print_ratios, sources_at
+
+from localworld.procs import free_port
 from localworld.tiny_gguf import write_tiny_llama
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -69,25 +68,6 @@ class Server:
     process: subprocess.Popen[bytes]
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-def baseline_sources(scratch: Path) -> Path:
-    """server/src of BASELINE_COMMIT, extracted (the repository itself is not touched)."""
-    archive = subprocess.run(
-        ["git", "archive", BASELINE_COMMIT, "server/src"],
-        cwd=ROOT,
-        capture_output=True,
-        check=True,
-    ).stdout
-    with tarfile.open(fileobj=io.BytesIO(archive)) as tar:
-        tar.extractall(scratch, filter="data")
-    return scratch / "server" / "src"
-
-
 @contextlib.contextmanager
 def started(name: str, source: Path, model: Path, logs: Path) -> Iterator[Server]:
     port = free_port()
@@ -115,43 +95,9 @@ def started(name: str, source: Path, model: Path, logs: Path) -> Iterator[Server
         process.wait(15)
 
 
-def cpu_seconds(server: Server) -> float:
-    fields = Path(f"/proc/{server.process.pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")  # utime + stime
-
-
-@dataclass
-class Round:
-    per_second: float
-    per_cpu_second: float  # requests per CPU-second of the server: less noisy on a busy box
-
-
 def one_round(server: Server, seconds: float) -> Round:
     """CONCURRENCY clients cycling through REQUESTS for `seconds`."""
-    done = [0]
-    lock = threading.Lock()
-    stop = time.monotonic() + seconds
-
-    def client(offset: int) -> None:
-        with httpx.Client(base_url=server.url, timeout=60) as http:
-            index = offset
-            while time.monotonic() < stop:
-                path, body = REQUESTS[index % len(REQUESTS)]
-                response = http.post(path, json=body)
-                if response.status_code != 200:
-                    raise SystemExit(f"{server.name}: {path} -> {response.text[:300]}")
-                index += 1
-                with lock:
-                    done[0] += 1
-
-    started_at, cpu_before = time.monotonic(), cpu_seconds(server)
-    threads = [threading.Thread(target=client, args=(i,)) for i in range(CONCURRENCY)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
-    cpu = max(cpu_seconds(server) - cpu_before, 1e-9)
-    return Round(done[0] / (time.monotonic() - started_at), done[0] / cpu)
+    return closed_loop(server.url, server.process.pid, REQUESTS, seconds, concurrency=CONCURRENCY)
 
 
 def main() -> None:
@@ -165,7 +111,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory(prefix="bench-limits-") as scratch:
         work = Path(scratch)
         model = write_tiny_llama(work / "tiny.gguf")
-        old = baseline_sources(work / "baseline")
+        old = sources_at(BASELINE_COMMIT, "server/src", work / "baseline")
         new = ROOT / "server" / "src"
         with (
             started("before", old, model, work) as before,
@@ -198,19 +144,7 @@ def main() -> None:
         cpu = statistics.median(v.per_cpu_second for v in values)
         print(f"| {name} | {wall:.1f} | {cpu:.1f} ({each}) |")
     print()
-    for label, attribute in (("throughput", "per_second"), ("per CPU-second", "per_cpu_second")):
-        ratios = [
-            getattr(n, attribute) / getattr(b, attribute)
-            for n, b in zip(results["limits"], results["before"], strict=True)
-        ]
-        print(
-            f"limits / before {label}: median {statistics.median(ratios):.2f}x "
-            f"(rounds: {', '.join(f'{r:.2f}' for r in ratios)})"
-        )
-    print(
-        f"concurrency {CONCURRENCY}, {rounds} rounds of {seconds:g} s, "
-        f"load average after {os.getloadavg()[0]:.1f}"
-    )
+    print_ratios(results, footer=f"concurrency {CONCURRENCY}, {rounds} rounds of {seconds:g} s")
 
 
 if __name__ == "__main__":
