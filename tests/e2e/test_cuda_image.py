@@ -9,7 +9,6 @@ is skipped until it has been built here (`nice -n 19 make images VARIANT=cuda`).
 from __future__ import annotations
 
 import contextlib
-import socket
 import subprocess
 import time
 from collections.abc import Iterator
@@ -18,6 +17,7 @@ from pathlib import Path
 import httpx
 import pytest
 
+from localworld.procs import free_port
 from localworld.tiny_gguf import write_tiny_llama
 
 pytestmark = pytest.mark.e2e
@@ -37,12 +37,6 @@ def model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     (folder / "out").mkdir(mode=0o777)
     (folder / "out").chmod(0o777)  # the image runs as UID 10001
     return folder
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 @contextlib.contextmanager
