@@ -33,13 +33,19 @@ def ranged_head(
     else 200.
 
     Returns the body's span, start and end exclusive (the test servers of downloads share
-    this)."""
+    this); a range that starts at or past the end is answered 416 with an empty span."""
     header = request.headers.get("Range")
     start, end = 0, size
     if header and honour_ranges:
         first, _, last = header.removeprefix("bytes=").partition("-")
         start = int(first)
         end = min(int(last) + 1, size) if last else size
+        if start >= end:
+            request.send_response(416)
+            request.send_header("Content-Range", f"bytes */{size}")
+            request.send_header("Content-Length", "0")
+            request.end_headers()
+            return 0, 0
     request.send_response(206 if header and honour_ranges else 200)
     if header and honour_ranges:
         request.send_header("Content-Range", f"bytes {start}-{end - 1}/{size}")

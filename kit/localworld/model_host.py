@@ -18,20 +18,10 @@ import json
 import sys
 from pathlib import Path
 
-from localworld.file_servers import QuietHandler
+from localworld.file_servers import QuietHandler, ranged_head
 from localworld.localnet import HOST_ADDRESS, ensure_pod_network
 
 CHUNK = 1 << 20
-
-
-def byte_span(header: str | None, size: int) -> tuple[int, int] | None:
-    """(start, end exclusive) of a `Range: bytes=N-[M]` header; None for the whole file."""
-    if not header or not header.startswith("bytes="):
-        return None
-    first, _, last = header.removeprefix("bytes=").partition("-")
-    start = int(first)
-    end = min(int(last) + 1, size) if last else size
-    return start, end
 
 
 def directory_handler(directory: Path) -> type[http.server.BaseHTTPRequestHandler]:
@@ -41,18 +31,7 @@ def directory_handler(directory: Path) -> type[http.server.BaseHTTPRequestHandle
             if directory not in path.parents or not path.is_file():
                 self.send_error(404)
                 return
-            size = path.stat().st_size
-            span = byte_span(self.headers.get("Range"), size)
-            start, end = span or (0, size)
-            if start >= end:
-                self.send_error(416)
-                return
-            self.send_response(206 if span else 200)
-            if span:
-                self.send_header("Content-Range", f"bytes {start}-{end - 1}/{size}")
-            self.send_header("Content-Length", str(end - start))
-            self.send_header("Accept-Ranges", "bytes")
-            self.end_headers()
+            start, end = ranged_head(self, path.stat().st_size)
             print(json.dumps({"path": self.path, "range": [start, end]}), flush=True)
             with path.open("rb") as body:
                 body.seek(start)
