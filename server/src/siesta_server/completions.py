@@ -7,7 +7,6 @@ output is wrapped, so both go through `run_completion` with a `Shape`.
 from __future__ import annotations
 
 import asyncio
-import dataclasses
 import json
 import time
 import uuid
@@ -303,11 +302,7 @@ async def _make_samplers(
         return list(made)
     samplers: list[Sampler | None] = []
     for index, prompt in enumerate(job.prompts):
-        sampling = job.sampling
-        if sampling.seed is not None and index:
-            # n > 1 with one seed: different but reproducible choices.
-            sampling = dataclasses.replace(sampling, seed=sampling.seed + index)
-        samplers.append(Sampler(loaded.model, sampling, prompt))
+        samplers.append(Sampler(loaded.model, job.sampling.for_sequence(index), prompt))
     return samplers
 
 

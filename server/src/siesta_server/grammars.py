@@ -116,11 +116,9 @@ def _compile(
     samplers: list[Sampler] = []
     try:
         for index, prompt in enumerate(prompts):
-            seeded = params
-            if params.seed is not None and index:
-                seeded = dataclasses.replace(params, seed=params.seed + index)
             # One pass measured per request: every sequence has the same grammar.
             budget = step_budget_ms if index == 0 else None
+            seeded = params.for_sequence(index)
             samplers.append(Sampler(model, seeded, prompt, grammar_step_budget_ms=budget))
     except GrammarError as error:
         for sampler in samplers:

@@ -7,6 +7,7 @@ typical-p, top-p, min-p, temperature, then a seeded draw (or greedy at temperatu
 from __future__ import annotations
 
 import ctypes
+import dataclasses
 import time
 from dataclasses import dataclass, field
 from typing import Any
@@ -43,6 +44,13 @@ class SamplingParams:
     seed: int | None = None
     grammar: str | None = None
     logit_bias: dict[int, float] = field(default_factory=dict)
+
+    def for_sequence(self, index: int) -> SamplingParams:
+        """The parameters of sequence `index` of a request: n > 1 with one seed gives
+        different but reproducible choices."""
+        if self.seed is None or not index:
+            return self
+        return dataclasses.replace(self, seed=self.seed + index)
 
 
 def grammar_for_json_schema(schema: dict[str, Any] | None) -> str:
