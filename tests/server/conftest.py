@@ -12,12 +12,16 @@ import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import httpx
 import pytest
 
 from localworld.file_servers import ModelFileServer
 from localworld.tiny_gguf import write_tiny_llama
+
+if TYPE_CHECKING:
+    from siesta_server.native import Model
 
 STARTUP_TIMEOUT_SECONDS = 60.0
 
@@ -94,6 +98,18 @@ Launcher = Callable[..., ServerProcess]
 @pytest.fixture(scope="session")
 def tiny_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return write_tiny_llama(tmp_path_factory.mktemp("models") / "tiny.gguf")
+
+
+@pytest.fixture(scope="session")
+def model(tiny_model: Path) -> Iterator[Model]:
+    """The tiny model loaded in this process by llama-cpp-python (the server's own loader),
+    for tests of the modules that tokenize and check grammars against it."""
+    from siesta_server.native import init_backend, load_model
+
+    init_backend(verbose=False)
+    loaded = load_model(tiny_model, gpu_layers=0)
+    yield loaded
+    loaded.close()
 
 
 @pytest.fixture(scope="session")

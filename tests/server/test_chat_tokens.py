@@ -6,27 +6,16 @@ end-of-sequence control token.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from pathlib import Path
-
 import pytest
 
 from siesta_server.chat import ChatTemplate, ChatTemplateError
 from siesta_server.chat_tokens import chat_tokens
-from siesta_server.native import Model, init_backend, load_model
+from siesta_server.native import Model
 
 pytestmark = pytest.mark.llama
 
 # The template closes every turn with the control token itself.
 TURNS = "{% for m in messages %}<s>{{ m['role'] }}: {{ m['content'] }}</s>{% endfor %}"
-
-
-@pytest.fixture(scope="module")
-def model(tiny_model: Path) -> Iterator[Model]:
-    init_backend(verbose=False)
-    loaded = load_model(tiny_model, gpu_layers=0)
-    yield loaded
-    loaded.close()
 
 
 def template(source: str, model: Model) -> ChatTemplate:

@@ -8,9 +8,6 @@ grammars that would crash or hang llama.cpp, which is therefore never given them
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from pathlib import Path
-
 import llama_cpp
 import pytest
 from hypothesis import HealthCheck, given, settings
@@ -22,19 +19,11 @@ from siesta_server.gbnf import (
     GrammarSyntaxError,
     check_gbnf,
 )
-from siesta_server.native import Model, init_backend, load_model
+from siesta_server.native import Model
 
 pytestmark = pytest.mark.llama
 
 LIMITS = GrammarLimits(max_depth=64, max_rules=4096, max_elements=256 * 1024)
-
-
-@pytest.fixture(scope="module")
-def model(tiny_model: Path) -> Iterator[Model]:
-    init_backend(verbose=False)
-    loaded = load_model(tiny_model, gpu_layers=0)
-    yield loaded
-    loaded.close()
 
 
 def check(model: Model, text: str, limits: GrammarLimits = LIMITS) -> None:
