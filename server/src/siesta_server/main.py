@@ -327,23 +327,15 @@ class Runner:
         layers = int(header.arch_value("block_count") or 0)  # type: ignore[arg-type]
         on_gpu_memory = memory.gpu_free() if config.gpu_layers != 0 else None
         on_gpu, on_host = fit.split(need, layers, config.gpu_layers, on_gpu_memory is not None)
-        if on_gpu_memory is not None:
-            fit.check(on_gpu, on_gpu_memory, config.ctx_size, config.parallel)
-            log.info(
-                "memory check: %s on %s, %s free",
-                fit.gib(on_gpu.total),
-                on_gpu_memory.where,
-                fit.gib(on_gpu_memory.free),
-            )
-        host = memory.host_free()
-        if host is not None:
-            fit.check(on_host, host, config.ctx_size, config.parallel)
-            log.info(
-                "memory check: %s on %s, %s free",
-                fit.gib(on_host.total),
-                host.where,
-                fit.gib(host.free),
-            )
+        for placed, free in ((on_gpu, on_gpu_memory), (on_host, memory.host_free())):
+            if free is not None:
+                fit.check(placed, free, config.ctx_size, config.parallel)
+                log.info(
+                    "memory check: %s on %s, %s free",
+                    fit.gib(placed.total),
+                    free.where,
+                    fit.gib(free.free),
+                )
 
     def _load_adapters(self, model: Model) -> dict[str, Adapter]:
         """Fetch (and cache) every --lora like the model, then load it onto the model."""
