@@ -19,7 +19,7 @@ import shutil
 import socket
 import subprocess
 import threading
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 
 POD_NETWORK_PREFIX = "10.244"
@@ -146,3 +146,34 @@ def listen_in_pod_network(address: str, port: int) -> socket.socket:
     if failure:
         raise failure[0]
     return made[0]
+
+
+@contextlib.contextmanager
+def replica_in_pod_network(
+    address: str, port: int, handle: Callable[[socket.socket], None]
+) -> Iterator[None]:
+    """A misbehaving replica on pod address `address`: each accepted connection goes to
+    `handle` (in one thread, one at a time) until the block ends; then the address goes."""
+    add_local_address(address)
+    listener = listen_in_pod_network(address, port)
+    listener.settimeout(0.2)
+    stop = threading.Event()
+
+    def serve() -> None:
+        while not stop.is_set():
+            try:
+                connection, _ = listener.accept()
+            except TimeoutError:
+                continue
+            with connection:
+                handle(connection)
+
+    thread = threading.Thread(target=serve, daemon=True)
+    thread.start()
+    try:
+        yield
+    finally:
+        stop.set()
+        thread.join()
+        listener.close()
+        remove_local_address(address)

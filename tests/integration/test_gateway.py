@@ -12,7 +12,7 @@ import concurrent.futures
 import json
 import os
 import signal
-import threading
+import socket
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -33,9 +33,9 @@ from localworld.gateway_env import (
 )
 from localworld.localnet import (
     add_local_address,
-    listen_in_pod_network,
     pod_address,
     remove_local_address,
+    replica_in_pod_network,
 )
 from localworld.procs import Proc, start_gateway, start_server
 from siesta.api.contract import PENDING_ANNOTATION
@@ -503,23 +503,11 @@ def test_a_request_that_reached_a_replica_is_never_retried(
     """A replica that takes the request and then drops the connection: 502, not a retry."""
     alias = add_model(cluster, gateway, namespace, "once")
     broken_address = pod_address(NODE_INDEX, 210)
-    add_local_address(broken_address)
-    listener = listen_in_pod_network(broken_address, 8080)
-    stop = threading.Event()
 
-    def swallow() -> None:  # reads each request, then hangs up without an answer
-        listener.settimeout(0.2)
-        while not stop.is_set():
-            try:
-                connection, _ = listener.accept()
-            except TimeoutError:
-                continue
-            with connection:
-                connection.recv(65536)
+    def swallow(connection: socket.socket) -> None:  # reads the request, hangs up unanswered
+        connection.recv(65536)
 
-    thread = threading.Thread(target=swallow, daemon=True)
-    thread.start()
-    try:
+    with replica_in_pod_network(broken_address, 8080, swallow):
         real = servers(alias, 7)
         publish(cluster, namespace, "once", broken_address)
         publish(cluster, namespace, "once", pod_address(NODE_INDEX, 7))
@@ -540,11 +528,6 @@ def test_a_request_that_reached_a_replica_is_never_retried(
             gateway.url, "siesta_gateway_upstream_errors_total", {"model": alias, "kind": "broken"}
         )
         assert broken == codes.count(502)
-    finally:
-        stop.set()
-        thread.join()
-        listener.close()
-        remove_local_address(broken_address)
 
 
 def test_held_requests_get_404_when_their_model_is_deleted(

@@ -10,7 +10,6 @@ from __future__ import annotations
 import concurrent.futures
 import json
 import socket
-import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -22,10 +21,8 @@ import pytest
 from localworld.cluster import Cluster, wait_for
 from localworld.gateway_env import endpoint_slice, get_json, install_crd, metric, model_manifest
 from localworld.localnet import (
-    add_local_address,
-    listen_in_pod_network,
     pod_address,
-    remove_local_address,
+    replica_in_pod_network,
 )
 from localworld.procs import Proc, start_gateway
 
@@ -221,30 +218,18 @@ def test_a_busy_replica_is_passed_on_at_once_not_held(
     answer = json.dumps(busy_error.body()).encode()
     name = add_model(cluster, gateway, namespace, "crowded", wake_timeout="60s")
     address = pod_address(NODE_INDEX, 1)
-    add_local_address(address)
-    listener = listen_in_pod_network(address, 8080)
-    stop = threading.Event()
     served: list[bytes] = []
 
-    def replica() -> None:
-        listener.settimeout(0.2)
-        while not stop.is_set():
-            try:
-                connection, _ = listener.accept()
-            except TimeoutError:
-                continue
-            with connection:
-                served.append(connection.recv(65536))
-                head = (
-                    f"HTTP/1.1 503 Service Unavailable\r\nContent-Type: application/json\r\n"
-                    f"Retry-After: {(busy_error.headers or {})['Retry-After']}\r\n"
-                    f"Content-Length: {len(answer)}\r\nConnection: close\r\n\r\n"
-                )
-                connection.sendall(head.encode() + answer)
+    def busy_replica(connection: socket.socket) -> None:
+        served.append(connection.recv(65536))
+        head = (
+            f"HTTP/1.1 503 Service Unavailable\r\nContent-Type: application/json\r\n"
+            f"Retry-After: {(busy_error.headers or {})['Retry-After']}\r\n"
+            f"Content-Length: {len(answer)}\r\nConnection: close\r\n\r\n"
+        )
+        connection.sendall(head.encode() + answer)
 
-    thread = threading.Thread(target=replica, daemon=True)
-    thread.start()
-    try:
+    with replica_in_pod_network(address, 8080, busy_replica):
         cluster.apply(endpoint_slice(name, namespace, address))
         wait_for(
             "endpoint seen",
@@ -256,11 +241,6 @@ def test_a_busy_replica_is_passed_on_at_once_not_held(
             f"{gateway.url}/v1/completions", json={"model": name, "prompt": "x"}, timeout=60
         )
         waited = time.monotonic() - started
-    finally:
-        stop.set()
-        thread.join()
-        listener.close()
-        remove_local_address(address)
     assert busy.status_code == 503, busy.text
     assert busy.json() == busy_error.body()  # the replica's own words
     assert busy.headers["Retry-After"] == "1"  # the replica's, not the gateway's 9
