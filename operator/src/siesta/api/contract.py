@@ -71,6 +71,23 @@ def service_name(model_name: str) -> str:
     return model_name
 
 
+# --- the CPU bridge --------------------------------------------------------------------------
+BRIDGE_LABEL = "siesta.dev/bridge-for"
+"""On a model's CPU bridge (its StatefulSet, Service, so its EndpointSlices, and pods): the
+model's name. The bridge carries no MODEL_LABEL, so nothing that counts or prices a model's
+GPU replicas (scaling, cold starts, wake stages, cost) ever sees it."""
+BRIDGE_IN_FLIGHT_ANNOTATION = "siesta.dev/bridge-in-flight-requests"
+"""On a demand Lease: requests forwarded to the model's bridge and not yet finished (the
+bridge sleeps again only when its last stream has ended)."""
+SERVED_BY_HEADER = "X-Siesta-Served-By"
+"""On the gateway's responses: "gpu" (the model's own replicas) or "bridge" (its CPU bridge)."""
+
+
+def bridge_name(model_name: str) -> str:
+    """The bridge's StatefulSet and Service. Model names ending in -bridge are refused (CEL)."""
+    return f"{model_name}-bridge"
+
+
 # --- defaults both sides apply ---------------------------------------------------------------
 DEFAULT_IDLE_TIMEOUT = "15m"
 DEFAULT_WAKE_TIMEOUT = "10m"
