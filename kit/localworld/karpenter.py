@@ -34,6 +34,7 @@ from localworld.procs import Proc, start
 ROOT = Path(__file__).resolve().parents[2]
 KIT = ROOT / "kit"
 NODEPOOLS_DOC = ROOT / "deploy" / "nodegroups" / "karpenter-gpu.yaml"
+BRIDGE_NODEPOOL_DOC = ROOT / "deploy" / "nodegroups" / "karpenter-cpu-bridge.yaml"
 NODE_CLASS = "siesta-kwok"
 # Karpenter's own label on its nodes' capacity type: static (node-group) nodes lack it, so
 # a pod that selects it runs on capacity Karpenter launches.
@@ -76,6 +77,18 @@ def kwok_nodepools(node_class: str = NODE_CLASS, registration_delay: str = "1s")
         template["startupTaints"] = [GPU_PENDING_TAINT]
         out.append(pool)
     return out
+
+
+def kwok_bridge_nodepool(node_class: str = NODE_CLASS) -> Manifest:
+    """The documented CPU bridge pool with the KWOKNodeClass; no startup taint: a CPU node
+    is ready once its kubelet runs."""
+    pool: Manifest = yaml.safe_load(BRIDGE_NODEPOOL_DOC.read_text())
+    pool["spec"]["template"]["spec"]["nodeClassRef"] = {
+        "group": "karpenter.kwok.sh",
+        "kind": "KWOKNodeClass",
+        "name": node_class,
+    }
+    return pool
 
 
 def nodepool(name: str) -> Manifest:
@@ -134,9 +147,14 @@ def apply_nodepools(cluster: Cluster) -> None:
     cluster.apply({"apiVersion": "v1", "kind": "List", "items": kwok_nodepools()})
 
 
+def apply_bridge_nodepool(cluster: Cluster) -> None:
+    """The CPU pool bridges land on (deploy/nodegroups/karpenter-cpu-bridge.yaml)."""
+    cluster.apply(kwok_bridge_nodepool())
+
+
 def delete_nodepools(cluster: Cluster, timeout: float = 120) -> None:
     """Delete the NodePools; Karpenter then removes their nodes (waited for)."""
-    for manifest in kwok_nodepools()[1:]:
+    for manifest in [*kwok_nodepools()[1:], kwok_bridge_nodepool()]:
         cluster.kubectl(
             "delete", "nodepool", manifest["metadata"]["name"], "--ignore-not-found", "--wait=false"
         )

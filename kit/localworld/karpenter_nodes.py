@@ -170,6 +170,11 @@ class Agent:
         if booted_before:
             await self._remove_startup_taint(name)  # had it stopped between the two steps
             return
+        if not gpu_count(instance_type):
+            # A CPU node (a bridge's pool) has no GPU stage: ready once its kubelet runs.
+            await self._remove_startup_taint(name)
+            self.record(name, "cpu-ready")
+            return
         await asyncio.sleep(self.config.gpu_delay)
         await self._discover_gpus(name, instance_type)
         await self._remove_startup_taint(name)
