@@ -22,9 +22,10 @@ from siesta.api.contract import ModelKey
 from siesta.gateway.auth import KeyFile, KeyScope
 from siesta.gateway.catalog import Catalog, Route
 from siesta.gateway.cors import Cors
-from siesta.gateway.forwarding import Forwarder, Held
+from siesta.gateway.forwarding import Forwarder
 from siesta.gateway.metrics import GatewayMetrics
 from siesta.gateway.ratelimit import RateLimiter
+from siesta.gateway.replies import Held
 from siesta.gateway.responses import error_response, unknown_model
 from siesta.gateway.settings import GatewaySettings
 
@@ -121,6 +122,8 @@ class Gateway:
                 "replicas": model.replicas,
                 "readyReplicas": model.ready_replicas,
                 "readyEndpoints": len(self.catalog.endpoints(model.key)),
+                "bridge": model.has_bridge,
+                "readyBridgeEndpoints": len(self.catalog.bridge_endpoints(model.key)),
                 "queued": self.forwarder.pending(model.key),
                 "bareNameHeldBy": f"{holder.namespace}/{holder.name}" if holder else None,
             },
@@ -256,14 +259,18 @@ class Gateway:
         except asyncio.CancelledError:
             # The client went away: before an answer (499), or while it was being streamed
             # (a client may hang up right after the last event it needs).
-            self.metrics.requests.labels(model.alias, str(held.status or 499)).inc()
+            self._count(model.alias, held, held.status or 499)
             raise
         finally:
             self.active_handlers -= 1
             if not self.active_handlers:
                 self._no_handlers.set()
-        self.metrics.requests.labels(model.alias, str(response.status)).inc()
+        self._count(model.alias, held, response.status)
         return response
+
+    def _count(self, alias: str, held: Held, status: int) -> None:
+        served_by = held.served_by or "gateway"  # no replica answered: the gateway did
+        self.metrics.requests.labels(alias, str(status), served_by).inc()
 
     # --- shutdown -----------------------------------------------------------------------
 

@@ -8,6 +8,9 @@ others are told so in their status (the operator's `NameUnique` condition).
 A model's LoRA adapters (spec.adapters) are names of that model too: a request for an
 adapter goes to the model's pods, wakes it, and counts as the model's demand and load.
 
+A model with `spec.bridge` also has a CPU bridge: its ready endpoints are kept apart from
+the model's own (`bridge_endpoints`), so routing can prefer a GPU replica.
+
 Fed from watch events (ModelDeployments, EndpointSlices); read on every request without
 any API call. No I/O here: `kube` feeds it, tests feed it dictionaries.
 """
@@ -19,15 +22,17 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from siesta.api.contract import (
-    DEFAULT_WAKE_TIMEOUT,
-    HTTP_PORT_NAME,
-    MODEL_SERVING_CONDITION,
-    ModelKey,
-)
+from siesta.api.contract import DEFAULT_WAKE_TIMEOUT, MODEL_SERVING_CONDITION, ModelKey
 from siesta.api.durations import parse_duration
+from siesta.gateway.endpoints import Endpoint as Endpoint
+from siesta.gateway.endpoints import (
+    SliceIndex,
+    bridge_service_owner,
+    model_service_owner,
+    object_key,
+)
+from siesta.gateway.endpoints import endpoints_from_slice as endpoints_from_slice
 
-SERVICE_NAME_LABEL = "kubernetes.io/service-name"
 DEFAULT_WAKE_SECONDS = parse_duration(DEFAULT_WAKE_TIMEOUT).total_seconds()
 Obj = dict[str, Any]
 
@@ -51,6 +56,7 @@ class ModelInfo:
     next_wake_allowed: float | None = None
     """status.wakeBackoff.nextWakeAllowed (epoch seconds): it failed; no wake before then."""
     last_failure: str = ""  # why it failed last (kept while it sleeps after failing)
+    has_bridge: bool = False  # spec.bridge is set: a CPU bridge may answer while it wakes
 
     def wake_backoff(self, now: float) -> float:
         """Seconds until a request may wake this model after failures (0: it may now)."""
@@ -68,20 +74,6 @@ class Route:
 
     model: ModelInfo
     served: str
-
-
-@dataclass(frozen=True)
-class Endpoint:
-    """One ready replica: where to connect, and a key that changes with the pod."""
-
-    key: str
-    address: str
-    port: int
-
-    @property
-    def url(self) -> str:
-        host = f"[{self.address}]" if ":" in self.address else self.address
-        return f"http://{host}:{self.port}"
 
 
 def failure_from_status(status: Obj) -> str:
@@ -151,53 +143,30 @@ def model_from_object(obj: Obj) -> ModelInfo:
         max_held=max_held if isinstance(max_held, int) and max_held > 0 else None,
         next_wake_allowed=next_wake_allowed(status),
         last_failure=last_failure(status),
+        has_bridge=isinstance(spec.get("bridge"), dict),  # present: a bridge, all defaults
     )
 
 
-def endpoints_from_slice(obj: Obj, port_name: str = HTTP_PORT_NAME) -> list[Endpoint]:
-    """Ready (and not terminating) endpoints of an EndpointSlice, on its `http` port."""
-    ports = obj.get("ports") or []
-    port = next((p.get("port") for p in ports if p.get("name") == port_name), None)
-    if port is None and len(ports) == 1:
-        port = ports[0].get("port")
-    if port is None:
-        return []
-    found = []
-    for endpoint in obj.get("endpoints") or []:
-        conditions = endpoint.get("conditions") or {}
-        # `ready` unset means ready (API docs); terminating endpoints are never ready.
-        if conditions.get("ready") is False or conditions.get("terminating") is True:
-            continue
-        addresses = endpoint.get("addresses") or []
-        if not addresses:
-            continue
-        target = endpoint.get("targetRef") or {}
-        key = f"{target.get('uid') or target.get('name') or ''}@{addresses[0]}:{port}"
-        found.append(Endpoint(key=key, address=addresses[0], port=int(port)))
-    return found
-
-
-def _object_key(obj: Obj) -> ModelKey:
-    metadata = obj.get("metadata", {})
-    return ModelKey(str(metadata.get("namespace", "default")), str(metadata.get("name", "")))
-
-
 class Catalog:
-    """Models by alias and their endpoints; calls `on_endpoints` when a model's set changes."""
+    """Models by alias and their endpoints (their own and their bridge's); calls
+    `on_endpoints(model)` when either set changes."""
 
     def __init__(self, on_endpoints: Callable[[ModelKey], None] | None = None) -> None:
         self._models: dict[ModelKey, ModelInfo] = {}
         self._routes: dict[str, Route] = {}  # every name that reaches a model
         self._listed: list[tuple[str, Route]] = []  # what /v1/models shows
-        # EndpointSlice (namespace, name) -> (service key, endpoints)
-        self._slices: dict[ModelKey, tuple[ModelKey, list[Endpoint]]] = {}
-        self._endpoints: dict[ModelKey, list[Endpoint]] = {}
         self._on_endpoints = on_endpoints or (lambda key: None)
+        # Either set changing wakes the model's held requests: whichever is ready first.
+        self._replicas = SliceIndex(model_service_owner, self._endpoints_changed)
+        self._bridges = SliceIndex(bridge_service_owner, self._endpoints_changed)
+
+    def _endpoints_changed(self, key: ModelKey) -> None:
+        self._on_endpoints(key)
 
     # --- models -------------------------------------------------------------------------
 
     def apply_model(self, event_type: str, obj: Obj) -> None:
-        key = _object_key(obj)
+        key = object_key(obj)
         before = self._models.get(key)
         if event_type == "DELETED":
             self._models.pop(key, None)
@@ -214,7 +183,7 @@ class Catalog:
         kept = {
             k: m for k, m in self._models.items() if namespace is not None and k[0] != namespace
         }
-        self._models = kept | {_object_key(o): model_from_object(o) for o in objects}
+        self._models = kept | {object_key(o): model_from_object(o) for o in objects}
         self._reindex()
 
     def _reindex(self) -> None:
@@ -271,50 +240,22 @@ class Catalog:
     # --- endpoints ----------------------------------------------------------------------
 
     def apply_slice(self, event_type: str, obj: Obj) -> None:
-        slice_key = _object_key(obj)
-        previous = self._slices.pop(slice_key, None)
-        changed = {previous[0]} if previous else set()
-        if event_type != "DELETED":
-            service = ModelKey(
-                slice_key.namespace,
-                str(obj.get("metadata", {}).get("labels", {}).get(SERVICE_NAME_LABEL, "")),
-            )
-            self._slices[slice_key] = (service, endpoints_from_slice(obj))
-            changed.add(service)
-        for service in changed:
-            self._rebuild(service)
+        self._replicas.apply(event_type, obj)
 
     def replace_slices(self, objects: Iterable[Obj], namespace: str | None = None) -> None:
         """A fresh list (of one namespace, or of all when `namespace` is None)."""
-        services = {
-            s for k, (s, _) in self._slices.items() if namespace is None or k[0] == namespace
-        }
-        self._slices = {
-            k: v for k, v in self._slices.items() if namespace is not None and k[0] != namespace
-        }
-        for obj in objects:
-            slice_key = _object_key(obj)
-            labels = obj.get("metadata", {}).get("labels", {})
-            service = ModelKey(slice_key.namespace, str(labels.get(SERVICE_NAME_LABEL, "")))
-            self._slices[slice_key] = (service, endpoints_from_slice(obj))
-            services.add(service)
-        for service in services:
-            self._rebuild(service)
+        self._replicas.replace(objects, namespace)
 
-    def _rebuild(self, service: ModelKey) -> None:
-        merged: dict[str, Endpoint] = {}
-        for owner, endpoints in self._slices.values():
-            if owner == service:
-                for endpoint in endpoints:
-                    merged.setdefault(endpoint.key, endpoint)
-        current = sorted(merged.values(), key=lambda e: e.key)
-        if current != self._endpoints.get(service, []):
-            if current:
-                self._endpoints[service] = current
-            else:
-                self._endpoints.pop(service, None)
-            self._on_endpoints(service)
+    def apply_bridge_slice(self, event_type: str, obj: Obj) -> None:
+        self._bridges.apply(event_type, obj)
+
+    def replace_bridge_slices(self, objects: Iterable[Obj], namespace: str | None = None) -> None:
+        self._bridges.replace(objects, namespace)
 
     def endpoints(self, key: ModelKey) -> list[Endpoint]:
         """Ready endpoints of the model's Service (named like the model, contracts.md)."""
-        return self._endpoints.get(key, [])
+        return self._replicas.endpoints(key)
+
+    def bridge_endpoints(self, key: ModelKey) -> list[Endpoint]:
+        """Ready endpoints of the model's CPU bridge (its Service `bridge_name(model)`)."""
+        return self._bridges.endpoints(key)

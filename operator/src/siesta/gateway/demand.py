@@ -1,7 +1,9 @@
 """Demand Leases (docs/contracts.md, "Demand"): what to write, and when.
 
 Each gateway replica owns one Lease per ModelDeployment it has seen requests for, so
-replicas never contend. `DemandTracker` keeps the counts per model and answers when the
+replicas never contend. Requests its CPU bridge serves are the model's demand too (they
+renew the Lease), and are counted apart (BRIDGE_IN_FLIGHT_ANNOTATION) so that the bridge's
+streams never read as GPU load. `DemandTracker` keeps the counts per model and answers when the
 next write is due under the contract's rate limits; `lease_body` builds the object. The
 writer (`kube.DemandWriter`) does the I/O. Times are arguments: monotonic `now` for rate
 limits, wall-clock `wall` for renewTime.
@@ -15,6 +17,7 @@ from typing import Any
 
 from siesta.api.contract import (
     API_VERSION,
+    BRIDGE_IN_FLIGHT_ANNOTATION,
     IN_FLIGHT_ANNOTATION,
     KIND,
     LEASE_DURATION_SECONDS,
@@ -45,7 +48,14 @@ def micro_time(wall: float) -> str:
 @dataclass(frozen=True)
 class Counts:
     pending: int = 0
-    in_flight: int = 0
+    in_flight: int = 0  # on the model's own (GPU) replicas
+    bridge_in_flight: int | None = None
+    """On its CPU bridge; None: the model has no bridge (its Lease carries no such count)."""
+
+    @property
+    def active(self) -> bool:
+        """Requests held or being served, on either kind of replica."""
+        return self.pending > 0 or self.in_flight > 0 or bool(self.bridge_in_flight)
 
 
 @dataclass(frozen=True)
@@ -85,6 +95,9 @@ def due_at(demand: ModelDemand, now: float) -> float | None:
             candidates.append(written.at + HOLDING_INTERVAL)
         if counts.in_flight != written.counts.in_flight or demand.last_seen > written.seen:
             candidates.append(written.at + demand.warm_interval)
+        if counts.bridge_in_flight != written.counts.bridge_in_flight:
+            # The operator puts the bridge back to sleep when its last stream ends: soon.
+            candidates.append(written.at + CHANGE_INTERVAL)
         if not candidates:
             return None
         due = min(candidates)
@@ -94,8 +107,9 @@ def due_at(demand: ModelDemand, now: float) -> float | None:
 
 
 def renew_time(demand: ModelDemand, wall: float) -> float:
-    """Requests that are held or in flight are still being seen: renew to now."""
-    if demand.counts.pending > 0 or demand.counts.in_flight > 0 or demand.last_seen is None:
+    """Requests that are held or in flight (the bridge's too) are still being seen: renew to
+    now."""
+    if demand.counts.active or demand.last_seen is None:
         return wall
     return demand.last_seen
 
@@ -114,8 +128,13 @@ class DemandTracker:
         demand.warm_interval = interval
         demand.last_seen = wall if demand.last_seen is None else max(demand.last_seen, wall)
 
-    def set_counts(self, model: ModelKey, pending: int, in_flight: int) -> None:
-        self._get(model).counts = Counts(pending, in_flight)
+    def set_counts(
+        self, model: ModelKey, pending: int, in_flight: int, bridge_in_flight: int | None = None
+    ) -> None:
+        demand = self._get(model)
+        if bridge_in_flight is None and demand.counts.bridge_in_flight is not None:
+            bridge_in_flight = 0  # once on the Lease, the count stays (a merge patch keeps it)
+        demand.counts = Counts(pending, in_flight, bridge_in_flight)
 
     def due(self, now: float) -> list[ModelKey]:
         return [
@@ -171,7 +190,13 @@ def lease_body(
 
 
 def lease_annotations(counts: Counts) -> dict[str, str]:
-    return {PENDING_ANNOTATION: str(counts.pending), IN_FLIGHT_ANNOTATION: str(counts.in_flight)}
+    annotations = {
+        PENDING_ANNOTATION: str(counts.pending),
+        IN_FLIGHT_ANNOTATION: str(counts.in_flight),
+    }
+    if counts.bridge_in_flight is not None:
+        annotations[BRIDGE_IN_FLIGHT_ANNOTATION] = str(counts.bridge_in_flight)
+    return annotations
 
 
 def lease_patch(pod_name: str, counts: Counts, renew_wall: float) -> dict[str, Any]:

@@ -1,10 +1,14 @@
 """The path of one inference request: forward at once, or hold until a replica is ready.
 
-With a ready replica the request is forwarded at once (fewest in flight first). Without
-one it is held in the model's bounded queue, the demand Lease tells the operator to wake
-the model, and the request goes out, in arrival order, as soon as a replica becomes ready,
-or gets a 503 with Retry-After after the model's wakeTimeout. Only failures where the
-replica did no work are retried (see `proxy`).
+In steps: pick a replica (`_pick`: a usable GPU replica first, else the model's CPU bridge,
+fewest in flight first), try it (`_try`: counted in flight per model and role for as long
+as it runs), or, with none usable, wait in the model's bounded queue (`_wait`) while the
+demand Lease tells the operator to wake the model. Held requests go out in arrival order
+as soon as a replica of either kind becomes ready, or get a 503 with Retry-After after the
+model's wakeTimeout. A request the bridge serves stays there until its stream ends;
+requests that arrive once a GPU replica is ready go to the GPU. Only failures where the
+replica did no work are retried (see `proxy`); a bridge that fails that way cools down
+like any replica, and the request goes on waiting for the GPU.
 """
 
 from __future__ import annotations
@@ -12,51 +16,27 @@ from __future__ import annotations
 import asyncio
 import functools
 import logging
-import math
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
 
 import aiohttp
 from aiohttp import web
 
-from siesta.api.contract import WAKE_RETRY_ANNOTATION, ModelKey
+from siesta.api.contract import ModelKey
 from siesta.gateway import proxy
 from siesta.gateway.auth import UpstreamKey
 from siesta.gateway.catalog import Catalog, Endpoint, ModelInfo
 from siesta.gateway.demand import DemandTracker, warm_interval
-from siesta.gateway.errors import JSON, error_json, sse_error_event
 from siesta.gateway.holding import HoldQueues, Place, QueueFull
-from siesta.gateway.inflight import InFlight
+from siesta.gateway.inflight import InFlight, Role
 from siesta.gateway.metrics import GatewayMetrics
-from siesta.gateway.responses import unknown_model
-from siesta.gateway.routing import Router
+from siesta.gateway.replies import Held, Refusals, keepalive, relay
+from siesta.gateway.routing import Pick, Router
 from siesta.gateway.settings import GatewaySettings
 
 log = logging.getLogger("siesta.gateway")
 
-KEEPALIVE = b": waiting for model\n\n"
-WAKE_SECONDS_HEADER = "X-Siesta-Wake-Seconds"
-"""On a response whose request was held while its model woke: the seconds it was held."""
-REFUSAL_REASONS = {"model": "model_busy", "gateway": "held_cap", "bytes": "held_bytes"}
 UPSTREAM_KEEPALIVE_SECONDS = 3.0  # below uvicorn's 5 s idle timeout: never reuse a closing socket
-
-
-@dataclass
-class Held:
-    """One request's stay at the gateway: its place in the queue and, once started, its SSE
-    stream."""
-
-    request: web.Request
-    streaming: bool
-    sse: web.StreamResponse | None = None
-    place: Place | None = None  # while `Forwarder.serve` runs
-    status: int | None = None  # once the status line has been sent
-
-    @property
-    def waited(self) -> float | None:
-        """Seconds it was held (the wake, as this request saw it), once it left the queue."""
-        return self.place.waited if self.place is not None else None
 
 
 class Forwarder:
@@ -70,6 +50,7 @@ class Forwarder:
         self.in_flight.on_change = self._in_flight_changed
         self.router = Router(self.in_flight)
         self.queues = HoldQueues(settings.queue_size, settings.max_held, settings.max_held_bytes)
+        self.refusals = Refusals(settings.retry_after, metrics, catalog)
         self.demand = DemandTracker()
         self.draining = False
         self.kick_demand: Callable[[ModelKey], None] = lambda model: None  # the demand writer's
@@ -102,12 +83,14 @@ class Forwarder:
     def pending(self, key: ModelKey) -> int:
         return self.queues.pending(key)
 
+    # --- the steps of a request ---------------------------------------------------------
+
     async def serve(self, model: ModelInfo, held: Held, body: bytes) -> web.StreamResponse:
         backoff = model.wake_backoff(time.time())
-        if (model.failure or backoff) and not self.catalog.endpoints(model.key):
+        if (model.failure or backoff) and not self._replicas(model.key):
             # Not counted as demand: a request no replica can serve must not keep it awake,
             # and one for a model that failed must not wake it before its backoff ends.
-            return await self._failing(model, held, backoff)
+            return await self.refusals.failing(model, held, backoff)
         self.demand.seen(model.key, time.time(), warm_interval(model.idle_timeout))
         on_change = functools.partial(self._place_changed, model)
         async with self.queues.place(model.key, on_change) as place:
@@ -118,89 +101,71 @@ class Forwarder:
         self, model: ModelInfo, held: Held, place: Place, body: bytes
     ) -> web.StreamResponse:
         loop = asyncio.get_running_loop()
-        arrival = loop.time()
-        deadline = arrival + model.wake_timeout
-        next_keepalive = arrival + self.settings.keepalive_interval
+        deadline = loop.time() + model.wake_timeout
+        next_keepalive = loop.time() + self.settings.keepalive_interval
         while True:
-            if self.draining and not self.catalog.endpoints(model.key):
-                self.metrics.rejected.labels("shutting_down").inc()
-                return await self._unavailable(
-                    held, "The gateway is restarting; retry the request.", "gateway_restarting"
-                )
             now = loop.time()
-            endpoints = self.catalog.endpoints(model.key)
-            endpoint = self.router.choose(endpoints, now)
-            if endpoint is not None:
-                place.step_out()  # not waiting while it is tried
-                result = await self._try(model, held, place, endpoint, body)
-                if result is not None:
-                    return result
-                place.step_back()  # not reached or unavailable: it keeps its place
-                continue
+            if self.draining and not self._replicas(model.key):
+                return await self.refusals.restarting(held)
+            pick = self._pick(model.key, now)
+            if pick is not None:
+                with place.stepped_out():  # not waiting while it is tried
+                    answer = await self._try(model, held, place, pick, body)
+                if answer is not None:
+                    return answer
+                continue  # not reached or unavailable: it kept its place
             if model.failure:
                 place.leave("failing")
-                return await self._failing(model, held)
+                return await self.refusals.failing(model, held)
             if not place.held:
                 try:
                     place.take(len(body), model.max_held, now)
                 except QueueFull as full:
-                    return await self._busy(model, held, full)
+                    return await self.refusals.busy(model, held, full)
             if now >= deadline:
-                self.metrics.timeouts.labels(model.alias).inc()
                 place.leave("timeout")
-                return await self._unavailable(
-                    held,
-                    f"Model {model.alias!r} did not become ready within its wakeTimeout "
-                    f"({model.wake_timeout:g}s); it is still starting, retry later.",
-                    "model_not_ready",
-                )
-            wake_at = min(deadline, next_keepalive)
-            cooldown_end = self.router.next_cooldown_end(endpoints, now)
-            if cooldown_end is not None:
-                wake_at = min(wake_at, cooldown_end)
-            await place.wait(wake_at - now)
-            if held.streaming and loop.time() >= next_keepalive:
-                await self._keepalive(held)
-                next_keepalive = loop.time() + self.settings.keepalive_interval
+                return await self.refusals.not_ready(model, held)
+            next_keepalive = await self._wait(model.key, held, place, deadline, next_keepalive)
             current = self.catalog.model_by_key(model.key)
             if current is None:  # deleted while its requests were held
                 place.leave("abandoned")
-                return await self._deleted(model, held)
+                return await self.refusals.deleted(model, held)
             model = current  # wakeTimeout may have changed
 
-    async def _busy(self, model: ModelInfo, held: Held, full: QueueFull) -> web.StreamResponse:
-        """No room to hold it: 503 at once, so a stampede costs no memory and no waiting."""
-        self.metrics.rejected.labels(REFUSAL_REASONS[full.scope]).inc()
-        self.metrics.busy.labels(model.alias, full.scope).inc()
-        if full.scope == "model":
-            message = (
-                f"Model {model.alias!r} already holds {full.limit} requests while it wakes "
-                "up; retry later."
-            )
-            return await self._unavailable(held, message, "model_busy")
-        what = "requests" if full.scope == "gateway" else "bytes of held requests"
-        return await self._unavailable(
-            held, f"The gateway already holds {full.limit} {what}; retry later.", "gateway_busy"
+    def _replicas(self, key: ModelKey) -> list[Endpoint]:
+        """Every ready replica of the model: its own, then its bridge's."""
+        return self.catalog.endpoints(key) + self.catalog.bridge_endpoints(key)
+
+    def _pick(self, key: ModelKey, now: float) -> Pick | None:
+        return self.router.pick(
+            self.catalog.endpoints(key), self.catalog.bridge_endpoints(key), now
         )
 
-    async def _deleted(self, model: ModelInfo, held: Held) -> web.StreamResponse:
-        if held.sse is None:
-            return unknown_model(self.catalog, self.metrics, model.alias)
-        gone = error_json(
-            f"The model {model.alias!r} was deleted.", "invalid_request_error", "model_not_found"
-        )
-        await held.sse.write(sse_error_event(gone))
-        await held.sse.write_eof()
-        return held.sse
+    async def _wait(
+        self, key: ModelKey, held: Held, place: Place, deadline: float, next_keepalive: float
+    ) -> float:
+        """Wait for a ready replica (new endpoints wake the queue), a cooldown's end, the
+        deadline or the next keep-alive; returns when the keep-alive after that is due."""
+        loop = asyncio.get_running_loop()
+        now = loop.time()
+        wake_at = min(deadline, next_keepalive)
+        cooldown_end = self.router.next_cooldown_end(self._replicas(key), now)
+        if cooldown_end is not None:
+            wake_at = min(wake_at, cooldown_end)
+        await place.wait(wake_at - now)
+        if held.streaming and loop.time() >= next_keepalive:
+            await keepalive(held)
+            return loop.time() + self.settings.keepalive_interval
+        return next_keepalive
 
     async def _try(
-        self, model: ModelInfo, held: Held, place: Place, endpoint: Endpoint, body: bytes
+        self, model: ModelInfo, held: Held, place: Place, pick: Pick, body: bytes
     ) -> web.StreamResponse | None:
         """Forward to one replica; None when it never did the work (try elsewhere)."""
-        key = model.key
+        endpoint, role = pick
         loop = asyncio.get_running_loop()
         attempt = loop.time()
-        with self.in_flight.counting(key, model.alias, endpoint.key):
+        with self.in_flight.counting(model.key, model.alias, endpoint.key, role):
             try:
                 upstream = await proxy.send(
                     self.session,
@@ -213,65 +178,22 @@ class Forwarder:
             except proxy.Busy as busy:
                 self.metrics.upstream_errors.labels(model.alias, "busy").inc()
                 self.router.cool(endpoint, loop.time())
-                if self.router.choose(self.catalog.endpoints(key), loop.time()) is not None:
+                if self._pick(model.key, loop.time()) is not None:
                     busy.upstream.release()
                     return None  # another replica may have room: it did no work here
-                place.leave("forwarded", attempt)
-                return await self._relay(model, held, busy.upstream)
+                upstream = busy.upstream  # none has: its 503 and Retry-After go out
             except (proxy.NotReached, proxy.Unavailable) as error:
                 kind = "connect" if isinstance(error, proxy.NotReached) else "unavailable"
-                log.info("%s: replica %s %s; trying again", model.alias, endpoint.url, kind)
+                log.info("%s: %s %s %s; trying again", model.alias, role, endpoint.url, kind)
                 self.metrics.upstream_errors.labels(model.alias, kind).inc()
                 self.router.cool(endpoint, loop.time())
                 return None
             except (aiohttp.ClientError, TimeoutError) as error:
                 place.leave("forwarded", attempt)
                 self.metrics.upstream_errors.labels(model.alias, "broken").inc()
-                return await self._bad_gateway(held, f"Replica failed: {error}")
+                return await self.refusals.bad_gateway(held, f"Replica failed: {error}")
             place.leave("forwarded", attempt)
-            return await self._relay(model, held, upstream)
-
-    async def _relay(
-        self, model: ModelInfo, held: Held, upstream: proxy.Upstream
-    ) -> web.StreamResponse:
-        response = upstream.response
-        try:
-            if held.sse is not None:
-                out = held.sse
-                if response.status != 200:
-                    body = upstream.prefetched or await response.read()
-                    await out.write(sse_error_event(body))
-                    await out.write_eof()
-                    return out
-            else:
-                headers = proxy.response_headers(response.headers)
-                if held.waited is not None:  # it waited for a wake (as KEDA-HTTP says)
-                    headers[WAKE_SECONDS_HEADER] = f"{held.waited:.3f}"
-                out = web.StreamResponse(
-                    status=response.status, reason=response.reason, headers=headers
-                )
-                if response.content_length is not None and upstream.prefetched is None:
-                    out.content_length = response.content_length
-                elif upstream.prefetched is not None:
-                    out.content_length = len(upstream.prefetched)
-                await out.prepare(held.request)
-                held.status = response.status
-            if upstream.prefetched is not None:
-                await out.write(upstream.prefetched)
-            else:
-                async for chunk in response.content.iter_any():
-                    await out.write(chunk)
-        except (aiohttp.ClientError, TimeoutError) as error:
-            # Headers are out: the only honest signal left is a broken connection.
-            self.metrics.upstream_errors.labels(model.alias, "broken").inc()
-            log.warning("%s: replica failed mid-response: %s", model.alias, error)
-            if held.request.transport is not None:
-                held.request.transport.abort()
-            return held.sse or web.Response(status=502)
-        finally:
-            upstream.release()
-        await out.write_eof()
-        return out
+            return await relay(held, upstream, role, self.metrics, model.alias)
 
     # --- counts ------------------------------------------------------------------------
 
@@ -282,69 +204,19 @@ class Forwarder:
         if outcome is not None and place.waited is not None:
             self.metrics.hold_seconds.labels(model.alias, outcome).observe(place.waited)
             log.info("%s: request held %.3fs: %s", model.alias, place.waited, outcome)
-        self._counts_changed(model)
+        self._publish_counts(model.key, model.alias)
 
     def _in_flight_changed(self, key: ModelKey, alias: str) -> None:
-        self.metrics.in_flight.labels(alias).set(self.in_flight.for_alias(alias))
+        for role in Role:
+            self.metrics.in_flight.labels(alias, role).set(self.in_flight.for_alias(alias, role))
         self._publish_counts(key, alias)
-
-    def _counts_changed(self, model: ModelInfo) -> None:
-        self._publish_counts(model.key, model.alias)
 
     def _publish_counts(self, key: ModelKey, alias: str) -> None:
         pending = self.queues.pending(key)
         self.metrics.queued.labels(alias).set(pending)
-        self.demand.set_counts(key, pending, self.in_flight.for_model(key))
+        bridge = self.in_flight.for_model(key, Role.BRIDGE)
+        model = self.catalog.model_by_key(key)
+        has_bridge = bridge > 0 or (model is not None and model.has_bridge)
+        gpu = self.in_flight.for_model(key, Role.GPU)
+        self.demand.set_counts(key, pending, gpu, bridge if has_bridge else None)
         self.kick_demand(key)
-
-    async def _keepalive(self, held: Held) -> None:
-        if held.sse is None:
-            held.sse = web.StreamResponse(
-                status=200,
-                headers={
-                    "Content-Type": "text/event-stream",
-                    "Cache-Control": "no-cache",
-                    "X-Accel-Buffering": "no",
-                },
-            )
-            await held.sse.prepare(held.request)
-            held.status = 200
-        await held.sse.write(KEEPALIVE)
-
-    async def _unavailable(
-        self, held: Held, message: str, code: str, retry_after: int | None = None
-    ) -> web.StreamResponse:
-        body = error_json(message, "unavailable_error", code)
-        if held.sse is not None:
-            await held.sse.write(sse_error_event(body))
-            await held.sse.write_eof()
-            return held.sse
-        retry = self.settings.retry_after if retry_after is None else retry_after
-        return web.Response(
-            status=503, body=body, headers={"Content-Type": JSON, "Retry-After": str(retry)}
-        )
-
-    async def _failing(
-        self, model: ModelInfo, held: Held, backoff: float = 0.0
-    ) -> web.StreamResponse:
-        """Failing replicas will not serve it, or it failed and waits out its backoff: answer
-        now, with the operator's reason."""
-        self.metrics.rejected.labels("model_failing").inc()
-        if model.failure:
-            message = f"Model {model.alias!r} is failing: {model.failure}"
-            return await self._unavailable(held, message, "model_failing")
-        seconds = math.ceil(backoff)
-        message = (
-            f"Model {model.alias!r} failed ({model.last_failure or 'see its status'}); it is "
-            f"woken again in {seconds}s, or sooner after a spec change or a new value of its "
-            f"{WAKE_RETRY_ANNOTATION} annotation."
-        )
-        return await self._unavailable(held, message, "model_failing", retry_after=seconds)
-
-    async def _bad_gateway(self, held: Held, message: str) -> web.StreamResponse:
-        body = error_json(message, "upstream_error", "bad_gateway")
-        if held.sse is not None:
-            await held.sse.write(sse_error_event(body))
-            await held.sse.write_eof()
-            return held.sse
-        return web.Response(status=502, body=body, headers={"Content-Type": JSON})

@@ -15,8 +15,8 @@ from __future__ import annotations
 import asyncio
 import itertools
 from collections import OrderedDict
-from collections.abc import AsyncIterator, Callable
-from contextlib import asynccontextmanager
+from collections.abc import AsyncIterator, Callable, Iterator
+from contextlib import asynccontextmanager, contextmanager
 from dataclasses import dataclass, field
 
 from siesta.api.contract import ModelKey
@@ -158,6 +158,16 @@ class Place:
         if self.ticket is not None:
             self._queues.readmit(self.ticket)
             self._on_change(self, None)
+
+    @contextmanager
+    def stepped_out(self) -> Iterator[None]:
+        """One try at a replica: out of the queue meanwhile; back in its place afterwards,
+        unless the try forwarded it (it left the queue then)."""
+        self.step_out()
+        try:
+            yield
+        finally:
+            self.step_back()
 
     async def wait(self, seconds: float) -> bool:
         assert self.ticket is not None, "take a place before waiting"

@@ -20,7 +20,15 @@ from typing import Any
 
 import aiohttp
 
-from siesta.api.contract import GROUP, MODEL_LABEL, PLURAL, VERSION, ModelKey, demand_lease_name
+from siesta.api.contract import (
+    BRIDGE_LABEL,
+    GROUP,
+    MODEL_LABEL,
+    PLURAL,
+    VERSION,
+    ModelKey,
+    demand_lease_name,
+)
 from siesta.gateway.catalog import Catalog, Obj
 from siesta.gateway.demand import (
     DemandTracker,
@@ -224,6 +232,9 @@ def _scope_informers(
     def replace_slices(items: list[Obj]) -> None:
         catalog.replace_slices(items, namespace)
 
+    def replace_bridge_slices(items: list[Obj]) -> None:
+        catalog.replace_bridge_slices(items, namespace)
+
     models = informer(
         client,
         f"/apis/{GROUP}/{VERSION}{scope}/{PLURAL}",
@@ -240,9 +251,20 @@ def _scope_informers(
         catalog.apply_slice,
         lambda: on_synced(f"slices/{label}"),
     )
+    # The CPU bridges' slices: a watch of their own (they carry BRIDGE_LABEL, never
+    # MODEL_LABEL), so a relist of either set leaves the other alone.
+    bridges = informer(
+        client,
+        f"/apis/discovery.k8s.io/v1{scope}/endpointslices",
+        {"labelSelector": BRIDGE_LABEL},
+        replace_bridge_slices,
+        catalog.apply_bridge_slice,
+        lambda: on_synced(f"bridges/{label}"),
+    )
     return [
         asyncio.create_task(models, name=f"watch-models-{label}"),
         asyncio.create_task(slices, name=f"watch-slices-{label}"),
+        asyncio.create_task(bridges, name=f"watch-bridges-{label}"),
     ]
 
 

@@ -13,14 +13,16 @@ class GatewayMetrics:
         r = self.registry
         self.requests = Counter(
             "siesta_gateway_requests",
-            "Requests answered, by model alias and HTTP status code.",
-            ["model", "code"],
+            "Requests answered, by model alias, HTTP status code and who answered: gpu (the "
+            "model's replicas), bridge (its CPU bridge) or gateway (the gateway itself).",
+            ["model", "code", "served_by"],
             registry=r,
         )
         self.in_flight = Gauge(
             "siesta_gateway_in_flight_requests",
-            "Requests forwarded to a replica and not finished.",
-            ["model"],
+            "Requests forwarded to a replica and not finished, by model alias and replica kind "
+            "(gpu, bridge).",
+            ["model", "served_by"],
             registry=r,
         )
         self.queued = Gauge(

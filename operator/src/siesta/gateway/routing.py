@@ -1,15 +1,28 @@
-"""Which replica gets a request: the one with the fewest requests in flight.
+"""Which replica gets a request: a GPU replica first, else the model's CPU bridge; among
+replicas of one kind, the one with the fewest requests in flight.
 
 Replicas that just refused a connection or answered "unavailable" cool down for a moment;
-ties go round-robin so that equal replicas share the load.
+ties go round-robin so that equal replicas share the load. A bridge is only a stand-in:
+it gets a request only while no GPU replica can take it, so requests that arrive after a
+GPU replica is ready go to the GPU, and a failing bridge (cooling, or gone) just leaves
+the request waiting for the GPU.
 """
 
 from __future__ import annotations
 
 from collections.abc import Collection, Sequence
+from typing import NamedTuple
 
 from siesta.gateway.catalog import Endpoint
-from siesta.gateway.inflight import InFlight
+from siesta.gateway.inflight import InFlight, Role
+
+
+class Pick(NamedTuple):
+    """Where one try goes: a replica, and which kind of replica it is."""
+
+    endpoint: Endpoint
+    role: Role
+
 
 COOLDOWN_SECONDS = 2.0
 
@@ -36,6 +49,14 @@ class Router:
         tied = [e for e in candidates if counts[e.key] == fewest]
         self._turn += 1
         return tied[self._turn % len(tied)]
+
+    def pick(self, gpu: Sequence[Endpoint], bridge: Sequence[Endpoint], now: float) -> Pick | None:
+        """A usable GPU replica, else a usable bridge replica, else None (hold it)."""
+        for role, endpoints in ((Role.GPU, gpu), (Role.BRIDGE, bridge)):
+            endpoint = self.choose(endpoints, now)
+            if endpoint is not None:
+                return Pick(endpoint, role)
+        return None
 
     def next_cooldown_end(self, endpoints: Sequence[Endpoint], now: float) -> float | None:
         """When the first cooling endpoint of `endpoints` becomes usable again."""

@@ -35,7 +35,11 @@ async def run_gateway(settings: GatewaySettings, stop: asyncio.Event | None = No
     )
     forwarder.kick_demand = writer.kick
     for namespace in settings.namespaces or ("all",):
-        gateway.expected_syncs |= {f"models/{namespace}", f"slices/{namespace}"}
+        gateway.expected_syncs |= {
+            f"models/{namespace}",
+            f"slices/{namespace}",
+            f"bridges/{namespace}",
+        }
     tasks = start_informers(client, gateway.catalog, settings.namespaces, gateway.mark_synced)
     tasks.append(asyncio.create_task(writer.run(), name="demand-writer"))
 
