@@ -12,13 +12,14 @@ from pydantic import ValidationError
 
 from siesta.api.durations import format_duration, parse_duration
 from siesta.api.loader import describe_validation_error, load_one
-from siesta.api.models import AUTO, ModelDeploymentSpec
+from siesta.api.models import AUTO, ModelDeploymentSpec, ScheduleWindow
 from siesta.commands.timeparse import in_zone, parse_instant
 from siesta.errors import UsageError
 from siesta.policy import CompiledSchedule, ScheduleError
+from siesta.sim.bridge import BridgeError
 from siesta.sim.compare import Comparison, compare
 from siesta.sim.fine_tunes import compare_fine_tunes, fine_tunes_json, format_fine_tunes
-from siesta.sim.policies import POLICY_NAMES
+from siesta.sim.policies import ALL_POLICY_NAMES, BRIDGE_POLICY, POLICY_NAMES
 from siesta.sim.report import format_table, to_json
 from siesta.sim.traces import TraceError, load_trace
 from siesta.sim.world import WorldError, load_world
@@ -51,8 +52,13 @@ def register(subparsers: Any) -> None:
     parser.add_argument(
         "--policy",
         action="append",
-        choices=POLICY_NAMES,
+        choices=ALL_POLICY_NAMES,
         help="policy to run (repeatable); default: all of " + ", ".join(POLICY_NAMES),
+    )
+    parser.add_argument(
+        "--bridge",
+        action="store_true",
+        help=f"also run {BRIDGE_POLICY}: the spec with a CPU bridge (options below)",
     )
     parser.add_argument("-o", "--output", choices=["table", "json"], default="table")
     parser.add_argument(
@@ -100,6 +106,32 @@ def register(subparsers: Any) -> None:
     world.add_argument(
         "--request-seconds", help="service time of lines without duration or tokens (default 5s)"
     )
+    bridge = parser.add_argument_group(
+        "the CPU bridge (siesta+bridge; each overrides the --world file's bridge: keys)"
+    )
+    bridge.add_argument("--bridge-instance-type", help="CPU node type (default m7i.2xlarge)")
+    bridge.add_argument("--bridge-price", type=float, help="USD per CPU node-hour")
+    bridge.add_argument(
+        "--bridge-node-provision", help="CPU node request -> node ready (default 45s)"
+    )
+    bridge.add_argument(
+        "--bridge-model-load", help="bridge pod on a ready node -> ready (default 30s)"
+    )
+    bridge.add_argument(
+        "--bridge-first-token", help="bridge takes a request -> first token (default 3s)"
+    )
+    bridge.add_argument(
+        "--bridge-gpu-after",
+        help="wake the GPU only if demand lasts this long (default: spec.bridge.gpuAfter, "
+        "else with the bridge)",
+    )
+    bridge.add_argument(
+        "--bridge-window",
+        action="append",
+        metavar="'CRON for DURATION'",
+        help="keep the bridge up in this window, e.g. '0 22 * * * for 9h' (repeatable; "
+        "schedule's timezone)",
+    )
     parser.set_defaults(handler=run)
 
 
@@ -137,6 +169,50 @@ def _with_idle_timeout(spec: ModelDeploymentSpec, value: str | None) -> ModelDep
         raise UsageError(f"--spec-idle-timeout: {describe_validation_error(error)}") from None
 
 
+def _bridge_windows(texts: list[str] | None) -> list[ScheduleWindow] | None:
+    """--bridge-window 'CRON for DURATION' -> schedule windows named bridge-1, bridge-2..."""
+    if not texts:
+        return None
+    windows = []
+    for number, text in enumerate(texts, start=1):
+        cron, separator, duration = text.rpartition(" for ")
+        if not separator:
+            raise UsageError(f"--bridge-window {text!r}: expected 'CRON for DURATION'")
+        try:
+            windows.append(
+                ScheduleWindow(name=f"bridge-{number}", start=cron.strip(), duration=duration)
+            )
+        except (ValidationError, ValueError) as error:
+            message = (
+                describe_validation_error(error) if isinstance(error, ValidationError) else error
+            )
+            raise UsageError(f"--bridge-window {text!r}: {message}") from None
+    return windows
+
+
+def _bridge_overrides(args: argparse.Namespace) -> dict[str, object]:
+    return {
+        "instance_type": args.bridge_instance_type,
+        "price_per_hour": args.bridge_price,
+        "node_provision_seconds": _duration_seconds(
+            args.bridge_node_provision, "--bridge-node-provision"
+        ),
+        "model_load_seconds": _duration_seconds(args.bridge_model_load, "--bridge-model-load"),
+        "first_token_seconds": _duration_seconds(args.bridge_first_token, "--bridge-first-token"),
+        "gpu_after": _duration_seconds(args.bridge_gpu_after, "--bridge-gpu-after"),
+        "windows": _bridge_windows(args.bridge_window),
+    }
+
+
+def _policy_names(args: argparse.Namespace) -> list[str] | None:
+    names = list(dict.fromkeys(args.policy)) if args.policy else None
+    if args.bridge:
+        names = names or list(POLICY_NAMES)
+        if BRIDGE_POLICY not in names:
+            names.append(BRIDGE_POLICY)
+    return names
+
+
 def run(args: argparse.Namespace) -> int:
     md = load_one(args.filename, args.name)
     if (args.trace is None) == (args.fine_tune_trace is None):
@@ -154,6 +230,7 @@ def run(args: argparse.Namespace) -> int:
         ),
         "concurrency": args.concurrency,
         "default_request_seconds": _duration_seconds(args.request_seconds, "--request-seconds"),
+        "bridge": _bridge_overrides(args),
     }
     md = md.model_copy(update={"spec": _with_idle_timeout(md.spec, args.spec_idle_timeout)})
     idle_timeout = None
@@ -177,13 +254,13 @@ def run(args: argparse.Namespace) -> int:
             md.spec,
             trace,
             world,
-            list(dict.fromkeys(args.policy)) if args.policy else None,
+            _policy_names(args),
             start=start,
             end=end,
             idle_timeout=idle_timeout,
             seed=args.seed,
         )
-    except (TraceError, WorldError) as error:
+    except (TraceError, WorldError, BridgeError) as error:
         raise UsageError(str(error)) from error
     if args.plot is not None:
         from siesta.sim.plot import PlotUnavailable, write_plot
@@ -255,6 +332,11 @@ def _meta(name: str, args: argparse.Namespace, comparison: Comparison) -> dict[s
         "hours": (comparison.end - comparison.start).total_seconds() / 3600.0,
         "seed": args.seed,
         "world": comparison.world.model_dump(by_alias=True),
+        **(
+            {"bridge": comparison.bridge.model_dump(by_alias=True, exclude_none=True)}
+            if comparison.bridge
+            else {}
+        ),
         "closedDays": [
             {"date": in_zone(day, zone)[:10], "holiday": reason}
             for day, reason in _closed_days(comparison)
@@ -293,5 +375,31 @@ def _heading(name: str, args: argparse.Namespace, comparison: Comparison) -> str
             f"waits: seconds until a replica starts serving (timeouts count at wakeTimeout); "
             f"'in window': arrivals inside the spec's windows ({windows}), prewarm excluded",
             *([f"closed days (no window opens): {'; '.join(closed)}"] if closed else []),
+            *_bridge_heading(comparison),
         ]
     )
+
+
+def _bridge_heading(comparison: Comparison) -> list[str]:
+    bridge = comparison.bridge
+    if bridge is None:
+        return []
+    gpu_after = (
+        "the GPU wakes with the bridge"
+        if bridge.gpu_after_seconds is None
+        else f"the GPU wakes only if demand lasts {bridge.gpu_after_seconds:g}s"
+    )
+    windows = ", ".join(
+        f"'{w.start}' for {w.duration}" if w.duration else f"'{w.start}' to '{w.end}'"
+        for w in bridge.windows
+    )
+    return [
+        f"bridge: {bridge.instance_type} at ${bridge.price_per_hour:.4f}/h; node ready "
+        f"{bridge.node_provision_seconds:g}s after request, model load "
+        f"{bridge.model_load_seconds:g}s; {bridge.concurrency} requests at once at "
+        f"{bridge.tokens_per_second:g} tokens/s, first token {bridge.first_token_seconds:g}s "
+        f"(GPU {comparison.world.first_token_seconds:g}s); {gpu_after}"
+        + (f"; kept up in {windows}" if windows else ""),
+        "first token at zero: arrival -> first token of the requests that found no GPU "
+        "replica ready; $ vs always-on: GPU and CPU dollars against always-on's",
+    ]

@@ -6,6 +6,7 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from siesta.api.models import ModelDeploymentSpec
+from siesta.sim.bridge import ResolvedBridge
 from siesta.sim.engine import SimResult, Simulation, default_span
 from siesta.sim.policies import POLICY_NAMES, Policy, build_policy
 from siesta.sim.report import PolicyReport, summarize, window_classifier
@@ -22,6 +23,7 @@ class Comparison:
     policies: list[Policy]
     results: list[SimResult]
     reports: list[PolicyReport]
+    bridge: ResolvedBridge | None = None
 
 
 def run_policy(
@@ -31,7 +33,9 @@ def run_policy(
     start: datetime,
     end: datetime,
     seed: int = 0,
+    bridge: ResolvedBridge | None = None,
 ) -> SimResult:
+    """`bridge` is used only by a policy with a bridge."""
     simulation = Simulation(
         policy.spec,
         world,
@@ -41,6 +45,7 @@ def run_policy(
         policy=policy.name,
         activator=policy.activator,
         seed=seed,
+        bridge=bridge if policy.bridge else None,
     )
     return simulation.run()
 
@@ -57,12 +62,14 @@ def compare(
     seed: int = 0,
 ) -> Comparison:
     """Every policy on the same trace, world and seed. Shares are relative to always-on."""
-    resolved = (world or World()).resolve(spec)
+    world = world or World()
+    resolved = world.resolve(spec)
     span_start, span_end = default_span(trace, spec.schedule.timezone)
     start, end = start or span_start, end or span_end
     names = policy_names or list(POLICY_NAMES)
     policies = [build_policy(name, spec, idle_timeout) for name in names]
-    results = [run_policy(policy, resolved, trace, start, end, seed) for policy in policies]
+    bridge = world.resolve_bridge(spec) if any(p.bridge for p in policies) else None
+    results = [run_policy(policy, resolved, trace, start, end, seed, bridge) for policy in policies]
     # "In window" always means the windows of the spec as written, for every policy.
     in_window = window_classifier(spec, start, end)
     always_on: float | None = None
@@ -76,4 +83,4 @@ def compare(
         summarize(result, policy.description, in_window, always_on)
         for policy, result in zip(policies, results, strict=True)
     ]
-    return Comparison(spec, resolved, start, end, policies, results, reports)
+    return Comparison(spec, resolved, start, end, policies, results, reports, bridge)

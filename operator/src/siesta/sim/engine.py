@@ -19,6 +19,10 @@ The world around it (docs/cost-model.md):
 - a scale-down removes the highest ordinals; a pod with requests in flight drains first;
 - an empty node is removed `node_unneeded_seconds` after it became empty, but not sooner
   than `scale_down_delay_after_add_seconds` after the last node was added.
+- with a CPU bridge (sim/bridge.py), a request that finds no ready GPU replica goes to a
+  ready bridge replica (on its own CPU node) or is held until one of the two is ready;
+  requests on the bridge finish there; `plan_bridge` says when the bridge runs and what
+  demand the GPU's decide sees.
 """
 
 from __future__ import annotations
@@ -32,7 +36,8 @@ from enum import IntEnum
 from typing import Any
 
 from siesta.api.models import ModelDeploymentSpec
-from siesta.policy import Decision, Memory, Observed, Signals, decide
+from siesta.policy import CompiledSchedule, Decision, Memory, Observed, Signals, decide
+from siesta.sim.bridge import BridgePlan, BridgeView, ResolvedBridge, bridge_windows, plan_bridge
 from siesta.sim.traces import Trace
 from siesta.sim.world import ResolvedWorld
 
@@ -68,6 +73,12 @@ class SimRequest:
     outcome: Outcome = Outcome.WAITING
     held: bool = False
     """Whether the gateway had to hold it for a replica to become ready (a cold start)."""
+    at_zero: bool = False
+    """Whether it arrived with no GPU replica ready (what a night caller meets)."""
+    served_by: str = ""
+    """"gpu" or "bridge" once a replica took it."""
+    first_token_seconds: float = 0.0
+    """The replica's own time to the first token (prompt processing), once taken."""
 
     @property
     def wait_seconds(self) -> float | None:
@@ -76,6 +87,13 @@ class SimRequest:
         if self.outcome == Outcome.TIMED_OUT and self.end is not None:
             return (self.end - self.arrival).total_seconds()
         return None
+
+    @property
+    def first_token_wait(self) -> float | None:
+        """Arrival -> first token: the wait plus the serving replica's prompt time."""
+        if self.outcome == Outcome.SERVED and self.start is not None:
+            return (self.start - self.arrival).total_seconds() + self.first_token_seconds
+        return self.wait_seconds
 
 
 @dataclass
@@ -88,6 +106,8 @@ class Node:
     empty_since: datetime | None = None
     removed: datetime | None = None
     generation: int = 0
+    bridge: bool = False
+    """A CPU node of the bridge (priced and counted apart from the GPU nodes)."""
 
 
 @dataclass
@@ -140,10 +160,20 @@ class SimResult:
     cold_starts: list[ColdStart]
     replicas: list[tuple[datetime, int]] = field(default_factory=list)
     """(time, desired replicas) at every change."""
+    bridge: ResolvedBridge | None = None
+    bridge_nodes: list[Node] = field(default_factory=list)
+    bridge_replicas: list[tuple[datetime, int]] = field(default_factory=list)
+    """(time, bridge replicas) at every change."""
 
     def node_seconds(self) -> float:
+        return self._seconds(self.nodes)
+
+    def bridge_node_seconds(self) -> float:
+        return self._seconds(self.bridge_nodes)
+
+    def _seconds(self, nodes: list[Node]) -> float:
         total = 0.0
-        for node in self.nodes:
+        for node in nodes:
             begin = max(node.requested, self.start)
             finish = min(node.removed or self.end, self.end)
             total += max((finish - begin).total_seconds(), 0.0)
@@ -189,6 +219,7 @@ class Simulation:
         policy: str = "siesta",
         activator: bool = True,
         seed: int = 0,
+        bridge: ResolvedBridge | None = None,
     ) -> None:
         if end <= start:
             raise ValueError("the simulated period must end after it starts")
@@ -228,6 +259,17 @@ class Simulation:
         self.tick_scheduled = False
         self.last_node_added: datetime | None = None
         self.unresolved = 0
+        # The CPU bridge: one replica at most, on its own nodes, with its own queue.
+        self.bridge = bridge
+        self.bridge_schedule: CompiledSchedule | None = bridge_windows(bridge) if bridge else None
+        self.bridge_nodes: list[Node] = []
+        self.bridge_pod: Pod | None = None
+        self.bridge_window: tuple[bool, datetime | None] | None = None
+        """(inside a bridge window, until when that holds), cached between window changes."""
+        self.bridge_queue: deque[SimRequest] = deque()
+        self.bridge_timeline: list[tuple[datetime, int]] = []
+        self.bridge_last_added: datetime | None = None
+        self.episode_start: datetime | None = None
 
     # --- helpers -------------------------------------------------------------------------
 
@@ -237,6 +279,12 @@ class Simulation:
         if tokens is not None:
             return tokens / self.world.tokens_per_second
         return self.world.default_request_seconds
+
+    def _bridge_service(self, request: SimRequest) -> timedelta:
+        """The CPU generates slower: the GPU's service time scaled by the speed ratio."""
+        assert self.bridge is not None
+        ratio = self.world.tokens_per_second / self.bridge.tokens_per_second
+        return request.service * ratio
 
     def _push(self, time: datetime, kind: Kind, payload: Any = None) -> None:
         self.seq += 1
@@ -260,20 +308,105 @@ class Simulation:
         """What the default load query returns: requests processing + deferred on the servers."""
         return float(sum(pod.in_flight for pod in self.pods) + len(self.queue))
 
-    def signals(self) -> Signals:
+    def signals(self, plan: BridgePlan | None = None) -> Signals:
+        pending = len(self.held) if plan is None else plan.gpu_demand
         return Signals(
             load=self.load(),
-            pending_requests=len(self.held) if self.activator else 0,
+            pending_requests=pending if self.activator else 0,
             last_request_time=self.last_request if self.activator else None,
         )
+
+    # --- the bridge ----------------------------------------------------------------------
+
+    def _bridge_serving(self) -> bool:
+        return self.bridge_pod is not None and self.bridge_pod.ready
+
+    def _bridge_busy(self) -> int:
+        in_flight = self.bridge_pod.in_flight if self.bridge_pod is not None else 0
+        return in_flight + len(self.bridge_queue)
+
+    def _in_bridge_window(self, now: datetime) -> tuple[bool, datetime | None]:
+        """Whether a bridge window is open, and when that next changes (cached)."""
+        if self.bridge_schedule is None:
+            return False, None
+        cached = self.bridge_window
+        if cached is not None and (cached[1] is None or now < cached[1]):
+            return cached
+        inside = self.bridge_schedule.floor_at(now).window is not None
+        change = self.bridge_schedule.next_change(now)
+        self.bridge_window = (inside, change.time if change is not None else None)
+        return self.bridge_window
+
+    def _plan_bridge(self, now: datetime) -> BridgePlan | None:
+        if self.bridge is None:
+            return None
+        inside, window_change = self._in_bridge_window(now)
+        view = BridgeView(
+            now=now,
+            in_window=inside,
+            held=len(self.held),
+            bridge_busy=self._bridge_busy(),
+            gpu_replicas=self.replicas,
+            gpu_ready=len(self._serving()),
+            bridge_replicas=0 if self.bridge_pod is None else 1,
+            last_request=self.last_request,
+            episode_start=self.episode_start,
+        )
+        plan = plan_bridge(self.bridge, view)
+        for moment in (plan.next_check, window_change):
+            if moment is not None and moment > now and moment not in self.decide_at:
+                self.decide_at.add(moment)
+                self._push(moment, Kind.DECIDE)
+        return plan
+
+    def _apply_bridge(self, now: datetime, plan: BridgePlan) -> None:
+        self.episode_start = plan.episode_start
+        current = 0 if self.bridge_pod is None else 1
+        if plan.bridge_replicas == current:
+            return
+        if plan.bridge_replicas > current:
+            self.bridge_pod = self._create_pod(now, 0, bridge=True)
+        else:
+            pod = self.bridge_pod
+            assert pod is not None
+            self.bridge_pod = None
+            pod.terminating = True
+            if pod.in_flight == 0:
+                self._remove_pod(now, pod)
+        self.bridge_timeline.append((now, plan.bridge_replicas))
+
+    def _dispatch_bridge(self, now: datetime) -> None:
+        pod = self.bridge_pod
+        if pod is None or not pod.ready or self.bridge is None:
+            return
+        while self.bridge_queue and pod.in_flight < self.bridge.concurrency:
+            request = self.bridge_queue.popleft()
+            request.start, request.served_by = now, "bridge"
+            request.first_token_seconds = self.bridge.first_token_seconds
+            pod.in_flight += 1
+            self._push(now + self._bridge_service(request), Kind.COMPLETE, (request, pod))
+
+    def _bridge_ready(self, now: datetime, pod: Pod) -> None:
+        if pod.removed is not None:
+            return
+        pod.ready_at = now
+        if pod is self.bridge_pod and not self._serving():
+            # Held requests go to whichever replica is ready first: here, the bridge.
+            while self.held:
+                self.bridge_queue.append(self.held.popleft())
+            self._end_cold_start(now)
+            self._dispatch_bridge(now)
+        self._decide(now, "bridge ready")
 
     # --- the decision --------------------------------------------------------------------
 
     def _decide(self, now: datetime, trigger: str, *, skippable: bool = False) -> None:
-        observed, signals = self.observed(), self.signals()
+        plan = self._plan_bridge(now)
+        observed, signals = self.observed(), self.signals(plan)
         last = self.last_record
         if (
             skippable
+            and plan is None
             and last is not None
             and observed == last.observed
             and signals == last.signals
@@ -289,6 +422,8 @@ class Simulation:
         self.last_record = record
         self.memory = decision.memory
         self._apply(now, decision.desired)
+        if plan is not None:
+            self._apply_bridge(now, plan)
         if decision.next_change is not None and decision.next_change not in self.decide_at:
             self.decide_at.add(decision.next_change)
             self._push(decision.next_change, Kind.DECIDE)
@@ -324,31 +459,51 @@ class Simulation:
 
     # --- pods and nodes ------------------------------------------------------------------
 
-    def _create_pod(self, now: datetime, ordinal: int) -> None:
-        free = [n for n in self.nodes if n.pod is None and n.removed is None]
+    def _load_seconds(self, node: Node) -> float:
+        if node.bridge:
+            assert self.bridge is not None
+            return self.bridge.model_load_seconds
+        return self.world.model_load_seconds
+
+    def _last_added(self, node: Node) -> datetime | None:
+        return self.bridge_last_added if node.bridge else self.last_node_added
+
+    def _create_pod(self, now: datetime, ordinal: int, *, bridge: bool = False) -> Pod:
+        nodes = self.bridge_nodes if bridge else self.nodes
+        free = [n for n in nodes if n.pod is None and n.removed is None]
         free.sort(key=lambda n: (not n.ready, n.ready_at, n.index))
         if free:
             node = free[0]
         else:
-            jitter = self.world.node_provision_jitter_seconds
-            delay = self.world.node_provision_seconds + (
-                self.rng.uniform(0, jitter) if jitter else 0.0
-            )
-            node = Node(len(self.nodes), now, now + timedelta(seconds=delay))
-            self.nodes.append(node)
-            self.last_node_added = now
+            if bridge:
+                assert self.bridge is not None
+                delay = self.bridge.node_provision_seconds
+            else:
+                jitter = self.world.node_provision_jitter_seconds
+                delay = self.world.node_provision_seconds + (
+                    self.rng.uniform(0, jitter) if jitter else 0.0
+                )
+            node = Node(len(nodes), now, now + timedelta(seconds=delay), bridge=bridge)
+            nodes.append(node)
+            if bridge:
+                self.bridge_last_added = now
+            else:
+                self.last_node_added = now
             self._push(node.ready_at, Kind.NODE_READY, node)
         pod = Pod(ordinal, now, node)
         node.pod, node.empty_since = pod, None
         node.generation += 1
-        self.pods.append(pod)
-        self.all_pods.append(pod)
+        if not bridge:
+            self.pods.append(pod)
+            self.all_pods.append(pod)
         if node.ready:
-            self._push(now + timedelta(seconds=self.world.model_load_seconds), Kind.POD_READY, pod)
+            self._push(now + timedelta(seconds=self._load_seconds(node)), Kind.POD_READY, pod)
+        return pod
 
     def _remove_pod(self, now: datetime, pod: Pod) -> None:
         pod.removed = now
-        self.pods.remove(pod)
+        if pod in self.pods:
+            self.pods.remove(pod)
         node = pod.node
         node.pod = None
         node.generation += 1
@@ -359,8 +514,9 @@ class Simulation:
     def _schedule_node_removal(self, now: datetime, node: Node) -> None:
         assert node.empty_since is not None
         when = node.empty_since + timedelta(seconds=self.world.node_unneeded_seconds)
-        if self.last_node_added is not None:
-            after_add = self.last_node_added + timedelta(
+        last_added = self._last_added(node)
+        if last_added is not None:
+            after_add = last_added + timedelta(
                 seconds=self.world.scale_down_delay_after_add_seconds
             )
             when = max(when, after_add)
@@ -368,8 +524,9 @@ class Simulation:
 
     def _remove_node(self, now: datetime, node: Node) -> None:
         delay = timedelta(seconds=self.world.scale_down_delay_after_add_seconds)
-        if self.last_node_added is not None and now < self.last_node_added + delay:
-            self._push(self.last_node_added + delay, Kind.NODE_REMOVAL, (node, node.generation))
+        last_added = self._last_added(node)
+        if last_added is not None and now < last_added + delay:
+            self._push(last_added + delay, Kind.NODE_REMOVAL, (node, node.generation))
             return
         node.removed = now
 
@@ -404,7 +561,8 @@ class Simulation:
                 return
             pod = min(candidates, key=lambda p: (p.in_flight, p.ordinal))
             request = self.queue.popleft()
-            request.start = now
+            request.start, request.served_by = now, "gpu"
+            request.first_token_seconds = self.world.first_token_seconds
             pod.in_flight += 1
             self._push(now + request.service, Kind.COMPLETE, (request, pod))
 
@@ -432,6 +590,12 @@ class Simulation:
             self.all_pods.append(pod)
         self.replicas = first.desired
         self.timeline.append((now, first.desired))
+        if self._in_bridge_window(now)[0]:
+            node = Node(0, now, now, ready=True, bridge=True)
+            self.bridge_pod = Pod(0, now, node, ready_at=now)
+            node.pod = self.bridge_pod
+            self.bridge_nodes.append(node)
+            self.bridge_timeline.append((now, 1))
         self._decide(now, "start")
 
     def run(self) -> SimResult:
@@ -462,6 +626,9 @@ class Simulation:
             decisions=self.decisions,
             cold_starts=self.cold_starts,
             replicas=self.timeline,
+            bridge=self.bridge,
+            bridge_nodes=self.bridge_nodes,
+            bridge_replicas=self.bridge_timeline,
         )
 
     def _handle(self, event: _Event) -> None:
@@ -475,21 +642,28 @@ class Simulation:
             pod.in_flight -= 1
             if pod.terminating and pod.in_flight == 0 and pod.removed is None:
                 self._remove_pod(now, pod)
-            self._dispatch(now)
+            if pod.node.bridge:
+                self._dispatch_bridge(now)
+                self._decide(now, "bridge request done")
+            else:
+                self._dispatch(now)
         elif event.kind == Kind.NODE_READY:
             assert isinstance(event.payload, Node)
             node = event.payload
             node.ready = True
             if node.pod is not None:
                 self._push(
-                    now + timedelta(seconds=self.world.model_load_seconds), Kind.POD_READY, node.pod
+                    now + timedelta(seconds=self._load_seconds(node)), Kind.POD_READY, node.pod
                 )
             else:
                 node.empty_since = now
                 self._schedule_node_removal(now, node)
         elif event.kind == Kind.POD_READY:
             assert isinstance(event.payload, Pod)
-            self._pod_ready(now, event.payload)
+            if event.payload.node.bridge:
+                self._bridge_ready(now, event.payload)
+            else:
+                self._pod_ready(now, event.payload)
         elif event.kind == Kind.HOLD_TIMEOUT:
             assert isinstance(event.payload, SimRequest)
             request = event.payload
@@ -517,8 +691,13 @@ class Simulation:
 
     def _arrive(self, now: datetime, request: SimRequest) -> None:
         self.last_request = now
+        request.at_zero = not self._serving()
         if self._serving():
             self._forward(now, request)
+        elif self._bridge_serving():
+            self.bridge_queue.append(request)
+            self._dispatch_bridge(now)
+            self._decide(now, "demand on the bridge")
         elif not self.activator or len(self.held) >= self.world.gateway_queue_size:
             # No activator (schedule-only) or a full gateway queue: refused at once.
             self._finish(now, request, Outcome.REJECTED)

@@ -8,6 +8,9 @@
 - `schedule-only`: the spec's windows, min and load scaling, but no activator: nothing holds
   requests or reports demand, so a request that finds no ready replica fails at once
   (like a cron scaler in front of a plain Service).
+- `siesta+bridge`: the spec as written plus a CPU bridge (sim/bridge.py): requests that find
+  no ready GPU replica are answered on a CPU node while the GPU wakes (or, with gpuAfter,
+  instead of waking it). Run with `siesta simulate --bridge` or `--policy siesta+bridge`.
 
 `spec.manualReplicas` is dropped from every policy: a simulation has no `kubectl scale`.
 """
@@ -20,6 +23,9 @@ from siesta.api.durations import format_duration
 from siesta.api.models import AUTO, ModelDeploymentSpec
 
 POLICY_NAMES = ("always-on", "idle-only", "schedule-only", "siesta")
+"""The policies run by default."""
+BRIDGE_POLICY = "siesta+bridge"
+ALL_POLICY_NAMES = (*POLICY_NAMES, BRIDGE_POLICY)
 
 
 @dataclass(frozen=True)
@@ -29,6 +35,8 @@ class Policy:
     activator: bool
     """Whether the gateway holds requests for a cold model and reports demand."""
     description: str
+    bridge: bool = False
+    """Whether a CPU bridge answers while the GPU is not ready."""
 
 
 def build_policy(name: str, spec: ModelDeploymentSpec, idle_timeout: str | None = None) -> Policy:
@@ -60,8 +68,16 @@ def build_policy(name: str, spec: ModelDeploymentSpec, idle_timeout: str | None 
         return Policy(
             name, idle, True, f"no windows, min 0, zero after {timeout} idle; demand wakes it"
         )
+    if name == BRIDGE_POLICY:
+        return Policy(
+            name,
+            base,
+            True,
+            "the spec as written plus a CPU bridge while the GPU is not ready",
+            True,
+        )
     if name == "schedule-only":
         return Policy(
             name, base, False, "windows and load as written; no activator, so no demand wake"
         )
-    raise ValueError(f"unknown policy {name!r} (known: {', '.join(POLICY_NAMES)})")
+    raise ValueError(f"unknown policy {name!r} (known: {', '.join(ALL_POLICY_NAMES)})")

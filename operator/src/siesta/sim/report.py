@@ -5,7 +5,7 @@ from __future__ import annotations
 import bisect
 import math
 from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from datetime import datetime
 from typing import Any
 
@@ -63,6 +63,29 @@ class PolicyReport:
     decisions: int
     waits: WaitStats
     waits_in_window: WaitStats
+    first_token_at_zero: WaitStats = field(default_factory=lambda: WaitStats.of([]))
+    """Arrival -> first token of the requests that arrived with no GPU replica ready."""
+    gpu_wakes: int = 0
+    """Times the GPU replicas went from zero to more."""
+    bridge: bool = False
+    bridge_wakes: int = 0
+    bridge_node_hours: float = 0.0
+    bridge_cost: float = 0.0
+    served_by_bridge: int = 0
+    total_cost: float = 0.0
+    """GPU and CPU nodes together, USD."""
+    cost_share_of_always_on: float | None = None
+    """total_cost against always-on's GPU cost."""
+
+
+def wakes(timeline: Sequence[tuple[datetime, int]], start: datetime) -> int:
+    """Changes from zero to more replicas after `start` (a timeline of (time, replicas))."""
+    count, previous = 0, None
+    for moment, replicas in timeline:
+        if moment > start and previous == 0 and replicas > 0:
+            count += 1
+        previous = replicas
+    return count
 
 
 def window_classifier(
@@ -98,6 +121,11 @@ def summarize(
     ]
     node_hours = result.node_seconds() / 3600.0
     share = node_hours / always_on_node_hours if always_on_node_hours else None
+    cost = node_hours * result.world.price_per_hour
+    bridge_hours = result.bridge_node_seconds() / 3600.0
+    bridge_cost = bridge_hours * result.bridge.price_per_hour if result.bridge else 0.0
+    always_on_cost = (always_on_node_hours or 0.0) * result.world.price_per_hour
+    at_zero = [w for r in requests if r.at_zero and (w := r.first_token_wait) is not None]
     # Pods that were there at the start do not count as starts.
     started = [pod for pod in result.pods if pod.created > result.start]
     new_nodes = [node for node in result.nodes if node.requested > result.start]
@@ -105,7 +133,7 @@ def summarize(
         policy=result.policy,
         description=description,
         node_hours=node_hours,
-        cost=node_hours * result.world.price_per_hour,
+        cost=cost,
         share_of_always_on=share,
         requests=len(requests),
         served=sum(1 for r in requests if r.outcome == Outcome.SERVED),
@@ -118,6 +146,15 @@ def summarize(
         decisions=len(result.decisions),
         waits=WaitStats.of(waits),
         waits_in_window=WaitStats.of(window_waits),
+        first_token_at_zero=WaitStats.of(at_zero),
+        gpu_wakes=wakes(result.replicas, result.start),
+        bridge=result.bridge is not None,
+        bridge_wakes=wakes(result.bridge_replicas, result.start),
+        bridge_node_hours=bridge_hours,
+        bridge_cost=bridge_cost,
+        served_by_bridge=sum(1 for r in requests if r.served_by == "bridge"),
+        total_cost=cost + bridge_cost,
+        cost_share_of_always_on=(cost + bridge_cost) / always_on_cost if always_on_cost else None,
     )
 
 
@@ -145,6 +182,16 @@ def format_table(reports: Sequence[PolicyReport]) -> str:
         "timeouts",
         "refused",
     ]
+    bridged = any(report.bridge for report in reports)
+    if bridged:
+        header += [
+            "CPU node-h",
+            "total $",
+            "$ vs always-on",
+            "GPU wakes",
+            "first token at zero p50",
+            "p95",
+        ]
     rows = [header]
     for report in reports:
         share = "-" if report.share_of_always_on is None else f"{report.share_of_always_on:.1%}"
@@ -163,6 +210,16 @@ def format_table(reports: Sequence[PolicyReport]) -> str:
                 str(report.rejected),
             ]
         )
+        if bridged:
+            cost_share = report.cost_share_of_always_on
+            rows[-1] += [
+                f"{report.bridge_node_hours:.1f}" if report.bridge else "-",
+                f"{report.total_cost:.2f}",
+                "-" if cost_share is None else f"{cost_share:.1%}",
+                str(report.gpu_wakes),
+                _seconds(report.first_token_at_zero.p50),
+                _seconds(report.first_token_at_zero.p95),
+            ]
     widths = [max(len(row[i]) for row in rows) for i in range(len(header))]
     lines = []
     for number, row in enumerate(rows):

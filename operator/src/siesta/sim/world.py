@@ -17,6 +17,7 @@ from pydantic.alias_generators import to_camel
 from siesta.api.durations import parse_duration
 from siesta.api.loader import describe_validation_error
 from siesta.api.models import ModelDeploymentSpec
+from siesta.sim.bridge import BridgeWorld, ResolvedBridge, resolve_bridge, spec_bridge_defaults
 
 # On-demand, Linux, us-east-1, USD per instance-hour
 # (https://aws.amazon.com/ec2/pricing/on-demand/; set current prices with --world).
@@ -145,6 +146,26 @@ class World(BaseModel):
         default=None,
         description="How long a held request waits; default: spec.scaling.wakeTimeout.",
     )
+    first_token_seconds: Seconds = Field(
+        default=0.3,
+        description="A request taken by a GPU replica -> its first token (prompt processing).",
+    )
+    bridge: BridgeWorld = Field(
+        default_factory=BridgeWorld,
+        description="The CPU bridge's node and times (used by the siesta+bridge policy).",
+    )
+
+    def resolve_bridge(self, spec: ModelDeploymentSpec) -> ResolvedBridge:
+        """The bridge for `spec`: spec.bridge's gpuAfter and windows unless the world sets them."""
+        settings = self.bridge
+        defaults = {
+            key: value
+            for key, value in spec_bridge_defaults(spec).items()
+            if key not in settings.model_fields_set
+        }
+        if defaults:
+            settings = settings.model_copy(update=defaults)
+        return resolve_bridge(settings, spec)
 
     def resolve(self, spec: ModelDeploymentSpec) -> ResolvedWorld:
         instance = self.instance_type or instance_for(spec)
@@ -182,6 +203,7 @@ class World(BaseModel):
             tokens_per_second=self.tokens_per_second,
             gateway_queue_size=self.gateway_queue_size,
             wake_timeout_seconds=wake,
+            first_token_seconds=self.first_token_seconds,
         )
 
 
@@ -206,6 +228,7 @@ class ResolvedWorld(BaseModel):
     tokens_per_second: float
     gateway_queue_size: int
     wake_timeout_seconds: float
+    first_token_seconds: float = 0.3
 
 
 def instance_for(spec: ModelDeploymentSpec) -> str:
@@ -232,7 +255,12 @@ def load_world(path: Path | None, overrides: dict[str, object] | None = None) ->
             raise WorldError(f"{path}: expected a mapping of world settings")
         data = {to_camel(str(key)): value for key, value in (loaded or {}).items()}
     for key, value in (overrides or {}).items():
-        if value is not None:
+        if key == "bridge" and isinstance(value, dict):
+            # Bridge overrides (snake_case) go over the file's `bridge:` keys one by one.
+            merged = dict(data.get("bridge") or {})  # type: ignore[call-overload]
+            merged.update({to_camel(k): v for k, v in value.items() if v is not None})
+            data["bridge"] = merged
+        elif value is not None:
             data[to_camel(key)] = value
     try:
         return World.model_validate(data)
