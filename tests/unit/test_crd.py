@@ -75,6 +75,7 @@ def test_subresources_and_printer_columns() -> None:
         "Cost",
         "Reason",
         "Wake",
+        "Bridge",
         "Age",
     ]
 

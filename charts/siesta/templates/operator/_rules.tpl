@@ -50,10 +50,11 @@
   - apiGroups: [apps]
     resources: [statefulsets/scale]
     verbs: [patch]
-  # The headless Service of the pods and the ClusterIP Service the gateway routes through.
+  # The headless Service of the pods and the ClusterIP Service the gateway routes through;
+  # a model's CPU bridge has one too, deleted with its StatefulSet when spec.bridge goes.
   - apiGroups: [""]
     resources: [services]
-    verbs: [get, list, watch, create, update]
+    verbs: [get, list, watch, create, update, delete]
   # Pods are observed (pending for a GPU node, loading, ready) and, after a template
   # change, a pod on the old template is deleted when it serves no request (OnDelete).
   - apiGroups: [""]
@@ -67,7 +68,7 @@
   # that lets the gateway write demand Leases in the model's namespace.
   - apiGroups: [networking.k8s.io]
     resources: [networkpolicies]
-    verbs: [get, list, watch, create, update]
+    verbs: [get, list, watch, create, update, delete]
   - apiGroups: [rbac.authorization.k8s.io]
     resources: [rolebindings]
     verbs: [get, list, watch, create, update]

@@ -13,7 +13,7 @@ from typing import Any
 import yaml
 
 from siesta.api.contract import GROUP, KIND, PLURAL, SHORT_NAMES, SINGULAR, VERSION
-from siesta.api.models import ModelDeploymentSpec, ModelDeploymentStatus
+from siesta.api.models import BRIDGE_SUFFIX, ModelDeploymentSpec, ModelDeploymentStatus, cel
 
 Schema = dict[str, Any]
 
@@ -36,7 +36,25 @@ PRINTER_COLUMNS = [
         "jsonPath": ".status.lastWake.summary",
         "description": "The last start: seconds from scale-up to Ready, the longest stages.",
     },
+    {
+        "name": "Bridge",
+        "type": "string",
+        "jsonPath": ".status.bridge.state",
+        "description": "The CPU bridge's state (docs/bridge.md), for models that have one.",
+        "priority": 1,
+    },
     {"name": "Age", "type": "date", "jsonPath": ".metadata.creationTimestamp"},
+]
+
+# Rules on the whole object: at the root, CEL may read metadata.name (and nothing else of
+# metadata). A model's CPU bridge is named "<model>-bridge" (contract.bridge_name): a model
+# of that name could collide with another model's bridge.
+ROOT_RULES = [
+    cel(
+        f"!self.metadata.name.endsWith('{BRIDGE_SUFFIX}')",
+        f"a ModelDeployment's name cannot end in {BRIDGE_SUFFIX}: that is the name of a "
+        "model's CPU bridge",
+    )
 ]
 
 _DROPPED_KEYS = {"title", "discriminator"}
@@ -164,6 +182,7 @@ def crd_manifest() -> dict[str, Any]:
                             "type": "object",
                             "description": "A llama.cpp model served on GPU nodes that scales to and from zero.",
                             "required": ["spec"],
+                            "x-kubernetes-validations": ROOT_RULES,
                             "properties": {
                                 "apiVersion": {"type": "string"},
                                 "kind": {"type": "string"},

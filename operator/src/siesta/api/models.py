@@ -30,6 +30,7 @@ from siesta.api.contract import (
     DEFAULT_WAKE_TIMEOUT,
     KIND,
     REQUIRE_GPU_ENV,
+    bridge_name,
 )
 from siesta.api.durations import DURATION_PATTERN, parse_duration
 
@@ -40,6 +41,8 @@ else:  # the exact values, checked when a file is validated (spelled once, in th
     ApiVersionField = Literal[API_VERSION]
     KindField = Literal[KIND]
 
+BRIDGE_SUFFIX = bridge_name("")
+"""What a model's CPU bridge adds to its name; no model may be named so (a CEL rule)."""
 DNS_LABEL_PATTERN = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$"
 # Five cron fields (croniter syntax), or one of the usual @-macros.
 CRON_PATTERN = (
@@ -922,6 +925,116 @@ class PodSettings(ApiModel):
         return self
 
 
+# What a bridge asks for when spec.bridge.resources is unset: a CPU server of a 7-8B Q4 model
+# needs its GGUF (~4-5 GiB) in memory plus the KV cache, and answers at a few tokens a second
+# on 4 cores. A request, not a limit: the scheduler places it on a node that has that much.
+DEFAULT_BRIDGE_REQUESTS: dict[str, int | str] = {"cpu": "4", "memory": "8Gi"}
+
+
+class BridgeSettings(ApiModel):
+    """A CPU replica of the model that answers while its GPU replica wakes (docs/bridge.md)."""
+
+    model_config = ConfigDict(
+        json_schema_extra={
+            "x-kubernetes-validations": [
+                _positive_duration("gpuAfter"),
+                cel(
+                    "!has(self.windows) || self.windows.all(a, self.windows.exists_one(b, "
+                    "a.name == b.name))",
+                    "bridge window names must be unique",
+                ),
+                cel(
+                    "!has(self.windows) || self.windows.all(w, !has(w.minReplicas) || "
+                    "w.minReplicas <= 1)",
+                    "a bridge window keeps at most one replica (minReplicas 0 or 1)",
+                ),
+            ]
+        }
+    )
+    uri: Annotated[str, StringConstraints(max_length=2048)] | None = Field(
+        default=None,
+        description=(
+            "The GGUF the bridge serves, e.g. a smaller quantization of spec.model (the same "
+            "schemes as spec.model.uri). Default: spec.model.uri."
+        ),
+        json_schema_extra=ModelSource.model_fields["uri"].json_schema_extra,
+    )
+    sha256: Annotated[str, StringConstraints(pattern=r"^[a-fA-F0-9]{64}$")] | None = Field(
+        default=None,
+        description="Expected SHA-256 of the bridge's file. Default: spec.model.sha256 when "
+        "uri is unset.",
+    )
+    threads: int | None = Field(
+        default=None,
+        ge=1,
+        le=256,
+        description="CPU threads for generation (siesta-server --threads). Default: the server's "
+        "choice (the cores it sees).",
+    )
+    context_size: int | None = Field(
+        default=None,
+        ge=128,
+        le=1048576,
+        description="Context window of the bridge in tokens. Default: spec.server.contextSize.",
+    )
+    resources: ResourceRequirements | None = Field(
+        default=None,
+        description=(
+            "CPU and memory of the bridge container. Default: requests cpu 4, memory 8Gi "
+            "(a 7-8B Q4 GGUF and its KV cache in memory, a few tokens a second on 4 cores)."
+        ),
+    )
+    node_selector: dict[str, Annotated[str, StringConstraints(max_length=63)]] = Field(
+        default_factory=dict,
+        max_length=32,
+        description="Node labels of the CPU pool the bridge runs on (spec.gpu's and spec.pod's "
+        "selectors do not apply to it).",
+    )
+    tolerations: list[Toleration] = Field(
+        default_factory=list,
+        max_length=16,
+        description="Tolerations for that CPU pool's taints.",
+    )
+    windows: list[ScheduleWindow] = Field(
+        default_factory=list,
+        max_length=32,
+        description=(
+            "Windows (cron, in spec.schedule.timezone) in which the bridge is kept at one "
+            "replica, e.g. nights: a request is answered at once, without waiting for a pod."
+        ),
+    )
+    gpu_after: Duration | None = Field(
+        default=None,
+        description=(
+            "Unset: a request that finds the model at zero wakes the GPU replica together with "
+            "the bridge. Set: the GPU wakes only when requests go on this long after the "
+            "bridge began answering them, so a lone question costs no GPU node."
+        ),
+    )
+
+    @field_validator("uri")
+    @classmethod
+    def _known_scheme(cls, uri: str | None) -> str | None:
+        if uri is not None:
+            ModelSource.model_validate({"uri": uri})  # one rule for every URI
+        return uri
+
+    @model_validator(mode="after")
+    def _windows(self) -> BridgeSettings:
+        names = [window.name for window in self.windows]
+        if len(set(names)) != len(names):
+            raise ValueError("bridge window names must be unique")
+        if any(window.min_replicas > 1 for window in self.windows):
+            raise ValueError("a bridge window keeps at most one replica (minReplicas 0 or 1)")
+        if self.gpu_after is not None and parse_duration(self.gpu_after).total_seconds() <= 0:
+            raise ValueError("gpuAfter must be a positive duration such as 30s, 15m or 1h")
+        return self
+
+    @property
+    def gpu_after_delta(self) -> timedelta | None:
+        return parse_duration(self.gpu_after) if self.gpu_after else None
+
+
 class ModelDeploymentSpec(ApiModel):
     model_config = ConfigDict(
         json_schema_extra={
@@ -975,6 +1088,13 @@ class ModelDeploymentSpec(ApiModel):
         description="Additions to the model pods: annotations, labels, env, ServiceAccount, ...",
     )
     paused: bool = Field(default=False, description="Freeze replicas where they are.")
+    bridge: BridgeSettings | None = Field(
+        default=None,
+        description=(
+            "A CPU replica of the model that answers while the GPU replica wakes and hands "
+            "over to it once that is ready (docs/bridge.md). Unset: no bridge."
+        ),
+    )
 
     @model_validator(mode="after")
     def _node_selectors_agree(self) -> ModelDeploymentSpec:
@@ -1189,6 +1309,32 @@ class CostStatus(ApiModel):
     )
 
 
+class BridgeStatus(ApiModel):
+    """The CPU bridge (docs/bridge.md): what runs, in which state and why."""
+
+    replicas: int = 0
+    ready_replicas: int = 0
+    desired_replicas: int = 0
+    state: str = Field(
+        default="Asleep",
+        description="Asleep, Waking, Serving, HandingOver, Draining or Failing.",
+    )
+    reason: str = ""
+    gpu: str | None = Field(
+        default=None,
+        description="What the bridge means for the GPU replica now (gpuAfter), if anything.",
+    )
+    since: str | None = Field(default=None, description="When the bridge entered its state.")
+    demand_since: str | None = Field(
+        default=None, description="When the requests the bridge answers began (for gpuAfter)."
+    )
+    failed_at: str | None = Field(default=None, description="When the bridge last failed.")
+    failure: str | None = Field(default=None, description="Its container's words when it failed.")
+    failed_spec: str | None = Field(
+        default=None, description="A hash of the spec.bridge that failed (a new one is tried)."
+    )
+
+
 class ModelDeploymentStatus(ApiModel):
     model_config = ConfigDict(extra="ignore")
     phase: Phase | None = None
@@ -1216,6 +1362,7 @@ class ModelDeploymentStatus(ApiModel):
     )
     observed_generation: int | None = None
     wake_backoff: WakeBackoff | None = None
+    bridge: BridgeStatus | None = None
     conditions: list[Condition] = Field(default_factory=list)
 
 
@@ -1233,6 +1380,15 @@ class ModelDeployment(BaseModel):
     def _adapters_not_named_like_the_model(self) -> ModelDeployment:
         if any(adapter.name == self.alias for adapter in self.spec.adapters):
             raise ValueError(f"adapter {self.alias!r} is named like the model (its alias)")
+        return self
+
+    @model_validator(mode="after")
+    def _not_named_like_a_bridge(self) -> ModelDeployment:
+        if self.name.endswith(BRIDGE_SUFFIX):
+            raise ValueError(
+                f"a ModelDeployment's name cannot end in {BRIDGE_SUFFIX}: that is the name of "
+                "a model's CPU bridge"
+            )
         return self
 
     @property

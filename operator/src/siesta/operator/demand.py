@@ -12,7 +12,12 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from siesta.api.contract import IN_FLIGHT_ANNOTATION, LEASE_DURATION_SECONDS, PENDING_ANNOTATION
+from siesta.api.contract import (
+    BRIDGE_IN_FLIGHT_ANNOTATION,
+    IN_FLIGHT_ANNOTATION,
+    LEASE_DURATION_SECONDS,
+    PENDING_ANNOTATION,
+)
 from siesta.operator.observe import parse_time
 
 
@@ -25,6 +30,8 @@ class LeaseView:
     duration_seconds: int
     pending: int
     in_flight: int
+    bridge_in_flight: int = 0
+    """Requests on the model's CPU bridge (BRIDGE_IN_FLIGHT_ANNOTATION), not in `in_flight`."""
 
     @property
     def expires(self) -> datetime | None:
@@ -37,6 +44,8 @@ class LeaseView:
 class Demand:
     pending_requests: int = 0
     in_flight_requests: int = 0
+    bridge_in_flight_requests: int = 0
+    """Of the model's CPU bridge (docs/bridge.md): it sleeps again once this is 0."""
     last_request_time: datetime | None = None
     next_expiry: datetime | None = None
     """When a Lease that counts now stops counting (the answer may change then)."""
@@ -62,11 +71,12 @@ def lease_view(body: Mapping[str, Any]) -> LeaseView:
         duration_seconds=int(spec.get("leaseDurationSeconds") or LEASE_DURATION_SECONDS),
         pending=_count(annotations, PENDING_ANNOTATION),
         in_flight=_count(annotations, IN_FLIGHT_ANNOTATION),
+        bridge_in_flight=_count(annotations, BRIDGE_IN_FLIGHT_ANNOTATION),
     )
 
 
 def demand(leases: Iterable[LeaseView], now: datetime) -> Demand:
-    pending = in_flight = 0
+    pending = in_flight = bridge_in_flight = 0
     reporting = False
     last: datetime | None = None
     expiries: list[datetime] = []
@@ -79,10 +89,18 @@ def demand(leases: Iterable[LeaseView], now: datetime) -> Demand:
         reporting = True
         pending += lease.pending
         in_flight += lease.in_flight
-        if lease.pending or lease.in_flight:
+        bridge_in_flight += lease.bridge_in_flight
+        if lease.pending or lease.in_flight or lease.bridge_in_flight:
             expiries.append(expires)
     if last is not None and last > now:
         last = now  # a gateway clock ahead of ours must not extend the idle timeout
-    if in_flight > 0:
+    if in_flight > 0 or bridge_in_flight > 0:
         last = now  # requests still running: the model is in use right now
-    return Demand(pending, in_flight, last, min(expiries) if expiries else None, reporting)
+    return Demand(
+        pending,
+        in_flight,
+        bridge_in_flight,
+        last,
+        min(expiries) if expiries else None,
+        reporting,
+    )

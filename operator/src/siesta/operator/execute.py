@@ -15,6 +15,7 @@ from datetime import datetime
 
 from kubernetes.client.exceptions import ApiException
 
+from siesta.api.contract import bridge_name
 from siesta.operator import render, telemetry
 from siesta.operator.kube import Kube, api_error_message
 from siesta.operator.plan import ChildWrite, Plan
@@ -58,6 +59,9 @@ async def execute(plan: Plan, kube: Kube, owner: render.Owner, now: datetime) ->
         direction = "up" if plan.scale.up else "down"
         telemetry.SCALE_CHANGES.labels(namespace, name, direction, plan.scale.rule).inc()
         logger.info("%s/%s: scaled %s", namespace, name, plan.scale.message)
+    if plan.bridge_scale is not None:
+        await kube.scale(namespace, bridge_name(name), plan.bridge_scale.desired)
+        logger.info("%s/%s: bridge scaled %s", namespace, name, plan.bridge_scale.message)
     for event in plan.events:
         try:
             await kube.post_event(owner, event.reason, event.message, now, event.warning)
@@ -74,6 +78,12 @@ async def execute(plan: Plan, kube: Kube, owner: render.Owner, now: datetime) ->
 
 async def _write_child(kube: Kube, write: ChildWrite) -> None:
     meta = write.manifest["metadata"]
+    if write.action == "delete":
+        logger.info(
+            "deleting %s %s/%s: spec.bridge is gone", write.kind, meta["namespace"], meta["name"]
+        )
+        await kube.delete(write.kind, meta["namespace"], meta["name"])
+        return
     if write.action == "recreate":
         logger.info(
             "re-creating StatefulSet %s/%s: an immutable field changed",
@@ -105,5 +115,8 @@ def record(plan: Plan, namespace: str, name: str) -> None:
     telemetry.REPLICAS.labels(*model).set(observed.replicas)
     telemetry.READY_REPLICAS.labels(*model).set(observed.ready)
     telemetry.WAITING_FOR_GPU.labels(*model).set(observed.waiting_for_gpu)
+    if plan.bridge_observed is not None:
+        telemetry.BRIDGE_REPLICAS.labels(*model).set(plan.bridge_observed.replicas)
+        telemetry.BRIDGE_READY_REPLICAS.labels(*model).set(plan.bridge_observed.ready)
     value = plan.load.value if plan.load is not None else None
     telemetry.LOAD.labels(*model).set(value if value is not None else float("nan"))

@@ -13,7 +13,15 @@ from typing import Any
 
 import kopf
 
-from siesta.api.contract import GROUP, MODEL_LABEL, PLURAL, VERSION, ModelKey
+from siesta.api.contract import (
+    BRIDGE_LABEL,
+    GROUP,
+    MANAGED_BY_LABEL,
+    MODEL_LABEL,
+    PLURAL,
+    VERSION,
+    ModelKey,
+)
 from siesta.operator import cost_loop, telemetry, wake_recorder
 from siesta.operator.demand import lease_view
 from siesta.operator.kube import Kube, RetryLater, load_credentials
@@ -28,6 +36,11 @@ COST_LOOP = cost_loop  # its timer (status.cost) registers with kopf on import
 MAX_BACKOFF_SECONDS = 60.0
 WAKE_RECORDER = wake_recorder  # its pod handler (status.lastWake) registers on import
 OWNED = {MODEL_LABEL: kopf.PRESENT}
+BRIDGED = {BRIDGE_LABEL: kopf.PRESENT}
+"""A model's CPU bridge (docs/bridge.md): its own label, never MODEL_LABEL."""
+OPERATOR_MADE = f"{MANAGED_BY_LABEL}=siesta-operator"
+"""On everything the operator writes, model and bridge alike (a label selector cannot say
+"MODEL_LABEL or BRIDGE_LABEL")."""
 
 logger = logging.getLogger(__name__)
 
@@ -44,16 +57,19 @@ def configure(settings: kopf.OperatorSettings, memo: Any, **_: Any) -> None:
         settings.scanning.disabled = True
     # Handler logs stay in the log; Kubernetes Events are for scale changes (posted by us).
     settings.posting.level = logging.WARNING
-    # Watch only what Siesta owns: the label filter runs in the API server.
-    for selector in (
-        "pods",
-        ("coordination.k8s.io", "leases"),
-        ("apps", "statefulsets"),
-        "services",
-        ("networking.k8s.io", "networkpolicies"),
-        ("rbac.authorization.k8s.io", "rolebindings"),
-    ):
-        settings.watching.label_selectors[selector] = MODEL_LABEL
+    # Watch only what Siesta owns: the label filter runs in the API server. Pods,
+    # StatefulSets, Services and NetworkPolicies are the models' and their bridges' (both
+    # made by the operator); Leases are the gateways'.
+    watched: dict[str | tuple[str, str], str] = {
+        ("coordination.k8s.io", "leases"): MODEL_LABEL,
+        ("rbac.authorization.k8s.io", "rolebindings"): MODEL_LABEL,
+        "pods": OPERATOR_MADE,
+        ("apps", "statefulsets"): OPERATOR_MADE,
+        "services": OPERATOR_MADE,
+        ("networking.k8s.io", "networkpolicies"): OPERATOR_MADE,
+    }
+    for selector, labels in watched.items():
+        settings.watching.label_selectors[selector] = labels
     telemetry.serve(own.metrics_port)
     logger.info(
         "siesta operator: images %s (CPU), %s (GPU), prometheus %s, metric interval %s, metrics port %s",
@@ -117,6 +133,34 @@ def role_bindings_by_model(
     return {(namespace, labels[MODEL_LABEL]): child_view({**body, "kind": "RoleBinding"})}
 
 
+@kopf.index("pods", labels=BRIDGED)
+def bridge_pods_by_model(
+    namespace: str | None, labels: kopf.Labels, body: kopf.Body, **_: Any
+) -> dict[Any, PodView]:
+    return {(namespace, labels[BRIDGE_LABEL]): pod_view(body)}
+
+
+@kopf.index("apps", "v1", "statefulsets", labels=BRIDGED)
+def bridge_statefulsets_by_model(
+    namespace: str | None, labels: kopf.Labels, body: kopf.Body, **_: Any
+) -> dict[Any, ChildView]:
+    return {(namespace, labels[BRIDGE_LABEL]): child_view({**body, "kind": "StatefulSet"})}
+
+
+@kopf.index("", "v1", "services", labels=BRIDGED)
+def bridge_services_by_model(
+    namespace: str | None, labels: kopf.Labels, body: kopf.Body, **_: Any
+) -> dict[Any, ChildView]:
+    return {(namespace, labels[BRIDGE_LABEL]): child_view({**body, "kind": "Service"})}
+
+
+@kopf.index("networking.k8s.io", "v1", "networkpolicies", labels=BRIDGED)
+def bridge_network_policies_by_model(
+    namespace: str | None, labels: kopf.Labels, body: kopf.Body, **_: Any
+) -> dict[Any, ChildView]:
+    return {(namespace, labels[BRIDGE_LABEL]): child_view({**body, "kind": "NetworkPolicy"})}
+
+
 @kopf.index(GROUP, VERSION, PLURAL)
 def models_by_alias(
     namespace: str | None, name: str, body: kopf.Body, **_: Any
@@ -136,6 +180,14 @@ def models_by_alias(
 @kopf.on.event("rbac.authorization.k8s.io", "v1", "rolebindings", labels=OWNED)
 def wake_owner(namespace: str | None, labels: kopf.Labels, memo: Any, **_: Any) -> None:
     memo.runtime.wake(ModelKey(namespace or "", labels[MODEL_LABEL]))
+
+
+@kopf.on.event("pods", labels=BRIDGED)
+@kopf.on.event("apps", "v1", "statefulsets", labels=BRIDGED)
+@kopf.on.event("", "v1", "services", labels=BRIDGED)
+@kopf.on.event("networking.k8s.io", "v1", "networkpolicies", labels=BRIDGED)
+def wake_bridged(namespace: str | None, labels: kopf.Labels, memo: Any, **_: Any) -> None:
+    memo.runtime.wake(ModelKey(namespace or "", labels[BRIDGE_LABEL]))
 
 
 @kopf.on.event(GROUP, VERSION, PLURAL)  # type: ignore[arg-type]  # an index, as in run_model
@@ -171,6 +223,10 @@ async def run_model(
     network_policies_by_model: kopf.Index[Any, ChildView],
     role_bindings_by_model: kopf.Index[Any, ChildView],
     models_by_alias: kopf.Index[Any, NameClaim],
+    bridge_pods_by_model: kopf.Index[Any, PodView],
+    bridge_statefulsets_by_model: kopf.Index[Any, ChildView],
+    bridge_services_by_model: kopf.Index[Any, ChildView],
+    bridge_network_policies_by_model: kopf.Index[Any, ChildView],
     **_: Any,
 ) -> None:
     runtime: Runtime = memo.runtime
@@ -195,6 +251,12 @@ async def run_model(
                 bare_name_holder(
                     NameClaim(created, namespace, name), models_by_alias.get(alias_of(body), [])
                 ),
+                bridge_pods=bridge_pods_by_model.get(key, []),
+                bridge_children=[
+                    *bridge_statefulsets_by_model.get(key, []),
+                    *bridge_services_by_model.get(key, []),
+                    *bridge_network_policies_by_model.get(key, []),
+                ],
             )
             try:
                 delay = await model.step(body, views)

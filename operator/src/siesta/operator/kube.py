@@ -56,6 +56,7 @@ class ChildApi:
     read: Callable[..., Any]
     create: Callable[..., Any]
     replace: Callable[..., Any]
+    delete: Callable[..., Any]
 
 
 def _replacement(desired: dict[str, Any], current: dict[str, Any]) -> dict[str, Any]:
@@ -93,24 +94,28 @@ class Kube:
                 self.apps.read_namespaced_stateful_set,
                 self.apps.create_namespaced_stateful_set,
                 self.apps.replace_namespaced_stateful_set,
+                self.apps.delete_namespaced_stateful_set,
             ),
             "Service": ChildApi(
                 "services",
                 self.core.read_namespaced_service,
                 self.core.create_namespaced_service,
                 self.core.replace_namespaced_service,
+                self.core.delete_namespaced_service,
             ),
             "NetworkPolicy": ChildApi(
                 "networkpolicies",
                 networking.read_namespaced_network_policy,
                 networking.create_namespaced_network_policy,
                 networking.replace_namespaced_network_policy,
+                networking.delete_namespaced_network_policy,
             ),
             "RoleBinding": ChildApi(
                 "rolebindings",
                 rbac.read_namespaced_role_binding,
                 rbac.create_namespaced_role_binding,
                 rbac.replace_namespaced_role_binding,
+                rbac.delete_namespaced_role_binding,
             ),
         }
         self.instance = socket.gethostname()
@@ -161,6 +166,15 @@ class Kube:
                     return
                 raise
         raise RetryLater(f"{kind} {meta['name']}: conflicts on every update attempt", 1.0)
+
+    async def delete(self, kind: str, namespace: str, name: str) -> None:
+        """Delete a child (and, for a StatefulSet, its pods: they drain on the way out)."""
+        api = self.children[kind]
+        try:
+            await self._call("delete", api.resource, api.delete, name, namespace)
+        except ApiException as error:
+            if error.status != 404:  # already gone: what we wanted
+                raise
 
     async def delete_orphaning_pods(self, namespace: str, name: str) -> None:
         """Delete a StatefulSet but not its pods (they keep serving; a new one adopts them)."""

@@ -20,10 +20,11 @@ from siesta.api.contract import (
     CONFIG_HASH_ANNOTATION,
     MODEL_SERVING_CONDITION,
     WAKE_RETRY_ANNOTATION,
+    bridge_name,
 )
 from siesta.api.loader import describe_validation_error
 from siesta.api.models import ColdStart, ModelDeploymentSpec, Phase
-from siesta.operator import render
+from siesta.operator import bridge_render, render
 from siesta.operator.autoscaler import PodEvent, verdict
 from siesta.operator.demand import Demand, LeaseView, demand
 from siesta.operator.load import LoadReading, render_query
@@ -39,8 +40,22 @@ from siesta.operator.observe import (
 )
 from siesta.operator.rollout import Replacement, Rollout, idleness, rollout
 from siesta.operator.settings import OperatorSettings
-from siesta.operator.status import Situation, build_status, memory_from_status, status_changed
+from siesta.operator.status import (
+    Situation,
+    bridge_memory_from_status,
+    bridge_status,
+    build_status,
+    memory_from_status,
+    status_changed,
+)
 from siesta.policy import Decision, Memory, Observed, Signals, decide, forecast
+from siesta.policy.bridge import (
+    BridgeDecision,
+    BridgeMemory,
+    BridgeState,
+    bridge_decision,
+    gate_gpu,
+)
 
 MIN_SLEEP_SECONDS = 0.05
 RECREATE_RETRY_SECONDS = 1.0
@@ -61,6 +76,10 @@ class Views:
     """Events on the model's unscheduled pods (read only while some wait; see autoscaler)."""
     name_holder: NameClaim | None = None
     """The older model holding this one's bare alias (siesta.operator.names), if any."""
+    bridge_pods: list[PodView] = field(default_factory=list)
+    """The pods of the model's CPU bridge (BRIDGE_LABEL): never among `pods`."""
+    bridge_children: dict[tuple[str, str], ChildView] = field(default_factory=dict)
+    """The bridge's StatefulSet, Service and NetworkPolicy (BRIDGE_LABEL), by (kind, name)."""
 
     @classmethod
     def build(
@@ -69,9 +88,24 @@ class Views:
         leases: Iterable[LeaseView],
         children: Iterable[ChildView],
         name_holder: NameClaim | None = None,
+        bridge_pods: Iterable[PodView] = (),
+        bridge_children: Iterable[ChildView] = (),
     ) -> Views:
         children_by_name = {(c.kind, c.name): c for c in children}
-        return cls(list(pods), list(leases), children_by_name, name_holder=name_holder)
+        return cls(
+            list(pods),
+            list(leases),
+            children_by_name,
+            name_holder=name_holder,
+            bridge_pods=list(bridge_pods),
+            bridge_children={(c.kind, c.name): c for c in bridge_children},
+        )
+
+    @property
+    def bridge_statefulset(self) -> ChildView | None:
+        return next(
+            (c for (kind, _), c in self.bridge_children.items() if kind == "StatefulSet"), None
+        )
 
 
 @dataclass(frozen=True)
@@ -88,10 +122,18 @@ class Remembered:
     """Pods whose cold start is already measured; None until the first step."""
     status_unwritten: bool = False
     """The status write of the last step failed: the next step writes its status anyway."""
+    bridge: BridgeMemory = field(default_factory=BridgeMemory)
+    """What the last bridge decision left behind (status.bridge)."""
+    bridge_replicas_written: int | None = None
+    """Bridge replicas written that the watch has not shown yet."""
 
     @classmethod
     def from_status(cls, status: Mapping[str, Any]) -> Remembered:
-        return cls(status=dict(status), memory=memory_from_status(status))
+        return cls(
+            status=dict(status),
+            memory=memory_from_status(status),
+            bridge=bridge_memory_from_status(status),
+        )
 
 
 @dataclass(frozen=True)
@@ -130,9 +172,10 @@ def effective_spec(spec: ModelDeploymentSpec, settings: OperatorSettings) -> Mod
 class ChildWrite:
     """Make one owned object match `manifest`."""
 
-    action: Literal["create", "update", "recreate"]
+    action: Literal["create", "update", "recreate", "delete"]
     """recreate: orphan the pods and delete the StatefulSet (an immutable field changed); the
-    next step creates it again and the new one adopts the pods."""
+    next step creates it again and the new one adopts the pods. delete: an object of the
+    bridge that spec.bridge no longer asks for."""
     manifest: render.Manifest
     replicas: int = 0
     """A StatefulSet created now gets the last decided count, so re-creating never scales."""
@@ -202,6 +245,10 @@ class Plan:
     """(phase, seconds) of cold starts completed since the last step."""
     replace_pods: tuple[Replacement, ...] = ()
     """Pods on an older template to delete now (see siesta.operator.rollout)."""
+    bridge_scale: Scale | None = None
+    """The bridge StatefulSet's replica write (docs/bridge.md)."""
+    bridge: BridgeDecision | None = None
+    bridge_observed: Observed | None = None
 
     def writes(self) -> list[str]:
         """What executing the plan writes, one line each (for logs and `siesta explain`)."""
@@ -211,6 +258,11 @@ class Plan:
             lines.append("clear spec.manualReplicas (the override expired)")
         if self.scale is not None:
             lines.append(f"scale StatefulSet to {self.scale.desired} ({self.scale.message})")
+        if self.bridge_scale is not None:
+            lines.append(
+                f"scale the bridge StatefulSet to {self.bridge_scale.desired} "
+                f"({self.bridge_scale.message})"
+            )
         lines += [f"event {e.reason}: {e.message}" for e in self.events]
         if self.status is not None:
             lines.append(f"status: phase {self.status['phase']}, reason {self.status['reason']!r}")
@@ -228,9 +280,42 @@ def child_writes(
     replicas: int,
 ) -> tuple[ChildWrite, ...]:
     """The children whose manifest changed, in creation order; a re-create ends the list."""
+    return _writes(render.children(owner, spec, settings), views.children, replicas)
+
+
+def bridge_child_writes(
+    owner: render.Owner,
+    spec: ModelDeploymentSpec,
+    settings: OperatorSettings,
+    views: Views,
+    replicas: int,
+) -> tuple[ChildWrite, ...]:
+    """The bridge's objects to write, then those spec.bridge no longer asks for, to delete."""
+    wanted = bridge_render.children(owner, spec, settings)
+    writes = _writes(wanted, views.bridge_children, replicas)
+    if writes and writes[-1].action == "recreate":
+        return writes
+    kept = {(m["kind"], m["metadata"]["name"]) for m in wanted}
+    gone = [
+        ChildWrite("delete", _stub(kind, name, owner.namespace))
+        for (kind, name) in views.bridge_children
+        if (kind, name) not in kept
+    ]
+    return (*writes, *gone)
+
+
+def _stub(kind: str, name: str, namespace: str) -> render.Manifest:
+    return {"kind": kind, "metadata": {"name": name, "namespace": namespace}}
+
+
+def _writes(
+    manifests: list[render.Manifest],
+    existing_children: Mapping[tuple[str, str], ChildView],
+    replicas: int,
+) -> tuple[ChildWrite, ...]:
     writes: list[ChildWrite] = []
-    for manifest in render.children(owner, spec, settings):
-        existing = views.children.get((manifest["kind"], manifest["metadata"]["name"]))
+    for manifest in manifests:
+        existing = existing_children.get((manifest["kind"], manifest["metadata"]["name"]))
         wanted_hash = manifest["metadata"]["annotations"][CONFIG_HASH_ANNOTATION]
         if existing is None:
             writes.append(ChildWrite("create", manifest, replicas))
@@ -262,16 +347,36 @@ def _replicas_after(
 ) -> tuple[int, int | None]:
     written = remembered.replicas_written
     for write in children:
-        if write.kind == "StatefulSet" and write.action == "create":
+        if _is_model_statefulset(write, model) and write.action == "create":
             written = write.replicas
     return read_your_writes(views.children.get(("StatefulSet", model.owner.name)), written)
+
+
+def _bridge_replicas_after(
+    model: Model, views: Views, remembered: Remembered, children: tuple[ChildWrite, ...]
+) -> tuple[int, int | None]:
+    written = remembered.bridge_replicas_written
+    name = bridge_name(model.owner.name)
+    for write in children:
+        if write.kind == "StatefulSet" and write.name == name and write.action == "create":
+            written = write.replicas
+    return read_your_writes(views.bridge_children.get(("StatefulSet", name)), written)
+
+
+def _is_model_statefulset(write: ChildWrite, model: Model) -> bool:
+    return write.kind == "StatefulSet" and write.name == model.owner.name
 
 
 def _children(
     model: Model, views: Views, remembered: Remembered, settings: OperatorSettings
 ) -> tuple[ChildWrite, ...]:
     assert model.spec is not None
-    return child_writes(model.owner, model.spec, settings, views, remembered.memory.desired or 0)
+    owner, spec = model.owner, model.spec
+    writes = child_writes(owner, spec, settings, views, remembered.memory.desired or 0)
+    if writes and writes[-1].action == "recreate":
+        return writes
+    bridge = bridge_child_writes(owner, spec, settings, views, remembered.bridge.desired)
+    return (*writes, *bridge)
 
 
 def load_query(
@@ -327,7 +432,7 @@ def _rollout(
     wanted: Demand,
     evidence: LoadReading | None,
 ) -> Rollout | None:
-    if any(c.kind == "StatefulSet" for c in children):
+    if any(_is_model_statefulset(c, model) for c in children):
         return None  # the template changes now: its revision is not known yet
     statefulset = views.children.get(("StatefulSet", model.owner.name))
     return rollout(statefulset, views.pods, replicas, wanted, evidence)
@@ -445,8 +550,26 @@ def plan(
         load_source=reading.source,
         pending_requests=wanted.pending_requests,
         last_request_time=wanted.last_request_time,
+        bridge_in_flight=wanted.bridge_in_flight_requests,
     )
     decision = decide(spec, observed, signals, now, remembered.memory)
+    bridge_replicas, bridge_written = _bridge_replicas_after(model, views, remembered, children)
+    bridge_observed = observe(bridge_replicas, views.bridge_pods, remembered.bridge.since)
+    bridge: BridgeDecision | None = None
+    if spec.bridge is not None:
+        bridge = bridge_decision(
+            spec,
+            observed,
+            bridge_observed,
+            signals,
+            now,
+            remembered.bridge,
+            draining=any(p.terminating for p in views.bridge_pods),
+            gpu_wake_allowed=parse_time(
+                (remembered.status.get("wakeBackoff") or {}).get("nextWakeAllowed")
+            ),
+        )
+        decision = gate_gpu(decision, bridge, observed)
     clear_override = decision.clear_manual_replicas and spec.manual_replicas is not None
 
     scale: Scale | None = None
@@ -463,6 +586,12 @@ def plan(
         events = (*events, Event("ScaledUp" if scale.up else "ScaledDown", scale.message))
         written = decision.desired
         observed = observe(decision.desired, views.pods, now)
+    bridge_scale: Scale | None = None
+    if bridge is not None and bridge.desired != bridge_observed.replicas:
+        bridge_scale = Scale(bridge_observed.replicas, bridge.desired, "bridge", (bridge.reason,))
+        events = (*events, bridge_event(bridge, bridge_scale, observed))
+        bridge_written = bridge.desired
+        bridge_observed = observe(bridge.desired, views.bridge_pods, now)
     update = _rollout(
         model, views, children, observed.replicas, wanted, load if load is not None else servers
     )
@@ -490,11 +619,15 @@ def plan(
         selector=render.status_selector(model.owner.name),
         last_scale_time=now if scale else None,
         update=update,
+        bridge=bridge_status(bridge, bridge_observed) if bridge is not None else None,
+        bridge_condition=bridge.condition if bridge is not None else None,
     )
     patch, status, phase = _with_status(remembered, decision, situation, now)
     cold_starts, seen_ready = new_cold_starts(views.pods, remembered.seen_ready)
 
     wake_times = [t for t in (decision.next_change, wanted.next_expiry) if t is not None]
+    if bridge is not None and bridge.next_change is not None:
+        wake_times.append(bridge.next_change)
     # The default query measures the model's own servers: at zero replicas it is 0 by
     # definition, so only a custom query is worth polling then.
     custom_query = spec.scaling.metric is not None and spec.scaling.metric.query is not None
@@ -504,7 +637,14 @@ def plan(
         wake_times.append(now + timedelta(seconds=ROLLOUT_RETRY_SECONDS))
 
     return Plan(
-        remember=Remembered(status, decision.memory, written, seen_ready),
+        remember=Remembered(
+            status,
+            decision.memory,
+            written,
+            seen_ready,
+            bridge=bridge.memory if bridge is not None else BridgeMemory(),
+            bridge_replicas_written=bridge_written if bridge is not None else None,
+        ),
         next_look=_sleep(wake_times, now),
         phase=phase,
         children=children,
@@ -517,7 +657,21 @@ def plan(
         load=reading,
         cold_starts=cold_starts,
         replace_pods=update.replace if update is not None else (),
+        bridge_scale=bridge_scale,
+        bridge=bridge,
+        bridge_observed=bridge_observed if bridge is not None else None,
     )
+
+
+def bridge_event(bridge: BridgeDecision, scale: Scale, gpu: Observed) -> Event:
+    """BridgeWoke, BridgeHandedOver, BridgeSlept, or a Warning BridgeFailed with its words."""
+    if scale.up:
+        return Event("BridgeWoke", scale.message)
+    if bridge.state is BridgeState.FAILING:
+        return Event("BridgeFailed", bridge.reason, warning=True)
+    if gpu.ready > 0:
+        return Event("BridgeHandedOver", scale.message)
+    return Event("BridgeSlept", scale.message)
 
 
 def status_only(

@@ -130,7 +130,7 @@ def config_hash(manifest: Manifest) -> str:
     return hashlib.sha256(json.dumps(manifest, sort_keys=True).encode()).hexdigest()[:16]
 
 
-def _with_hash(manifest: Manifest) -> Manifest:
+def with_hash(manifest: Manifest) -> Manifest:
     digest = config_hash(manifest)
     stamped = copy.deepcopy(manifest)
     stamped["metadata"].setdefault("annotations", {})[CONFIG_HASH_ANNOTATION] = digest
@@ -454,11 +454,11 @@ def statefulset(owner: Owner, spec: ModelDeploymentSpec, settings: OperatorSetti
     }
     if templates:
         body["spec"]["volumeClaimTemplates"] = templates
-    return _with_hash(body)
+    return with_hash(body)
 
 
 def headless_service(owner: Owner) -> Manifest:
-    return _with_hash(
+    return with_hash(
         {
             "apiVersion": "v1",
             "kind": "Service",
@@ -481,7 +481,7 @@ def headless_service(owner: Owner) -> Manifest:
 
 
 def service(owner: Owner) -> Manifest:
-    return _with_hash(
+    return with_hash(
         {
             "apiVersion": "v1",
             "kind": "Service",
@@ -506,7 +506,7 @@ def network_policy(owner: Owner, rules: Manifest) -> Manifest:
     """The model's pods accept and open only the connections `rules` allows (the chart's
     networkPolicy values: from the gateway, the operator and the metrics scraper; to DNS and
     the model sources). One per model, so every namespace that holds models is covered."""
-    return _with_hash(
+    return with_hash(
         {
             "apiVersion": "networking.k8s.io/v1",
             "kind": "NetworkPolicy",
@@ -519,7 +519,7 @@ def network_policy(owner: Owner, rules: Manifest) -> Manifest:
 def gateway_lease_binding(owner: Owner, role: str, account: tuple[str, str]) -> Manifest:
     """Lets the gateway's ServiceAccount write demand Leases in the model's namespace only:
     a RoleBinding to the chart's Lease ClusterRole (the operator may bind that role alone)."""
-    return _with_hash(
+    return with_hash(
         {
             "apiVersion": "rbac.authorization.k8s.io/v1",
             "kind": "RoleBinding",

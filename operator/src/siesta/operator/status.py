@@ -18,6 +18,7 @@ from siesta.operator.observe import format_time, parse_time
 from siesta.operator.rollout import Rollout
 from siesta.operator.wake_backoff import next_wake_backoff
 from siesta.policy import Condition, Decision, ManualOverride, Memory, Observed, Transition
+from siesta.policy.bridge import BridgeDecision, BridgeMemory, BridgeState
 from siesta.policy.idle import GapHistory
 from siesta.policy.prewarm import DemandPattern
 
@@ -42,6 +43,44 @@ def memory_from_status(status: Mapping[str, Any] | None) -> Memory:
         scale_down_since=parse_time(status.get("scaleDownSince")),
         manual_override=remembered,
     )
+
+
+def bridge_memory_from_status(status: Mapping[str, Any] | None) -> BridgeMemory:
+    """The bridge decision's memory from status.bridge (written by `bridge_status`)."""
+    found = (status or {}).get("bridge") or {}
+    try:
+        state = BridgeState(found.get("state") or BridgeState.ASLEEP)
+    except ValueError:
+        state = BridgeState.ASLEEP
+    desired = found.get("desiredReplicas")
+    return BridgeMemory(
+        desired=int(desired) if isinstance(desired, int) else 0,
+        state=state,
+        since=parse_time(found.get("since")),
+        demand_since=parse_time(found.get("demandSince")),
+        failed_at=parse_time(found.get("failedAt")),
+        failure=str(found.get("failure") or ""),
+        failed_spec=str(found.get("failedSpec") or ""),
+    )
+
+
+def bridge_status(bridge: BridgeDecision, observed: Observed) -> dict[str, Any]:
+    """status.bridge: what runs, its state and why, and the decision's memory. Every key is
+    written (None when unset): a merge patch keeps the keys it does not name."""
+    memory = bridge.memory
+    return {
+        "replicas": observed.replicas,
+        "readyReplicas": observed.ready,
+        "desiredReplicas": bridge.desired,
+        "state": bridge.state.value,
+        "reason": bridge.reason,
+        "gpu": bridge.gpu_reason or None,
+        "since": format_time(memory.since),
+        "demandSince": format_time(memory.demand_since),
+        "failedAt": format_time(memory.failed_at),
+        "failure": memory.failure or None,
+        "failedSpec": memory.failed_spec or None,
+    }
 
 
 @dataclass(frozen=True)
@@ -70,6 +109,10 @@ class Situation:
     """NameUnique: whether this model holds its bare alias (siesta.operator.names)."""
     update: Rollout | None = None
     """Pods on an older template and why they wait (None: the revisions are not known)."""
+    bridge: dict[str, Any] | None = None
+    """status.bridge (`bridge_status`); None: the model has no bridge."""
+    bridge_condition: Condition | None = None
+    """BridgeServing: False while the bridge fails, in its container's words."""
 
 
 def _failed(decision: Decision | None, kind: str) -> bool:
@@ -169,6 +212,8 @@ def _conditions(
         found.append(situation.name)
     if situation.update is not None:
         found.append(_up_to_date_condition(situation.update))
+    if situation.bridge_condition is not None:
+        found.append(situation.bridge_condition)
     for condition in decision.conditions if decision else []:
         if condition.type == MODEL_SERVING_CONDITION:
             condition = remembered_failure(condition, situation, previous)
@@ -306,6 +351,7 @@ def build_status(
             retry_token=situation.wake_retry,
             now=now,
         ),
+        "bridge": situation.bridge if decision else previous.get("bridge"),
         "observedGeneration": situation.generation,
         "conditions": render_conditions(conditions, previous.get("conditions") or [], now),
     }

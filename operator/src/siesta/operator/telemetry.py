@@ -18,6 +18,14 @@ READY_REPLICAS = Gauge("siesta_operator_ready_replicas", "Ready model server pod
 WAITING_FOR_GPU = Gauge(
     "siesta_operator_waiting_for_gpu_replicas", "Pods the scheduler cannot place yet.", MODEL
 )
+BRIDGE_REPLICAS = Gauge(
+    "siesta_operator_bridge_replicas",
+    "Replicas of the model's CPU bridge StatefulSet (docs/bridge.md); absent without a bridge.",
+    MODEL,
+)
+BRIDGE_READY_REPLICAS = Gauge(
+    "siesta_operator_bridge_ready_replicas", "Ready pods of the model's CPU bridge.", MODEL
+)
 PHASE = Gauge(
     "siesta_operator_phase",
     "The model's status.phase as a number (see PHASE_CODES): for state timelines.",
@@ -97,7 +105,16 @@ WAKES = Counter(
 
 def forget_model(namespace: str, name: str) -> None:
     """Drop the per-model gauges of a deleted ModelDeployment."""
-    for gauge in (DESIRED_REPLICAS, REPLICAS, READY_REPLICAS, WAITING_FOR_GPU, LOAD, PHASE):
+    for gauge in (
+        DESIRED_REPLICAS,
+        REPLICAS,
+        READY_REPLICAS,
+        WAITING_FOR_GPU,
+        LOAD,
+        PHASE,
+        BRIDGE_REPLICAS,
+        BRIDGE_READY_REPLICAS,
+    ):
         with contextlib.suppress(KeyError):
             gauge.remove(namespace, name)
 

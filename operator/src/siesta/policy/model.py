@@ -45,6 +45,8 @@ class Signals:
     """Requests the gateway holds for this model right now."""
     last_request_time: datetime | None = None
     """The last request any gateway saw for this model."""
+    bridge_in_flight: int = 0
+    """Requests on the model's CPU bridge, not finished (read by the bridge decision only)."""
 
 
 @dataclass(frozen=True)
