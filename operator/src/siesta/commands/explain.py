@@ -15,13 +15,14 @@ from siesta.api.models import ModelDeployment
 from siesta.commands.learned import add_requests_argument, learned
 from siesta.commands.timeparse import in_zone, parse_instant
 from siesta.errors import UsageError
-from siesta.operator import render
+from siesta.operator import bridge_render, render
 from siesta.operator.demand import LeaseView
 from siesta.operator.load import LoadReading
 from siesta.operator.observe import PodView, child_view
 from siesta.operator.plan import Model, Remembered, Views, effective_spec, plan
 from siesta.operator.settings import OperatorSettings, SettingsError
 from siesta.policy import Memory, Observed, Signals, decide, forecast
+from siesta.policy.bridge import bridge_decision, gate_gpu
 
 
 def register(subparsers: Any) -> None:
@@ -141,7 +142,9 @@ def _plan_writes(
     pods = [pod(ordinal) for ordinal in range(observed.replicas)]
     leases = [LeaseView("explain", now, 30, pending, 0)] if pending else []
     remembered = Remembered(memory=Memory(desired=observed.replicas, last_active_time=last_active))
-    planned = plan(model, Views.build(pods, leases, children), remembered, reading, settings, now)
+    bridged = [child_view(m) for m in bridge_render.children(owner, md.spec, settings)]
+    views = Views.build(pods, leases, children, bridge_children=bridged)
+    planned = plan(model, views, remembered, reading, settings, now)
     return planned.writes()
 
 
@@ -185,6 +188,10 @@ def run(args: argparse.Namespace) -> int:
             request_gaps=seen.gaps,
         )
     decision = decide(spec, observed, signals, now, memory)
+    # A CPU bridge (docs/bridge.md), taken as asleep: what it would do, and its word on the GPU.
+    bridge = bridge_decision(spec, observed, Observed(), signals, now) if spec.bridge else None
+    if bridge is not None:
+        decision = gate_gpu(decision, bridge, observed)
     zone = md.spec.schedule.timezone
     next_change = in_zone(decision.next_change, zone) if decision.next_change else None
     writes = (
@@ -198,6 +205,12 @@ def run(args: argparse.Namespace) -> int:
             "reasons": decision.reasons,
             "nextChange": next_change,
         }
+        if bridge is not None:
+            payload["bridge"] = {
+                "replicas": bridge.desired,
+                "state": bridge.state.value,
+                "reason": bridge.reason,
+            }
         if writes is not None:
             payload["writes"] = writes
         print(json.dumps(payload, indent=2))
@@ -210,6 +223,8 @@ def run(args: argparse.Namespace) -> int:
     )
     for reason in decision.reasons:
         print(f"  - {reason}")
+    if bridge is not None:
+        print(f"  bridge: {bridge.desired} replica(s), {bridge.state.value}: {bridge.reason}")
     for condition in decision.conditions:
         if not condition.status:
             print(f"  ! {condition.type}=False: {condition.message}")

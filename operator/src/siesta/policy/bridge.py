@@ -183,12 +183,12 @@ def bridge_decision(
     else:
         decision = _healthy(spec, settings, gpu, bridge, signals, now, memory, draining)
         gate, gpu_reason, due = _gate(settings, gpu, signals, demand_since, active, now)
-        if gate is GpuGate.WAKE and gpu_wake_allowed is not None and now < gpu_wake_allowed:
-            gate, gpu_reason = GpuGate.NONE, ""  # the GPU failed: its wake backoff rules
         later = [t for t in (decision.next_change, due) if t is not None and t > now]
         decision = replace(
             decision, gpu=gate, gpu_reason=gpu_reason, next_change=min(later) if later else None
         )
+    if decision.gpu is GpuGate.WAKE and gpu_wake_allowed is not None and now < gpu_wake_allowed:
+        decision = replace(decision, gpu=GpuGate.NONE, gpu_reason="")  # the GPU's backoff rules
     since = memory.since if memory.state == decision.state and memory.since else now
     remembered = replace(memory, desired=decision.desired, state=decision.state, since=since)
     return replace(decision, memory=remembered)
