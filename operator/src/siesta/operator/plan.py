@@ -555,20 +555,8 @@ def plan(
     decision = decide(spec, observed, signals, now, remembered.memory)
     bridge_replicas, bridge_written = _bridge_replicas_after(model, views, remembered, children)
     bridge_observed = observe(bridge_replicas, views.bridge_pods, remembered.bridge.since)
-    bridge: BridgeDecision | None = None
-    if spec.bridge is not None:
-        bridge = bridge_decision(
-            spec,
-            observed,
-            bridge_observed,
-            signals,
-            now,
-            remembered.bridge,
-            draining=any(p.terminating for p in views.bridge_pods),
-            gpu_wake_allowed=parse_time(
-                (remembered.status.get("wakeBackoff") or {}).get("nextWakeAllowed")
-            ),
-        )
+    bridge = _decide_bridge(spec, views, remembered, observed, bridge_observed, signals, now)
+    if bridge is not None:
         decision = gate_gpu(decision, bridge, observed)
     clear_override = decision.clear_manual_replicas and spec.manual_replicas is not None
 
@@ -660,6 +648,31 @@ def plan(
         bridge_scale=bridge_scale,
         bridge=bridge,
         bridge_observed=bridge_observed if bridge is not None else None,
+    )
+
+
+def _decide_bridge(
+    spec: ModelDeploymentSpec,
+    views: Views,
+    remembered: Remembered,
+    gpu: Observed,
+    bridge: Observed,
+    signals: Signals,
+    now: datetime,
+) -> BridgeDecision | None:
+    """The CPU bridge's decision (siesta.policy.bridge); None for a model without one."""
+    if spec.bridge is None:
+        return None
+    backoff = remembered.status.get("wakeBackoff") or {}
+    return bridge_decision(
+        spec,
+        gpu,
+        bridge,
+        signals,
+        now,
+        remembered.bridge,
+        draining=any(p.terminating for p in views.bridge_pods),
+        gpu_wake_allowed=parse_time(backoff.get("nextWakeAllowed")),
     )
 
 
