@@ -20,9 +20,10 @@ The world around it (docs/cost-model.md):
 - an empty node is removed `node_unneeded_seconds` after it became empty, but not sooner
   than `scale_down_delay_after_add_seconds` after the last node was added.
 - with a CPU bridge (sim/bridge.py), a request that finds no ready GPU replica goes to a
-  ready bridge replica (on its own CPU node) or is held until one of the two is ready;
-  requests on the bridge finish there; `plan_bridge` says when the bridge runs and what
-  demand the GPU's decide sees.
+  ready bridge replica (on its own CPU node; up to its concurrency at once, the rest wait
+  for a slot at the gateway) or is held until one of the two is ready; requests the bridge
+  started finish there, those still waiting go to the GPU once it is ready; `plan_bridge`
+  says when the bridge runs and what demand the GPU's decide sees.
 """
 
 from __future__ import annotations
@@ -267,6 +268,7 @@ class Simulation:
         self.bridge_window: tuple[bool, datetime | None] | None = None
         """(inside a bridge window, until when that holds), cached between window changes."""
         self.bridge_queue: deque[SimRequest] = deque()
+        """Requests for the bridge waiting for one of its slots (at the gateway)."""
         self.bridge_timeline: list[tuple[datetime, int]] = []
         self.bridge_last_added: datetime | None = None
         self.episode_start: datetime | None = None
@@ -712,6 +714,9 @@ class Simulation:
             return
         pod.ready_at = now
         if not pod.terminating:
+            # Requests waiting for a bridge slot have not started: the GPU takes them first.
+            while self.bridge_queue:
+                self.queue.append(self.bridge_queue.popleft())
             while self.held:
                 self.queue.append(self.held.popleft())
             self._end_cold_start(now)
