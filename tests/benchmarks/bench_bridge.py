@@ -174,7 +174,7 @@ def week_table(stages: Stages, spec_name: str, trace_name: str) -> None:
     print(f"\n{trace_name} with {spec_name}, Karpenter")
     print(
         f"{'option':36} {'at zero':>7} {'first token p50':>15} {'p95':>6} "
-        f"{'p95 ratio':>9} {'GPU wakes':>9} {'GPU node-h':>10} {'CPU node-h':>10} "
+        f"{'p95 ratio':>9} {'GPU starts':>10} {'GPU node-h':>10} {'CPU node-h':>10} "
         f"{'total $':>8} {'vs always-on $':>14}"
     )
     baseline: float | None = None
@@ -188,7 +188,7 @@ def week_table(stages: Stages, spec_name: str, trace_name: str) -> None:
         share = report.cost_share_of_always_on
         print(
             f"{option[0]:36} {first.count:7d} {seconds(first.p50):>15} "
-            f"{seconds(first.p95):>6} {ratio:>9} {report.gpu_wakes:9d} "
+            f"{seconds(first.p95):>6} {ratio:>9} {report.gpu_starts:10d} "
             f"{report.node_hours:10.1f} {report.bridge_node_hours:10.1f} "
             f"{report.total_cost:8.2f} {'-' if share is None else f'{share:.1%}':>14}"
         )

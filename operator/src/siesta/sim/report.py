@@ -65,10 +65,10 @@ class PolicyReport:
     waits_in_window: WaitStats
     first_token_at_zero: WaitStats = field(default_factory=lambda: WaitStats.of([]))
     """Arrival -> first token of the requests that arrived with no GPU replica ready."""
-    gpu_wakes: int = 0
-    """Times the GPU replicas went from zero to more."""
+    gpu_starts: int = 0
+    """Times the GPU replicas went from zero to more (wakes and window openings)."""
     bridge: bool = False
-    bridge_wakes: int = 0
+    bridge_starts: int = 0
     bridge_node_hours: float = 0.0
     bridge_cost: float = 0.0
     served_by_bridge: int = 0
@@ -78,7 +78,7 @@ class PolicyReport:
     """total_cost against always-on's GPU cost."""
 
 
-def wakes(timeline: Sequence[tuple[datetime, int]], start: datetime) -> int:
+def starts(timeline: Sequence[tuple[datetime, int]], start: datetime) -> int:
     """Changes from zero to more replicas after `start` (a timeline of (time, replicas))."""
     count, previous = 0, None
     for moment, replicas in timeline:
@@ -147,9 +147,9 @@ def summarize(
         waits=WaitStats.of(waits),
         waits_in_window=WaitStats.of(window_waits),
         first_token_at_zero=WaitStats.of(at_zero),
-        gpu_wakes=wakes(result.replicas, result.start),
+        gpu_starts=starts(result.replicas, result.start),
         bridge=result.bridge is not None,
-        bridge_wakes=wakes(result.bridge_replicas, result.start),
+        bridge_starts=starts(result.bridge_replicas, result.start),
         bridge_node_hours=bridge_hours,
         bridge_cost=bridge_cost,
         served_by_bridge=sum(1 for r in requests if r.served_by == "bridge"),
@@ -188,7 +188,7 @@ def format_table(reports: Sequence[PolicyReport]) -> str:
             "CPU node-h",
             "total $",
             "$ vs always-on",
-            "GPU wakes",
+            "GPU starts",
             "first token at zero p50",
             "p95",
         ]
@@ -216,7 +216,7 @@ def format_table(reports: Sequence[PolicyReport]) -> str:
                 f"{report.bridge_node_hours:.1f}" if report.bridge else "-",
                 f"{report.total_cost:.2f}",
                 "-" if cost_share is None else f"{cost_share:.1%}",
-                str(report.gpu_wakes),
+                str(report.gpu_starts),
                 _seconds(report.first_token_at_zero.p50),
                 _seconds(report.first_token_at_zero.p95),
             ]
