@@ -1,5 +1,5 @@
 """The simulator's CPU bridge at fixed times: who answers a night request, when, and what the
-CPU and GPU nodes cost.
+CPU and GPU nodes cost. The bridge's decision is the operator's (siesta.policy.bridge).
 
 World in every case unless stated: Karpenter (an empty node goes 60 s + 20 s after its pod),
 GPU node ready 180 s after it is requested, GPU model load 60 s, first token 0.3 s on the
@@ -16,9 +16,8 @@ from typing import Any
 
 import pytest
 
-from siesta.api.models import ModelDeploymentSpec, ScheduleWindow
+from siesta.api.models import BridgeSettings, ModelDeploymentSpec
 from siesta.cli import main
-from siesta.sim.bridge import BridgeView, ResolvedBridge, plan_bridge
 from siesta.sim.engine import Outcome, SimResult, Simulation
 from siesta.sim.traces import Trace, TraceRequest
 from siesta.sim.world import World
@@ -87,6 +86,31 @@ def test_a_lone_night_request_is_answered_by_the_bridge_while_the_gpu_wakes_with
     assert result.node_seconds() == 60 + 900 + REMOVAL
 
 
+def test_a_long_answer_finishes_on_the_bridge_and_never_keeps_the_gpu_awake() -> None:
+    # A 200 s GPU answer takes 500 s on the CPU: the bridge answers from +75 to +575. The GPU
+    # is ready at +240 and a request at +300 goes to it; the bridge hands over when its
+    # answer ends (+575). The GPU's idle timeout counts from its own last activity (the
+    # request at +300), not from the bridge's answer that ran on until +575.
+    result = simulate(trace((HOUR, 200.0), (HOUR + 300, 10.0)))
+    assert [r.served_by for r in result.requests] == ["bridge", "gpu"]
+    assert result.requests[0].end == at(HOUR + 575)
+    assert result.requests[1].first_token_wait == pytest.approx(0.3)
+    assert result.bridge_replicas == [(at(HOUR), 1), (at(HOUR + 575), 0)]
+    assert result.replicas[-1] == (at(HOUR + 300 + 900), 0)
+
+
+def test_gpu_after_and_windows_come_from_spec_bridge() -> None:
+    with_bridge = spec().model_copy(
+        update={"bridge": BridgeSettings(gpuAfter="10m", windows=[night()])}
+    )
+    world = World.model_validate({"autoscaler": "karpenter"})
+    bridge = world.resolve_bridge(with_bridge)
+    assert bridge.gpu_after_seconds == 600.0
+    assert [w.name for w in bridge.windows] == ["nights"]
+    overridden = World.model_validate({"bridge": {"gpuAfter": "2m"}}).resolve_bridge(with_bridge)
+    assert overridden.gpu_after_seconds == 120.0
+
+
 def test_without_a_bridge_the_same_request_waits_for_the_gpu() -> None:
     world = World.model_validate({"autoscaler": "karpenter"})
     result = Simulation(spec(), world.resolve(spec()), trace((HOUR, 10.0)), T0, at(3 * HOUR)).run()
@@ -136,69 +160,6 @@ def test_a_bridge_window_keeps_the_bridge_up_and_a_night_request_answers_in_seco
 
 def night() -> dict[str, str]:
     return {"name": "nights", "start": "0 22 * * *", "duration": "9h"}
-
-
-def bridge_rules(gpu_after: float | None = None) -> ResolvedBridge:
-    return ResolvedBridge(
-        instance_type="m7i.2xlarge",
-        price_per_hour=0.4032,
-        node_provision_seconds=45,
-        model_load_seconds=30,
-        concurrency=2,
-        tokens_per_second=8,
-        first_token_seconds=3,
-        gpu_after_seconds=gpu_after,
-        idle_timeout_seconds=900,
-        timezone="UTC",
-        windows=[ScheduleWindow.model_validate(night())],
-    )
-
-
-def view(**changes: Any) -> BridgeView:
-    fields: dict[str, Any] = {
-        "now": at(HOUR),
-        "in_window": False,
-        "held": 0,
-        "bridge_busy": 0,
-        "gpu_replicas": 0,
-        "gpu_ready": 0,
-        "bridge_replicas": 0,
-        "last_request": None,
-        "episode_start": None,
-    }
-    return BridgeView(**{**fields, **changes})
-
-
-def test_the_bridges_requests_never_keep_a_gpu_awake() -> None:
-    # GPU up and ready, three long answers still on the bridge: the GPU's demand is only what
-    # the gateway holds (none); the bridge stays until its last answer ends.
-    plan = plan_bridge(
-        bridge_rules(), view(bridge_busy=3, gpu_replicas=1, gpu_ready=1, bridge_replicas=1)
-    )
-    assert (plan.bridge_replicas, plan.gpu_demand) == (1, 0)
-    done = plan_bridge(bridge_rules(), view(gpu_replicas=1, gpu_ready=1, bridge_replicas=1))
-    assert done.bridge_replicas == 0
-
-
-def test_demand_at_zero_wakes_the_bridge_and_the_gpu_only_after_gpu_after() -> None:
-    first = plan_bridge(bridge_rules(600), view(held=1, last_request=at(HOUR)))
-    assert (first.bridge_replicas, first.gpu_demand) == (1, 0)
-    assert first.episode_start == at(HOUR)
-    assert first.next_check == at(HOUR + 600)  # look again when gpuAfter has passed
-    later = view(now=at(HOUR + 600), bridge_busy=1, bridge_replicas=1, last_request=at(HOUR + 590))
-    persisted = plan_bridge(bridge_rules(600), replace_episode(later, at(HOUR)))
-    assert (persisted.bridge_replicas, persisted.gpu_demand) == (1, 1)
-    together = plan_bridge(bridge_rules(None), view(held=1, last_request=at(HOUR)))
-    assert (together.bridge_replicas, together.gpu_demand) == (1, 1)
-
-
-def replace_episode(original: BridgeView, start: datetime) -> BridgeView:
-    return BridgeView(**{**original.__dict__, "episode_start": start})
-
-
-def test_a_bridge_window_keeps_one_replica_with_no_demand() -> None:
-    plan = plan_bridge(bridge_rules(), view(in_window=True))
-    assert (plan.bridge_replicas, plan.gpu_demand) == (1, 0)
 
 
 def test_simulate_bridge_reports_cpu_node_hours_and_first_token_next_to_the_gpu(

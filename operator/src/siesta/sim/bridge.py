@@ -1,30 +1,22 @@
 """The CPU bridge in the simulator: its world (a CPU node, its price and start times) and
-the pure rule that says when it runs and when the GPU may wake.
+the spec.bridge the simulated operator decides with.
 
-The rule follows the agreed design of `spec.bridge` (docs/cost-model.md, "The CPU bridge"):
-- a request that finds no ready GPU replica wakes the bridge; the GPU wakes with it, or,
-  with `gpuAfter`, only if demand is still there `gpuAfter` after the first request of the
-  episode (so a lone night question costs no GPU node);
-- the bridge goes back to zero once a GPU replica is ready and its last request ended, or,
-  with no GPU woken, after the model's idle timeout without requests; inside a bridge
-  window it stays at one replica;
-- a bridge never keeps a GPU awake: once the GPU has replicas, only requests the gateway
-  holds count as its demand, never the bridge's.
-The operator's own rule lives in the operator (policy); this one is the simulator's model of
-it, kept pure so it is tested at fixed times.
+The decision itself is the operator's (`siesta.policy.bridge`: `bridge_decision` and
+`gate_gpu`, docs/bridge.md), called by the engine as the operator calls it, as `decide` is
+for the GPU. Here: what the bridge costs and how long it takes, and `with_bridge`, which
+puts gpuAfter and windows on the spec (from spec.bridge, or the world's overrides).
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import timedelta
 from typing import Annotated
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field
 from pydantic.alias_generators import to_camel
 
-from siesta.api.durations import parse_duration
-from siesta.api.models import ModelDeploymentSpec, Schedule, ScheduleWindow
+from siesta.api.durations import format_duration, parse_duration
+from siesta.api.models import BridgeSettings, ModelDeploymentSpec, Schedule, ScheduleWindow
 from siesta.policy import CompiledSchedule, ScheduleError
 
 # On-demand, Linux, us-east-1, USD per instance-hour. m7i.large is $0.1008 (DoiT, "AWS EC2
@@ -104,7 +96,6 @@ class ResolvedBridge(BaseModel):
     tokens_per_second: float
     first_token_seconds: float
     gpu_after_seconds: float | None
-    idle_timeout_seconds: float
     timezone: str
     windows: list[ScheduleWindow]
 
@@ -114,17 +105,14 @@ class BridgeError(ValueError):
 
 
 def spec_bridge_defaults(spec: ModelDeploymentSpec) -> dict[str, object]:
-    """gpuAfter and windows from `spec.bridge` when the spec has one (the API's field)."""
-    bridge = getattr(spec, "bridge", None)
-    if bridge is None:
+    """gpuAfter and windows from `spec.bridge`, when the spec has one."""
+    if spec.bridge is None:
         return {}
     found: dict[str, object] = {}
-    gpu_after = getattr(bridge, "gpu_after", None)
-    if gpu_after is not None:
-        found["gpu_after"] = _seconds(gpu_after)
-    windows = getattr(bridge, "windows", None)
-    if windows:
-        found["windows"] = [ScheduleWindow.model_validate(w.model_dump()) for w in windows]
+    if spec.bridge.gpu_after is not None:
+        found["gpu_after"] = _seconds(spec.bridge.gpu_after)
+    if spec.bridge.windows:
+        found["windows"] = spec.bridge.windows
     return found
 
 
@@ -147,105 +135,24 @@ def resolve_bridge(bridge: BridgeWorld, spec: ModelDeploymentSpec) -> ResolvedBr
         tokens_per_second=bridge.tokens_per_second,
         first_token_seconds=bridge.first_token_seconds,
         gpu_after_seconds=bridge.gpu_after,
-        idle_timeout_seconds=spec.scaling.idle_timeout_delta.total_seconds(),
         timezone=spec.schedule.timezone,
         windows=bridge.windows,
     )
-    bridge_windows(resolved)  # fail early on a window that does not compile
+    if resolved.windows:  # fail early on a window that does not compile
+        try:
+            CompiledSchedule(Schedule(timezone=resolved.timezone, windows=resolved.windows), 0, 1)
+        except ScheduleError as error:
+            raise BridgeError(f"bridge window: {error}") from error
     return resolved
 
 
-def bridge_windows(bridge: ResolvedBridge) -> CompiledSchedule | None:
-    """The bridge's windows as a schedule whose floor is 1 inside them (None: no windows)."""
-    if not bridge.windows:
-        return None
-    schedule = Schedule(timezone=bridge.timezone, windows=bridge.windows)
-    try:
-        return CompiledSchedule(schedule, 0, 1)
-    except ScheduleError as error:
-        raise BridgeError(f"bridge window: {error}") from error
-
-
-@dataclass(frozen=True)
-class BridgeView:
-    """What the bridge rule sees at one instant (the simulated gateway, bridge and GPU)."""
-
-    now: datetime
-    in_window: bool
-    held: int
-    """Requests the gateway holds (nothing ready to take them)."""
-    bridge_busy: int
-    """Requests on the bridge: being answered or queued at its server."""
-    gpu_replicas: int
-    """The GPU replicas the operator last asked for."""
-    gpu_ready: int
-    bridge_replicas: int
-    """The bridge's replicas now (0 or 1)."""
-    last_request: datetime | None
-    episode_start: datetime | None
-    """The first request of the current demand episode at zero (None: no episode open)."""
-
-
-@dataclass(frozen=True)
-class BridgePlan:
-    bridge_replicas: int
-    gpu_demand: int
-    """Pending requests to report to decide() for the GPU (0 keeps a GPU at zero asleep)."""
-    episode_start: datetime | None
-    next_check: datetime | None
-    """When the plan may change with nothing else happening."""
-    reason: str
-
-
-def plan_bridge(bridge: ResolvedBridge, view: BridgeView) -> BridgePlan:
-    """The bridge's replicas (0 or 1) and the GPU's demand, at view.now."""
-    now = view.now
-    idle = timedelta(seconds=bridge.idle_timeout_seconds)
-    recent = view.last_request is not None and now < view.last_request + idle
-    demand = view.held + view.bridge_busy
-    checks: list[datetime] = []
-
-    # The episode: from the first request that finds the GPU at zero until the GPU wakes or
-    # the bridge has seen no request for the idle timeout.
-    episode = view.episode_start
-    if view.gpu_replicas > 0 or (episode is not None and demand == 0 and not recent):
-        episode = None
-    if episode is None and view.gpu_replicas == 0 and demand > 0:
-        episode = view.last_request or now
-
-    if view.gpu_replicas > 0:
-        gpu_demand = view.held  # the bridge's own requests never keep the GPU awake
-        gpu_reason = "GPU awake"
-    elif demand == 0:
-        gpu_demand, gpu_reason = 0, "no demand"
-    elif bridge.gpu_after_seconds is None:
-        gpu_demand, gpu_reason = demand, "GPU wakes with the bridge"
-    else:
-        assert episode is not None
-        due = episode + timedelta(seconds=bridge.gpu_after_seconds)
-        if now >= due:
-            gpu_demand, gpu_reason = demand, "demand lasted gpuAfter: GPU wakes"
-        else:
-            gpu_demand, gpu_reason = 0, "gpuAfter not passed: GPU stays asleep"
-            checks.append(due)
-
-    if view.in_window:
-        replicas, reason = 1, "inside a bridge window"
-    elif view.gpu_ready > 0:
-        replicas = 1 if view.bridge_busy > 0 else 0
-        reason = "GPU ready; bridge finishes its requests" if replicas else "GPU ready"
-    elif demand > 0 or (episode is not None and recent):
-        replicas, reason = 1, "answering while the GPU is not ready"
-        if demand == 0 and view.last_request is not None:
-            checks.append(view.last_request + idle)
-    elif view.bridge_replicas > 0 and view.gpu_replicas > 0:
-        replicas, reason = 1, "kept until the waking GPU is ready"
-    else:
-        replicas, reason = 0, "no demand"
-    return BridgePlan(
-        replicas,
-        gpu_demand,
-        episode,
-        min((t for t in checks if t > now), default=None),
-        f"{reason}; {gpu_reason}",
-    )
+def with_bridge(spec: ModelDeploymentSpec, bridge: ResolvedBridge) -> ModelDeploymentSpec:
+    """The spec the simulated operator sees: spec.bridge with the world's gpuAfter and
+    windows (the rest of spec.bridge, if any, is kept; it does not change the decision)."""
+    settings = spec.bridge or BridgeSettings()
+    gpu_after = bridge.gpu_after_seconds
+    update = {
+        "gpu_after": format_duration(timedelta(seconds=gpu_after)) if gpu_after else None,
+        "windows": bridge.windows,
+    }
+    return spec.model_copy(update={"bridge": settings.model_copy(update=update)})

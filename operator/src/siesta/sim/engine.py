@@ -22,8 +22,9 @@ The world around it (docs/cost-model.md):
 - with a CPU bridge (sim/bridge.py), a request that finds no ready GPU replica goes to a
   ready bridge replica (on its own CPU node; up to its concurrency at once, the rest wait
   for a slot at the gateway) or is held until one of the two is ready; requests the bridge
-  started finish there, those still waiting go to the GPU once it is ready; `plan_bridge`
-  says when the bridge runs and what demand the GPU's decide sees.
+  started finish there, those still waiting go to the GPU once it is ready. The operator's
+  own `bridge_decision` says when the bridge runs, and its `gate_gpu` bends the GPU's
+  decision (gpuAfter), called with the inputs the operator would give them.
 """
 
 from __future__ import annotations
@@ -37,8 +38,9 @@ from enum import IntEnum
 from typing import Any
 
 from siesta.api.models import ModelDeploymentSpec
-from siesta.policy import CompiledSchedule, Decision, Memory, Observed, Signals, decide
-from siesta.sim.bridge import BridgePlan, BridgeView, ResolvedBridge, bridge_windows, plan_bridge
+from siesta.policy import Decision, Memory, Observed, Signals, decide
+from siesta.policy.bridge import BridgeMemory, bridge_decision, bridge_window, gate_gpu
+from siesta.sim.bridge import ResolvedBridge, with_bridge
 from siesta.sim.traces import Trace
 from siesta.sim.world import ResolvedWorld
 
@@ -224,7 +226,7 @@ class Simulation:
     ) -> None:
         if end <= start:
             raise ValueError("the simulated period must end after it starts")
-        self.spec = spec
+        self.spec = with_bridge(spec, bridge) if bridge is not None else spec
         self.world = world
         # decide() labels instants in its reasons as UTC: give it UTC, as the operator does.
         self.start = start.astimezone(UTC)
@@ -262,16 +264,13 @@ class Simulation:
         self.unresolved = 0
         # The CPU bridge: one replica at most, on its own nodes, with its own queue.
         self.bridge = bridge
-        self.bridge_schedule: CompiledSchedule | None = bridge_windows(bridge) if bridge else None
+        self.bridge_memory = BridgeMemory()
         self.bridge_nodes: list[Node] = []
         self.bridge_pod: Pod | None = None
-        self.bridge_window: tuple[bool, datetime | None] | None = None
-        """(inside a bridge window, until when that holds), cached between window changes."""
         self.bridge_queue: deque[SimRequest] = deque()
         """Requests for the bridge waiting for one of its slots (at the gateway)."""
         self.bridge_timeline: list[tuple[datetime, int]] = []
         self.bridge_last_added: datetime | None = None
-        self.episode_start: datetime | None = None
 
     # --- helpers -------------------------------------------------------------------------
 
@@ -310,12 +309,12 @@ class Simulation:
         """What the default load query returns: requests processing + deferred on the servers."""
         return float(sum(pod.in_flight for pod in self.pods) + len(self.queue))
 
-    def signals(self, plan: BridgePlan | None = None) -> Signals:
-        pending = len(self.held) if plan is None else plan.gpu_demand
+    def signals(self) -> Signals:
         return Signals(
             load=self.load(),
-            pending_requests=pending if self.activator else 0,
+            pending_requests=len(self.held) if self.activator else 0,
             last_request_time=self.last_request if self.activator else None,
+            bridge_in_flight=self._bridge_busy(),
         )
 
     # --- the bridge ----------------------------------------------------------------------
@@ -327,46 +326,36 @@ class Simulation:
         in_flight = self.bridge_pod.in_flight if self.bridge_pod is not None else 0
         return in_flight + len(self.bridge_queue)
 
-    def _in_bridge_window(self, now: datetime) -> tuple[bool, datetime | None]:
-        """Whether a bridge window is open, and when that next changes (cached)."""
-        if self.bridge_schedule is None:
-            return False, None
-        cached = self.bridge_window
-        if cached is not None and (cached[1] is None or now < cached[1]):
-            return cached
-        inside = self.bridge_schedule.floor_at(now).window is not None
-        change = self.bridge_schedule.next_change(now)
-        self.bridge_window = (inside, change.time if change is not None else None)
-        return self.bridge_window
-
-    def _plan_bridge(self, now: datetime) -> BridgePlan | None:
-        if self.bridge is None:
-            return None
-        inside, window_change = self._in_bridge_window(now)
-        view = BridgeView(
-            now=now,
-            in_window=inside,
-            held=len(self.held),
-            bridge_busy=self._bridge_busy(),
-            gpu_replicas=self.replicas,
-            gpu_ready=len(self._serving()),
-            bridge_replicas=0 if self.bridge_pod is None else 1,
-            last_request=self.last_request,
-            episode_start=self.episode_start,
+    def _bridge_observed(self) -> Observed:
+        pod = self.bridge_pod
+        if pod is None:
+            return Observed()
+        return Observed(
+            replicas=1,
+            ready=1 if pod.ready else 0,
+            starting=0 if pod.ready else 1,
+            starting_since=None if pod.ready else pod.created,
         )
-        plan = plan_bridge(self.bridge, view)
-        for moment in (plan.next_check, window_change):
-            if moment is not None and moment > now and moment not in self.decide_at:
-                self.decide_at.add(moment)
-                self._push(moment, Kind.DECIDE)
-        return plan
 
-    def _apply_bridge(self, now: datetime, plan: BridgePlan) -> None:
-        self.episode_start = plan.episode_start
+    def _gate(
+        self, now: datetime, observed: Observed, signals: Signals, decision: Decision
+    ) -> Decision:
+        """The operator's bridge decision: the bridge's replicas, and the GPU's as it bends them."""
+        bridge = bridge_decision(
+            self.spec, observed, self._bridge_observed(), signals, now, self.bridge_memory
+        )
+        self.bridge_memory = bridge.memory
+        if bridge.next_change is not None and bridge.next_change not in self.decide_at:
+            self.decide_at.add(bridge.next_change)
+            self._push(bridge.next_change, Kind.DECIDE)
+        self._apply_bridge(now, bridge.desired)
+        return gate_gpu(decision, bridge, observed)
+
+    def _apply_bridge(self, now: datetime, desired: int) -> None:
         current = 0 if self.bridge_pod is None else 1
-        if plan.bridge_replicas == current:
+        if desired == current:
             return
-        if plan.bridge_replicas > current:
+        if desired > current:
             self.bridge_pod = self._create_pod(now, 0, bridge=True)
         else:
             pod = self.bridge_pod
@@ -375,7 +364,10 @@ class Simulation:
             pod.terminating = True
             if pod.in_flight == 0:
                 self._remove_pod(now, pod)
-        self.bridge_timeline.append((now, plan.bridge_replicas))
+            # Requests still waiting for its slots: the gateway holds them again.
+            while self.bridge_queue:
+                self._hold(now, self.bridge_queue.pop(), front=True)
+        self.bridge_timeline.append((now, desired))
 
     def _dispatch_bridge(self, now: datetime) -> None:
         pod = self.bridge_pod
@@ -403,12 +395,11 @@ class Simulation:
     # --- the decision --------------------------------------------------------------------
 
     def _decide(self, now: datetime, trigger: str, *, skippable: bool = False) -> None:
-        plan = self._plan_bridge(now)
-        observed, signals = self.observed(), self.signals(plan)
+        observed, signals = self.observed(), self.signals()
         last = self.last_record
         if (
             skippable
-            and plan is None
+            and self.bridge is None
             and last is not None
             and observed == last.observed
             and signals == last.signals
@@ -419,13 +410,13 @@ class Simulation:
             return
         previous = self.memory
         decision = decide(self.spec, observed, signals, now, previous)
+        if self.bridge is not None:
+            decision = self._gate(now, observed, signals, decision)
         record = DecisionRecord(now, observed, signals, previous, decision, trigger)
         self.decisions.append(record)
         self.last_record = record
         self.memory = decision.memory
         self._apply(now, decision.desired)
-        if plan is not None:
-            self._apply_bridge(now, plan)
         if decision.next_change is not None and decision.next_change not in self.decide_at:
             self.decide_at.add(decision.next_change)
             self._push(decision.next_change, Kind.DECIDE)
@@ -592,7 +583,7 @@ class Simulation:
             self.all_pods.append(pod)
         self.replicas = first.desired
         self.timeline.append((now, first.desired))
-        if self._in_bridge_window(now)[0]:
+        if self.bridge is not None and bridge_window(self.spec, now)[0] is not None:
             node = Node(0, now, now, ready=True, bridge=True)
             self.bridge_pod = Pod(0, now, node, ready_at=now)
             node.pod = self.bridge_pod
