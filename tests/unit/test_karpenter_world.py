@@ -12,10 +12,13 @@ import json
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-from localworld.karpenter import documented_manifests, kwok_nodepools
+import yaml
+
+from localworld.karpenter import BRIDGE_NODEPOOL_DOC, documented_manifests, kwok_nodepools
 from localworld.karpenter_nodes import GPU_PENDING_TAINT, gfd_labels, registered_resources
 from localworld.nodes import gpu_node_manifest
 from siesta.api.models import ModelDeploymentSpec
+from siesta.sim.bridge import CPU_INSTANCE_PRICES
 from siesta.sim.engine import Simulation
 from siesta.sim.traces import Trace, TraceRequest
 from siesta.sim.world import (
@@ -57,18 +60,22 @@ def test_karpenter_gets_every_documented_instance_type_at_the_simulators_prices(
     types = {t["name"]: t for t in json.loads(INSTANCE_TYPES.read_text())}
     documented = {
         value
-        for m in documented_manifests()
+        for m in [*documented_manifests(), yaml.safe_load(BRIDGE_NODEPOOL_DOC.read_text())]
         if m["kind"] == "NodePool"
         for r in m["spec"]["template"]["spec"]["requirements"]
         if r["key"] == "node.kubernetes.io/instance-type"
         for value in r["values"]
     }
-    assert set(types) == documented == set(INSTANCE_PRICES)
+    prices = INSTANCE_PRICES | {
+        t: CPU_INSTANCE_PRICES[t] for t in types if t not in INSTANCE_PRICES
+    }
+    assert set(types) == documented == set(prices)
     for name, item in types.items():
-        assert item["resources"]["nvidia.com/gpu"] == "1"
+        # GPU types carry one GPU; the CPU bridge pool's types (sim.bridge's prices) none.
+        assert item["resources"].get("nvidia.com/gpu") == ("1" if name in INSTANCE_PRICES else None)
         zones = set()
         for offering in item["offerings"]:
-            assert offering["Price"] == INSTANCE_PRICES[name]
+            assert offering["Price"] == prices[name]
             keys = {r["key"]: r["values"] for r in offering["Requirements"]}
             assert keys["karpenter.sh/capacity-type"] == ["on-demand"]
             zones.update(keys["topology.kubernetes.io/zone"])
