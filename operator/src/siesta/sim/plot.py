@@ -53,6 +53,13 @@ def nodes_over_time(result: SimResult) -> tuple[list[datetime], list[int]]:
     return step_series(changes, result.start, result.end)
 
 
+def bridge_nodes_over_time(result: SimResult) -> tuple[list[datetime], list[int]]:
+    """The CPU bridge's nodes (none without a bridge)."""
+    changes = [(node.requested, 1) for node in result.bridge_nodes]
+    changes += [(node.removed, -1) for node in result.bridge_nodes if node.removed is not None]
+    return step_series(changes, result.start, result.end)
+
+
 def ready_over_time(result: SimResult) -> tuple[list[datetime], list[int]]:
     changes = [(pod.ready_at, 1) for pod in result.pods if pod.ready_at is not None]
     changes += [
@@ -111,11 +118,29 @@ def write_plot(comparison: Comparison, path: Path, title: str = "") -> None:
         axis.step(
             times, ready, where="post", color=color, linewidth=1.4, label="ready replicas", zorder=2
         )
+        if result.bridge is not None:
+            times, cpu = bridge_nodes_over_time(result)
+            axis.step(
+                times,
+                cpu,
+                where="post",
+                color="#8c564b",
+                linestyle="--",
+                linewidth=1.0,
+                label="bridge CPU nodes",
+                zorder=2,
+            )
         axis.set_ylim(0, top)
         axis.set_ylabel(result.policy, rotation=0, ha="right", va="center")
         summary = (
             f"{report.node_hours:.1f} node-h (${report.cost:.2f}), "
-            f"{report.cold_starts} cold starts ({report.cold_starts_in_window} in window), "
+            + (
+                # a second "$" would start matplotlib's math text: escaped
+                f"bridge {report.bridge_node_hours:.1f} CPU node-h (\\${report.bridge_cost:.2f}), "
+                if report.bridge
+                else ""
+            )
+            + f"{report.cold_starts} cold starts ({report.cold_starts_in_window} in window), "
             f"p95 wait {report.waits.p95 or 0:.1f}s, "
             f"{report.timed_out} timeouts, {report.rejected} refused"
         )
