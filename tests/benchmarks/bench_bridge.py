@@ -12,7 +12,7 @@ and (2) the repository's example weeks, through `siesta.sim` with: no bridge, a 
 wakes with the GPU, a bridge with gpuAfter 10m, and gpuAfter 10m plus a night window in which
 the bridge stays up. It prints first-token p50/p95 of the requests that found no GPU ready,
 the ratio without/with the bridge, GPU and CPU node-minutes per night call, and the week's
-dollars against always-on. A script, not a test (about a minute on 2 cores):
+dollars against always-on. A script, not a test (about three minutes on 2 cores):
 
     .venv/bin/python tests/benchmarks/bench_bridge.py
 """
