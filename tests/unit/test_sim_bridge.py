@@ -207,3 +207,27 @@ def test_a_bridge_window_that_does_not_parse_is_a_usage_error(tmp_path: Path) ->
     arguments = ["simulate", "-f", str(EXAMPLES / "a10g-on-demand.yaml")]
     arguments += ["--trace", str(trace_file), "--bridge", "--bridge-window", "0 22 * * *"]
     assert main(arguments) == 2
+
+
+def test_a_spec_with_spec_bridge_is_simulated_with_and_without_it(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    manifest = tmp_path / "night.yaml"
+    manifest.write_text(
+        "apiVersion: siesta.dev/v1alpha1\nkind: ModelDeployment\n"
+        "metadata: {name: night, namespace: ai}\n"
+        "spec:\n  model: {uri: 'https://models.example.com/m.gguf'}\n"
+        "  scaling: {idleTimeout: 15m}\n  bridge: {gpuAfter: 10m}\n"
+    )
+    trace_file = EXAMPLES / "traces" / "night-call-berlin.csv"
+    arguments = ["simulate", "-f", str(manifest), "--trace", str(trace_file), "-o", "json"]
+    assert main(arguments) == 0
+    report = json.loads(capsys.readouterr().out)
+    policies = {p["policy"]: p for p in report["policies"]}
+    assert "siesta+bridge" in policies
+    assert report["bridge"]["gpuAfterSeconds"] == 600.0  # spec.bridge.gpuAfter
+    assert policies["siesta+bridge"]["nodeHours"] == 0.0
+    assert policies["siesta"]["nodeHours"] > 0.0
+    assert main([*arguments, "--policy", "siesta"]) == 0
+    only = json.loads(capsys.readouterr().out)
+    assert [p["policy"] for p in only["policies"]] == ["siesta"]

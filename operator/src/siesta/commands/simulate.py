@@ -58,7 +58,8 @@ def register(subparsers: Any) -> None:
     parser.add_argument(
         "--bridge",
         action="store_true",
-        help=f"also run {BRIDGE_POLICY}: the spec with a CPU bridge (options below)",
+        help=f"also run {BRIDGE_POLICY}: the spec with a CPU bridge (options below; the "
+        "default when the spec has spec.bridge)",
     )
     parser.add_argument("-o", "--output", choices=["table", "json"], default="table")
     parser.add_argument(
@@ -204,9 +205,11 @@ def _bridge_overrides(args: argparse.Namespace) -> dict[str, object]:
     }
 
 
-def _policy_names(args: argparse.Namespace) -> list[str] | None:
+def _policy_names(args: argparse.Namespace, spec: ModelDeploymentSpec) -> list[str] | None:
+    """--policy as given; --bridge (or, with no --policy, a spec with spec.bridge) adds
+    siesta+bridge next to them."""
     names = list(dict.fromkeys(args.policy)) if args.policy else None
-    if args.bridge:
+    if args.bridge or (names is None and spec.bridge is not None):
         names = names or list(POLICY_NAMES)
         if BRIDGE_POLICY not in names:
             names.append(BRIDGE_POLICY)
@@ -254,7 +257,7 @@ def run(args: argparse.Namespace) -> int:
             md.spec,
             trace,
             world,
-            _policy_names(args),
+            _policy_names(args, md.spec),
             start=start,
             end=end,
             idle_timeout=idle_timeout,
