@@ -29,7 +29,7 @@ from siesta.gateway.demand import (
     renew_time,
 )
 from siesta.gateway.inflight import InFlight, Role
-from siesta.gateway.routing import Pick, Router
+from siesta.gateway.routing import Pick, Router, passes_on_busy
 
 GPU_A = Endpoint("gpu-a@10.0.0.1:8080", "10.0.0.1", 8080)
 GPU_B = Endpoint("gpu-b@10.0.0.2:8080", "10.0.0.2", 8080)
@@ -83,6 +83,21 @@ def test_gpu_replicas_that_all_cool_down_let_the_bridge_answer() -> None:
         Pick(GPU_A, Role.GPU),
         Pick(GPU_B, Role.GPU),
     }
+
+
+@pytest.mark.parametrize(
+    ("role", "another", "passed_on"),
+    [
+        (Role.GPU, None, True),  # the only replica is full: its 503 and Retry-After go out
+        (Role.GPU, Pick(GPU_B, Role.GPU), False),  # another may have room
+        (Role.GPU, Pick(BRIDGE, Role.BRIDGE), False),  # the bridge may answer meanwhile
+        (Role.BRIDGE, None, False),  # a full bridge never answers: wait for the GPU
+    ],
+)
+def test_a_busy_bridge_never_turns_a_request_away(
+    role: Role, another: Pick | None, passed_on: bool
+) -> None:
+    assert passes_on_busy(role, another) is passed_on
 
 
 # --- one in-flight count, per model and role ---------------------------------------------

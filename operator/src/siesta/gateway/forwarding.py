@@ -31,7 +31,7 @@ from siesta.gateway.holding import HoldQueues, Place, QueueFull
 from siesta.gateway.inflight import InFlight, Role
 from siesta.gateway.metrics import GatewayMetrics
 from siesta.gateway.replies import Held, Refusals, keepalive, relay
-from siesta.gateway.routing import Pick, Router
+from siesta.gateway.routing import Pick, Router, passes_on_busy
 from siesta.gateway.settings import GatewaySettings
 
 log = logging.getLogger("siesta.gateway")
@@ -178,10 +178,10 @@ class Forwarder:
             except proxy.Busy as busy:
                 self.metrics.upstream_errors.labels(model.alias, "busy").inc()
                 self.router.cool(endpoint, loop.time())
-                if self._pick(model.key, loop.time()) is not None:
+                if not passes_on_busy(role, self._pick(model.key, loop.time())):
                     busy.upstream.release()
-                    return None  # another replica may have room: it did no work here
-                upstream = busy.upstream  # none has: its 503 and Retry-After go out
+                    return None  # it did no work here: another replica, or wait
+                upstream = busy.upstream  # its 503 and Retry-After go out
             except (proxy.NotReached, proxy.Unavailable) as error:
                 kind = "connect" if isinstance(error, proxy.NotReached) else "unavailable"
                 log.info("%s: %s %s %s; trying again", model.alias, role, endpoint.url, kind)

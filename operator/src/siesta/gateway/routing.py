@@ -27,6 +27,13 @@ class Pick(NamedTuple):
 COOLDOWN_SECONDS = 2.0
 
 
+def passes_on_busy(role: Role, another: Pick | None) -> bool:
+    """Whether a replica's "server busy" 503 goes to the client: only when no other replica
+    can take the request and the busy one is a GPU replica (its Retry-After is honest). A busy
+    bridge never answers for the model: the request waits for the GPU (or a free slot)."""
+    return another is None and role is Role.GPU
+
+
 class Router:
     def __init__(
         self, in_flight: InFlight | None = None, cooldown: float = COOLDOWN_SECONDS
