@@ -127,6 +127,24 @@ def test_the_bridge_wakes_with_the_gpu_and_hands_over_when_its_last_request_ends
     assert "bridge" not in status(cluster, name, namespace)
 
 
+def test_with_gpu_after_a_lone_request_wakes_only_the_bridge(
+    cluster: Cluster, namespace: str, operator_runner: OperatorRunner
+) -> None:
+    operator_runner.start()
+    name, bridge = "lone", bridge_name("lone")
+    spec = {**SPEC, "bridge": {**BRIDGE, "gpuAfter": "10m"}}
+    cluster.apply(model_deployment(name, **spec), namespace)
+    wait_for("the bridge StatefulSet", lambda: sts_replicas(cluster, bridge, namespace) == 0)
+    cluster.apply(lease(name, pending=1, bridge_in_flight=0), namespace)
+    wait_for("the bridge at one", lambda: sts_replicas(cluster, bridge, namespace) == 1, timeout=20)
+    holds("the GPU stays at zero", lambda: sts_replicas(cluster, name, namespace) == 0, seconds=3)
+    held = status(cluster, name, namespace)
+    assert held["desiredReplicas"] == 0
+    assert held["reason"].startswith("the bridge answers; the GPU replica wakes at ")
+    assert held["reason"].endswith("if requests go on (gpuAfter 10m)")
+    assert held["bridge"]["demandSince"]
+
+
 def test_a_model_cannot_be_named_like_a_bridge(
     cluster: Cluster, operator_access: OperatorAccess, namespace: str
 ) -> None:
