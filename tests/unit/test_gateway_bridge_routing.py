@@ -14,6 +14,7 @@ from siesta.api.contract import (
     IN_FLIGHT_ANNOTATION,
     MODEL_LABEL,
     PENDING_ANNOTATION,
+    SERVED_BY_HEADER,
     ModelKey,
     bridge_name,
 )
@@ -29,6 +30,7 @@ from siesta.gateway.demand import (
     renew_time,
 )
 from siesta.gateway.inflight import InFlight, Role
+from siesta.gateway.replies import as_comments
 from siesta.gateway.routing import Pick, Router, passes_on_busy
 
 GPU_A = Endpoint("gpu-a@10.0.0.1:8080", "10.0.0.1", 8080)
@@ -98,6 +100,14 @@ def test_a_busy_bridge_never_turns_a_request_away(
     role: Role, another: Pick | None, passed_on: bool
 ) -> None:
     assert passes_on_busy(role, another) is passed_on
+
+
+def test_a_held_stream_learns_who_answered_from_comments() -> None:
+    """Its headers went out with its first keep-alive; SSE comments, which clients skip,
+    carry what they would have said."""
+    text = as_comments(Role.BRIDGE, waited=12.5).decode()
+    assert text == f": {SERVED_BY_HEADER}: bridge\n: X-Siesta-Wake-Seconds: 12.500\n\n"
+    assert as_comments(Role.GPU, waited=None) == f": {SERVED_BY_HEADER}: gpu\n\n".encode()
 
 
 # --- one in-flight count, per model and role ---------------------------------------------

@@ -65,16 +65,27 @@ async def keepalive(held: Held) -> None:
     await held.sse.write(KEEPALIVE)
 
 
+def as_comments(role: Role, waited: float | None) -> bytes:
+    """What a held stream can no longer get as headers (they went out with its first
+    keep-alive), as SSE comments, which clients ignore."""
+    lines = [f": {SERVED_BY_HEADER}: {role.value}\n"]
+    if waited is not None:
+        lines.append(f": {WAKE_SECONDS_HEADER}: {waited:.3f}\n")
+    return "".join(lines).encode() + b"\n"
+
+
 async def relay(
     held: Held, upstream: proxy.Upstream, role: Role, metrics: GatewayMetrics, alias: str
 ) -> web.StreamResponse:
     """The replica's answer, chunk by chunk; headers say who answered and how long the
-    request waited for the wake (unless a held stream's headers went out already)."""
+    request waited for the wake (SSE comments do, when a held stream's headers went out
+    already)."""
     held.served_by = role
     response = upstream.response
     try:
         if held.sse is not None:
             out = held.sse
+            await out.write(as_comments(role, held.waited))
             if response.status != 200:
                 body = upstream.prefetched or await response.read()
                 await out.write(sse_error_event(body))
