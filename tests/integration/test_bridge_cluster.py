@@ -130,7 +130,7 @@ def test_the_bridge_wakes_with_the_gpu_and_hands_over_when_its_last_request_ends
 def test_with_gpu_after_a_lone_request_wakes_only_the_bridge(
     cluster: Cluster, namespace: str, operator_runner: OperatorRunner
 ) -> None:
-    operator_runner.start()
+    first = operator_runner.start()
     name, bridge = "lone", bridge_name("lone")
     spec = {**SPEC, "bridge": {**BRIDGE, "gpuAfter": "10m"}}
     cluster.apply(model_deployment(name, **spec), namespace)
@@ -143,6 +143,14 @@ def test_with_gpu_after_a_lone_request_wakes_only_the_bridge(
     assert held["reason"].startswith("the bridge answers; the GPU replica wakes at ")
     assert held["reason"].endswith("if requests go on (gpuAfter 10m)")
     assert held["bridge"]["demandSince"]
+
+    # A restarted operator remembers when the requests began (status.bridge): still held.
+    first.kill()
+    operator_runner.start()
+    holds("the GPU still at zero", lambda: sts_replicas(cluster, name, namespace) == 0, seconds=3)
+    again = status(cluster, name, namespace)
+    assert again["bridge"]["demandSince"] == held["bridge"]["demandSince"]
+    assert again["reason"] == held["reason"]
 
 
 def test_a_model_cannot_be_named_like_a_bridge(
