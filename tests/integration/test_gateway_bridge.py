@@ -21,6 +21,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
+import httpx
 import openai
 import pytest
 
@@ -72,7 +73,9 @@ def tiny_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def gateway(
     cluster: Cluster, crd: None, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[Proc]:
-    proc = start_gateway(cluster.kubeconfig, log_dir=tmp_path_factory.mktemp("gateway"))
+    proc = start_gateway(
+        cluster.kubeconfig, args=["--keepalive", "0.3"], log_dir=tmp_path_factory.mktemp("gateway")
+    )
     yield proc
     proc.stop()
 
@@ -173,6 +176,20 @@ def _pump(source: socket.socket, sink: socket.socket) -> None:
         sink.shutdown(socket.SHUT_WR)
 
 
+def stream_bytes(gateway: Proc, alias: str, keepalives: threading.Event) -> bytes:
+    """A streamed chat's raw bytes; `keepalives` is set once the first keep-alive came."""
+    body = {"model": alias, "messages": [{"role": "user", "content": "hi"}], "max_tokens": 4}
+    received = b""
+    with httpx.stream(
+        "POST", f"{gateway.url}/v1/chat/completions", json=body | {"stream": True}, timeout=60
+    ) as response:
+        for chunk in response.iter_raw():
+            received += chunk
+            if b": waiting for model" in received:
+                keepalives.set()
+    return received
+
+
 def test_a_stream_started_on_the_bridge_ends_there_while_new_requests_go_to_the_gpu(
     cluster: Cluster, gateway: Proc, namespace: str, servers: ServerFactory
 ) -> None:
@@ -245,14 +262,16 @@ def test_a_bridge_that_refuses_connections_leaves_the_request_waiting_for_the_gp
     add_local_address(dead)
     try:
         publish_bridge(cluster, namespace, model, dead)
-        with concurrent.futures.ThreadPoolExecutor(1) as pool:
+        keepalives = threading.Event()
+        with concurrent.futures.ThreadPoolExecutor(2) as pool:
             pending = pool.submit(
                 lambda: client(gateway).chat.completions.with_raw_response.create(
                     model=alias, messages=[{"role": "user", "content": "hi"}], max_tokens=4
                 )
             )
+            streamed = pool.submit(stream_bytes, gateway, alias, keepalives)
             wait_for(
-                "the bridge refused the request",
+                "the bridge refused the requests",
                 lambda: metric(
                     gateway.url,
                     "siesta_gateway_upstream_errors_total",
@@ -260,10 +279,15 @@ def test_a_bridge_that_refuses_connections_leaves_the_request_waiting_for_the_gp
                 ),
                 15,
             )
+            assert keepalives.wait(15), "the held stream got no keep-alive"
             assert not pending.done()  # held for the GPU, not answered 502
             publish_gpu(cluster, namespace, model, servers(model, 3))
             answer = pending.result(timeout=60)
+            stream = streamed.result(timeout=60)
         assert answer.headers[SERVED_BY_HEADER] == "gpu"
         assert float(answer.headers["X-Siesta-Wake-Seconds"]) > 0
+        # The held stream's headers went out with its first keep-alive: comments say it.
+        assert f": {SERVED_BY_HEADER}: gpu\n".encode() in stream
+        assert b"data: [DONE]" in stream
     finally:
         remove_local_address(dead)
