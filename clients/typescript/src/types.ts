@@ -59,6 +59,10 @@ export interface Model {
     replicas: number;
     readyReplicas: number;
     readyEndpoints: number;
+    /** Whether the model has a CPU bridge that answers while its GPU replica wakes. */
+    bridge?: boolean;
+    /** Ready replicas of that bridge (X-Siesta-Served-By says who answered a request). */
+    readyBridgeEndpoints?: number;
     queued: number;
     /** `NAMESPACE/NAME` of the older model holding this one's bare alias; null: this one. */
     bareNameHeldBy?: string | null;
