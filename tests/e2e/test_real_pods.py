@@ -8,7 +8,9 @@ securityContext), a CPU model served over http:// by a file server pod behind a 
 (download into the cache PVC, cut once and resumed, sha256 check), woken from zero by the
 `openai` client through the gateway's Service, back to zero with its pod draining on the way
 out; `helm upgrade` to a new image tag rolls the control plane without waking the model;
-`helm uninstall` leaves nothing behind. The tests build on each other, in file order.
+`helm upgrade` to a new server image leaves a model that is streaming untouched until the
+stream ends, then replaces its pod; `helm uninstall` leaves nothing behind. The tests build
+on each other, in file order.
 """
 
 from __future__ import annotations
@@ -17,16 +19,19 @@ import hashlib
 import json
 import os
 import shutil
+import socket
 import threading
 import time
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+import httpx2  # the openai client's HTTP library
 import openai
 import pytest
 
-from localworld.cluster import Cluster, wait_for
+from localworld.cluster import Cluster, holds, wait_for
 from localworld.helm import CHART, NAMESPACE, RELEASE
 from localworld.real_node import (
     GPU_TOLERATION,
@@ -192,6 +197,7 @@ class PodWatch:
         self.cluster = cluster
         self.seen: dict[str, dict[str, Any]] = {}
         self.terminating_since: dict[str, float] = {}
+        self.uid_terminating_since: dict[str, float] = {}  # pods of one name, told apart
         self.gone_at: dict[str, float] = {}
         self.stop = threading.Event()
         self.thread = threading.Thread(target=self._run, daemon=True)
@@ -217,6 +223,7 @@ class PodWatch:
                     self.seen[name] = pod
                     if pod["metadata"].get("deletionTimestamp"):
                         self.terminating_since.setdefault(name, now)
+                        self.uid_terminating_since.setdefault(pod["metadata"]["uid"], now)
                 for name in self.seen:
                     if name not in current:
                         self.gone_at.setdefault(name, now)
@@ -323,6 +330,277 @@ def test_upgrade_rolls_the_control_plane_without_waking_models(
     assert _replicas(real) == 0
     md = real.get_json("modeldeployment", MODEL, "-n", MODELS)
     assert md["status"]["phase"] == "ScaledToZero"
+
+
+# The long stream of the rolling test. The client reads one chunk per SLOW_READ_SECONDS until
+# the test has seen what it waits for (a phone on a slow link), then as fast as it comes. Its
+# ~2 MB of SSE (two choices of STREAM_TOKENS, about 250 bytes a token) are far more than the
+# sockets between the gateway and a reader with a small receive buffer hold (well under 1 MB
+# over a veth), so the gateway forwards it, in flight, until the reader hurries, however fast
+# the model generates. A slot for each choice, and one for the other traffic.
+STREAM_CHOICES = 2
+STREAM_SLOTS = STREAM_CHOICES + 1
+STREAM_SLOT_CONTEXT = 4096
+STREAM_TOKENS = 3900  # per choice; with the prompt, within a slot
+SLOW_READ_SECONDS = 0.2
+SLOW_READER_BUFFER = 16 * 1024  # bytes: the socket's receive buffer
+STREAM_END_SECONDS = 480  # a bound for the rest of the generation on a busy machine
+OTHER_TRAFFIC_SECONDS = 5.0
+
+
+def _condition(cluster: Cluster, kind: str) -> dict[str, Any]:
+    md = cluster.get_json("modeldeployment", MODEL, "-n", MODELS)
+    found = [c for c in md.get("status", {}).get("conditions", []) if c["type"] == kind]
+    return found[0] if found else {}
+
+
+def _model_pod(cluster: Cluster) -> dict[str, Any] | None:
+    """The model's pod that is not being deleted (None if there is none)."""
+    live = [
+        p for p in _pods(cluster, MODELS, f"{MODEL_LABEL}={MODEL}")
+        if not p["metadata"].get("deletionTimestamp")
+    ]  # fmt: skip
+    assert len(live) <= 1, [p["metadata"]["name"] for p in live]
+    return live[0] if live else None
+
+
+def _ready(pod: dict[str, Any] | None) -> bool:
+    conditions = (pod or {}).get("status", {}).get("conditions", [])
+    return any(c["type"] == "Ready" and c["status"] == "True" for c in conditions)
+
+
+def _template(cluster: Cluster) -> dict[str, Any]:
+    """The server container of the model's StatefulSet template."""
+    sts = cluster.get_json("statefulset", MODEL, "-n", MODELS)
+    container: dict[str, Any] = sts["spec"]["template"]["spec"]["containers"][0]
+    return container
+
+
+@contextmanager
+def _explained(cluster: Cluster) -> Iterator[None]:
+    """On failure, print what the model, its pods, Leases and Events say (pytest shows it)."""
+    try:
+        yield
+    except BaseException:
+        for args in (
+            ("get", "modeldeployment", MODEL, "-n", MODELS, "-o", "jsonpath={.status}"),
+            ("get", "statefulset,pods,leases", "-n", MODELS, "-o", "wide"),
+            ("get", "leases", "-n", MODELS, "-o", "jsonpath={.items[*].metadata.annotations}"),
+            ("get", "events", "-n", MODELS, "--sort-by=.lastTimestamp"),
+            ("logs", "-n", NAMESPACE, "deploy/siesta-operator", "--tail=60"),
+        ):
+            result = cluster.kubectl(*args, check=False)
+            print(f"\n$ kubectl {' '.join(args)}\n{result.stdout}{result.stderr}")
+        raise
+
+
+class SlowReader:
+    """A streamed chat completion read on a thread, one chunk per SLOW_READ_SECONDS (a client
+    on a slow link) until `hurry` is set, then as fast as it comes; what came, and when."""
+
+    def __init__(self, client: openai.OpenAI) -> None:
+        self.client = client
+        self.hurry = threading.Event()
+        self.chunks = 0
+        self.finish_reasons: dict[int, str] = {}
+        self.completion_tokens: int | None = None
+        self.error: BaseException | None = None
+        self.ended_at: float | None = None
+        self.thread = threading.Thread(target=self._run, daemon=True)
+        self.thread.start()
+
+    def _run(self) -> None:
+        try:
+            stream = self.client.chat.completions.create(
+                model=MODEL,
+                messages=[{"role": "user", "content": "Tell me a long story"}],
+                max_tokens=STREAM_TOKENS,
+                n=STREAM_CHOICES,
+                stream=True,
+                stream_options={"include_usage": True},
+                extra_body={"ignore_eos": True},
+            )
+            for chunk in stream:
+                self.chunks += 1
+                if chunk.usage is not None:
+                    self.completion_tokens = chunk.usage.completion_tokens
+                for choice in chunk.choices:
+                    if choice.finish_reason:
+                        self.finish_reasons[choice.index] = choice.finish_reason
+                self.hurry.wait(SLOW_READ_SECONDS)  # no wait once hurried
+        except BaseException as error:  # reported by the test
+            self.error = error
+        finally:
+            self.ended_at = time.monotonic()
+
+    @property
+    def streaming(self) -> bool:
+        return self.error is None and self.ended_at is None
+
+
+class OtherTraffic:
+    """Short requests from another client every OTHER_TRAFFIC_SECONDS, as a serving model
+    gets. They also renew the gateway's demand Lease: it is written when requests arrive or
+    counts change, not while one stream just runs on (gateway/demand.py `due_at`), and the
+    operator stops counting a Lease 30 s after its last write."""
+
+    def __init__(self, client: openai.OpenAI) -> None:
+        self.client = client
+        self.stop = threading.Event()
+        self.answered = 0
+        self.errors: list[str] = []
+        self.thread = threading.Thread(target=self._run, daemon=True)
+
+    def __enter__(self) -> OtherTraffic:
+        self.thread.start()
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self.stop.set()
+        self.thread.join(timeout=120)
+
+    def _run(self) -> None:
+        while not self.stop.wait(OTHER_TRAFFIC_SECONDS):
+            try:
+                answer = self.client.chat.completions.create(
+                    model=MODEL, messages=[{"role": "user", "content": "Hi"}], max_tokens=2
+                )
+                self.answered += bool(answer.choices[0].message.content)
+            except Exception as error:
+                self.errors.append(repr(error))
+
+
+def test_a_new_server_image_waits_for_the_stream_to_end(
+    real: Cluster, built: dict[str, str], cluster_name: str
+) -> None:
+    """`helm upgrade` to a new server image changes the model's StatefulSet template while a
+    slow client streams a long answer: the pod keeps serving it, the status says an update
+    is pending, and once the stream has ended the operator replaces the pod."""
+    new_server = built["SIESTA_SERVER_IMAGE"] + "-next"
+    tag_in_node(cluster_name, built["SIESTA_SERVER_IMAGE"], new_server)
+    # Room for the long answer, and an idle timeout that outlasts the pod's replacement (the
+    # model is at zero: its next pod starts with these).
+    room = {
+        "server": {"contextSize": STREAM_SLOTS * STREAM_SLOT_CONTEXT, "parallel": STREAM_SLOTS},
+        "scaling": {"idleTimeout": "2m"},
+    }
+    real.kubectl(
+        "patch", "modeldeployment", MODEL, "-n", MODELS, "--type=merge",
+        "-p", json.dumps({"spec": room}),
+    )  # fmt: skip
+    gateway = _service_url(real, NAMESPACE, "siesta-gateway")
+    # A small receive buffer: the gateway feels the slow reader within a few KB.
+    slow_link = httpx2.HTTPTransport(
+        socket_options=[(socket.SOL_SOCKET, socket.SO_RCVBUF, SLOW_READER_BUFFER)]
+    )
+    slow_client = openai.OpenAI(
+        base_url=f"{gateway}/v1", api_key="-", timeout=300, max_retries=0,
+        http_client=openai.DefaultHttpxClient(transport=slow_link),
+    )  # fmt: skip
+    client = openai.OpenAI(base_url=f"{gateway}/v1", api_key="-", timeout=300, max_retries=0)
+
+    with _explained(real), PodWatch(real) as watch:
+        context = {"name": "SIESTA_CTX_SIZE", "value": str(STREAM_SLOTS * STREAM_SLOT_CONTEXT)}
+        wait_for(
+            "the StatefulSet to take the bigger context",
+            lambda: context in _template(real)["env"],
+            timeout=60,
+        )
+        reader = SlowReader(slow_client)
+        wait_for(
+            "the long stream's first chunks",
+            lambda: reader.chunks > 1 or not reader.streaming,
+            timeout=300,
+        )
+        assert reader.streaming, f"the stream ended early: {reader.error!r}"
+        serving = _model_pod(real)
+        assert serving is not None
+        assert _ready(serving)
+        uid = serving["metadata"]["uid"]
+        assert serving["spec"]["containers"][0]["image"] == built["SIESTA_SERVER_IMAGE"]
+
+        with OtherTraffic(client) as others:
+            started = time.monotonic()
+            helm_on(
+                real, "upgrade", RELEASE, str(CHART), "-n", NAMESPACE, "--reuse-values",
+                "--set", f"operator.serverImage={new_server}",
+                "--set", f"operator.serverCudaImage={new_server}",
+                "--wait", "--timeout=5m",
+            )  # fmt: skip
+            print(f"\nhelm upgrade to the new server image took {time.monotonic() - started:.0f}s")
+            chunks_at_upgrade = reader.chunks
+            wait_for(
+                "the operator to render the new server image",
+                lambda: _template(real)["image"] == new_server,
+                timeout=120,
+            )
+            pending = wait_for(
+                "UpToDate=False (UpdatePending)",
+                lambda: (c := _condition(real, "UpToDate")).get("status") == "False" and c,
+                timeout=120,
+            )
+            assert pending["reason"] == "UpdatePending", pending
+            assert f"{MODEL}-0 on an older template: replaced when idle" in pending["message"]
+            assert "in flight at the gateway" in pending["message"], pending
+            md = real.get_json("modeldeployment", MODEL, "-n", MODELS)
+            assert f"update pending: {MODEL}-0" in md["status"]["reason"], md["status"]
+
+            def untouched() -> bool:
+                pod = _model_pod(real)
+                return (
+                    reader.streaming
+                    and pod is not None
+                    and pod["metadata"]["uid"] == uid
+                    and pod["spec"]["containers"][0]["image"] == built["SIESTA_SERVER_IMAGE"]
+                )
+
+            holds("the streaming pod keeps running", untouched, seconds=15)  # > the 10 s re-look
+            assert reader.chunks > chunks_at_upgrade, "no chunk came while the control plane rolled"
+
+            reader.hurry.set()
+            reader.thread.join(timeout=STREAM_END_SECONDS)
+        assert others.errors == [], others.errors
+        assert others.answered > 0
+        assert reader.ended_at is not None, (
+            f"the stream did not end within {STREAM_END_SECONDS} s of hurrying ({reader.chunks} chunks)"
+        )
+        assert reader.error is None, repr(reader.error)
+        assert reader.finish_reasons == dict.fromkeys(range(STREAM_CHOICES), "length")
+        assert reader.completion_tokens == STREAM_CHOICES * STREAM_TOKENS
+        print(f"the stream: {reader.chunks} chunks, {reader.completion_tokens} tokens")
+
+        def replaced() -> dict[str, Any] | None:
+            pod = _model_pod(real)
+            return pod if pod and pod["metadata"]["uid"] != uid and _ready(pod) else None
+
+        new_pod = wait_for("a new, ready pod on the new template", replaced, timeout=240)
+        assert new_pod["spec"]["containers"][0]["image"] == new_server
+        assert new_pod["status"]["containerStatuses"][0]["image"].endswith(
+            new_server.removeprefix("localhost/")
+        )
+        deleted_at = watch.uid_terminating_since.get(uid)
+        assert deleted_at is not None, "the old pod was never seen terminating"
+        assert deleted_at > reader.ended_at, "the old pod was deleted before the stream ended"
+
+        answer = client.chat.completions.create(
+            model=MODEL, messages=[{"role": "user", "content": "Hi again"}], max_tokens=4
+        )
+        assert answer.choices[0].message.content
+        answered_by = _model_pod(real)
+        assert answered_by is not None
+        assert answered_by["metadata"]["uid"] == new_pod["metadata"]["uid"]
+        wait_for(
+            "UpToDate=True",
+            lambda: _condition(real, "UpToDate").get("status") == "True",
+            timeout=60,
+        )
+        events = real.get_json(
+            "events", "-n", MODELS, "--field-selector", f"involvedObject.name={MODEL}"
+        )
+        replacements = [e["message"] for e in events["items"] if e["reason"] == "PodReplaced"]
+        assert replacements == [
+            f"{MODEL}-0 ran an older template (idle: no request held or in flight): replaced"
+        ]
 
 
 def test_uninstall_leaves_nothing_behind(real: Cluster) -> None:
