@@ -167,11 +167,6 @@ kubelet_port_taken() {
 }
 
 start_kubelet() {
-  if kubelet_port_taken; then
-    log "port $KUBELET_PORT is taken: another real node runs on this machine (one at a time;"
-    log "\`make demo-down\` stops the demo's, \`SIESTA_CLUSTER_NAME=NAME kit/cluster/down.sh\` another)"
-    exit 1
-  fi
   local ca
   ca=$(kubeconfig_ca)
   write_kubelet_config "$ca"
@@ -256,6 +251,13 @@ up() {
   exec 8>"$NODE_DIR/.lock"
   flock 8
   local t0=$SECONDS
+  # Before anything starts: a second containerd, kube-proxy or CNI bridge would fight the
+  # running node's (they share the bridge, the pod network and iptables).
+  if kubelet_port_taken; then
+    log "port $KUBELET_PORT is taken: another real node runs on this machine (one at a time;"
+    log "\`make demo-down\` stops the demo's, \`SIESTA_CLUSTER_NAME=NAME kit/cluster/down.sh\` another)"
+    exit 1
+  fi
   start_containerd
   import_images
   start_kube_proxy
@@ -270,13 +272,18 @@ up() {
 # Pods first (the kubelet stops them with their grace periods), then the node's processes.
 down() {
   [[ -d $NODE_DIR ]] || return 0
+  # The pod network and kube-proxy's iptables rules are shared by whichever real node runs:
+  # only a node whose own processes ran may take them down (an `up` refused because another
+  # node holds the port must leave that node's network alone).
+  local ran=0
+  [[ -f $RUN_DIR/containerd.pid || -f $RUN_DIR/kube-proxy.pid ]] && ran=1
   if [[ -f $RUN_DIR/kubelet.pid ]] && [[ -f $CLUSTER_KUBECONFIG ]]; then
     "${KUBECTL[@]}" delete node "$NODE_NAME" --ignore-not-found --wait=false >/dev/null 2>&1 || true
   fi
   stop kubelet 10
   stop kube-proxy 5
   # Its iptables rules outlive it: remove them (other clusters' Service IPs overlap ours).
-  "$CLUSTER_BIN_DIR/kube-proxy" --cleanup >/dev/null 2>&1 || true
+  ((ran)) && { "$CLUSTER_BIN_DIR/kube-proxy" --cleanup >/dev/null 2>&1 || true; }
   stop provisioner 5
   if [[ -S $RUN_DIR/containerd.sock ]]; then
     local task
@@ -294,7 +301,7 @@ down() {
   for mount in $(awk -v dir="$NODE_DIR/" 'index($2, dir) == 1 {print $2}' /proc/mounts | sort -r); do
     umount -l "$mount" || true
   done
-  ip link del "$BRIDGE" 2>/dev/null || true
+  ((ran)) && { ip link del "$BRIDGE" 2>/dev/null || true; }
   rm -rf "$RUN_DIR" "$NODE_DIR/kubelet" "$NODE_DIR/volumes"
   log "node $NODE_NAME stopped"
 }
