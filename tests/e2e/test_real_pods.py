@@ -440,9 +440,11 @@ class SlowReader:
 
 class OtherTraffic:
     """Short requests from another client every OTHER_TRAFFIC_SECONDS, as a serving model
-    gets. They also renew the gateway's demand Lease: it is written when requests arrive or
-    counts change, not while one stream just runs on (gateway/demand.py `due_at`), and the
-    operator stops counting a Lease 30 s after its last write."""
+    gets. They also renew the gateway's demand Lease. The gateway writes it when requests
+    arrive or counts change, not while one stream just runs on (gateway/demand.py `due_at`),
+    and the operator stops counting a Lease 30 s after its last write: a lone stream longer
+    than that reads as idle (a known gateway bug: the model is even scaled down under it once
+    its idleTimeout has passed)."""
 
     def __init__(self, client: openai.OpenAI) -> None:
         self.client = client
