@@ -17,6 +17,13 @@ same GGUF over http:// from a model host the demo runs on this machine
 launches, and asks it once. Everything keeps running afterwards so it can be tried by hand;
 `down` stops it.
 
+The demo's model has a CPU bridge (docs/bridge.md) on Karpenter's cpu-bridge pool: the first
+request is answered by the bridge on a CPU node while the GPU node comes up, the next one by
+the GPU replica after the hand-over, and the bridge goes back to zero once its last stream
+ended. `SIESTA_GPU_DELAY=60 make demo` makes the GPU Operator stand-in take a minute, as on
+EKS. At the end the operator's stage timeline of the wake (status.lastWake) and `kubectl get
+md -A` (phase, last wake, this week's cost and savings) are printed.
+
 GPU nodes: by default (`--autoscaler karpenter`, `make demo AUTOSCALER=karpenter`) there is
 none at first: the demo applies the documented NodePools (deploy/nodegroups/karpenter-gpu.yaml,
 with a KWOKNodeClass), Karpenter launches a g4dn node for the waking model's pod, a stand-in
@@ -40,7 +47,16 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from siesta.api.contract import GROUP, MODEL_LABEL, PENDING_ANNOTATION, PLURAL, VERSION
+from siesta.api.contract import (
+    BRIDGE_LABEL,
+    GROUP,
+    MODEL_LABEL,
+    PENDING_ANNOTATION,
+    PLURAL,
+    SERVED_BY_HEADER,
+    VERSION,
+    bridge_name,
+)
 
 ROOT = Path(__file__).resolve().parents[1]
 STATE = Path(os.environ.get("SIESTA_CACHE", Path.home() / ".cache" / "siesta")) / "demo"
@@ -53,6 +69,16 @@ NODE_INDEX = 3
 # and the model host (the user's https:// model store).
 BACKGROUND = ("port-forward", "kubelet", "karpenter-nodes", "model-host")
 QUESTION = "What is the capital of France? Answer in one sentence."
+FOLLOW_UPS = ("And of Italy?", "And of Spain?", "Name a river in France.", "And a mountain?")
+FOLLOW_UP_SECONDS = 8.0  # a caller reading the answer and typing the next question
+BRIDGE = {
+    # The demo model's CPU bridge (docs/bridge.md): on the cpu-bridge pool Karpenter
+    # launches (deploy/nodegroups/karpenter-cpu-bridge.yaml), small enough for this machine.
+    "nodeSelector": {"siesta.dev/pool": "cpu-bridge"},
+    "tolerations": [{"key": "siesta.dev/bridge", "operator": "Exists", "effect": "NoSchedule"}],
+    "resources": {"requests": {"cpu": "1", "memory": "1Gi"}},
+    "threads": 2,
+}
 GATEWAY_SERVICE = "siesta-gateway"
 
 
@@ -121,7 +147,7 @@ class Api:
         from kubernetes import client, config
 
         self.karpenter = karpenter
-        self.nodes_seen: set[str] = set()
+        self.nodes_seen: dict[str, str] = {}  # node -> "gpu" or "cpu"
         api_client = config.new_client_from_config(config_file=str(kubeconfig))
         self.core = client.CoreV1Api(api_client)
         self.apps = client.AppsV1Api(api_client)
@@ -135,11 +161,7 @@ class Api:
     def snapshot(self) -> tuple[list[Any], Any, list[Any], Any]:
         # Later steps first: whatever they show, the earlier objects (read after) show too.
         selector = f"{MODEL_LABEL}={MODEL}"
-        pods = self._json(
-            self.core.list_namespaced_pod(
-                NAMESPACE, label_selector=selector, _preload_content=False
-            )
-        )["items"]
+        pods = self._pods(selector)
         sts = self._json(
             self.apps.read_namespaced_stateful_set(MODEL, NAMESPACE, _preload_content=False)
         )
@@ -150,6 +172,30 @@ class Api:
         )["items"]
         md = self.custom.get_namespaced_custom_object(GROUP, VERSION, NAMESPACE, PLURAL, MODEL)
         return leases, sts, pods, md
+
+    def _pods(self, selector: str) -> list[Any]:
+        return list(
+            self._json(
+                self.core.list_namespaced_pod(
+                    NAMESPACE, label_selector=selector, _preload_content=False
+                )
+            )["items"]
+        )
+
+    def bridge(self) -> tuple[list[Any], int]:
+        """The bridge's pods and its StatefulSet's replicas (0 before the operator made it)."""
+        from kubernetes.client.exceptions import ApiException
+
+        pods = self._pods(f"{BRIDGE_LABEL}={MODEL}")
+        try:
+            sts = self._json(
+                self.apps.read_namespaced_stateful_set(
+                    bridge_name(MODEL), NAMESPACE, _preload_content=False
+                )
+            )
+        except ApiException:
+            return pods, 0
+        return pods, int(sts["spec"].get("replicas") or 0)
 
 
 class Narrator:
@@ -184,6 +230,7 @@ class Narrator:
             timeline.mark("down", "operator scaled the StatefulSet 1 -> 0")
         for pod in pods:
             _narrate_pod(pod, timeline, self.pod_seen_at)
+        self._narrate_bridge(pods)
         if self.api.karpenter:
             _narrate_karpenter_nodes(self.api, timeline)
         if "down" in timeline.seen and not pods:
@@ -196,6 +243,33 @@ class Narrator:
         if "answered" in timeline.seen and idle:
             timeline.mark("idle", f"operator: {idle[0]}")
 
+    def _narrate_bridge(self, gpu_pods: list[Any]) -> None:
+        from kubernetes.client.exceptions import ApiException
+
+        timeline = self.timeline
+        try:
+            pods, replicas = self.api.bridge()
+        except (ApiException, KeyError, json.JSONDecodeError):
+            return
+        if replicas >= 1:
+            timeline.mark(
+                "bridge-up", f"operator woke the CPU bridge ({bridge_name(MODEL)} 0 -> 1)"
+            )
+        for pod in pods:
+            _narrate_pod(pod, timeline, self.pod_seen_at, role="bridge")
+        gpu_ready = any(_ready(p) for p in gpu_pods)
+        if gpu_ready and "bridge-up" in timeline.seen:
+            timeline.mark("handover", "hand-over: a GPU replica is ready; new requests go to it")
+        if replicas == 0 and "bridge-up" in timeline.seen:
+            timeline.mark(
+                "bridge-down", "operator scaled the bridge 1 -> 0 (its last stream ended)"
+            )
+
+
+def _ready(pod: Any) -> bool:
+    conditions = (pod.get("status") or {}).get("conditions") or []
+    return any(c["type"] == "Ready" and c["status"] == "True" for c in conditions)
+
 
 def watch(narrator: Narrator, stop: threading.Event) -> None:
     """Narrate what the API shows, 20 times a second."""
@@ -204,19 +278,22 @@ def watch(narrator: Narrator, stop: threading.Event) -> None:
         stop.wait(0.05)
 
 
-def _narrate_pod(pod: Any, timeline: Timeline, seen_at: dict[str, float]) -> None:
+def _narrate_pod(
+    pod: Any, timeline: Timeline, seen_at: dict[str, float], role: str = "gpu"
+) -> None:
     name = pod["metadata"]["name"]
+    kind = "GPU" if role == "gpu" else "CPU"
     uid = pod["metadata"]["uid"][:6]
     seen_at.setdefault(uid, time.monotonic())
     since = time.monotonic() - seen_at[uid]
     status = pod.get("status", {})
     conditions = {c["type"]: c["status"] for c in status.get("conditions", [])}
     states = [c.get("state") or {} for c in status.get("containerStatuses", [])]
-    timeline.mark(f"{uid}-created", f"pod {name} created: pending, waiting for a GPU node")
+    timeline.mark(f"{uid}-created", f"pod {name} created: pending, waiting for a {kind} node")
     if pod["spec"].get("nodeName"):
         timeline.mark(
             f"{uid}-scheduled",
-            f"pod {name} scheduled to GPU node {pod['spec']['nodeName']}: starting",
+            f"pod {name} scheduled to {kind} node {pod['spec']['nodeName']}: starting",
         )
     if any("running" in state for state in states):
         timeline.mark(
@@ -240,7 +317,7 @@ def _narrate_karpenter_nodes(api: Api, timeline: Timeline) -> None:
     for node in nodes:
         name, labels = node.metadata.name, node.metadata.labels or {}
         names.add(name)
-        api.nodes_seen.add(name)
+        api.nodes_seen[name] = "cpu" if labels.get("siesta.dev/pool") == "cpu-bridge" else "gpu"
         timeline.mark(
             f"node-{name}",
             f"Karpenter launched node {name}: {labels.get('node.kubernetes.io/instance-type')} "
@@ -257,8 +334,13 @@ def _narrate_karpenter_nodes(api: Api, timeline: Timeline) -> None:
             )
         if node.spec.taints and any(t.key == "karpenter.sh/disrupted" for t in node.spec.taints):
             timeline.mark(f"node-{name}-disrupted", f"Karpenter consolidates node {name} (empty)")
-    for name in api.nodes_seen - names:
-        timeline.mark(f"node-{name}-gone", f"node {name} deleted: no GPU node is running")
+    for name, kind in api.nodes_seen.items():
+        if name in names:
+            continue
+        if kind == "gpu":
+            timeline.mark(f"node-{name}-gone", f"GPU node {name} deleted: no GPU node is running")
+        else:
+            timeline.mark(f"cpu-node-{name}-gone", f"CPU node {name} deleted (the bridge's)")
 
 
 # --- up / down ----------------------------------------------------------------------------
@@ -335,7 +417,7 @@ def up(args: argparse.Namespace) -> int:
         uri=f"file:///models/{model.name}",
         idle_timeout=args.idle,
         scale_down_delay="1s",
-        extra_spec={"gpu": gpu},
+        extra_spec={"gpu": gpu, **({"bridge": BRIDGE} if karpenter else {})},
     )
     cluster.apply(manifest)
     say(f"==> ModelDeployment {NAMESPACE}/{MODEL}: {model} (idleTimeout {args.idle}, min 0, max 1)")
@@ -357,20 +439,26 @@ def up(args: argparse.Namespace) -> int:
     narrator = Narrator(api, timeline)
     watcher = threading.Thread(target=watch, args=(narrator, stop), daemon=True)
     watcher.start()
-    answer = _ask(client, narrator)
+    answer, served_by = _ask(gateway_url, narrator)
     timeline.mark("answered", f"response complete: {answer!r}")
+    if served_by == "bridge":
+        converse(gateway_url, narrator)
     wait_for("the model back at zero", lambda: "gone" in timeline.seen, 600)
     if karpenter:
         wait_for(
-            "Karpenter removing the empty node",
-            lambda: any(key.endswith("-gone") for key in timeline.seen),
+            "Karpenter removing the empty GPU node",
+            lambda: any(k.startswith("node-") and k.endswith("-gone") for k in timeline.seen),
             300,
         )
     stop.set()
     watcher.join()
+    wake_timeline(api)
     if karpenter:
         readme_example(cluster, client, model)
 
+    say()
+    say("==> kubectl get md -A: each model's phase, last wake and this week's cost and savings")
+    say(cluster.kubectl("get", "md", "-A", "-o", "wide").stdout.rstrip())
     say()
     say("Siesta keeps running. Try it by hand:")
     say(f"  curl {gateway_url}/v1/models")
@@ -536,13 +624,17 @@ KARPENTER_LOG = "{cluster}/karpenter/karpenter.log"
 def start_karpenter_nodes(cluster: Any, model: Path) -> dict[str, Any]:
     """The documented NodePools and the node agent (kubelet + GPU Operator stand-in for
     each node Karpenter launches); returns spec.gpu for a T4 model on Karpenter's nodes."""
-    from localworld.karpenter import apply_nodepools, gpu_spec
+    from localworld.karpenter import apply_bridge_nodepool, apply_nodepools, gpu_spec
     from localworld.karpenter_nodes import command
 
     if cluster.kubectl("get", "crd", "nodepools.karpenter.sh", check=False).returncode != 0:
         sys.exit("demo: Karpenter is not running: start the cluster without SIESTA_KARPENTER=0")
     say("==> Karpenter: NodePools gpu-t4 and gpu-a10g (deploy/nodegroups/karpenter-gpu.yaml)")
     apply_nodepools(cluster)
+    say(
+        "    and cpu-bridge for the model's CPU bridge (deploy/nodegroups/karpenter-cpu-bridge.yaml)"
+    )
+    apply_bridge_nodepool(cluster)
     argv = command(
         cluster.kubeconfig,
         STATE / "pods",
@@ -582,26 +674,82 @@ def _aliases(url: str) -> set[str]:
         return set()
 
 
-def _ask(client: Any, narrator: Narrator) -> str:
+def _ask(
+    gateway_url: str, narrator: Narrator, question: str = QUESTION, key: str = ""
+) -> tuple[str, str]:
+    """Stream one answer; the timeline says when its first token came and who served it.
+
+    Who served it: the X-Siesta-Served-By header, or, for a stream the gateway held (its
+    headers went out with the keep-alives before any replica was ready), the same words in
+    an SSE comment before the first event (docs/gateway.md). Read with httpx, as the openai
+    client skips comments."""
+    import httpx
+
     timeline = narrator.timeline
-    timeline.mark("sent", f"request sent (model {MODEL!r}, 0 replicas)")
-    stream = client.chat.completions.create(
-        model=MODEL,
-        messages=[{"role": "user", "content": QUESTION}],
-        max_tokens=24,
-        temperature=0,
-        stream=True,
-    )
+    if not key:
+        timeline.mark("sent", f"request sent (model {MODEL!r}, 0 replicas)")
+    sent = time.monotonic()
+    body = {
+        "model": MODEL,
+        "messages": [{"role": "user", "content": question}],
+        "max_tokens": 24,
+        "temperature": 0,
+        "stream": True,
+    }
     text = ""
-    for chunk in stream:
-        delta = chunk.choices[0].delta.content if chunk.choices else None
-        if delta and "first-token" not in timeline.seen:
-            # What let the answer through (the pod Ready) is in the API already: say it first.
-            narrator.narrate()
-            timeline.mark("first-token", "first token received through the gateway")
-        if delta:
-            text += delta
-    return text[:80]
+    with httpx.stream(
+        "POST", f"{gateway_url}/v1/chat/completions", json=body, timeout=600
+    ) as response:
+        response.raise_for_status()
+        served_by = response.headers.get(SERVED_BY_HEADER, "")
+        for line in response.iter_lines():
+            comment = f": {SERVED_BY_HEADER}: "
+            if line.startswith(comment):
+                served_by = line.removeprefix(comment).strip()
+            if not line.startswith("data: ") or line == "data: [DONE]":
+                continue
+            choices = json.loads(line.removeprefix("data: ")).get("choices") or []
+            delta = (choices[0].get("delta") or {}).get("content") if choices else None
+            if delta and f"first-token{key}" not in timeline.seen:
+                # What let the answer through (the pod Ready) is in the API already: say it
+                # first.
+                narrator.narrate()
+                where = "the CPU bridge" if served_by == "bridge" else "a GPU replica"
+                first = "first token" if not key else f"{question!r}: first token in"
+                timeline.mark(
+                    f"first-token{key}",
+                    f"{first} {time.monotonic() - sent:.1f}s, through the gateway from {where}"
+                    f" ({SERVED_BY_HEADER}: {served_by or '?'})",
+                )
+            if delta:
+                text += delta
+    return text[:80], served_by
+
+
+def converse(gateway_url: str, narrator: Narrator) -> None:
+    """The caller goes on asking while the GPU node comes up: the bridge answers each turn
+    until the GPU replica is ready, then the next turn goes to the GPU."""
+    deadline = time.monotonic() + 600
+    turn = 0
+    while time.monotonic() < deadline:
+        time.sleep(FOLLOW_UP_SECONDS)
+        question = FOLLOW_UPS[turn % len(FOLLOW_UPS)]
+        turn += 1
+        _, served_by = _ask(gateway_url, narrator, question, key=f"-{turn}")
+        if served_by == "gpu":
+            return
+    raise RuntimeError("no turn of the conversation reached the GPU replica in 10 minutes")
+
+
+def wake_timeline(api: Api) -> None:
+    """The operator's record of the wake (status.lastWake), stage by stage."""
+    md = api.custom.get_namespaced_custom_object(GROUP, VERSION, NAMESPACE, PLURAL, MODEL)
+    wake = (md.get("status") or {}).get("lastWake") or {}
+    if not wake:
+        return
+    say(f"==> the wake, as the operator recorded it (status.lastWake): {wake.get('summary', '')}")
+    for stage in wake.get("stages") or []:
+        say(f"    {stage['name']:<22} {stage['seconds']:6.1f}s")
 
 
 def down(_: argparse.Namespace) -> int:

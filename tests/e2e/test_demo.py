@@ -3,7 +3,9 @@
 As a newcomer runs it: Siesta's images, a control plane with its real node, the chart installed
 with helm (operator and gateway in pods on that node), the gateway's Service forwarded to this
 machine, one request waking the model (SmolLM2-135M, a real one) from zero while Karpenter
-launches its GPU node, a real answer, the model back asleep and the node removed. Then the
+launches its GPU node, a real answer from its CPU bridge within seconds, the next turns on
+the bridge until the GPU replica takes over, the bridge and then the model back asleep and
+the nodes removed, the wake's stages and the cost column. Then the
 README's example with only its model URI changed (http:// from the demo's model host)
 answers on a node Karpenter launches, its GGUF downloaded into a cache volume there. The
 gateway still answers afterwards, and `make demo-down` leaves no node process behind. A
@@ -35,13 +37,19 @@ TIMELINE = [
     "request sent (model 'tiny-chat', 0 replicas)",
     "demand seen: the gateway's Lease says 1 held",
     "operator scaled the StatefulSet 0 -> 1",
+    "operator woke the CPU bridge (tiny-chat-bridge 0 -> 1)",
     "Karpenter launched node",
+    "pod tiny-chat-bridge-0 ready",
+    "through the gateway from the CPU bridge (X-Siesta-Served-By: bridge)",
     "GPU Operator labels set (Tesla-T4)",
     "pod tiny-chat-0 ready",
-    "first token received through the gateway",
+    "hand-over: a GPU replica is ready; new requests go to it",
+    "through the gateway from a GPU replica (X-Siesta-Served-By: gpu)",
     "operator scaled the StatefulSet 1 -> 0",
     "pod gone: the GPU node is empty",
+    "GPU node kwok-gpu-t4-",
     "deleted: no GPU node is running",
+    "==> the wake, as the operator recorded it (status.lastWake)",
 ]
 
 
@@ -71,7 +79,9 @@ def demo_env() -> Iterator[dict[str, str]]:
         **os.environ,
         "SIESTA_CLUSTER_NAME": name,
         "GATEWAY_PORT": str(free_port()),
-        "IDLE": "10s",
+        "IDLE": "20s",
+        # The GPU Operator stand-in takes half a minute: the CPU bridge answers first.
+        "SIESTA_GPU_DELAY": "30",
     }
     yield env
     demo(env, "down")  # again, in case the test stopped before its own `down`
@@ -94,6 +104,17 @@ def test_make_demo_runs_siesta_in_pods_and_a_model_from_zero_and_back(
         assert line in out, f"the timeline lacks {line!r}:\n{out}"
         places.append(out.index(line))
     assert places == sorted(places), f"the timeline is out of order:\n{out}"
+
+    # The bridge answered the first turns within seconds, went back to zero after the
+    # hand-over; the operator's stage timeline has the GPU stage the stand-in took.
+    first = re.search(r"first token ([\d.]+)s, through the gateway from the CPU bridge", out)
+    assert first, out
+    assert float(first[1]) < 30, out
+    assert "operator scaled the bridge 1 -> 0 (its last stream ended)" in out, out
+    assert re.search(r"gpuAllocatable +[23]\d\.\ds", out), out
+
+    # `kubectl get md -A -o wide` at the end: this week's cost and savings of each model.
+    assert re.search(r"tiny-chat .* ScaledToZero +\$\d+\.\d\d \(saved \$\d+\.\d\d \(\d+%\)\)", out)
 
     # The demo's model is a real one: asked the capital of France (greedy), it says Paris.
     answer = re.search(r"response complete: (['\"])(.*)\1\n", out)
