@@ -86,6 +86,9 @@ def _written(pending: int, in_flight: int = 0, at: float = 100.0, seen: float = 
         (ModelDemand(Counts(0, 5), 1000.0, _written(5)), 100.2, 101.0),
         # warm traffic: every 15 s at most
         (ModelDemand(Counts(0, 1), 1001.0, _written(0, 0)), 100.2, 115.0),
+        # one long stream, nothing else: renewed every 15 s, so the operator (which stops
+        # counting a Lease 30 s after its renewTime) never reads it as idle
+        (ModelDemand(Counts(0, 1), 1000.0, _written(0, 1)), 140.0, 115.0),
         # quiet and all written: nothing due
         (ModelDemand(Counts(0, 0), 1000.0, _written(0, 0)), 200.0, None),
         # failed write: retried a second later, not in a tight loop

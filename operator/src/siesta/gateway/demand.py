@@ -93,7 +93,11 @@ def due_at(demand: ModelDemand, now: float) -> float | None:
             candidates.append(written.at + CHANGE_INTERVAL)
         if counts.pending > 0:
             candidates.append(written.at + HOLDING_INTERVAL)
-        if counts.in_flight != written.counts.in_flight or demand.last_seen > written.seen:
+        if (
+            counts.in_flight != written.counts.in_flight
+            or demand.last_seen > written.seen
+            or counts.active  # a lone long stream: renewed before the Lease lapses (30 s)
+        ):
             candidates.append(written.at + demand.warm_interval)
         if counts.bridge_in_flight != written.counts.bridge_in_flight:
             # The operator puts the bridge back to sleep when its last stream ends: soon.
