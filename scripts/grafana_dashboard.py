@@ -320,6 +320,29 @@ def dashboard() -> dict[str, Any]:
             "Starts from zero replicas, by whether they began inside a schedule window "
             "(prewarm not counted; inside a window a wake means the floor did not hold).",
         ),
+        panel(
+            12,
+            "CPU bridge: replicas and who answered",
+            "timeseries",
+            (0, 108, 24, 8),
+            [
+                target(
+                    f"sum by (modeldeployment) (siesta_operator_bridge_replicas{{{MODEL}}})",
+                    "bridge replicas {{modeldeployment}}",
+                ),
+                target(
+                    f"sum by (modeldeployment) (siesta_operator_bridge_ready_replicas{{{MODEL}}})",
+                    "bridge ready {{modeldeployment}}",
+                ),
+                target(
+                    f"sum by (model, served_by) (rate(siesta_gateway_requests_total{{{ALIAS}}}[$__rate_interval]))",
+                    "{{model}} answered by {{served_by}}",
+                ),
+            ],
+            "Models with spec.bridge: the CPU replica that answers while the GPU replica wakes "
+            "(docs/bridge.md), and the gateway's requests by who served them (gpu, bridge, or "
+            "the gateway itself).",
+        ),
     ]
     return {
         "title": "Siesta: models scaling to zero",
