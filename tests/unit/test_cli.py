@@ -40,6 +40,27 @@ def test_preview_json_lists_each_change_in_local_time() -> None:
     ]
 
 
+def test_preview_lists_the_bridge_windows() -> None:
+    result = siesta(
+        "preview",
+        "-f",
+        str(REPO / "deploy" / "examples" / "t4-night-bridge.yaml"),
+        "--from",
+        "2026-12-07T12:00:00+01:00",
+        "--to",
+        "2026-12-08T12:00:00+01:00",
+        "-o",
+        "json",
+    )
+    assert result.returncode == 0, result.stderr
+    bridge = [entry for entry in json.loads(result.stdout) if "bridgeReplicas" in entry]
+    assert bridge == [
+        {"time": "2026-12-07T12:00:00+01:00", "bridgeReplicas": 0, "window": None},
+        {"time": "2026-12-07T20:00:00+01:00", "bridgeReplicas": 1, "window": "nights"},
+        {"time": "2026-12-08T07:00:00+01:00", "bridgeReplicas": 0, "window": None},
+    ]
+
+
 def test_explain_json_shape() -> None:
     result = siesta(
         "explain",

@@ -1,4 +1,5 @@
-"""`siesta preview`: the schedule floor over a time range, one line per change."""
+"""`siesta preview`: the schedule floor (and a CPU bridge's windows) over a time range, one line
+per change."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ from typing import Any
 
 from siesta.api.durations import format_duration
 from siesta.api.loader import load_one
+from siesta.api.models import Schedule
 from siesta.commands.learned import (
     add_requests_argument,
     hourly_timeouts,
@@ -76,8 +78,9 @@ def run(args: argparse.Namespace) -> int:
             {"time": in_zone(time, zone), "learnedPrewarm": on, "reason": reason or "over"}
             for time, on, reason in prewarm_changes(md, seen, start, end)
         ]
+    bridge = bridge_changes(args.filename, spec, start, end)
     if args.output == "json":
-        print(json.dumps(entries + idle + prewarm, indent=2))
+        print(json.dumps(entries + idle + prewarm + bridge, indent=2))
         return 0
     for entry in entries:
         window = f"window {entry['window']}" if entry["window"] else "no window"
@@ -96,4 +99,30 @@ def run(args: argparse.Namespace) -> int:
     for entry in prewarm:
         state = "on " if entry["learnedPrewarm"] else "off"
         print(f"{entry['time']}  learned prewarm {state} ({entry['reason']})")
+    if bridge:
+        print("CPU bridge windows (the bridge kept at one replica):")
+    for entry in bridge:
+        window = f"window {entry['window']}" if entry["window"] else "no window"
+        print(f"{entry['time']}  bridge {entry['bridgeReplicas']}  ({window})")
     return 0
+
+
+def bridge_changes(
+    filename: Path, spec: Any, start: datetime, end: datetime
+) -> list[dict[str, Any]]:
+    """When spec.bridge.windows open and close (the bridge's floor, docs/bridge.md)."""
+    if spec.bridge is None or not spec.bridge.windows:
+        return []
+    zone = spec.schedule.timezone
+    try:
+        windows = CompiledSchedule(Schedule(timezone=zone, windows=spec.bridge.windows), 0, 1)
+    except ScheduleError as error:
+        raise UsageError(f"{filename}: spec.bridge.windows: {error}") from error
+    return [
+        {
+            "time": in_zone(change.time, zone),
+            "bridgeReplicas": change.floor.replicas,
+            "window": change.floor.window,
+        }
+        for change in windows.changes_between(start, end)
+    ]
