@@ -337,7 +337,7 @@ def test_upgrade_rolls_the_control_plane_without_waking_models(
 # ~2 MB of SSE (two choices of STREAM_TOKENS, about 250 bytes a token) are far more than the
 # sockets between the gateway and a reader with a small receive buffer hold (well under 1 MB
 # over a veth), so the gateway forwards it, in flight, until the reader hurries, however fast
-# the model generates. A slot for each choice, and one for the other traffic.
+# the model generates. A slot for each choice, and one spare.
 STREAM_CHOICES = 2
 STREAM_SLOTS = STREAM_CHOICES + 1
 STREAM_SLOT_CONTEXT = 4096
@@ -345,7 +345,6 @@ STREAM_TOKENS = 3900  # per choice; with the prompt, within a slot
 SLOW_READ_SECONDS = 0.2
 SLOW_READER_BUFFER = 16 * 1024  # bytes: the socket's receive buffer
 STREAM_END_SECONDS = 480  # a bound for the rest of the generation on a busy machine
-OTHER_TRAFFIC_SECONDS = 5.0
 
 
 def _condition(cluster: Cluster, kind: str) -> dict[str, Any]:
@@ -438,46 +437,14 @@ class SlowReader:
         return self.error is None and self.ended_at is None
 
 
-class OtherTraffic:
-    """Short requests from another client every OTHER_TRAFFIC_SECONDS, as a serving model
-    gets. They also renew the gateway's demand Lease. The gateway writes it when requests
-    arrive or counts change, not while one stream just runs on (gateway/demand.py `due_at`),
-    and the operator stops counting a Lease 30 s after its last write: a lone stream longer
-    than that reads as idle (a known gateway bug: the model is even scaled down under it once
-    its idleTimeout has passed)."""
-
-    def __init__(self, client: openai.OpenAI) -> None:
-        self.client = client
-        self.stop = threading.Event()
-        self.answered = 0
-        self.errors: list[str] = []
-        self.thread = threading.Thread(target=self._run, daemon=True)
-
-    def __enter__(self) -> OtherTraffic:
-        self.thread.start()
-        return self
-
-    def __exit__(self, *_: object) -> None:
-        self.stop.set()
-        self.thread.join(timeout=120)
-
-    def _run(self) -> None:
-        while not self.stop.wait(OTHER_TRAFFIC_SECONDS):
-            try:
-                answer = self.client.chat.completions.create(
-                    model=MODEL, messages=[{"role": "user", "content": "Hi"}], max_tokens=2
-                )
-                self.answered += bool(answer.choices[0].message.content)
-            except Exception as error:
-                self.errors.append(repr(error))
-
-
 def test_a_new_server_image_waits_for_the_stream_to_end(
     real: Cluster, built: dict[str, str], cluster_name: str
 ) -> None:
     """`helm upgrade` to a new server image changes the model's StatefulSet template while a
     slow client streams a long answer: the pod keeps serving it, the status says an update
-    is pending, and once the stream has ended the operator replaces the pod."""
+    is pending, and once the stream has ended the operator replaces the pod. The stream is
+    the model's only request and runs longer than its idleTimeout (2m) and the demand Lease's
+    30 s: the gateway renews its Lease while it runs, so the model is never idle under it."""
     new_server = built["SIESTA_SERVER_IMAGE"] + "-next"
     tag_in_node(cluster_name, built["SIESTA_SERVER_IMAGE"], new_server)
     # Room for the long answer, and an idle timeout that outlasts the pod's replacement (the
@@ -521,48 +488,45 @@ def test_a_new_server_image_waits_for_the_stream_to_end(
         uid = serving["metadata"]["uid"]
         assert serving["spec"]["containers"][0]["image"] == built["SIESTA_SERVER_IMAGE"]
 
-        with OtherTraffic(client) as others:
-            started = time.monotonic()
-            helm_on(
-                real, "upgrade", RELEASE, str(CHART), "-n", NAMESPACE, "--reuse-values",
-                "--set", f"operator.serverImage={new_server}",
-                "--set", f"operator.serverCudaImage={new_server}",
-                "--wait", "--timeout=5m",
-            )  # fmt: skip
-            print(f"\nhelm upgrade to the new server image took {time.monotonic() - started:.0f}s")
-            chunks_at_upgrade = reader.chunks
-            wait_for(
-                "the operator to render the new server image",
-                lambda: _template(real)["image"] == new_server,
-                timeout=120,
+        started = time.monotonic()
+        helm_on(
+            real, "upgrade", RELEASE, str(CHART), "-n", NAMESPACE, "--reuse-values",
+            "--set", f"operator.serverImage={new_server}",
+            "--set", f"operator.serverCudaImage={new_server}",
+            "--wait", "--timeout=5m",
+        )  # fmt: skip
+        print(f"\nhelm upgrade to the new server image took {time.monotonic() - started:.0f}s")
+        chunks_at_upgrade = reader.chunks
+        wait_for(
+            "the operator to render the new server image",
+            lambda: _template(real)["image"] == new_server,
+            timeout=120,
+        )
+        pending = wait_for(
+            "UpToDate=False (UpdatePending)",
+            lambda: (c := _condition(real, "UpToDate")).get("status") == "False" and c,
+            timeout=120,
+        )
+        assert pending["reason"] == "UpdatePending", pending
+        assert f"{MODEL}-0 on an older template: replaced when idle" in pending["message"]
+        assert "in flight at the gateway" in pending["message"], pending
+        md = real.get_json("modeldeployment", MODEL, "-n", MODELS)
+        assert f"update pending: {MODEL}-0" in md["status"]["reason"], md["status"]
+
+        def untouched() -> bool:
+            pod = _model_pod(real)
+            return (
+                reader.streaming
+                and pod is not None
+                and pod["metadata"]["uid"] == uid
+                and pod["spec"]["containers"][0]["image"] == built["SIESTA_SERVER_IMAGE"]
             )
-            pending = wait_for(
-                "UpToDate=False (UpdatePending)",
-                lambda: (c := _condition(real, "UpToDate")).get("status") == "False" and c,
-                timeout=120,
-            )
-            assert pending["reason"] == "UpdatePending", pending
-            assert f"{MODEL}-0 on an older template: replaced when idle" in pending["message"]
-            assert "in flight at the gateway" in pending["message"], pending
-            md = real.get_json("modeldeployment", MODEL, "-n", MODELS)
-            assert f"update pending: {MODEL}-0" in md["status"]["reason"], md["status"]
 
-            def untouched() -> bool:
-                pod = _model_pod(real)
-                return (
-                    reader.streaming
-                    and pod is not None
-                    and pod["metadata"]["uid"] == uid
-                    and pod["spec"]["containers"][0]["image"] == built["SIESTA_SERVER_IMAGE"]
-                )
+        holds("the streaming pod keeps running", untouched, seconds=15)  # > the 10 s re-look
+        assert reader.chunks > chunks_at_upgrade, "no chunk came while the control plane rolled"
 
-            holds("the streaming pod keeps running", untouched, seconds=15)  # > the 10 s re-look
-            assert reader.chunks > chunks_at_upgrade, "no chunk came while the control plane rolled"
-
-            reader.hurry.set()
-            reader.thread.join(timeout=STREAM_END_SECONDS)
-        assert others.errors == [], others.errors
-        assert others.answered > 0
+        reader.hurry.set()
+        reader.thread.join(timeout=STREAM_END_SECONDS)
         assert reader.ended_at is not None, (
             f"the stream did not end within {STREAM_END_SECONDS} s of hurrying ({reader.chunks} chunks)"
         )
