@@ -47,7 +47,6 @@ TIMELINE = [
     "through the gateway from a GPU replica (X-Siesta-Served-By: gpu)",
     "operator scaled the StatefulSet 1 -> 0",
     "pod gone: the GPU node is empty",
-    "GPU node kwok-gpu-t4-",
     "deleted: no GPU node is running",
     "==> the wake, as the operator recorded it (status.lastWake)",
 ]
