@@ -342,23 +342,17 @@ def gate_gpu(decision: Decision, bridge: BridgeDecision, observed: Observed) -> 
         return decision
     later = [t for t in (decision.next_change, bridge.next_change) if t is not None]
     next_change = min(later) if later else None
-    if bridge.gpu is GpuGate.HOLD and decision.rule == "demand" and decision.desired > 0:
+    held = bridge.gpu is GpuGate.HOLD and decision.rule == "demand" and decision.desired > 0
+    woken = bridge.gpu is GpuGate.WAKE and decision.desired == 0
+    if held or woken:
+        desired = 1 if woken else 0
         return replace(
             decision,
-            desired=0,
+            desired=desired,
             rule=BRIDGE_RULE,
             reasons=[bridge.gpu_reason, *decision.reasons],
             next_change=next_change,
-            memory=replace(decision.memory, desired=0),
-        )
-    if bridge.gpu is GpuGate.WAKE and decision.desired == 0:
-        return replace(
-            decision,
-            desired=1,
-            rule=BRIDGE_RULE,
-            reasons=[bridge.gpu_reason, *decision.reasons],
-            next_change=next_change,
-            memory=replace(decision.memory, desired=1),
+            memory=replace(decision.memory, desired=desired),
         )
     if bridge.gpu is GpuGate.HOLD:
         return replace(decision, next_change=next_change)

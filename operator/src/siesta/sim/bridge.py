@@ -10,14 +10,14 @@ puts gpuAfter and windows on the spec (from spec.bridge, or the world's override
 from __future__ import annotations
 
 from datetime import timedelta
-from typing import Annotated
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field
 from pydantic.alias_generators import to_camel
 
-from siesta.api.durations import format_duration, parse_duration
+from siesta.api.durations import format_duration
 from siesta.api.models import BridgeSettings, ModelDeploymentSpec, Schedule, ScheduleWindow
 from siesta.policy import CompiledSchedule, ScheduleError
+from siesta.sim.units import Seconds, to_seconds
 
 # On-demand, Linux, us-east-1, USD per instance-hour. m7i.large is $0.1008 (DoiT, "AWS EC2
 # pricing", doit.com/blog/aws-ec2-pricing, read 2026-12-06); sizes of a family are priced in
@@ -31,18 +31,6 @@ CPU_INSTANCE_PRICES: dict[str, float] = {
     "c7i.2xlarge": 0.357,
 }
 DEFAULT_CPU_INSTANCE = "m7i.2xlarge"
-
-
-def _seconds(value: object) -> object:
-    if isinstance(value, str):
-        try:
-            return float(value)
-        except ValueError:
-            return parse_duration(value).total_seconds()
-    return value
-
-
-Seconds = Annotated[float, BeforeValidator(_seconds), Field(ge=0)]
 
 
 class BridgeWorld(BaseModel):
@@ -113,7 +101,7 @@ def spec_bridge_defaults(spec: ModelDeploymentSpec) -> dict[str, object]:
         return {}
     found: dict[str, object] = {}
     if spec.bridge.gpu_after is not None:
-        found["gpu_after"] = _seconds(spec.bridge.gpu_after)
+        found["gpu_after"] = to_seconds(spec.bridge.gpu_after)
     if spec.bridge.windows:
         found["windows"] = spec.bridge.windows
     return found

@@ -8,16 +8,16 @@ A `--world` YAML file or command-line flags override any of them.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated, Literal
+from typing import Literal
 
 import yaml
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from pydantic.alias_generators import to_camel
 
-from siesta.api.durations import parse_duration
 from siesta.api.loader import describe_validation_error
 from siesta.api.models import ModelDeploymentSpec
 from siesta.sim.bridge import BridgeWorld, ResolvedBridge, resolve_bridge, spec_bridge_defaults
+from siesta.sim.units import Seconds
 
 # On-demand, Linux, us-east-1, USD per instance-hour
 # (https://aws.amazon.com/ec2/pricing/on-demand/; set current prices with --world).
@@ -57,19 +57,6 @@ AUTOSCALERS = ("cluster-autoscaler", "karpenter")
 
 class WorldError(ValueError):
     """A world file or override that cannot be used; str() names the field."""
-
-
-def _seconds(value: object) -> object:
-    """Accept plain seconds (180, 2.5) or Go-style durations ("3m", "1m30s")."""
-    if isinstance(value, str):
-        try:
-            return float(value)
-        except ValueError:
-            return parse_duration(value).total_seconds()
-    return value
-
-
-Seconds = Annotated[float, BeforeValidator(_seconds), Field(ge=0)]
 
 
 class World(BaseModel):
