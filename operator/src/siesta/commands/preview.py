@@ -11,7 +11,6 @@ from typing import Any
 
 from siesta.api.durations import format_duration
 from siesta.api.loader import load_one
-from siesta.api.models import Schedule
 from siesta.commands.learned import (
     add_requests_argument,
     hourly_timeouts,
@@ -21,6 +20,7 @@ from siesta.commands.learned import (
 from siesta.commands.timeparse import in_zone, parse_instant
 from siesta.errors import UsageError
 from siesta.policy import CompiledSchedule, ScheduleError
+from siesta.policy.bridge import bridge_windows
 
 
 def register(subparsers: Any) -> None:
@@ -115,7 +115,7 @@ def bridge_changes(
         return []
     zone = spec.schedule.timezone
     try:
-        windows = CompiledSchedule(Schedule(timezone=zone, windows=spec.bridge.windows), 0, 1)
+        windows = bridge_windows(spec.bridge.windows, zone)
     except ScheduleError as error:
         raise UsageError(f"{filename}: spec.bridge.windows: {error}") from error
     return [

@@ -24,13 +24,14 @@ memory (`BridgeMemory`, kept in status.bridge) survives an operator restart.
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from enum import StrEnum
 from functools import lru_cache
 
 from siesta.api.durations import format_duration
-from siesta.api.models import BridgeSettings, ModelDeploymentSpec, Schedule
+from siesta.api.models import BridgeSettings, ModelDeploymentSpec, Schedule, ScheduleWindow
 from siesta.policy.decide import serving_condition, when
 from siesta.policy.model import Condition, Decision, Observed, Signals
 from siesta.policy.schedule import SEARCH_HORIZON, CompiledSchedule, ScheduleError
@@ -95,10 +96,16 @@ def settings_key(settings: BridgeSettings) -> str:
     return hashlib.sha256(settings.model_dump_json().encode()).hexdigest()[:12]
 
 
+def bridge_windows(windows: Sequence[ScheduleWindow], timezone: str) -> CompiledSchedule:
+    """spec.bridge.windows as a schedule whose floor is the bridge's: 0 or 1 replica
+    (raises ScheduleError). Used by the decision, `siesta preview` and the simulator."""
+    return _compiled_windows(Schedule(timezone=timezone, windows=list(windows)).model_dump_json())
+
+
 @lru_cache(maxsize=256)
-def _compiled_windows(settings_json: str, timezone: str) -> CompiledSchedule:
-    settings = BridgeSettings.model_validate_json(settings_json)
-    return CompiledSchedule(Schedule(timezone=timezone, windows=settings.windows), 0, 1)
+def _compiled_windows(schedule_json: str) -> CompiledSchedule:
+    # Parsing crons dominates a decision's cost; a compiled schedule is immutable.
+    return CompiledSchedule(Schedule.model_validate_json(schedule_json), 0, 1)
 
 
 def bridge_window(spec: ModelDeploymentSpec, now: datetime) -> tuple[str | None, datetime | None]:
@@ -107,7 +114,7 @@ def bridge_window(spec: ModelDeploymentSpec, now: datetime) -> tuple[str | None,
     if settings is None or not settings.windows:
         return None, None
     try:
-        schedule = _compiled_windows(settings.model_dump_json(), spec.schedule.timezone)
+        schedule = bridge_windows(settings.windows, spec.schedule.timezone)
     except ScheduleError:
         return None, None  # the model's own ScheduleValid condition says what is wrong
     floor = schedule.floor_at(now)

@@ -15,8 +15,9 @@ from pydantic import BaseModel, ConfigDict, Field
 from pydantic.alias_generators import to_camel
 
 from siesta.api.durations import format_duration
-from siesta.api.models import BridgeSettings, ModelDeploymentSpec, Schedule, ScheduleWindow
-from siesta.policy import CompiledSchedule, ScheduleError
+from siesta.api.models import BridgeSettings, ModelDeploymentSpec, ScheduleWindow
+from siesta.policy import ScheduleError
+from siesta.policy.bridge import bridge_windows
 from siesta.sim.units import Seconds, to_seconds
 
 # On-demand, Linux, us-east-1, USD per instance-hour. m7i.large is $0.1008 (DoiT, "AWS EC2
@@ -131,7 +132,7 @@ def resolve_bridge(bridge: BridgeWorld, spec: ModelDeploymentSpec) -> ResolvedBr
     )
     if resolved.windows:  # fail early on a window that does not compile
         try:
-            CompiledSchedule(Schedule(timezone=resolved.timezone, windows=resolved.windows), 0, 1)
+            bridge_windows(resolved.windows, resolved.timezone)
         except ScheduleError as error:
             raise BridgeError(f"bridge window: {error}") from error
     return resolved
