@@ -27,7 +27,6 @@ from localworld.gateway_env import (
     demand_leases,
     endpoint_slice,
     get_json,
-    install_crd,
     metric,
     model_manifest,
 )
@@ -47,15 +46,8 @@ QUEUE_SIZE = 4
 
 
 @pytest.fixture(scope="module")
-def crd(cluster: Cluster) -> None:
-    install_crd(cluster)
-
-
-@pytest.fixture(scope="module")
-def tiny_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    from localworld.tiny_gguf import write_tiny_llama
-
-    return Path(write_tiny_llama(tmp_path_factory.mktemp("models") / "tiny.gguf"))
+def tiny_model(model_dir: Path) -> Path:
+    return model_dir / "tiny.gguf"
 
 
 @pytest.fixture(scope="module")

@@ -30,7 +30,6 @@ from localworld.gateway_env import (
     demand_leases,
     endpoint_slice,
     get_json,
-    install_crd,
     metric,
     model_manifest,
 )
@@ -58,15 +57,8 @@ BRIDGE_SPEC = {"bridge": {"threads": 2}}
 
 
 @pytest.fixture(scope="module")
-def crd(cluster: Cluster) -> None:
-    install_crd(cluster)
-
-
-@pytest.fixture(scope="module")
-def tiny_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    from localworld.tiny_gguf import write_tiny_llama
-
-    return Path(write_tiny_llama(tmp_path_factory.mktemp("models") / "tiny.gguf"))
+def tiny_model(model_dir: Path) -> Path:
+    return model_dir / "tiny.gguf"
 
 
 @pytest.fixture(scope="module")
