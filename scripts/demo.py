@@ -246,6 +246,8 @@ class Narrator:
     def _narrate_bridge(self, gpu_pods: list[Any]) -> None:
         from kubernetes.client.exceptions import ApiException
 
+        from localworld.cluster import is_ready
+
         timeline = self.timeline
         try:
             pods, replicas = self.api.bridge()
@@ -257,18 +259,13 @@ class Narrator:
             )
         for pod in pods:
             _narrate_pod(pod, timeline, self.pod_seen_at, role="bridge")
-        gpu_ready = any(_ready(p) for p in gpu_pods)
+        gpu_ready = any(is_ready(p) for p in gpu_pods)
         if gpu_ready and "bridge-up" in timeline.seen:
             timeline.mark("handover", "hand-over: a GPU replica is ready; new requests go to it")
         if replicas == 0 and "bridge-up" in timeline.seen:
             timeline.mark(
                 "bridge-down", "operator scaled the bridge 1 -> 0 (its last stream ended)"
             )
-
-
-def _ready(pod: Any) -> bool:
-    conditions = (pod.get("status") or {}).get("conditions") or []
-    return any(c["type"] == "Ready" and c["status"] == "True" for c in conditions)
 
 
 def watch(narrator: Narrator, stop: threading.Event) -> None:

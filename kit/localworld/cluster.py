@@ -146,6 +146,12 @@ def wait_for(
         time.sleep(interval)
 
 
+def is_ready(obj: dict[str, Any] | None) -> bool:
+    """Ready=True among a pod's or node's status.conditions (as the API returns it)."""
+    conditions = ((obj or {}).get("status") or {}).get("conditions") or []
+    return any(c.get("type") == "Ready" and c.get("status") == "True" for c in conditions)
+
+
 def holds(what: str, probe: Callable[[], Any], seconds: float, interval: float = 0.2) -> None:
     """Watch ``probe`` for ``seconds`` and fail the moment it is falsy: "nothing happens"
     asserted over a bound, not after a blind sleep."""

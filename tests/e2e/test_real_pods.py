@@ -31,7 +31,7 @@ import httpx2  # the openai client's HTTP library
 import openai
 import pytest
 
-from localworld.cluster import Cluster, holds, wait_for
+from localworld.cluster import Cluster, holds, is_ready, wait_for
 from localworld.helm import CHART, NAMESPACE, RELEASE
 from localworld.real_node import (
     GPU_TOLERATION,
@@ -363,11 +363,6 @@ def _model_pod(cluster: Cluster) -> dict[str, Any] | None:
     return live[0] if live else None
 
 
-def _ready(pod: dict[str, Any] | None) -> bool:
-    conditions = (pod or {}).get("status", {}).get("conditions", [])
-    return any(c["type"] == "Ready" and c["status"] == "True" for c in conditions)
-
-
 def _template(cluster: Cluster) -> dict[str, Any]:
     """The server container of the model's StatefulSet template."""
     sts = cluster.get_json("statefulset", MODEL, "-n", MODELS)
@@ -484,7 +479,7 @@ def test_a_new_server_image_waits_for_the_stream_to_end(
         assert reader.streaming, f"the stream ended early: {reader.error!r}"
         serving = _model_pod(real)
         assert serving is not None
-        assert _ready(serving)
+        assert is_ready(serving)
         uid = serving["metadata"]["uid"]
         assert serving["spec"]["containers"][0]["image"] == built["SIESTA_SERVER_IMAGE"]
 
@@ -537,7 +532,7 @@ def test_a_new_server_image_waits_for_the_stream_to_end(
 
         def replaced() -> dict[str, Any] | None:
             pod = _model_pod(real)
-            return pod if pod and pod["metadata"]["uid"] != uid and _ready(pod) else None
+            return pod if pod and pod["metadata"]["uid"] != uid and is_ready(pod) else None
 
         new_pod = wait_for("a new, ready pod on the new template", replaced, timeout=240)
         # (Its containerStatuses may name the image by its first tag: both tags are one image.)
