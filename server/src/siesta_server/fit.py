@@ -96,3 +96,18 @@ def check(need: Need, free: Free, ctx_size: int, parallel: int) -> None:
         f"but {free.where} has {gib(free.free)} free{total}; lower server.contextSize or "
         "server.parallel, use a smaller quantization, or a GPU with more memory"
     )
+
+
+def trained_context_warning(slot_tokens: int, trained_tokens: int, parallel: int) -> str | None:
+    """What to say when each slot holds more tokens than the model was trained on.
+
+    llama.cpp runs such a context, but past the trained length answers degrade (most models
+    have no position scaling for it), so the server says so once at start.
+    """
+    if trained_tokens <= 0 or slot_tokens <= trained_tokens:
+        return None
+    return (
+        f"each of the {parallel} slots holds {slot_tokens} tokens but the model was trained "
+        f"on {trained_tokens}: answers degrade past {trained_tokens} tokens; lower "
+        "server.contextSize or raise server.parallel"
+    )

@@ -272,6 +272,11 @@ class Runner:
                 engine.n_slots,
                 engine.n_ctx_seq,
             )
+            overflow = fit.trained_context_warning(
+                engine.n_ctx_seq, model.n_ctx_train, engine.n_slots
+            )
+            if overflow:
+                log.warning("%s", overflow)
             loop.call_soon_threadsafe(self._loaded, Loaded(model, engine, template, adapters))
         except Exception as error:
             log.error("cannot serve %s: %s", config.model, error)
