@@ -10,7 +10,7 @@
  * ```
  */
 
-export { type CallOptions, Client, type ClientOptions, text } from "./src/client.ts";
+export { type CallOptions, Client, type ClientOptions, type Served, text } from "./src/client.ts";
 export {
   APIError,
   AuthenticationError,

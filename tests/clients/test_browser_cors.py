@@ -51,11 +51,13 @@ const out = document.getElementById("out");
 try {
   const siesta = new Client({ baseURL: "GATEWAY/v1", apiKey: "KEY" });
   const models = (await siesta.models()).map((m) => m.id);
+  let served = null;
   const stream = await siesta.chat(
     { model: "MODEL", messages: [{ role: "user", content: "hi" }], max_tokens: 4 },
+    { onServed: (by) => served = by },
   );
   const answer = await text(stream);
-  out.textContent = "OK " + JSON.stringify({ models, answer });
+  out.textContent = "OK " + JSON.stringify({ models, answer, served });
 } catch (error) {
   out.textContent = "ERROR " + error;
 }
@@ -183,6 +185,8 @@ def test_the_client_calls_the_gateway_from_another_origin(
     assert f"{namespace}/web" in result["models"]  # /v1/models, read by the page
     # Streamed through the gateway to its end (a random-weight model may stop at once: no text).
     assert isinstance(result["answer"], str)
+    # Who answered, read by the page from a header or a comment (the headers are exposed).
+    assert result["served"]["by"] == "gpu", result
 
     # The same page from an origin the gateway does not list: the browser refuses it.
     refusals: list[str] = []

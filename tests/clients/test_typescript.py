@@ -74,7 +74,7 @@ def server_env(server: Proc) -> dict[str, str]:
 def test_client_against_a_real_server(server: Proc) -> None:
     deno_test = [str(DENO), "test", "--allow-net", "--allow-env"]
     run(
-        [*deno_test, "tests/sse_test.ts", "tests/server_test.ts"],
+        [*deno_test, "tests/sse_test.ts", "tests/served_test.ts", "tests/server_test.ts"],
         CLIENT,
         server_env(server),
         [server],

@@ -35,8 +35,63 @@ export interface CallOptions {
   timeoutMs?: number;
   /** Each SSE comment, e.g. the gateway's `waiting for model` every few seconds of a wake-up. */
   onKeepAlive?: (comment: string) => void;
+  /**
+   * Once, before the first text: who answered through the gateway (`gpu`, or `bridge` for a
+   * model's CPU bridge while its GPU wakes) and how long the request waited for a wake.
+   * Not called for a server that does not say (a bare siesta-server).
+   */
+  onServed?: (served: Served) => void;
   /** Before each retry of a 503: the error and the seconds about to be waited. */
   onRetry?: (error: UnavailableError, delaySeconds: number) => void;
+}
+
+/** Who answered a request, as the gateway says in headers (or SSE comments, when held). */
+export interface Served {
+  /** `gpu` or `bridge`. */
+  by: string;
+  /** Seconds the request waited for its model to wake; null when it did not wait. */
+  wakeSeconds: number | null;
+}
+
+// The gateway's words, as headers or (for a held stream, whose headers went out) comments.
+const SERVED_BY = "X-Siesta-Served-By";
+const WAKE_SECONDS = "X-Siesta-Wake-Seconds";
+
+/** Collects the gateway's served-by words from headers and comments; tells once. */
+class ServedBy {
+  #by: string | null;
+  #wake: number | null;
+  #told = false;
+  readonly #listener: ((served: Served) => void) | undefined;
+
+  constructor(headers: Headers, listener: ((served: Served) => void) | undefined) {
+    this.#by = headers.get(SERVED_BY);
+    this.#wake = seconds(headers.get(WAKE_SECONDS));
+    this.#listener = listener;
+  }
+
+  /** Takes a comment that carries one of the words; false for any other comment. */
+  took(comment: string): boolean {
+    const colon = comment.indexOf(":");
+    if (colon < 0) return false;
+    const name = comment.slice(0, colon).trim().toLowerCase();
+    const value = comment.slice(colon + 1).trim();
+    if (name === SERVED_BY.toLowerCase()) this.#by = value;
+    else if (name === WAKE_SECONDS.toLowerCase()) this.#wake = seconds(value);
+    else return false;
+    return true;
+  }
+
+  tell(): void {
+    if (this.#told || this.#by === null) return;
+    this.#told = true;
+    this.#listener?.({ by: this.#by, wakeSeconds: this.#wake });
+  }
+}
+
+function seconds(value: string | null): number | null {
+  const parsed = value === null ? NaN : Number(value);
+  return Number.isFinite(parsed) ? parsed : null;
 }
 
 type Chunk = { choices?: { index?: number; text?: string; delta?: { content?: string | null } }[] };
@@ -88,7 +143,8 @@ export class Client {
       const events = response.body.pipeThrough(new TextDecoderStream()).pipeThrough(
         new SSEParser(),
       );
-      return textOf(events.getReader(), text, call, options.onKeepAlive);
+      const served = new ServedBy(response.headers, options.onServed);
+      return textOf(events.getReader(), text, call, options.onKeepAlive, served);
     } catch (error) {
       call.end();
       throw error;
@@ -152,6 +208,7 @@ function textOf(
   pick: (choice: NonNullable<Chunk["choices"]>[number]) => string,
   call: Call,
   onKeepAlive: ((comment: string) => void) | undefined,
+  served: ServedBy,
 ): ReadableStream<string> {
   return new ReadableStream<string>({
     start(out) {
@@ -174,9 +231,10 @@ function textOf(
             });
           }
           if (value.kind === "comment") {
-            onKeepAlive?.(value.text);
+            if (!served.took(value.text)) onKeepAlive?.(value.text);
             continue;
           }
+          served.tell();
           if (value.data === "[DONE]") {
             call.end();
             out.close();

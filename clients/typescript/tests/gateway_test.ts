@@ -3,7 +3,7 @@
 // tests/clients/test_typescript.py starts it all: gateway flags --keepalive 0.2
 // --queue-size 1 --retry-after 1 and an API key file; models asleep at zero replicas.
 import assert from "node:assert/strict";
-import { AuthenticationError, Client, text, UnavailableError } from "../mod.ts";
+import { AuthenticationError, Client, type Served, text, UnavailableError } from "../mod.ts";
 import { hello, required, tiny } from "./env.ts";
 
 const baseURL = required("SIESTA_GATEWAY_URL");
@@ -29,15 +29,21 @@ Deno.test("a model woken from zero: keep-alive comments first, then the answer",
   const before = (await siesta.models()).find((m) => m.id === sleeping);
   assert.equal(before?.siesta?.replicas, 0, JSON.stringify(before));
   const keepAlives: string[] = [];
+  const served: Served[] = [];
   const answer = await text(
     await siesta.chat({ model: sleeping, messages: hello, ...tiny }, {
       timeoutMs: 120_000,
       onKeepAlive: (comment) => keepAlives.push(comment),
+      onServed: (by) => served.push(by),
     }),
   );
   assert.ok(answer.length > 0);
   assert.ok(keepAlives.length >= 1, "a wake-up takes longer than one 0.2 s keep-alive interval");
-  assert.equal(keepAlives[0], "waiting for model");
+  assert.deepEqual(new Set(keepAlives), new Set(["waiting for model"]));
+  // The headers went out with the first keep-alive: who answered comes as SSE comments.
+  assert.equal(served.length, 1, JSON.stringify(served));
+  assert.equal(served[0].by, "gpu");
+  assert.ok(served[0].wakeSeconds !== null && served[0].wakeSeconds > 0, JSON.stringify(served));
   const after = (await siesta.models()).find((m) => m.id === sleeping);
   assert.equal(after?.siesta?.readyEndpoints, 1, JSON.stringify(after));
 });
@@ -50,12 +56,16 @@ Deno.test("models are listed and reachable as NAMESPACE/NAME as well", async () 
   const qualified = models.find((m) => m.id === `${namespace}/${sleeping}`);
   assert.equal(qualified?.siesta?.name, bare?.siesta?.name, JSON.stringify(models));
   assert.equal(qualified?.siesta?.bareNameHeldBy, null);
+  const served: Served[] = [];
   const answer = await text(
     await siesta.chat({ model: `${namespace}/${sleeping}`, messages: hello, ...tiny }, {
       timeoutMs: 120_000,
+      onServed: (by) => served.push(by),
     }),
   );
   assert.ok(answer.length > 0);
+  // Awake: no wait, and who answered comes as a header.
+  assert.deepEqual(served, [{ by: "gpu", wakeSeconds: null }]);
 });
 
 Deno.test("a 503 with Retry-After is retried within the deadline, then served", async () => {

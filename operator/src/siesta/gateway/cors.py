@@ -12,12 +12,15 @@ from collections.abc import Awaitable, Callable, Collection
 
 from aiohttp import web
 
+from siesta.api.contract import SERVED_BY_HEADER
+from siesta.gateway.replies import WAKE_SECONDS_HEADER
 from siesta.gateway.responses import error_response
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 METHODS = "GET, POST, OPTIONS"
-EXPOSED = "Retry-After, Content-Type"
+# What a page may read of an answer: when to retry, and who answered after how long a wake.
+EXPOSED = f"Retry-After, Content-Type, {SERVED_BY_HEADER}, {WAKE_SECONDS_HEADER}"
 MAX_AGE = "600"  # seconds a browser may cache a preflight
 
 
