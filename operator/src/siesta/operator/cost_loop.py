@@ -26,11 +26,11 @@ from pydantic import ValidationError
 
 from siesta.api.contract import GROUP, MODEL_LABEL, PLURAL, VERSION, ModelKey
 from siesta.api.models import ModelDeploymentSpec
+from siesta.api.prices import DEFAULT_REGION, GPU_ON_DEMAND
 from siesta.operator import cost, telemetry
 from siesta.operator.cost_sample import node_facts, pod_facts, sample
 from siesta.operator.kube import Kube
 from siesta.operator.observe import parse_time
-from siesta.sim.world import INSTANCE_PRICES
 
 logger = logging.getLogger(__name__)
 
@@ -44,11 +44,12 @@ def _interval() -> float:
 
 @lru_cache(maxsize=1)
 def price_table() -> cost.PriceTable:
-    """From SIESTA_COST_PRICES; without it, the simulator's us-east-1 on-demand figures."""
-    region = os.environ.get("SIESTA_COST_REGION", "").strip() or "us-east-1"
+    """From SIESTA_COST_PRICES; without it, the on-demand table the chart's defaults hold."""
+    region = os.environ.get("SIESTA_COST_REGION", "").strip() or DEFAULT_REGION
     text = os.environ.get("SIESTA_COST_PRICES", "").strip()
     if not text:
-        return cost.PriceTable({region: {cost.ON_DEMAND: dict(INSTANCE_PRICES)}}, region)
+        table = {name: {cost.ON_DEMAND: dict(types)} for name, types in GPU_ON_DEMAND.items()}
+        return cost.PriceTable(table, region)
     try:
         prices = json.loads(text)
     except json.JSONDecodeError as error:

@@ -16,16 +16,15 @@ from pydantic.alias_generators import to_camel
 
 from siesta.api.loader import describe_validation_error
 from siesta.api.models import ModelDeploymentSpec
+from siesta.api.prices import DEFAULT_REGION, GPU_ON_DEMAND
 from siesta.sim.bridge import BridgeWorld, ResolvedBridge, resolve_bridge, spec_bridge_defaults
 from siesta.sim.units import Seconds
 
-# On-demand, Linux, us-east-1, USD per instance-hour
-# (https://aws.amazon.com/ec2/pricing/on-demand/; set current prices with --world).
+# The GPU types the simulator provisions, at the shared table's us-east-1 on-demand prices
+# (siesta.api.prices; set current prices with --world).
 INSTANCE_PRICES: dict[str, float] = {
-    "g4dn.xlarge": 0.526,
-    "g4dn.2xlarge": 0.752,
-    "g5.xlarge": 1.006,
-    "g5.2xlarge": 1.212,
+    instance: GPU_ON_DEMAND[DEFAULT_REGION][instance]
+    for instance in ("g4dn.xlarge", "g4dn.2xlarge", "g5.xlarge", "g5.2xlarge")
 }
 
 # From the node request to a node that advertises nvidia.com/gpu: EC2 launch and kubelet
