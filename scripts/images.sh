@@ -273,7 +273,9 @@ main() {
   log "images ready in $((SECONDS - t0))s:"
   local ref
   for ref in "${built[@]}"; do
-    log "  $ref $(podman image inspect --format '{{.Size}}' "$ref" | numfmt --to=iec)"
+    # A build that ran meanwhile (a CUDA compile takes hours) may have replaced an image.
+    log "  $ref $(podman image inspect --format '{{.Size}}' "$ref" 2>/dev/null | numfmt --to=iec \
+      || echo '(replaced by a newer build meanwhile)')"
   done
   echo "$IMAGES_DIR/images.env"
 }
