@@ -83,6 +83,12 @@ def test_push_to_a_loopback_registry(tmp_path: Path) -> None:
         assert result.stdout.strip() == f"{registry} {version}"
         assert version in tags(registry, "siesta")
         assert version in tags(registry, "siesta-server")
+        # The CUDA server goes along whenever it has been built here (make images VARIANT=cuda).
+        cuda = built.get("SIESTA_SERVER_CUDA_IMAGE", "localhost/siesta-server:dev-cuda")
+        if subprocess.run(["podman", "image", "exists", cuda], check=False).returncode == 0:
+            assert f"{version}-cuda" in tags(registry, "siesta-server")
+        else:
+            assert "no CUDA server image here" in result.stderr
         # The pushed server image is the one built here (same config digest).
         request = urllib.request.Request(
             f"http://{registry}/v2/siesta-server/manifests/{version}",
