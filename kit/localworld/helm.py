@@ -57,3 +57,9 @@ def find(docs: list[dict[str, Any]], kind: str, name: str | None = None) -> dict
         if doc["kind"] == kind and (name is None or doc["metadata"]["name"] == name):
             return doc
     raise AssertionError(f"no {kind} {name or ''} in the rendered chart")
+
+
+def operator_env(docs: list[dict[str, Any]]) -> dict[str, str]:
+    """The operator container's environment (name -> value) in rendered manifests."""
+    pod = find(docs, "Deployment", "siesta-operator")["spec"]["template"]["spec"]
+    return {item["name"]: item.get("value", "") for item in pod["containers"][0]["env"]}

@@ -13,6 +13,7 @@ from typing import Any
 import pytest
 
 from localworld.helm import CHART, find, objects, template
+from localworld.helm import operator_env as rendered_operator_env
 from siesta.operator import render
 from siesta.operator.settings import OperatorSettings
 from support.specs import make_spec
@@ -22,9 +23,7 @@ DEFAULT = ("-f", str(CHART / "ci" / "default-values.yaml"))
 
 
 def operator_env(*args: str) -> dict[str, str]:
-    docs = objects(template(*DEFAULT, *args))
-    container = find(docs, "Deployment", "siesta-operator")["spec"]["template"]["spec"]
-    return {e["name"]: e.get("value", "") for e in container["containers"][0]["env"]}
+    return rendered_operator_env(objects(template(*DEFAULT, *args)))
 
 
 def model_policy(*args: str) -> dict[str, Any]:

@@ -7,18 +7,14 @@ import json
 
 import pytest
 
-from localworld.helm import find, objects, template
+from localworld.helm import CHART, objects, operator_env, template
 from siesta.api.prices import DEFAULT_REGION, GPU_ON_DEMAND
 from siesta.operator import cost, cost_loop
 from siesta.sim.world import INSTANCE_PRICES
 
 
 def test_the_chart_renders_the_shared_table_for_the_operator() -> None:
-    # The defaults plus the one choice every install makes: the gateway's API keys.
-    rendered = objects(template("--set", "gateway.apiKeys.existingSecret=siesta-api-keys"))
-    deployment = find(rendered, "Deployment", "siesta-operator")
-    container = deployment["spec"]["template"]["spec"]["containers"][0]
-    env = {item["name"]: item.get("value", "") for item in container["env"]}
+    env = operator_env(objects(template("-f", str(CHART / "ci" / "default-values.yaml"))))
     prices = json.loads(env["SIESTA_COST_PRICES"])
     assert prices == {region: {"on-demand": types} for region, types in GPU_ON_DEMAND.items()}
     assert env["SIESTA_COST_REGION"] == DEFAULT_REGION

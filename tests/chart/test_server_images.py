@@ -15,7 +15,7 @@ from typing import Any
 import pytest
 import yaml
 
-from localworld.helm import ROOT, find, objects, template
+from localworld.helm import ROOT, objects, operator_env, template
 from siesta.api.contract import REQUIRE_GPU_ENV
 from siesta.operator import render
 from siesta.operator.settings import (
@@ -69,25 +69,19 @@ def _rendered(path: str, tmp_path: Path) -> list[dict[str, Any]]:
     return objects(template(*(["-f", str(values)] if values else [])))
 
 
-def _operator_env(docs: list[dict[str, Any]]) -> dict[str, str]:
-    deployment = find(docs, "Deployment", "siesta-operator")
-    container = deployment["spec"]["template"]["spec"]["containers"][0]
-    return {item["name"]: item.get("value", "") for item in container["env"]}
-
-
 PATHS = ["chart defaults", "docs/eks.md values", "Argo CD", "Flux", "deploy/ (kustomize base)"]
 
 
 @pytest.mark.parametrize("path", PATHS)
 def test_every_install_path_names_both_server_images(path: str, tmp_path: Path) -> None:
-    env = _operator_env(_rendered(path, tmp_path))
+    env = operator_env(_rendered(path, tmp_path))
     assert env["SIESTA_SERVER_IMAGE"] == DEFAULT_SERVER_IMAGE
     assert env["SIESTA_SERVER_CUDA_IMAGE"] == DEFAULT_SERVER_CUDA_IMAGE
     assert f"{DEFAULT_SERVER_IMAGE}-cuda" == DEFAULT_SERVER_CUDA_IMAGE
 
 
 def test_operator_with_chart_defaults_gives_gpu_models_the_cuda_image(tmp_path: Path) -> None:
-    settings = OperatorSettings.from_env(_operator_env(_rendered("chart defaults", tmp_path)))
+    settings = OperatorSettings.from_env(operator_env(_rendered("chart defaults", tmp_path)))
     owner = render.Owner(name="reception-7b", namespace="ai", uid="uid")
 
     def server(**sections: Any) -> dict[str, Any]:
