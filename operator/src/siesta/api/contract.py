@@ -81,6 +81,8 @@ BRIDGE_IN_FLIGHT_ANNOTATION = "siesta.dev/bridge-in-flight-requests"
 bridge sleeps again only when its last stream has ended)."""
 SERVED_BY_HEADER = "X-Siesta-Served-By"
 """On the gateway's responses: "gpu" (the model's own replicas) or "bridge" (its CPU bridge)."""
+WAKE_SECONDS_HEADER = "X-Siesta-Wake-Seconds"
+"""On a response whose request was held while its model woke: the seconds it was held."""
 
 
 def bridge_name(model_name: str) -> str:

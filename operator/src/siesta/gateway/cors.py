@@ -12,8 +12,7 @@ from collections.abc import Awaitable, Callable, Collection
 
 from aiohttp import web
 
-from siesta.api.contract import SERVED_BY_HEADER
-from siesta.gateway.replies import WAKE_SECONDS_HEADER
+from siesta.api.contract import SERVED_BY_HEADER, WAKE_SECONDS_HEADER
 from siesta.gateway.responses import error_response
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]

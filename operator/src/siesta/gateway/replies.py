@@ -14,7 +14,7 @@ from dataclasses import dataclass
 import aiohttp
 from aiohttp import web
 
-from siesta.api.contract import SERVED_BY_HEADER, WAKE_RETRY_ANNOTATION
+from siesta.api.contract import SERVED_BY_HEADER, WAKE_RETRY_ANNOTATION, WAKE_SECONDS_HEADER
 from siesta.gateway import proxy
 from siesta.gateway.catalog import Catalog, ModelInfo
 from siesta.gateway.errors import JSON, error_json, sse_error_event
@@ -26,8 +26,6 @@ from siesta.gateway.responses import unknown_model
 log = logging.getLogger("siesta.gateway")
 
 KEEPALIVE = b": waiting for model\n\n"
-WAKE_SECONDS_HEADER = "X-Siesta-Wake-Seconds"
-"""On a response whose request was held while its model woke: the seconds it was held."""
 REFUSAL_REASONS = {"model": "model_busy", "gateway": "held_cap", "bytes": "held_bytes"}
 
 
